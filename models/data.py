@@ -1,0 +1,84 @@
+"""Training data from the committed MIT sets: deduplicated, split deterministically and stratified."""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.labels import LABELS
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+@dataclass(frozen=True)
+class Split:
+    texts: list[str]
+    labels: list[int]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    labels: list[str]
+    train: Split
+    val: Split
+    test: Split
+
+
+def _read(path: Path, text_col: str, label_col: str) -> list[tuple[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return [(r[text_col], r[label_col].strip().lower()) for r in csv.DictReader(fh)]
+
+
+def raw_examples(name: str, data_dir: Path = DATA_DIR) -> list[tuple[str, str]]:
+    """(text, label name) pairs for one model, from every committed source it learns from."""
+    if name == "sentiment":
+        return _read(data_dir / "news_sentiment.csv", "text", "sentiment") + _read(
+            data_dir / "chat_sentiment.csv", "text", "sentiment"
+        )
+    if name == "topic":
+        return _read(data_dir / "news_topic.csv", "text", "label_name")
+    raise ValueError(f"unknown model '{name}' (known: {', '.join(LABELS)})")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def split(
+    examples: list[tuple[str, str]], labels: list[str], seed: int = 7, fractions: tuple[float, float] = (0.8, 0.1)
+) -> tuple[Split, Split, Split]:
+    """Stratified train/val/test; near-duplicate texts (case, spacing) are kept once, so none straddles splits."""
+    index = {lab.lower(): i for i, lab in enumerate(labels)}
+    seen: set[str] = set()
+    by_label: dict[int, list[str]] = defaultdict(list)
+    for text, name in examples:
+        key = _norm(text)
+        if not key or key in seen:
+            continue
+        if name not in index:
+            raise ValueError(f"label '{name}' is not one of {labels}")
+        seen.add(key)
+        by_label[index[name]].append(text)
+    rng = random.Random(seed)
+    parts: tuple[list[tuple[str, int]], ...] = ([], [], [])
+    for lab in sorted(by_label):
+        texts = sorted(by_label[lab])
+        rng.shuffle(texts)
+        n_train = round(len(texts) * fractions[0])
+        n_val = round(len(texts) * fractions[1])
+        for j, text in enumerate(texts):
+            which = 0 if j < n_train else 1 if j < n_train + n_val else 2
+            parts[which].append((text, lab))
+    for part in parts:
+        rng.shuffle(part)
+    return tuple(Split([t for t, _ in p], [y for _, y in p]) for p in parts)  # type: ignore[return-value]
+
+
+def load_dataset(name: str, data_dir: Path = DATA_DIR, seed: int = 7) -> Dataset:
+    labels = LABELS[name]
+    train, val, test = split(raw_examples(name, data_dir), labels, seed)
+    return Dataset(name, labels, train, val, test)

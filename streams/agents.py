@@ -1,0 +1,134 @@
+"""The three agents: score (news/chat → scored), fan out (scored → per-key events), windows (→ alerts).
+
+Every per-event failure goes through :func:`streams.errors.dead_letter_record`; outputs are
+awaited before the batch is acknowledged, so offsets never move past unproduced results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.alerts import alert_payload
+from streams.enrich import extract_tickers, mask_pii
+from streams.errors import dead_letter_record
+from streams.records import InvalidMessage, Message, Scored, parse_message
+from streams.scoring import TritonScorer
+from streams.topics import Topics
+from streams.windows import DetectorConfig, KeyState, TrendEvent, apply_event
+from tonewatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+
+def trend_events(s: Scored) -> Iterable[TrendEvent]:
+    """One scored message counts once per dimension it belongs to."""
+    keys = [("ticker", t) for t in s.tickers] + [("topic", s.topic), ("source", s.source)]
+    for dim, key in keys:
+        yield TrendEvent(
+            dimension=dim, key=key, ts=s.ts.timestamp(), negative=s.sentiment == "negative",
+            p_negative=s.p_negative, message_id=s.id, text=s.text[:280], source=s.source,
+            model_versions=s.model_versions,
+        )
+
+
+def _to_scored(msgs: list[Message], outputs: dict[str, Any], settings: Settings, ms: float) -> list[Scored]:
+    sent, top = outputs[settings.sentiment_model], outputs[settings.topic_model]
+    now = datetime.now(UTC)
+    scored = []
+    for i, m in enumerate(msgs):
+        sp = {lab: round(float(p), 5) for lab, p in zip(sent.labels, sent.probs[i], strict=True)}
+        tp = {lab: round(float(p), 5) for lab, p in zip(top.labels, top.probs[i], strict=True)}
+        scored.append(Scored(
+            id=m.id, source=m.source, ts=m.ts,
+            text=mask_pii(m.text) if m.source == "chat" else m.text,
+            tickers=extract_tickers(m.text, m.tickers),
+            sentiment=max(sp, key=sp.__getitem__), sentiment_probs=sp,
+            topic=max(tp, key=tp.__getitem__), topic_probs=tp,
+            model_versions={settings.sentiment_model: sent.version, settings.topic_model: top.version},
+            scored_at=now, inference_ms=round(ms, 2),
+        ))
+    return scored
+
+
+def register_agents(app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorConfig) -> None:
+    async def dead_letter(reason: str, event: Any, stage: str) -> Awaitable[Any]:
+        msg = event.message
+        record = dead_letter_record(
+            reason, event.value, stage=stage, topic=msg.topic, partition=msg.partition, offset=msg.offset
+        )
+        return await topics.dead_letter.send(key=event.key, value=_dumps(record))
+
+    @app.agent(topics.inputs, name="score")
+    async def score(stream: Any) -> None:
+        scorer = TritonScorer(
+            settings.triton_grpc_url, [settings.sentiment_model, settings.topic_model], settings.triton_timeout_s
+        )
+        await scorer.start()
+        try:
+            async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+                await _score_batch(scorer, events)
+        finally:
+            await scorer.close()
+
+    async def _score_batch(scorer: TritonScorer, events: list[Any]) -> None:
+        pending: list[Awaitable[Any]] = []
+        valid: list[tuple[Any, Message]] = []
+        for ev in events:
+            try:
+                valid.append((ev, parse_message(ev.value, settings.max_text_chars)))
+            except InvalidMessage as exc:
+                pending.append(await dead_letter(exc.reason, ev, "validate"))
+        if valid:
+            t0 = time.perf_counter()
+            try:
+                msgs = [m for _, m in valid]
+                outputs = await scorer.score([m.text for m in msgs])
+                for s in _to_scored(msgs, outputs, settings, (time.perf_counter() - t0) * 1000):
+                    pending.append(await topics.scored.send(key=s.id.encode(), value=s.model_dump_json().encode()))
+            except Exception as exc:  # non-retryable inference error: dead-letter, keep the worker up
+                log.exception("scoring failed for a batch of %d", len(valid))
+                for ev, _ in valid:
+                    pending.append(await dead_letter(f"inference failed: {exc}", ev, "score"))
+        await asyncio.gather(*pending)
+
+    @app.agent(topics.scored, name="fanout")
+    async def fanout(stream: Any) -> None:
+        async for ev in stream.events():
+            try:
+                scored = Scored.model_validate_json(ev.value)
+                sends = [
+                    await topics.trend_events.send(key=f"{t.dimension}|{t.key}".encode(), value=_dumps(t.__dict__))
+                    for t in trend_events(scored)
+                ]
+                await asyncio.gather(*sends)
+            except Exception as exc:
+                await dead_letter(f"bad scored record: {exc}", ev, "fanout")
+
+    @app.agent(topics.trend_events, name="windows")
+    async def windows(stream: Any) -> None:
+        async for ev in stream.events():
+            try:
+                key = ev.key.decode()
+                tev = TrendEvent(**json.loads(ev.value))
+                state, transitions, accepted = apply_event(KeyState.from_dict(table[key]), tev, cfg)
+                if not accepted:
+                    await dead_letter(f"later than allowed lateness ({cfg.allowed_lateness_s}s)", ev, "windows")
+                    continue
+                table[key] = state.to_dict()
+                for t in transitions:
+                    payload = alert_payload(t, tev, cfg.window_s)
+                    log.info("alert %s %s %s=%s", t.status, t.severity, tev.dimension, tev.key)
+                    await topics.alerts.send(key=t.alert_id.encode(), value=_dumps(payload))
+            except Exception as exc:
+                await dead_letter(f"window update failed: {exc}", ev, "windows")
+

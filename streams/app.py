@@ -1,0 +1,45 @@
+"""Faust app factory: nothing is created until an entry point calls ``create_app``."""
+
+from __future__ import annotations
+
+import faust
+
+from streams.agents import register_agents
+from streams.topics import declare
+from streams.windows import DetectorConfig
+from tonewatch.settings import Settings
+
+
+def detector_config(settings: Settings) -> DetectorConfig:
+    return DetectorConfig(
+        window_s=settings.window_s,
+        allowed_lateness_s=settings.allowed_lateness_s,
+        baseline_alpha=settings.baseline_alpha,
+        baseline_prior=settings.baseline_prior,
+        baseline_min_windows=settings.baseline_min_windows,
+        min_volume=settings.alert_min_volume,
+        min_delta=settings.alert_min_delta,
+        z=settings.alert_z,
+        critical_z=settings.alert_critical_z,
+        top_messages=settings.alert_top_messages,
+    )
+
+
+def create_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        settings.group_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",  # tables are rebuilt from their changelog topics on restart
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        datadir=str(settings.run_dir / "faust" / settings.group_id),
+        web_enabled=False,
+    )
+    topics = declare(app, settings)
+    state = app.Table(
+        f"{settings.topic_prefix}-trend-state", default=dict, partitions=settings.topic_partitions
+    )
+    register_agents(app, settings, topics, state, detector_config(settings))
+    return app

@@ -1,0 +1,47 @@
+"""The one error policy for agents: a bad event is dead-lettered with its reason, never fatal.
+
+Faust acks an event even when an agent raises, so swallowing would lose it and raising
+would crash the worker; instead every per-event failure becomes a dead-letter record
+carrying the reason, the original payload and where it came from.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def dead_letter_record(
+    reason: str,
+    payload: bytes | str | None,
+    *,
+    stage: str,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> dict[str, Any]:
+    """A self-describing record that lets an operator replay or fix the input."""
+    record: dict[str, Any] = {
+        "reason": reason,
+        "stage": stage,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if isinstance(payload, bytes):
+        try:
+            record["payload"] = payload.decode("utf-8")
+            record["payload_encoding"] = "utf-8"
+        except UnicodeDecodeError:
+            record["payload"] = base64.b64encode(payload).decode("ascii")
+            record["payload_encoding"] = "base64"
+    else:
+        record["payload"] = payload
+        record["payload_encoding"] = "utf-8"
+    log.warning("dead-letter [%s] %s (%s:%s@%s)", stage, reason, topic, partition, offset)
+    return record

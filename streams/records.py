@@ -1,0 +1,109 @@
+"""Wire records: what producers may send, and what the pipeline emits.
+
+Messages travel as JSON so any producer (not only Python) can feed Tonewatch;
+validation happens once, here, and every failure carries a human-readable reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class InvalidMessage(ValueError):
+    """A message that cannot enter the pipeline; ``reason`` goes to the dead-letter topic."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Message(BaseModel):
+    """A news headline or chat message as produced onto the news/chat topics."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=128)
+    source: Literal["news", "chat"]
+    ts: datetime
+    text: str = Field(min_length=1)
+    tickers: tuple[str, ...] = ()
+    author: str | None = Field(None, max_length=200)
+    channel: str | None = Field(None, max_length=200)
+
+    @field_validator("ts")
+    @classmethod
+    def _aware_utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("timestamp needs a timezone (ISO-8601 with Z or an offset)")
+        return v.astimezone(UTC)
+
+    @field_validator("tickers", mode="before")
+    @classmethod
+    def _tickers(cls, v: Any) -> Any:
+        if v is None:
+            return ()
+        if not isinstance(v, list | tuple):
+            raise ValueError("tickers must be a list of symbols")
+        return tuple(str(t).strip().lstrip("$").upper() for t in v if str(t).strip())
+
+    @property
+    def epoch(self) -> float:
+        return self.ts.timestamp()
+
+
+def parse_message(raw: bytes | str | None, max_text_chars: int) -> Message:
+    """Decode and validate one raw Kafka value, or raise :class:`InvalidMessage`."""
+    if raw is None or raw in (b"", ""):
+        raise InvalidMessage("empty message")
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidMessage(f"not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidMessage(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    if not isinstance(data, dict):
+        raise InvalidMessage(f"expected a JSON object, got {type(data).__name__}")
+    try:
+        msg = Message.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "message"
+        raise InvalidMessage(f"invalid field '{where}': {first['msg']}") from exc
+    if len(msg.text) > max_text_chars:
+        raise InvalidMessage(f"text too long: {len(msg.text)} > {max_text_chars} characters")
+    if _CONTROL.search(msg.text):
+        raise InvalidMessage("text contains control characters")
+    return msg
+
+
+class Scored(BaseModel):
+    """A message with both models' outputs; the unit of the scored topic."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    source: Literal["news", "chat"]
+    ts: datetime
+    text: str  # PII-masked for chat
+    tickers: tuple[str, ...]
+    sentiment: str
+    sentiment_probs: dict[str, float]
+    topic: str
+    topic_probs: dict[str, float]
+    model_versions: dict[str, str]
+    scored_at: datetime
+    inference_ms: float
+
+    @property
+    def p_negative(self) -> float:
+        return self.sentiment_probs.get("negative", 0.0)

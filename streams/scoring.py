@@ -1,0 +1,133 @@
+"""Async Triton client: both models per micro-batch, retried until Triton answers.
+
+Messages are never dropped on a Triton outage: the batch waits (backpressure on the
+consumer) with capped exponential backoff, so the lag grows instead of data vanishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+log = logging.getLogger(__name__)
+
+INPUT, OUTPUT = "TEXT", "PROBS"
+RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED")
+
+
+class ModelMismatch(RuntimeError):
+    """The deployed model does not have the inputs/outputs/batch size the worker needs."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    labels: tuple[str, ...]
+    max_batch_size: int
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    probs: np.ndarray  # (n, n_labels) float32
+    labels: tuple[str, ...]
+    version: str
+
+
+class TritonScorer:
+    """Owns one gRPC channel for the worker's lifetime."""
+
+    def __init__(self, url: str, models: Sequence[str], timeout_s: float) -> None:
+        self._url = url
+        self._names = tuple(models)
+        self._timeout_s = timeout_s
+        self._client: grpcclient.InferenceServerClient | None = None
+        self.specs: dict[str, ModelSpec] = {}
+
+    async def start(self, wait_s: float = 300.0) -> None:
+        self._client = grpcclient.InferenceServerClient(self._url)
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                for name in self._names:
+                    self.specs[name] = await self._check(name)
+                return
+            except (InferenceServerException, ModelMismatch) as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("waiting for Triton models at %s: %s", self._url, exc)
+                await asyncio.sleep(2.0)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def _check(self, name: str) -> ModelSpec:
+        """Start-up check that the deployed config matches what this worker sends."""
+        client = self._require()
+        if not await client.is_model_ready(name):
+            raise ModelMismatch(f"model '{name}' is not ready on Triton")
+        cfg = (await client.get_model_config(name, as_json=True))["config"]
+        inputs = {i["name"]: i for i in cfg.get("input", [])}
+        outputs = {o["name"]: o for o in cfg.get("output", [])}
+        if INPUT not in inputs or inputs[INPUT]["data_type"] != "TYPE_STRING":
+            raise ModelMismatch(f"model '{name}' needs a TYPE_STRING input '{INPUT}'")
+        if OUTPUT not in outputs:
+            raise ModelMismatch(f"model '{name}' needs an output '{OUTPUT}'")
+        labels = tuple(json.loads(cfg.get("parameters", {}).get("labels", {}).get("string_value", "[]")))
+        dims = [int(d) for d in outputs[OUTPUT]["dims"]]
+        if not labels or dims[-1] != len(labels):
+            raise ModelMismatch(f"model '{name}': {len(labels)} labels but output dims {dims}")
+        mbs = int(cfg.get("max_batch_size", 0))
+        if mbs < 1:
+            raise ModelMismatch(f"model '{name}' must support batching (max_batch_size > 0)")
+        return ModelSpec(name, labels, mbs)
+
+    def _require(self) -> grpcclient.InferenceServerClient:
+        if self._client is None:
+            raise RuntimeError("TritonScorer.start() was not awaited")
+        return self._client
+
+    async def _infer_chunk(self, name: str, texts: Sequence[str]) -> tuple[np.ndarray, str]:
+        data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
+        inp = grpcclient.InferInput(INPUT, list(data.shape), "BYTES")
+        inp.set_data_from_numpy(data)
+        out = [grpcclient.InferRequestedOutput(OUTPUT)]
+        res = await self._require().infer(name, [inp], outputs=out, client_timeout=self._timeout_s)
+        probs = res.as_numpy(OUTPUT)
+        if probs is None:
+            raise InferenceServerException(f"model '{name}' returned no {OUTPUT}")
+        return probs.astype(np.float32), str(res.get_response().model_version)
+
+    async def _infer(self, name: str, texts: Sequence[str]) -> ModelOutput:
+        spec = self.specs[name]
+        step = spec.max_batch_size
+        parts = await asyncio.gather(
+            *(self._infer_chunk(name, texts[i : i + step]) for i in range(0, len(texts), step))
+        )
+        probs = np.concatenate([p for p, _ in parts]) if parts else np.zeros((0, len(spec.labels)))
+        versions = sorted({v for _, v in parts})
+        return ModelOutput(probs, spec.labels, ",".join(versions))
+
+    async def score(self, texts: Sequence[str], max_backoff_s: float = 5.0) -> dict[str, ModelOutput]:
+        """Score with every model concurrently; retry retryable failures forever."""
+        delay = 0.2
+        while True:
+            try:
+                results = await asyncio.gather(*(self._infer(n, texts) for n in self._names))
+                return dict(zip(self._names, results, strict=True))
+            except InferenceServerException as exc:
+                status = str(exc.status() or "")
+                if not any(code in status for code in RETRYABLE) and "unavailable" not in str(exc).lower():
+                    raise
+                log.warning("Triton unavailable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_backoff_s)

@@ -1,0 +1,38 @@
+"""Topic names and declarations in one place, so producers, workers and tests agree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tonewatch.settings import Settings
+
+NAMES = ("news", "chat", "scored", "trend-events", "alerts", "dead-letter")
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Handles to the Faust topics (values are raw bytes; JSON is encoded explicitly)."""
+
+    inputs: Any
+    scored: Any
+    trend_events: Any
+    alerts: Any
+    dead_letter: Any
+
+
+def declare(app: Any, settings: Settings) -> Topics:
+    def topic(*names: str) -> Any:
+        return app.topic(
+            *(settings.topic(n) for n in names),
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+            partitions=settings.topic_partitions, internal=True,
+        )
+
+    return Topics(
+        inputs=topic("news", "chat"),
+        scored=topic("scored"),
+        trend_events=topic("trend-events"),
+        alerts=topic("alerts"),
+        dead_letter=topic("dead-letter"),
+    )

@@ -1,0 +1,192 @@
+"""Event-time tumbling windows and the negative-surge detector, as pure functions.
+
+Per key the state is small and incremental (counts, sums, a baseline, the open alert),
+never a list of every message, so it fits a changelog-backed table and restarts cheaply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    window_s: int = 60
+    allowed_lateness_s: int = 120
+    baseline_alpha: float = 0.2
+    baseline_prior: float = 0.2
+    baseline_min_windows: int = 3
+    min_volume: int = 5
+    min_delta: float = 0.25
+    z: float = 3.0
+    critical_z: float = 6.0
+    top_messages: int = 5
+
+
+@dataclass(frozen=True)
+class TrendEvent:
+    """One scored message seen from one dimension (ticker, topic, source...)."""
+
+    dimension: str
+    key: str
+    ts: float
+    negative: bool
+    p_negative: float
+    message_id: str
+    text: str
+    source: str
+    model_versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Driver:
+    message_id: str
+    text: str
+    source: str
+    p_negative: float
+
+
+@dataclass(frozen=True)
+class Window:
+    start: float
+    count: int = 0
+    negative: int = 0
+    p_negative_sum: float = 0.0
+    drivers: tuple[Driver, ...] = ()
+
+    @property
+    def share(self) -> float:
+        return self.negative / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True)
+class Firing:
+    alert_id: str
+    started: float
+    severity: str
+    peak_score: float
+
+
+@dataclass(frozen=True)
+class KeyState:
+    window: Window | None = None
+    baseline: float | None = None
+    closed_windows: int = 0
+    firing: Firing | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> KeyState:
+        if not data:
+            return cls()
+        w = data.get("window")
+        window = None
+        if w:
+            window = Window(
+                start=w["start"], count=w["count"], negative=w["negative"],
+                p_negative_sum=w["p_negative_sum"], drivers=tuple(Driver(**d) for d in w["drivers"]),
+            )
+        f = data.get("firing")
+        return cls(
+            window=window, baseline=data.get("baseline"), closed_windows=data.get("closed_windows", 0),
+            firing=Firing(**f) if f else None,
+        )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An alert state change: what the alerts topic receives."""
+
+    status: Literal["firing", "resolved"]
+    alert_id: str
+    window: Window
+    baseline: float
+    score: float
+    severity: str
+
+
+def window_start(ts: float, size_s: int) -> float:
+    return math.floor(ts / size_s) * size_s
+
+
+def surge_score(window: Window, baseline: float) -> float:
+    """Binomial z-score of the window's negative share against the baseline share."""
+    if window.count == 0:
+        return 0.0
+    p = min(max(baseline, 0.02), 0.98)
+    return (window.share - p) / math.sqrt(p * (1 - p) / window.count)
+
+
+def alert_id(dimension: str, key: str, started: float) -> str:
+    """Stable across redelivery and restarts: subscribers dedupe on it."""
+    return hashlib.sha1(f"{dimension}|{key}|{started:.0f}".encode()).hexdigest()[:16]
+
+
+def _close(state: KeyState, cfg: DetectorConfig) -> tuple[KeyState, list[Transition]]:
+    """Fold the closed window into the baseline, and resolve an alert once the share falls back."""
+    w = state.window
+    if w is None:
+        return state, []
+    base = cfg.baseline_prior if state.baseline is None else state.baseline
+    out: list[Transition] = []
+    firing = state.firing
+    if firing is not None:
+        if w.share < base + cfg.min_delta / 2:  # hysteresis: resolve well below the firing line
+            out.append(Transition("resolved", firing.alert_id, w, base, surge_score(w, base), firing.severity))
+            firing = None
+        # the baseline is frozen while firing, so a surge never becomes the new normal
+        return replace(state, firing=firing, closed_windows=state.closed_windows + 1), out
+    weight = cfg.baseline_alpha * min(1.0, w.count / cfg.min_volume)
+    new_base = base + weight * (w.share - base)
+    return replace(state, baseline=new_base, closed_windows=state.closed_windows + 1), out
+
+
+def _add(w: Window, ev: TrendEvent, top: int) -> Window:
+    drivers = w.drivers
+    if ev.negative and top > 0:
+        drivers = (*drivers, Driver(ev.message_id, ev.text, ev.source, round(ev.p_negative, 4)))
+        drivers = tuple(sorted(drivers, key=lambda d: -d.p_negative)[:top])
+    return Window(
+        start=w.start, count=w.count + 1, negative=w.negative + int(ev.negative),
+        p_negative_sum=w.p_negative_sum + ev.p_negative, drivers=drivers,
+    )
+
+
+def apply_event(
+    state: KeyState, ev: TrendEvent, cfg: DetectorConfig
+) -> tuple[KeyState, list[Transition], bool]:
+    """Add one event; returns (new state, alert transitions, accepted).
+
+    ``accepted`` is False for an event later than the allowed lateness: the caller
+    dead-letters it rather than silently rewriting history.
+    """
+    start = window_start(ev.ts, cfg.window_s)
+    out: list[Transition] = []
+    if state.window is not None and start < state.window.start:
+        if state.window.start - ev.ts > cfg.allowed_lateness_s:
+            return state, [], False
+        start = state.window.start  # late but allowed: counted in the open window
+    if state.window is None or start > state.window.start:
+        state, out = _close(state, cfg)
+        state = replace(state, window=Window(start=start))
+    window = _add(state.window or Window(start=start), ev, cfg.top_messages)
+    state = replace(state, window=window)
+    base = cfg.baseline_prior if state.baseline is None else state.baseline
+    if (
+        state.firing is None
+        and state.closed_windows >= cfg.baseline_min_windows
+        and window.count >= cfg.min_volume
+        and window.share - base >= cfg.min_delta
+    ):
+        score = surge_score(window, base)
+        if score >= cfg.z:
+            severity = "critical" if score >= cfg.critical_z else "warning"
+            aid = alert_id(ev.dimension, ev.key, window.start)
+            state = replace(state, firing=Firing(aid, window.start, severity, score))
+            out.append(Transition("firing", aid, window, base, score, severity))
+    return state, out, True

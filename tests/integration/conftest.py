@@ -1,0 +1,118 @@
+"""Real Kafka and real Triton, started once per test session; a worker per test, unique topics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tonewatch.kafka_io import read_json
+from tonewatch.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Kafka + Triton serving the repo's models; bootstraps models v1 once if they are missing."""
+    from models.bootstrap import ensure_models
+    from tonewatch.stack.kafka import ensure_kafka_jars, start_kafka, stop_kafka
+    from tonewatch.stack.loader import load_model
+    from tonewatch.stack.triton import start_triton, stop_triton
+
+    run_dir = tmp_path_factory.mktemp("stack")
+    base = Settings(run_dir=REPO / ".tonewatch", model_repository=REPO / "triton_repo", model_env_path=Path(sys.prefix))
+    ensure_kafka_jars(base)  # cached in the repo's run dir across sessions
+    ensure_models(base)
+    kafka = start_kafka(base, run_dir / "kafka")
+    triton = None
+    try:
+        triton = start_triton(base, run_dir / "triton")
+        settings = base.model_copy(update={
+            "kafka_bootstrap": kafka.bootstrap, "triton_grpc_url": triton.grpc_url,
+            "triton_http_url": triton.http_url, "triton_metrics_url": triton.metrics_url, "run_dir": run_dir,
+        })
+        for name in (settings.sentiment_model, settings.topic_model):
+            load_model(settings, name)
+        yield settings
+    finally:
+        if triton is not None:
+            stop_triton(triton)
+        stop_kafka(kafka)
+
+
+class Worker:
+    """A ``tonewatch worker`` subprocess: the same entry point production runs."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        env = {**os.environ, **{f"TONEWATCH_{k.upper()}": str(v) for k, v in _env_fields(settings).items()}}
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tonewatch", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+def _env_fields(s: Settings) -> dict[str, Any]:
+    keys = ("kafka_bootstrap", "triton_grpc_url", "triton_http_url", "topic_prefix", "run_dir", "window_s",
+            "batch_size", "topic_partitions")
+    return {k: getattr(s, k) for k in keys}
+
+
+@pytest.fixture
+def pipeline(stack_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    """Factory: settings with a unique topic prefix, and a running worker on them."""
+    workers: list[Worker] = []
+
+    def start(**overrides: Any) -> Worker:
+        prefix = overrides.pop("topic_prefix", f"t{uuid.uuid4().hex[:10]}")
+        settings = stack_settings.model_copy(update={"topic_prefix": prefix, **overrides})
+        w = Worker(settings, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(w)
+        return w
+
+    yield start
+    for w in workers:
+        w.stop()
+
+
+def wait_for(
+    settings: Settings, topic: str, count: int, worker: Worker, timeout_s: float = 240.0
+) -> list[dict[str, Any]]:
+    """Records of a topic once it holds at least ``count``; fails with the worker's log otherwise."""
+    deadline = time.monotonic() + timeout_s
+    records: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        records = read_json(settings, settings.topic(topic))
+        if len(records) >= count:
+            return records
+        if not worker.alive():
+            pytest.fail(f"worker died:\n{worker.log_tail()}")
+        time.sleep(1.0)
+    pytest.fail(f"{topic}: {len(records)}/{count} records after {timeout_s}s\n{worker.log_tail()}")

@@ -1,0 +1,100 @@
+"""The walking skeleton end to end: replay → Kafka → worker → Triton → scored / dead-letter / alerts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO, Worker, wait_for
+from tonewatch.kafka_io import group_lag, producer
+from tonewatch.replay import replay
+
+pytestmark = pytest.mark.integration
+
+HEADLINES = [
+    ("n1", "news", "$TSLA shares plunge after Tesla recalls 2 million cars over safety defects"),
+    ("n2", "news", "Apple reports record quarterly revenue, beats estimates"),
+    ("c1", "chat", "$AAPL to the moon, call me at 415-555-0134 or mail me at joe@example.com"),
+    ("n3", "news", "Fed holds rates steady, signals patience on cuts"),
+]
+
+
+def _line(i: str, source: str, text: str, minute: int = 0) -> str:
+    return json.dumps({"id": i, "source": source, "ts": f"2026-01-05T14:{minute:02d}:00Z", "text": text})
+
+
+def test_messages_are_scored_by_triton_and_bad_ones_dead_lettered(
+    pipeline: Callable[..., Worker], tmp_path: Path
+) -> None:
+    worker = pipeline()
+    s = worker.settings
+    feed = tmp_path / "feed.jsonl"
+    lines = [_line(*h) for h in HEADLINES]
+    lines.insert(1, '{"id": "bad-json", ')
+    lines.insert(3, json.dumps({"id": "no-ts", "source": "news", "text": "missing timestamp"}))
+    feed.write_text("\n".join(lines) + "\n")
+    assert replay(s, feed).sent == 6
+
+    scored = wait_for(s, "scored", 4, worker)
+    dead = wait_for(s, "dead-letter", 2, worker)
+    assert sorted(r["id"] for r in scored) == ["c1", "n1", "n2", "n3"]
+    for r in scored:
+        assert set(r["sentiment_probs"]) == {"negative", "neutral", "positive"}
+        assert sum(r["sentiment_probs"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert len(r["topic_probs"]) == 20
+        assert r["model_versions"] == {"sentiment": "1", "topic": "1"}
+    by_id = {r["id"]: r for r in scored}
+    assert by_id["n1"]["sentiment"] == "negative" and by_id["n1"]["tickers"] == ["TSLA"]
+    assert "555-0134" not in by_id["c1"]["text"] and "joe@example.com" not in by_id["c1"]["text"]
+    reasons = sorted(d["reason"] for d in dead)
+    assert reasons[0].startswith("invalid field 'ts'") and reasons[1].startswith("not JSON")
+    assert {d["stage"] for d in dead} == {"validate"}
+    assert all(d["topic"] == s.topic("news") and d["offset"] is not None for d in dead)
+
+    # the worker survives bad input and keeps scoring what comes after it
+    prod = producer(s)
+    prod.send(s.topic("news"), b"\xff\xfe not utf-8")
+    prod.send(s.topic("news"), _line("n4", "news", "Oil prices slump as demand fears grow").encode())
+    prod.flush()
+    prod.close()
+    assert any(r["id"] == "n4" for r in wait_for(s, "scored", 5, worker))
+    dead = wait_for(s, "dead-letter", 3, worker)
+    assert any(d["payload_encoding"] == "base64" and d["reason"].startswith("not UTF-8") for d in dead)
+    assert worker.alive()
+
+
+def test_sample_feed_surge_raises_one_alert_for_the_surging_ticker_only(pipeline: Callable[..., Worker]) -> None:
+    worker = pipeline()
+    s = worker.settings
+    sent = replay(s, REPO / "data" / "sample_feed.jsonl", speed=120).sent
+    wait_for(s, "scored", sent - 3, worker, timeout_s=600)
+    deadline = time.monotonic() + 120
+    while group_lag(s, s.topic("trend-events")) > 0:  # trends caught up with every scored message
+        assert time.monotonic() < deadline, worker.log_tail()
+        time.sleep(1.0)
+
+    out = subprocess.run(
+        [sys.executable, "-m", "tonewatch", "alerts", "tail", "--json"],
+        env={"TONEWATCH_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "TONEWATCH_TOPIC_PREFIX": s.topic_prefix,
+             "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=True,
+    )
+    alerts = [json.loads(line) for line in out.stdout.splitlines()]
+    ticker_firing = [a for a in alerts if a["dimension"] == "ticker" and a["status"] == "firing"]
+    assert [a["key"] for a in ticker_firing] == ["TSLA"], alerts
+    alert = ticker_firing[0]
+    assert alert["severity"] in {"warning", "critical"}
+    assert alert["negative_share"] > alert["baseline"] + 0.25
+    top = alert["top_messages"]
+    assert len(top) == min(alert["negative"], 5), alert
+    assert all(m["p_negative"] > 1 / 3 and "TSLA" in m["text"].upper() + "TESLA" for m in top)
+    assert [m["p_negative"] for m in top] == sorted((m["p_negative"] for m in top), reverse=True)
+    print(json.dumps(alert, indent=1))
+    assert alert["model_versions"] == {"sentiment": "1", "topic": "1"}
+    assert {"id", "status", "dimension", "key", "severity", "window", "volume", "score"} <= set(alert)

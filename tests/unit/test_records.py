@@ -1,0 +1,64 @@
+"""Validation reasons are what an operator reads in the dead-letter topic: test them exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streams.enrich import extract_tickers, mask_pii
+from streams.errors import dead_letter_record
+from streams.records import InvalidMessage, parse_message
+
+GOOD = {"id": "n1", "source": "news", "ts": "2026-01-05T14:00:00Z", "text": "$TSLA falls after recall"}
+
+
+def raw(**overrides: object) -> bytes:
+    return json.dumps({**GOOD, **overrides}).encode()
+
+
+def test_valid_message_is_normalised() -> None:
+    msg = parse_message(raw(tickers=["$tsla", " aapl "], ts="2026-01-05T15:00:00+01:00"), 2000)
+    assert msg.tickers == ("TSLA", "AAPL")
+    assert msg.ts.isoformat() == "2026-01-05T14:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "empty message"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b'{"id": ', "not JSON"),
+        (b"[1, 2]", "expected a JSON object, got list"),
+        (raw(source="fax"), "invalid field 'source'"),
+        (raw(ts="yesterday"), "invalid field 'ts'"),
+        (raw(ts="2026-01-05T14:00:00"), "timestamp needs a timezone"),
+        (raw(text=""), "invalid field 'text'"),
+        (raw(text="x" * 2001), "text too long: 2001 > 2000"),
+        (raw(text="bad\x00byte"), "control characters"),
+        (raw(tickers="TSLA"), "tickers must be a list"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "id"}).encode(), "invalid field 'id'"),
+    ],
+)
+def test_invalid_messages_have_clear_reasons(payload: bytes, reason: str) -> None:
+    with pytest.raises(InvalidMessage) as err:
+        parse_message(payload, 2000)
+    assert reason in err.value.reason
+
+
+def test_tickers_from_producer_then_cashtags_without_duplicates() -> None:
+    assert extract_tickers("$TSLA and $aapl vs $TSLA, not $5 or US$", ("NVDA", "TSLA")) == ("NVDA", "TSLA", "AAPL")
+
+
+def test_pii_is_masked_but_market_numbers_are_kept() -> None:
+    text = "DM @trader_joe or mail joe@ex.com, call +1 415-555-0134, acct 123456789012. $TSLA -12.5% on 2026-01-05"
+    masked = mask_pii(text)
+    for secret in ("trader_joe", "joe@ex.com", "555-0134", "123456789012"):
+        assert secret not in masked
+    assert "$TSLA -12.5% on 2026-01-05" in masked
+
+
+def test_dead_letter_record_keeps_binary_payload_recoverable() -> None:
+    rec = dead_letter_record("not UTF-8", b"\xff\x00", stage="validate", topic="t", partition=1, offset=7)
+    assert rec["payload_encoding"] == "base64" and rec["payload"] == "/wA="
+    assert (rec["topic"], rec["partition"], rec["offset"], rec["stage"]) == ("t", 1, 7, "validate")

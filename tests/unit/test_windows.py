@@ -1,0 +1,99 @@
+"""Window and detector math at its edges, with explicit timestamps and no broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.windows import DetectorConfig, KeyState, Transition, TrendEvent, apply_event, surge_score, window_start
+
+CFG = DetectorConfig(window_s=60, allowed_lateness_s=120, baseline_min_windows=3, min_volume=5, min_delta=0.25, z=3.0)
+
+
+def ev(ts: float, negative: bool, key: str = "TSLA", i: int = 0) -> TrendEvent:
+    return TrendEvent("ticker", key, ts, negative, 0.9 if negative else 0.1, f"m{ts}-{i}", "text", "news")
+
+
+def feed(state: KeyState, events: list[TrendEvent]) -> tuple[KeyState, list[Transition]]:
+    out: list[Transition] = []
+    for e in events:
+        state, transitions, accepted = apply_event(state, e, CFG)
+        assert accepted
+        out.extend(transitions)
+    return state, out
+
+
+def calm_minute(minute: int, n: int = 6, negatives: int = 1) -> list[TrendEvent]:
+    return [ev(minute * 60 + i, i < negatives, i=i) for i in range(n)]
+
+
+def surge_minute(minute: int, n: int = 10) -> list[TrendEvent]:
+    return [ev(minute * 60 + i, True, i=i) for i in range(n)]
+
+
+def test_window_start_is_floor_of_event_time() -> None:
+    assert window_start(59.999, 60) == 0
+    assert window_start(60.0, 60) == 60
+    assert window_start(-1, 60) == -60
+
+
+def test_calm_key_never_fires() -> None:
+    state, out = feed(KeyState(), [e for m in range(30) for e in calm_minute(m)])
+    assert out == []
+    assert state.closed_windows == 29
+    assert state.baseline == pytest.approx(1 / 6, abs=0.03)
+
+
+def test_surge_fires_once_then_resolves() -> None:
+    events = [e for m in range(10) for e in calm_minute(m)]
+    events += [e for m in range(10, 13) for e in surge_minute(m)]  # three surging windows
+    events += [e for m in range(13, 16) for e in calm_minute(m)]
+    _, out = feed(KeyState(), events)
+    assert [t.status for t in out] == ["firing", "resolved"]
+    assert out[0].alert_id == out[1].alert_id
+    assert out[0].window.start == 600
+    assert out[0].window.count == CFG.min_volume  # fires as soon as the volume suffices, not at window close
+
+
+def test_no_alert_before_baseline_history() -> None:
+    _, out = feed(KeyState(), surge_minute(0) + surge_minute(1))
+    assert out == []
+
+
+def test_small_windows_do_not_fire() -> None:
+    events = [e for m in range(10) for e in calm_minute(m)] + surge_minute(10, n=CFG.min_volume - 1)
+    _, out = feed(KeyState(), events)
+    assert out == []
+
+
+def test_baseline_frozen_while_firing() -> None:
+    events = [e for m in range(10) for e in calm_minute(m)] + [e for m in range(10, 14) for e in surge_minute(m)]
+    state, out = feed(KeyState(), events)
+    assert [t.status for t in out] == ["firing"]
+    assert state.closed_windows == 13
+    assert state.baseline == out[0].baseline  # three surging windows closed, none folded in
+
+
+def test_late_event_within_lateness_counts_in_open_window() -> None:
+    state, _ = feed(KeyState(), calm_minute(0) + calm_minute(1))
+    state, _, accepted = apply_event(state, ev(61 - 100, True), CFG)  # 100 s late: allowed
+    assert accepted and state.window is not None and state.window.count == 7
+
+
+def test_too_late_event_is_refused() -> None:
+    state, _ = feed(KeyState(), calm_minute(0) + calm_minute(5))
+    new, out, accepted = apply_event(state, ev(0, True), CFG)
+    assert not accepted and new == state and out == []
+
+
+def test_state_round_trips_through_json_dict() -> None:
+    events = [e for m in range(10) for e in calm_minute(m)] + surge_minute(10)
+    state, _ = feed(KeyState(), events)
+    assert state.firing is not None
+    assert KeyState.from_dict(state.to_dict()) == state
+
+
+def test_surge_score_is_zero_for_empty_window() -> None:
+    from streams.windows import Window
+
+    assert surge_score(Window(start=0), 0.2) == 0.0
+    assert surge_score(Window(start=0, count=10, negative=10), 0.2) > 6

@@ -1,0 +1,3 @@
+from tonewatch.cli import main
+
+main()

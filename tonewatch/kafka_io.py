@@ -1,0 +1,122 @@
+"""Plain kafka-python clients for the CLI and tests (the worker itself uses Faust/aiokafka)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer import KafkaConsumer
+from kafka.errors import TopicAlreadyExistsError
+from kafka.producer import KafkaProducer
+from kafka.structs import TopicPartition
+
+from tonewatch.settings import Settings
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """Connection settings shared by every client, secrets unwrapped only here."""
+    conf: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap.split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        conf["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        conf["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            conf["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return conf
+
+
+def ensure_topics(settings: Settings, names: list[str]) -> None:
+    """Create missing topics with the configured partition count (idempotent)."""
+    admin = KafkaAdminClient(**client_config(settings), client_id="tonewatch-admin")
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(n, settings.topic_partitions, 1) for n in names if n not in existing]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(new)
+    finally:
+        admin.close()
+
+
+def producer(settings: Settings) -> KafkaProducer:
+    return KafkaProducer(**client_config(settings), acks="all", linger_ms=5, retries=5)
+
+
+def iter_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    follow: bool = False,
+    idle_timeout_s: float = 10.0,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[Any]:
+    """Every record of a topic from the beginning; without ``follow``, stop once caught up.
+
+    Reads without a consumer group, so tailing never disturbs the worker's offsets.
+    """
+    consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+    try:
+        deadline = time.monotonic() + idle_timeout_s
+        parts: set[int] | None = None
+        while not parts:
+            if topic in consumer.topics():  # refreshes cluster metadata
+                parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                if not follow and time.monotonic() > deadline:
+                    return
+                time.sleep(0.5)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        # track positions from what we read: position() can block on a fresh assignment
+        nxt = consumer.beginning_offsets(tps)
+        while True:
+            if stop is not None and stop():
+                return
+            if not follow and all(nxt[tp] >= end[tp] for tp in tps):
+                return
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for r in records:
+                    nxt[tp] = r.offset + 1
+                    yield r
+    finally:
+        consumer.close()
+
+
+def read_json(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    """All JSON values of a topic, up to its current end."""
+    return [json.loads(r.value) for r in iter_topic(settings, topic)]
+
+
+def topic_size(settings: Settings, topic: str) -> int:
+    """Records ever written to a topic (sum of end offsets): the worker's output counters."""
+    consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        return sum(consumer.end_offsets(tps).values()) if tps else 0
+    finally:
+        consumer.close()
+
+
+def group_lag(settings: Settings, topic: str, group: str | None = None) -> int:
+    """How far the worker's consumer group is behind on a topic (0 = caught up)."""
+    conf = client_config(settings)
+    admin = KafkaAdminClient(**conf)
+    consumer = KafkaConsumer(**conf, enable_auto_commit=False, group_id=None)
+    try:
+        committed = admin.list_consumer_group_offsets(group or settings.group_id)
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        ends = consumer.end_offsets(tps) if tps else {}
+        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
+    finally:
+        consumer.close()
+        admin.close()

@@ -1,0 +1,112 @@
+"""One frozen settings object, built at the entry point and passed down.
+
+Precedence: explicit arguments > ``TONEWATCH_*`` environment > the local stack's
+state file (``<run_dir>/stack.json``, written by ``tonewatch up``) > defaults.
+So every command finds the local stack without flags, and production sets env vars.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "TONEWATCH_"
+STATE_FILE = "stack.json"
+
+
+class StackStateSource(PydanticBaseSettingsSource):
+    """Endpoints recorded by ``tonewatch up``; lower priority than the environment."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        run_dir = Path(os.environ.get(f"{ENV_PREFIX}RUN_DIR", ".tonewatch"))
+        path = run_dir / STATE_FILE
+        if not path.is_file():
+            return {}
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        endpoints = state.get("endpoints", {})
+        return {k: v for k, v in endpoints.items() if k in Settings.model_fields}
+
+
+class Settings(BaseSettings):
+    """Everything configurable in Tonewatch."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    # --- local stack -------------------------------------------------------
+    run_dir: Path = Field(Path(".tonewatch"), description="Runtime data, logs and the stack state file.")
+    kafka_version: str = Field("3.9.1", description="Apache Kafka broker version for the local stack.")
+
+    # --- Kafka ---------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    kafka_sasl_mechanism: str | None = Field(None, description="e.g. PLAIN or SCRAM-SHA-512.")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    topic_prefix: str = Field("tonewatch", description="Prefix of every topic; tests use a unique one.")
+    topic_partitions: int = Field(4, ge=1, description="Partitions of the topics the worker creates.")
+
+    # --- Triton ----------------------------------------------------------------
+    triton_grpc_url: str = Field("127.0.0.1:8001", description="Triton gRPC endpoint the worker scores on.")
+    triton_http_url: str = Field("127.0.0.1:8000", description="Triton HTTP endpoint for admin calls.")
+    triton_metrics_url: str = Field("127.0.0.1:8002", description="Triton Prometheus metrics endpoint.")
+    model_repository: Path = Field(Path("triton_repo"), description="Triton model repository.")
+    model_env_path: Path | None = Field(
+        None, description="Python env for the python backend (EXECUTION_ENV_PATH); None = production image."
+    )
+    sentiment_model: str = "sentiment"
+    topic_model: str = "topic"
+    triton_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline for inference.")
+
+    # --- worker ------------------------------------------------------------------
+    app_id: str = Field("tonewatch", description="Faust app id (consumer group); suffixed by the topic prefix.")
+    worker_web_port: int = Field(6066, description="Faust web server port (metrics, health).")
+    batch_size: int = Field(64, ge=1, description="Largest micro-batch sent to Triton.")
+    batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait to fill a micro-batch.")
+    max_text_chars: int = Field(2000, ge=1, description="Longer texts are dead-lettered.")
+
+    # --- trends and alerts ---------------------------------------------------------
+    window_s: int = Field(60, ge=1, description="Event-time tumbling window length.")
+    allowed_lateness_s: int = Field(120, ge=0, description="Later events are dead-lettered as late.")
+    baseline_alpha: float = Field(0.2, gt=0, le=1, description="EWMA weight of a closed window.")
+    baseline_prior: float = Field(0.2, ge=0, le=1, description="Negative share assumed before history.")
+    baseline_min_windows: int = Field(3, ge=0, description="Closed windows needed before a key may alert.")
+    alert_min_volume: int = Field(5, ge=1, description="Messages in a window before it may alert.")
+    alert_min_delta: float = Field(0.25, gt=0, le=1, description="Share above baseline needed to fire.")
+    alert_z: float = Field(3.0, gt=0, description="Binomial z-score needed to fire.")
+    alert_critical_z: float = Field(6.0, gt=0, description="z-score at which an alert is critical.")
+    alert_top_messages: int = Field(5, ge=0, description="Driving messages kept in an alert.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, StackStateSource(settings_cls), file_secret_settings)
+
+    def topic(self, name: str) -> str:
+        """Full topic name, e.g. ``tonewatch.alerts``."""
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.app_id}-{self.topic_prefix}"

@@ -1,0 +1,116 @@
+"""Apache Kafka's own broker from Maven Central jars, KRaft single node on 127.0.0.1."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from tonewatch.settings import Settings
+from tonewatch.stack.procs import StackError, free_port, spawn, stop, wait_ready
+
+POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+
+
+@dataclass(frozen=True)
+class KafkaProcess:
+    pid: int
+    bootstrap: str
+    controller_port: int
+    data_dir: Path
+    log_path: Path
+
+
+def ensure_kafka_jars(settings: Settings) -> Path:
+    """Broker jars cached per version; downloaded into a temp dir and renamed, so never half there."""
+    lib = (settings.run_dir / "kafka" / settings.kafka_version / "lib").resolve()
+    if (lib / f"kafka_2.13-{settings.kafka_version}.jar").is_file():
+        return lib
+    for tool in ("java", "mvn"):
+        if shutil.which(tool) is None:
+            raise StackError(f"'{tool}' is not on PATH: the local Kafka broker needs a JDK (17+) and Maven")
+    tmp = lib.with_name("lib.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
+           "-DincludeScope=runtime", f"-Dkafka.version={settings.kafka_version}"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        out = (result.stdout + result.stderr)[-4000:]
+        raise StackError(f"mvn failed to fetch Kafka {settings.kafka_version}:\n{out}")
+    shutil.rmtree(lib, ignore_errors=True)
+    tmp.rename(lib)
+    return lib
+
+
+def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+    """Loopback-only listeners; retention off so replayed feeds with old event times are not deleted."""
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={data_dir / 'logs'}",
+        "num.partitions=1",
+        "auto.create.topics.enable=true",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=4",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        "log.retention.ms=-1",
+        "",
+    ])
+
+
+LOG4J = """log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File={path}
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=WARN
+log4j.logger.org.apache.kafka=WARN
+"""
+
+
+def _ready(bootstrap: str) -> bool:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    try:
+        admin.list_topics()
+        return True
+    finally:
+        admin.close()
+
+
+def start_kafka(settings: Settings, data_dir: Path, port: int | None = None, timeout_s: float = 90.0) -> KafkaProcess:
+    """Format storage on first start only, then run the broker and wait until it answers."""
+    lib = ensure_kafka_jars(settings)
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    controller = free_port()
+    props = data_dir / "server.properties"
+    props.write_text(server_properties(data_dir, port, controller))
+    (data_dir / "log4j.properties").write_text(LOG4J.format(path=data_dir / "server.log"))
+    cp = f"{lib}/*"
+    java = ["java", f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", cp]
+    if not (data_dir / "logs" / "meta.properties").is_file():
+        cluster_id = subprocess.run(
+            [*java, "kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, check=True
+        ).stdout.strip().splitlines()[-1]
+        subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+                       capture_output=True, text=True, check=True)
+    log_path = data_dir / "kafka.out"
+    pid = spawn([java[0], "-Xms256m", "-Xmx768m", *java[1:], "kafka.Kafka", str(props)], log_path)
+    bootstrap = f"127.0.0.1:{port}"
+    wait_ready("kafka", pid, log_path, lambda: _ready(bootstrap), timeout_s)
+    return KafkaProcess(pid, bootstrap, controller, data_dir, log_path)
+
+
+def stop_kafka(proc: KafkaProcess) -> None:
+    stop(proc.pid, timeout_s=30)

@@ -1,0 +1,40 @@
+"""The local stack's state file: endpoints for every other command, pids for ``down``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from tonewatch.settings import STATE_FILE
+
+
+class StackState(BaseModel):
+    endpoints: dict[str, str]  # keys are Settings field names, so settings pick them up
+    pids: dict[str, int]
+    logs: dict[str, str]
+
+
+def write_state(run_dir: Path, state: StackState) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(state.model_dump_json(indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def read_state(run_dir: Path) -> StackState | None:
+    path = run_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return StackState.model_validate(json.loads(path.read_text()))
+    except (ValueError, OSError):
+        return None
+
+
+def clear_state(run_dir: Path) -> None:
+    (run_dir / STATE_FILE).unlink(missing_ok=True)
