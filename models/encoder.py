@@ -54,7 +54,7 @@ def encode(tokenizer: Any, model: Any, texts: list[str], max_length: int, device
 
 
 def embed(
-    texts: list[str], *, max_length: int, cache_dir: Path | None = None, batch_size: int = 128, device: str = "cpu"
+    texts: list[str], *, max_length: int, cache_dir: Path | None = None, batch_size: int = 32, device: str = "cpu"
 ) -> np.ndarray:
     """Embeddings for many texts, cached on disk by content so re-training is instant."""
     path = encoder_path()
