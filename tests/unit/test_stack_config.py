@@ -1,0 +1,65 @@
+"""Local-stack configuration that must be right before any process starts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tonewatch.settings import Settings
+from tonewatch.stack.kafka import server_properties
+from tonewatch.stack.loader import load_config
+from tonewatch.stack.state import StackState, read_state, write_state
+from tonewatch.stack.triton import assemble_backends, find_install, server_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_kafka_listens_on_loopback_only_and_keeps_replayed_history(tmp_path: Path) -> None:
+    props = dict(
+        line.split("=", 1) for line in server_properties(tmp_path, 19092, 19093).splitlines() if "=" in line
+    )
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert props["process.roles"] == "broker,controller"
+    assert props["log.retention.ms"] == "-1"
+
+
+def test_backend_dir_gets_the_stub_for_this_python(tmp_path: Path) -> None:
+    install = find_install()
+    assert install.stub.parent.name == f"{sys.version_info.major}.{sys.version_info.minor}"
+    backends = assemble_backends(install, tmp_path / "backends")
+    stub = backends / "python" / "triton_python_backend_stub"
+    assert stub.read_bytes() == install.stub.read_bytes() and stub.stat().st_mode & 0o111
+    assert (backends / "python" / "libtriton_python.so").is_file()
+
+
+def test_triton_env_puts_this_libpython_first() -> None:
+    import sysconfig
+
+    paths = server_env(find_install())["LD_LIBRARY_PATH"].split(":")
+    assert paths[0] == sysconfig.get_config_var("LIBDIR")
+    assert any(p.endswith("nvidia_pytriton.libs") for p in paths)
+
+
+def test_load_config_injects_the_local_env_only_when_asked(tmp_path: Path) -> None:
+    base = Settings(model_repository=REPO / "triton_repo")
+    assert "EXECUTION_ENV_PATH" not in json.loads(load_config(base, "sentiment")).get("parameters", {})
+    local = base.model_copy(update={"model_env_path": Path(sys.prefix)})
+    cfg = json.loads(load_config(local, "sentiment"))
+    assert cfg["parameters"]["EXECUTION_ENV_PATH"]["string_value"] == str(Path(sys.prefix).resolve())
+    assert cfg["max_batch_size"] == 64 and cfg["input"][0]["data_type"] == "TYPE_STRING"
+
+
+def test_settings_read_the_stack_state_but_env_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_state(tmp_path, StackState(endpoints={"kafka_bootstrap": "127.0.0.1:1111", "triton_grpc_url": "x:1"},
+                                     pids={}, logs={}))
+    assert read_state(tmp_path) is not None
+    monkeypatch.setenv("TONEWATCH_RUN_DIR", str(tmp_path))
+    monkeypatch.setenv("TONEWATCH_TRITON_GRPC_URL", "127.0.0.1:2222")
+    s = Settings()
+    assert s.kafka_bootstrap == "127.0.0.1:1111"  # from the state file
+    assert s.triton_grpc_url == "127.0.0.1:2222"  # env beats the state file
+    assert Settings(kafka_bootstrap="k:1").kafka_bootstrap == "k:1"  # arguments beat both
