@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from kafka.consumer import KafkaConsumer
 from kafka.structs import TopicPartition
 
 from tonewatch.alerts_cli import format_alert
+from tonewatch.feed import SURGE_START_MIN
 from tonewatch.kafka_io import client_config, group_lag, topic_size
 from tonewatch.replay import replay
 from tonewatch.settings import Settings
@@ -53,14 +55,19 @@ def watch(settings: Settings, expected: int, timeout_s: float = 900.0) -> dict[s
 
 def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
     t_start = time.monotonic()
+    # fresh topics each run: the local broker keeps earlier runs' data, which must not count here
+    settings = settings.model_copy(update={"topic_prefix": f"demo-{time.strftime('%Y%m%d-%H%M%S')}"})
     print("== starting the local stack (Kafka, Triton, worker); first run trains models v1 ...", flush=True)
     state = up(settings)
     local = settings.model_copy(update={k: v for k, v in state.endpoints.items() if k in Settings.model_fields})
     try:
-        print(f"== stack up in {time.monotonic() - t_start:.0f}s; replaying {feed}", flush=True)
-        report = replay(local, feed, speed)
-        print(f"== sent {report.sent} messages; alerts as they fire:", flush=True)
-        result = watch(local, report.sent)
+        expected = sum(1 for line in feed.read_bytes().splitlines() if line.strip())
+        print(f"== stack up in {time.monotonic() - t_start:.0f}s (topics {settings.topic_prefix}.*); replaying "
+              f"{expected} messages from {feed} at {speed:g}x event time; alerts as they fire:", flush=True)
+        with ThreadPoolExecutor(1) as pool:
+            sending = pool.submit(replay, local, feed, speed)
+            result = watch(local, expected)
+            report = sending.result()
     finally:
         print("== stopping the stack", flush=True)
         down(local)
@@ -71,6 +78,7 @@ def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
     print(f"messages sent {report.sent}, scored {result['scored']}, dead-lettered {result['dead_lettered']}")
     print(f"alerts fired {sum(firing.values())}: {dict(firing)}; resolved: {dict(resolved)}")
     if result["first_alert_s"] is not None:
-        print(f"time to first alert after replay start: {result['first_alert_s']:.1f}s")
+        print(f"time to first alert after replay start: {result['first_alert_s']:.1f}s "
+              f"(the sample surge starts {SURGE_START_MIN * 60 / speed:.0f}s into the paced replay)")
     print(f"processing took {result['seconds']:.1f}s; whole demo {time.monotonic() - t_start:.0f}s")
     return 0 if firing else 1

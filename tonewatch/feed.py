@@ -17,6 +17,7 @@ from typing import Any
 DATA = Path(__file__).resolve().parent.parent / "data"
 T0 = datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
 SURGE_TICKER = "TSLA"
+SURGE_START_MIN = 24
 _TESLA = re.compile(r"\$TSLA\b|\bTesla\b", re.IGNORECASE)
 
 
@@ -30,7 +31,12 @@ def _iso(t: datetime) -> str:
 
 
 def build_feed(
-    *, minutes: int = 40, surge_start: int = 24, surge_minutes: int = 4, calm_news: int = 600, seed: int = 7
+    *,
+    minutes: int = 40,
+    surge_start: int = SURGE_START_MIN,
+    surge_minutes: int = 4,
+    calm_news: int = 600,
+    seed: int = 7,
 ) -> list[dict[str, Any]]:
     """Calm traffic over ``minutes``; negative $TSLA news and chat packed into the surge."""
     rng = random.Random(seed)
