@@ -17,6 +17,7 @@ from typing import Any
 from streams.alerts import alert_payload
 from streams.enrich import extract_tickers, mask_pii
 from streams.errors import dead_letter_record
+from streams.metrics import GAUGE_DIMENSIONS, PipelineMetrics
 from streams.records import InvalidMessage, Message, Scored, parse_message
 from streams.scoring import TritonScorer
 from streams.topics import Topics
@@ -60,9 +61,12 @@ def _to_scored(msgs: list[Message], outputs: dict[str, Any], settings: Settings,
     return scored
 
 
-def register_agents(app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorConfig) -> None:
+def register_agents(
+    app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorConfig, metrics: PipelineMetrics
+) -> None:
     async def dead_letter(reason: str, event: Any, stage: str) -> Awaitable[Any]:
         msg = event.message
+        metrics.dead_letter.labels(stage).inc()
         record = dead_letter_record(
             reason, event.value, stage=stage, topic=msg.topic, partition=msg.partition, offset=msg.offset
         )
@@ -83,7 +87,9 @@ def register_agents(app: Any, settings: Settings, topics: Topics, table: Any, cf
     async def _score_batch(scorer: TritonScorer, events: list[Any]) -> None:
         pending: list[Awaitable[Any]] = []
         valid: list[tuple[Any, Message]] = []
+        metrics.batch_size.observe(len(events))
         for ev in events:
+            metrics.messages_in.labels(ev.message.topic).inc()
             try:
                 valid.append((ev, parse_message(ev.value, settings.max_text_chars)))
             except InvalidMessage as exc:
@@ -93,7 +99,10 @@ def register_agents(app: Any, settings: Settings, topics: Topics, table: Any, cf
             try:
                 msgs = [m for _, m in valid]
                 outputs = await scorer.score([m.text for m in msgs])
-                for s in _to_scored(msgs, outputs, settings, (time.perf_counter() - t0) * 1000):
+                elapsed = time.perf_counter() - t0
+                metrics.inference_seconds.observe(elapsed)
+                for s in _to_scored(msgs, outputs, settings, elapsed * 1000):
+                    metrics.scored.labels(s.source).inc()
                     pending.append(await topics.scored.send(key=s.id.encode(), value=s.model_dump_json().encode()))
             except Exception as exc:  # non-retryable inference error: dead-letter, keep the worker up
                 log.exception("scoring failed for a batch of %d", len(valid))
@@ -125,9 +134,14 @@ def register_agents(app: Any, settings: Settings, topics: Topics, table: Any, cf
                     await dead_letter(f"later than allowed lateness ({cfg.allowed_lateness_s}s)", ev, "windows")
                     continue
                 table[key] = state.to_dict()
+                metrics.trend_events.labels(tev.dimension).inc()
+                if tev.dimension in GAUGE_DIMENSIONS and state.window is not None:
+                    metrics.negative_share.labels(tev.dimension, tev.key).set(state.window.share)
+                    metrics.window_volume.labels(tev.dimension, tev.key).set(state.window.count)
                 for t in transitions:
                     payload = alert_payload(t, tev, cfg.window_s)
                     log.info("alert %s %s %s=%s", t.status, t.severity, tev.dimension, tev.key)
+                    metrics.alerts.labels(t.status, t.severity, tev.dimension).inc()
                     await topics.alerts.send(key=t.alert_id.encode(), value=_dumps(payload))
             except Exception as exc:
                 await dead_letter(f"window update failed: {exc}", ev, "windows")

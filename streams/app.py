@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from streams.agents import register_agents
+from streams.metrics import PipelineMetrics, create_metrics
 from streams.topics import declare
 from streams.windows import DetectorConfig
 from tonewatch.settings import Settings
@@ -25,7 +26,8 @@ def detector_config(settings: Settings) -> DetectorConfig:
     )
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> faust.App:
+    """The worker's app; pass ``metrics`` to expose them (the CLI serves its registry)."""
     app = faust.App(
         settings.group_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -41,5 +43,5 @@ def create_app(settings: Settings) -> faust.App:
     state = app.Table(
         f"{settings.topic_prefix}-trend-state", default=dict, partitions=settings.topic_partitions
     )
-    register_agents(app, settings, topics, state, detector_config(settings))
+    register_agents(app, settings, topics, state, detector_config(settings), metrics or create_metrics())
     return app

@@ -77,8 +77,10 @@ def setup(ctx: typer.Context) -> None:
 def worker(ctx: typer.Context) -> None:
     """Run the Faust worker against the configured Kafka and Triton (any, not only local)."""
     import faust
+    from prometheus_client import start_http_server
 
     from streams.app import create_app
+    from streams.metrics import create_metrics
     from streams.topics import NAMES
     from tonewatch.kafka_io import ensure_topics
 
@@ -86,7 +88,10 @@ def worker(ctx: typer.Context) -> None:
     (settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)
     # every topic exists before the first send: a send to a missing topic stalls the producer
     ensure_topics(settings, [settings.topic(n) for n in NAMES])
-    faust_app = create_app(settings)
+    metrics = create_metrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
+    faust_app = create_app(settings, metrics)
     faust.Worker(faust_app, loglevel="INFO").execute_from_commandline()
 
 

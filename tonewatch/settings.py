@@ -75,7 +75,8 @@ class Settings(BaseSettings):
 
     # --- worker ------------------------------------------------------------------
     app_id: str = Field("tonewatch", description="Faust app id (consumer group); suffixed by the topic prefix.")
-    worker_web_port: int = Field(6066, description="Faust web server port (metrics, health).")
+    metrics_host: str = Field("127.0.0.1", description="Interface of the worker's Prometheus endpoint.")
+    metrics_port: int = Field(9108, ge=0, description="Worker's Prometheus /metrics port; 0 disables it.")
     batch_size: int = Field(64, ge=1, description="Largest micro-batch sent to Triton.")
     batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait to fill a micro-batch.")
     max_text_chars: int = Field(2000, ge=1, description="Longer texts are dead-lettered.")

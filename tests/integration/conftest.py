@@ -62,6 +62,22 @@ class Worker:
             cwd=REPO,
         )
 
+    def metrics(self) -> dict[str, float]:
+        """The worker's Prometheus samples, by ``name{labels}``."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        out = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                out[f"{s.name}{{{labels}}}"] = s.value
+        return out
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -81,7 +97,7 @@ class Worker:
 
 def _env_fields(s: Settings) -> dict[str, Any]:
     keys = ("kafka_bootstrap", "triton_grpc_url", "triton_http_url", "topic_prefix", "run_dir", "window_s",
-            "batch_size", "topic_partitions")
+            "batch_size", "topic_partitions", "metrics_port")
     return {k: getattr(s, k) for k in keys}
 
 
@@ -92,7 +108,9 @@ def pipeline(stack_settings: Settings, tmp_path: Path) -> Iterator[Callable[...,
 
     def start(**overrides: Any) -> Worker:
         prefix = overrides.pop("topic_prefix", f"t{uuid.uuid4().hex[:10]}")
-        settings = stack_settings.model_copy(update={"topic_prefix": prefix, **overrides})
+        from tonewatch.stack.procs import free_port
+
+        settings = stack_settings.model_copy(update={"topic_prefix": prefix, "metrics_port": free_port(), **overrides})
         w = Worker(settings, tmp_path / f"worker-{len(workers)}.log")
         workers.append(w)
         return w

@@ -36,6 +36,11 @@ def test_up_status_down(stack_settings: object, tmp_path: Path) -> None:
         assert again.returncode != 0 and "already running" in again.stderr
         status = json.loads(_cli(run_dir, "status").stdout)
         assert status["running"] and all(c["alive"] for c in status["components"].values())
+        import urllib.request
+
+        for url in status["metrics"].values():  # worker and Triton both expose Prometheus metrics
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                assert resp.status == 200 and b"# TYPE" in resp.read()
         # every other command finds the stack through the state file
         tail = _cli(run_dir, "alerts", "tail", "--json", timeout=60)
         assert tail.returncode == 0 and tail.stdout == ""

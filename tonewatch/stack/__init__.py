@@ -11,7 +11,7 @@ from typing import Any
 from tonewatch.settings import Settings
 from tonewatch.stack.kafka import start_kafka
 from tonewatch.stack.loader import load_model
-from tonewatch.stack.procs import StackError, alive, spawn, stop
+from tonewatch.stack.procs import StackError, alive, free_port, spawn, stop
 from tonewatch.stack.state import StackState, clear_state, read_state, write_state
 from tonewatch.stack.triton import start_triton
 
@@ -21,7 +21,7 @@ __all__ = ["StackError", "down", "status", "up"]
 def worker_env(settings: Settings) -> dict[str, str]:
     """The worker gets its endpoints through the same env variables production uses."""
     keys = ("kafka_bootstrap", "triton_grpc_url", "triton_http_url", "triton_metrics_url", "topic_prefix",
-            "run_dir", "window_s")
+            "run_dir", "window_s", "metrics_port")
     return {**os.environ, **{f"TONEWATCH_{k.upper()}": str(getattr(settings, k)) for k in keys}}
 
 
@@ -53,9 +53,11 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
                         "model_env_path")},
             pids={"kafka": kafka.pid, "triton": triton.pid},
             logs={"kafka": str(kafka.log_path), "triton": str(triton.log_path)},
+            metrics={"triton": f"http://{triton.metrics_url}/metrics"},
         )
         if start_worker:
             log_path = run_dir / "logs" / "worker.log"
+            local = local.model_copy(update={"metrics_port": free_port()})
             pid = spawn([sys.executable, "-m", "tonewatch", "worker"], log_path, env=worker_env(local))
             started.append(pid)
             time.sleep(2.0)
@@ -63,6 +65,7 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
                 raise StackError(f"worker exited at start-up; see {log_path}")
             state.pids["worker"] = pid
             state.logs["worker"] = str(log_path)
+            state.metrics["worker"] = f"http://{local.metrics_host}:{local.metrics_port}/metrics"
         write_state(run_dir, state)
         return state
     except BaseException:
@@ -92,5 +95,6 @@ def status(settings: Settings) -> dict[str, Any]:
         "running": True,
         "components": {n: {"pid": p, "alive": alive(p), "log": state.logs.get(n)} for n, p in state.pids.items()},
         "endpoints": state.endpoints,
+        "metrics": state.metrics,
     }
 

@@ -15,6 +15,7 @@ class StackState(BaseModel):
     endpoints: dict[str, str]  # keys are Settings field names, so settings pick them up
     pids: dict[str, int]
     logs: dict[str, str]
+    metrics: dict[str, str] = {}  # component -> Prometheus endpoint
 
 
 def write_state(run_dir: Path, state: StackState) -> Path:

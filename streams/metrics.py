@@ -1,0 +1,45 @@
+"""The worker's Prometheus metrics: one registry per app, created by the factory, never at import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# per-key gauges only for bounded dimensions: tickers are unbounded and live in the trends topic
+GAUGE_DIMENSIONS = frozenset({"topic", "source"})
+
+
+@dataclass(frozen=True)
+class PipelineMetrics:
+    registry: CollectorRegistry
+    messages_in: Counter
+    scored: Counter
+    dead_letter: Counter
+    batch_size: Histogram
+    inference_seconds: Histogram
+    trend_events: Counter
+    alerts: Counter
+    negative_share: Gauge
+    window_volume: Gauge
+
+
+def create_metrics() -> PipelineMetrics:
+    r = CollectorRegistry()
+    return PipelineMetrics(
+        registry=r,
+        messages_in=Counter("tonewatch_messages_in", "Messages read from the input topics.", ["topic"], registry=r),
+        scored=Counter("tonewatch_messages_scored", "Messages scored and written.", ["source"], registry=r),
+        dead_letter=Counter("tonewatch_dead_letter", "Records sent to the dead-letter topic.", ["stage"], registry=r),
+        batch_size=Histogram("tonewatch_batch_size", "Messages per micro-batch sent to Triton.", registry=r,
+                             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)),
+        inference_seconds=Histogram("tonewatch_inference_seconds", "Triton round trip per micro-batch, both models.",
+                                    registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+        trend_events=Counter("tonewatch_trend_events", "Per-key trend updates.", ["dimension"], registry=r),
+        alerts=Counter("tonewatch_alerts", "Alert transitions published.", ["status", "severity", "dimension"],
+                       registry=r),
+        negative_share=Gauge("tonewatch_negative_share", "Negative share of the open window.", ["dimension", "key"],
+                             registry=r),
+        window_volume=Gauge("tonewatch_window_volume", "Messages in the open window.", ["dimension", "key"],
+                            registry=r),
+    )
