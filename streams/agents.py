@@ -135,9 +135,10 @@ def register_agents(
                     continue
                 table[key] = state.to_dict()
                 metrics.trend_events.labels(tev.dimension).inc()
-                if tev.dimension in GAUGE_DIMENSIONS and state.window is not None:
-                    metrics.negative_share.labels(tev.dimension, tev.key).set(state.window.share)
-                    metrics.window_volume.labels(tev.dimension, tev.key).set(state.window.count)
+                if tev.dimension in GAUGE_DIMENSIONS and state.windows:
+                    latest = state.windows[-1]
+                    metrics.negative_share.labels(tev.dimension, tev.key).set(latest.share)
+                    metrics.window_volume.labels(tev.dimension, tev.key).set(latest.count)
                 for t in transitions:
                     payload = alert_payload(t, tev, cfg.window_s)
                     log.info("alert %s %s %s=%s", t.status, t.severity, tev.dimension, tev.key)

@@ -72,7 +72,11 @@ class Firing:
 
 @dataclass(frozen=True)
 class KeyState:
-    window: Window | None = None
+    """Open windows within the allowed lateness, the key's baseline, and its open alert."""
+
+    windows: tuple[Window, ...] = ()
+    watermark: float | None = None  # latest event time seen for this key
+    closed_until: float | None = None  # end of the last closed window: earlier events are too late
     baseline: float | None = None
     closed_windows: int = 0
     firing: Firing | None = None
@@ -84,16 +88,15 @@ class KeyState:
     def from_dict(cls, data: dict[str, Any] | None) -> KeyState:
         if not data:
             return cls()
-        w = data.get("window")
-        window = None
-        if w:
-            window = Window(
-                start=w["start"], count=w["count"], negative=w["negative"],
-                p_negative_sum=w["p_negative_sum"], drivers=tuple(Driver(**d) for d in w["drivers"]),
-            )
+        windows = tuple(
+            Window(start=w["start"], count=w["count"], negative=w["negative"], p_negative_sum=w["p_negative_sum"],
+                   drivers=tuple(Driver(**d) for d in w["drivers"]))
+            for w in data.get("windows", ())
+        )
         f = data.get("firing")
         return cls(
-            window=window, baseline=data.get("baseline"), closed_windows=data.get("closed_windows", 0),
+            windows=windows, watermark=data.get("watermark"), closed_until=data.get("closed_until"),
+            baseline=data.get("baseline"), closed_windows=data.get("closed_windows", 0),
             firing=Firing(**f) if f else None,
         )
 
@@ -127,23 +130,18 @@ def alert_id(dimension: str, key: str, started: float) -> str:
     return hashlib.sha1(f"{dimension}|{key}|{started:.0f}".encode()).hexdigest()[:16]
 
 
-def _close(state: KeyState, cfg: DetectorConfig) -> tuple[KeyState, list[Transition]]:
-    """Fold the closed window into the baseline, and resolve an alert once the share falls back."""
-    w = state.window
-    if w is None:
-        return state, []
+def _close(state: KeyState, w: Window, cfg: DetectorConfig) -> tuple[KeyState, list[Transition]]:
+    """Fold a closed window into the baseline, and resolve an alert once the share falls back."""
     base = cfg.baseline_prior if state.baseline is None else state.baseline
-    out: list[Transition] = []
+    closed = replace(state, closed_windows=state.closed_windows + 1, closed_until=w.start + cfg.window_s)
     firing = state.firing
-    if firing is not None:
+    if firing is not None and w.start >= firing.started:  # windows before the surge still teach the baseline
         if w.share < base + cfg.min_delta / 2:  # hysteresis: resolve well below the firing line
-            out.append(Transition("resolved", firing.alert_id, w, base, surge_score(w, base), firing.severity))
-            firing = None
-        # the baseline is frozen while firing, so a surge never becomes the new normal
-        return replace(state, firing=firing, closed_windows=state.closed_windows + 1), out
+            t = Transition("resolved", firing.alert_id, w, base, surge_score(w, base), firing.severity)
+            return replace(closed, firing=None), [t]
+        return closed, []  # the baseline is frozen while firing, so a surge never becomes the new normal
     weight = cfg.baseline_alpha * min(1.0, w.count / cfg.min_volume)
-    new_base = base + weight * (w.share - base)
-    return replace(state, baseline=new_base, closed_windows=state.closed_windows + 1), out
+    return replace(closed, baseline=base + weight * (w.share - base)), []
 
 
 def _add(w: Window, ev: TrendEvent, top: int) -> Window:
@@ -157,36 +155,44 @@ def _add(w: Window, ev: TrendEvent, top: int) -> Window:
     )
 
 
+def _maybe_fire(state: KeyState, w: Window, ev: TrendEvent, cfg: DetectorConfig) -> tuple[KeyState, list[Transition]]:
+    base = cfg.baseline_prior if state.baseline is None else state.baseline
+    if (
+        state.firing is not None
+        or state.closed_windows < cfg.baseline_min_windows
+        or w.count < cfg.min_volume
+        or w.share - base < cfg.min_delta
+    ):
+        return state, []
+    score = surge_score(w, base)
+    if score < cfg.z:
+        return state, []
+    severity = "critical" if score >= cfg.critical_z else "warning"
+    aid = alert_id(ev.dimension, ev.key, w.start)
+    fired = replace(state, firing=Firing(aid, w.start, severity, score))
+    return fired, [Transition("firing", aid, w, base, score, severity)]
+
+
 def apply_event(
     state: KeyState, ev: TrendEvent, cfg: DetectorConfig
 ) -> tuple[KeyState, list[Transition], bool]:
-    """Add one event; returns (new state, alert transitions, accepted).
+    """Add one event to its own window; close the windows the watermark has passed by the lateness.
 
-    ``accepted`` is False for an event later than the allowed lateness: the caller
-    dead-letters it rather than silently rewriting history.
+    Returns (new state, alert transitions, accepted). Events up to ``allowed_lateness_s`` behind the
+    key's watermark land in their own window, so results do not depend on partition interleaving;
+    older ones are refused (``accepted`` False) and the caller dead-letters them.
     """
     start = window_start(ev.ts, cfg.window_s)
-    out: list[Transition] = []
-    if state.window is not None and start < state.window.start:
-        if state.window.start - ev.ts > cfg.allowed_lateness_s:
-            return state, [], False
-        start = state.window.start  # late but allowed: counted in the open window
-    if state.window is None or start > state.window.start:
-        state, out = _close(state, cfg)
-        state = replace(state, window=Window(start=start))
-    window = _add(state.window or Window(start=start), ev, cfg.top_messages)
-    state = replace(state, window=window)
-    base = cfg.baseline_prior if state.baseline is None else state.baseline
-    if (
-        state.firing is None
-        and state.closed_windows >= cfg.baseline_min_windows
-        and window.count >= cfg.min_volume
-        and window.share - base >= cfg.min_delta
-    ):
-        score = surge_score(window, base)
-        if score >= cfg.z:
-            severity = "critical" if score >= cfg.critical_z else "warning"
-            aid = alert_id(ev.dimension, ev.key, window.start)
-            state = replace(state, firing=Firing(aid, window.start, severity, score))
-            out.append(Transition("firing", aid, window, base, score, severity))
+    if state.closed_until is not None and start < state.closed_until:
+        return state, [], False
+    windows = {w.start: w for w in state.windows}
+    window = _add(windows.get(start, Window(start=start)), ev, cfg.top_messages)
+    windows[start] = window
+    watermark = ev.ts if state.watermark is None else max(state.watermark, ev.ts)
+    state = replace(state, windows=tuple(windows[k] for k in sorted(windows)), watermark=watermark)
+    state, out = _maybe_fire(state, window, ev, cfg)
+    while state.windows and state.windows[0].start + cfg.window_s + cfg.allowed_lateness_s <= watermark:
+        oldest = state.windows[0]
+        state, closed = _close(replace(state, windows=state.windows[1:]), oldest, cfg)
+        out.extend(closed)
     return state, out, True

@@ -39,16 +39,18 @@ def test_window_start_is_floor_of_event_time() -> None:
 def test_calm_key_never_fires() -> None:
     state, out = feed(KeyState(), [e for m in range(30) for e in calm_minute(m)])
     assert out == []
-    assert state.closed_windows == 29
+    assert state.closed_windows == 27  # the last three are still open: within the 120 s lateness
+    assert [w.start for w in state.windows] == [1620, 1680, 1740]
     assert state.baseline == pytest.approx(1 / 6, abs=0.03)
 
 
 def test_surge_fires_once_then_resolves() -> None:
     events = [e for m in range(10) for e in calm_minute(m)]
     events += [e for m in range(10, 13) for e in surge_minute(m)]  # three surging windows
-    events += [e for m in range(13, 16) for e in calm_minute(m)]
+    events += [e for m in range(13, 18) for e in calm_minute(m)]
     _, out = feed(KeyState(), events)
     assert [t.status for t in out] == ["firing", "resolved"]
+    assert out[1].window.start == 780  # the first calm window, once the watermark passed it by the lateness
     assert out[0].alert_id == out[1].alert_id
     assert out[0].window.start == 600
     assert out[0].window.count == CFG.min_volume  # fires as soon as the volume suffices, not at window close
@@ -69,19 +71,39 @@ def test_baseline_frozen_while_firing() -> None:
     events = [e for m in range(10) for e in calm_minute(m)] + [e for m in range(10, 14) for e in surge_minute(m)]
     state, out = feed(KeyState(), events)
     assert [t.status for t in out] == ["firing"]
-    assert state.closed_windows == 13
-    assert state.baseline == out[0].baseline  # three surging windows closed, none folded in
+    assert state.closed_windows == 11  # ten calm windows and the first surging one
+    calm_only, _ = feed(KeyState(), [e for m in range(10) for e in calm_minute(m)] + [ev(721, False)])
+    assert calm_only.closed_windows == 10
+    assert state.baseline == pytest.approx(calm_only.baseline)  # the surging window was not folded in
 
 
-def test_late_event_within_lateness_counts_in_open_window() -> None:
+def test_late_event_within_lateness_lands_in_its_own_window() -> None:
     state, _ = feed(KeyState(), calm_minute(0) + calm_minute(1))
-    state, _, accepted = apply_event(state, ev(61 - 100, True), CFG)  # 100 s late: allowed
-    assert accepted and state.window is not None and state.window.count == 7
+    state, _, accepted = apply_event(state, ev(5, True, i=99), CFG)  # 60 s behind the watermark: allowed
+    assert accepted and [(w.start, w.count, w.negative) for w in state.windows] == [(0, 7, 2), (60, 6, 1)]
+
+
+def test_results_do_not_depend_on_arrival_order_within_lateness() -> None:
+    import random
+
+    events = [e for m in range(10) for e in calm_minute(m)] + [e for m in range(10, 13) for e in surge_minute(m)]
+    events += [e for m in range(13, 20) for e in calm_minute(m)]
+    shuffled = events[:]
+    rng = random.Random(1)
+    for i in range(0, len(shuffled), 8):  # disorder of up to ~80 s, like interleaved partitions
+        chunk = shuffled[i : i + 8]
+        rng.shuffle(chunk)
+        shuffled[i : i + 8] = chunk
+    a, out_a = feed(KeyState(), events)
+    b, out_b = feed(KeyState(), shuffled)
+    assert [(t.status, t.alert_id) for t in out_a] == [(t.status, t.alert_id) for t in out_b]
+    assert a.baseline == pytest.approx(b.baseline) and a.closed_windows == b.closed_windows
 
 
 def test_too_late_event_is_refused() -> None:
     state, _ = feed(KeyState(), calm_minute(0) + calm_minute(5))
-    new, out, accepted = apply_event(state, ev(0, True), CFG)
+    assert state.closed_until == 60
+    new, out, accepted = apply_event(state, ev(30, True), CFG)
     assert not accepted and new == state and out == []
 
 
