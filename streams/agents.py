@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from streams.metrics import GAUGE_DIMENSIONS, PipelineMetrics
 from streams.records import InvalidMessage, Message, Scored, parse_message
 from streams.scoring import TritonScorer
 from streams.topics import Topics
+from streams.trends import trend_events, trend_record
 from streams.windows import DetectorConfig, KeyState, TrendEvent, apply_event
 from tonewatch.settings import Settings
 
@@ -29,17 +30,6 @@ log = logging.getLogger(__name__)
 
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), default=str).encode()
-
-
-def trend_events(s: Scored) -> Iterable[TrendEvent]:
-    """One scored message counts once per dimension it belongs to."""
-    keys = [("ticker", t) for t in s.tickers] + [("topic", s.topic), ("source", s.source)]
-    for dim, key in keys:
-        yield TrendEvent(
-            dimension=dim, key=key, ts=s.ts.timestamp(), negative=s.sentiment == "negative",
-            p_negative=s.p_negative, message_id=s.id, text=s.text[:280], source=s.source,
-            model_versions=s.model_versions,
-        )
 
 
 def _to_scored(msgs: list[Message], outputs: dict[str, Any], settings: Settings, ms: float) -> list[Scored]:
@@ -129,17 +119,21 @@ def register_agents(
             try:
                 key = ev.key.decode()
                 tev = TrendEvent(**json.loads(ev.value))
-                state, transitions, accepted = apply_event(KeyState.from_dict(table[key]), tev, cfg)
-                if not accepted:
+                update = apply_event(KeyState.from_dict(table[key]), tev, cfg)
+                if not update.accepted:
                     await dead_letter(f"later than allowed lateness ({cfg.allowed_lateness_s}s)", ev, "windows")
                     continue
+                state = update.state
                 table[key] = state.to_dict()
+                for closed in update.closed:
+                    record = trend_record(tev.dimension, tev.key, closed, cfg.window_s)
+                    await topics.trends.send(key=ev.key, value=_dumps(record))
                 metrics.trend_events.labels(tev.dimension).inc()
                 if tev.dimension in GAUGE_DIMENSIONS and state.windows:
                     latest = state.windows[-1]
                     metrics.negative_share.labels(tev.dimension, tev.key).set(latest.share)
                     metrics.window_volume.labels(tev.dimension, tev.key).set(latest.count)
-                for t in transitions:
+                for t in update.transitions:
                     payload = alert_payload(t, tev, cfg.window_s)
                     log.info("alert %s %s %s=%s", t.status, t.severity, tev.dimension, tev.key)
                     metrics.alerts.labels(t.status, t.severity, tev.dimension).inc()

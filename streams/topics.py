@@ -7,7 +7,7 @@ from typing import Any
 
 from tonewatch.settings import Settings
 
-NAMES = ("news", "chat", "scored", "trend-events", "alerts", "dead-letter")
+NAMES = ("news", "chat", "scored", "trend-events", "trends", "alerts", "dead-letter")
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class Topics:
     inputs: Any
     scored: Any
     trend_events: Any
+    trends: Any
     alerts: Any
     dead_letter: Any
 
@@ -33,6 +34,7 @@ def declare(app: Any, settings: Settings) -> Topics:
         inputs=topic("news", "chat"),
         scored=topic("scored"),
         trend_events=topic("trend-events"),
+        trends=topic("trends"),
         alerts=topic("alerts"),
         dead_letter=topic("dead-letter"),
     )

@@ -102,6 +102,25 @@ class KeyState:
 
 
 @dataclass(frozen=True)
+class ClosedWindow:
+    """A finished window and the baseline after it: one record of the trends topic."""
+
+    window: Window
+    baseline: float
+    alerting: bool
+
+
+@dataclass(frozen=True)
+class Update:
+    """Everything one event changed: the new state, alert transitions and windows it closed."""
+
+    state: KeyState
+    transitions: list[Transition]
+    closed: list[ClosedWindow]
+    accepted: bool
+
+
+@dataclass(frozen=True)
 class Transition:
     """An alert state change: what the alerts topic receives."""
 
@@ -173,26 +192,28 @@ def _maybe_fire(state: KeyState, w: Window, ev: TrendEvent, cfg: DetectorConfig)
     return fired, [Transition("firing", aid, w, base, score, severity)]
 
 
-def apply_event(
-    state: KeyState, ev: TrendEvent, cfg: DetectorConfig
-) -> tuple[KeyState, list[Transition], bool]:
+def apply_event(state: KeyState, ev: TrendEvent, cfg: DetectorConfig) -> Update:
     """Add one event to its own window; close the windows the watermark has passed by the lateness.
 
-    Returns (new state, alert transitions, accepted). Events up to ``allowed_lateness_s`` behind the
-    key's watermark land in their own window, so results do not depend on partition interleaving;
-    older ones are refused (``accepted`` False) and the caller dead-letters them.
+    Events up to ``allowed_lateness_s`` behind the key's watermark land in their own window, so
+    results do not depend on partition interleaving; older ones are refused (``accepted`` False)
+    and the caller dead-letters them.
     """
     start = window_start(ev.ts, cfg.window_s)
     if state.closed_until is not None and start < state.closed_until:
-        return state, [], False
+        return Update(state, [], [], False)
     windows = {w.start: w for w in state.windows}
     window = _add(windows.get(start, Window(start=start)), ev, cfg.top_messages)
     windows[start] = window
     watermark = ev.ts if state.watermark is None else max(state.watermark, ev.ts)
     state = replace(state, windows=tuple(windows[k] for k in sorted(windows)), watermark=watermark)
     state, out = _maybe_fire(state, window, ev, cfg)
+    closed: list[ClosedWindow] = []
     while state.windows and state.windows[0].start + cfg.window_s + cfg.allowed_lateness_s <= watermark:
         oldest = state.windows[0]
-        state, closed = _close(replace(state, windows=state.windows[1:]), oldest, cfg)
-        out.extend(closed)
-    return state, out, True
+        alerting = state.firing is not None and oldest.start >= state.firing.started
+        state, resolved = _close(replace(state, windows=state.windows[1:]), oldest, cfg)
+        out.extend(resolved)
+        closed.append(ClosedWindow(oldest, state.baseline if state.baseline is not None else cfg.baseline_prior,
+                                   alerting))
+    return Update(state, out, closed, True)

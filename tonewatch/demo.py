@@ -56,7 +56,11 @@ def watch(settings: Settings, expected: int, timeout_s: float = 900.0) -> dict[s
 def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
     t_start = time.monotonic()
     # fresh topics each run: the local broker keeps earlier runs' data, which must not count here
-    settings = settings.model_copy(update={"topic_prefix": f"demo-{time.strftime('%Y%m%d-%H%M%S')}"})
+    # and a replay faster than real time compresses the lateness a live feed would get: widen it
+    settings = settings.model_copy(update={
+        "topic_prefix": f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
+        "allowed_lateness_s": max(settings.allowed_lateness_s, int(5 * speed)),
+    })
     print("== starting the local stack (Kafka, Triton, worker); first run trains models v1 ...", flush=True)
     state = up(settings)
     local = settings.model_copy(update={k: v for k, v in state.endpoints.items() if k in Settings.model_fields})

@@ -97,7 +97,7 @@ class Worker:
 
 def _env_fields(s: Settings) -> dict[str, Any]:
     keys = ("kafka_bootstrap", "triton_grpc_url", "triton_http_url", "topic_prefix", "run_dir", "window_s",
-            "batch_size", "topic_partitions", "metrics_port")
+            "batch_size", "topic_partitions", "metrics_port", "allowed_lateness_s")
     return {k: getattr(s, k) for k in keys}
 
 

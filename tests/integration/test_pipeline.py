@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO, Worker, wait_for
-from tonewatch.kafka_io import group_lag, producer
+from tonewatch.kafka_io import group_lag, producer, read_json
 from tonewatch.replay import replay
+from tonewatch.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -84,14 +85,17 @@ def test_messages_are_scored_by_triton_and_bad_ones_dead_lettered(
 
 
 def test_sample_feed_surge_raises_one_alert_for_the_surging_ticker_only(pipeline: Callable[..., Worker]) -> None:
-    worker = pipeline()
+    # a replay 120x faster than real time compresses the lateness a live feed would get: widen it
+    worker = pipeline(allowed_lateness_s=600)
     s = worker.settings
     sent = replay(s, REPO / "data" / "sample_feed.jsonl", speed=120).sent
     wait_for(s, "scored", sent - 3, worker, timeout_s=600)
     deadline = time.monotonic() + 120
-    while group_lag(s, s.topic("trend-events")) > 0:  # trends caught up with every scored message
+    while group_lag(s, s.topic("scored")) + group_lag(s, s.topic("trend-events")) > 0:  # trends caught up
         assert time.monotonic() < deadline, worker.log_tail()
         time.sleep(1.0)
+    dead = read_json(s, s.topic("dead-letter"))
+    assert len(dead) == 3 and {d["stage"] for d in dead} == {"validate"}, [d["reason"] for d in dead]
 
     out = subprocess.run(
         [sys.executable, "-m", "tonewatch", "alerts", "tail", "--json"],
@@ -112,6 +116,32 @@ def test_sample_feed_surge_raises_one_alert_for_the_surging_ticker_only(pipeline
     tsla = {m["id"] for m in feed if "TSLA" in m.get("tickers", []) or "$TSLA" in m["text"].upper()}
     assert {m["message_id"] for m in top} <= tsla, top
     assert [m["p_negative"] for m in top] == sorted((m["p_negative"] for m in top), reverse=True)
-    print(json.dumps(alert, indent=1))
     assert alert["model_versions"] == {"sentiment": "1", "topic": "1"}
     assert {"id", "status", "dimension", "key", "severity", "window", "volume", "score"} <= set(alert)
+
+    assert_trends_match_offline(s, lateness_s=s.allowed_lateness_s)
+
+
+def assert_trends_match_offline(s: Settings, lateness_s: int) -> None:
+    """Every closed window in the trends topic equals a pandas group-by over the scored topic."""
+    import pandas as pd
+
+    rows = []
+    for r in read_json(s, s.topic("scored")):
+        ts = pd.Timestamp(r["ts"]).timestamp()
+        for dim, key in [("ticker", t) for t in r["tickers"]] + [("topic", r["topic"]), ("source", r["source"])]:
+            rows.append({"dimension": dim, "key": key, "ts": ts, "negative": r["sentiment"] == "negative"})
+    df = pd.DataFrame(rows)
+    df["window_start"] = (df["ts"] // s.window_s) * s.window_s
+    offline = df.groupby(["dimension", "key", "window_start"]).agg(count=("ts", "size"), negative=("negative", "sum"))
+    watermark = df.groupby(["dimension", "key"])["ts"].max()
+    trends = pd.DataFrame(read_json(s, s.topic("trends"))).set_index(["dimension", "key", "window_start"])
+    assert trends.index.is_unique  # each window is published once
+    joined = trends.join(offline, rsuffix="_offline", how="left")
+    assert (joined["count"] == joined["count_offline"]).all()
+    assert (joined["negative"] == joined["negative_offline"]).all()
+    # and every window the watermark has passed by the lateness was published
+    closed = offline.reset_index()
+    closed = closed[closed["window_start"] + s.window_s + lateness_s
+                    <= closed.set_index(["dimension", "key"]).index.map(watermark)]
+    assert set(map(tuple, closed[["dimension", "key", "window_start"]].values)) == set(trends.index)

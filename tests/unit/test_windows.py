@@ -16,9 +16,10 @@ def ev(ts: float, negative: bool, key: str = "TSLA", i: int = 0) -> TrendEvent:
 def feed(state: KeyState, events: list[TrendEvent]) -> tuple[KeyState, list[Transition]]:
     out: list[Transition] = []
     for e in events:
-        state, transitions, accepted = apply_event(state, e, CFG)
-        assert accepted
-        out.extend(transitions)
+        u = apply_event(state, e, CFG)
+        assert u.accepted
+        state = u.state
+        out.extend(u.transitions)
     return state, out
 
 
@@ -79,8 +80,9 @@ def test_baseline_frozen_while_firing() -> None:
 
 def test_late_event_within_lateness_lands_in_its_own_window() -> None:
     state, _ = feed(KeyState(), calm_minute(0) + calm_minute(1))
-    state, _, accepted = apply_event(state, ev(5, True, i=99), CFG)  # 60 s behind the watermark: allowed
-    assert accepted and [(w.start, w.count, w.negative) for w in state.windows] == [(0, 7, 2), (60, 6, 1)]
+    u = apply_event(state, ev(5, True, i=99), CFG)  # 60 s behind the watermark: allowed
+    state = u.state
+    assert u.accepted and [(w.start, w.count, w.negative) for w in state.windows] == [(0, 7, 2), (60, 6, 1)]
 
 
 def test_results_do_not_depend_on_arrival_order_within_lateness() -> None:
@@ -103,8 +105,8 @@ def test_results_do_not_depend_on_arrival_order_within_lateness() -> None:
 def test_too_late_event_is_refused() -> None:
     state, _ = feed(KeyState(), calm_minute(0) + calm_minute(5))
     assert state.closed_until == 60
-    new, out, accepted = apply_event(state, ev(30, True), CFG)
-    assert not accepted and new == state and out == []
+    u = apply_event(state, ev(30, True), CFG)
+    assert not u.accepted and u.state == state and u.transitions == [] and u.closed == []
 
 
 def test_state_round_trips_through_json_dict() -> None:
@@ -119,3 +121,17 @@ def test_surge_score_is_zero_for_empty_window() -> None:
 
     assert surge_score(Window(start=0), 0.2) == 0.0
     assert surge_score(Window(start=0, count=10, negative=10), 0.2) > 6
+
+
+def test_each_window_closes_once_with_its_counts_and_the_baseline_after_it() -> None:
+    events = [e for m in range(6) for e in calm_minute(m)] + [ev(9 * 60, False)]
+    state = KeyState()
+    closed = []
+    for e in events:
+        u = apply_event(state, e, CFG)
+        state = u.state
+        closed.extend(u.closed)
+    assert [(c.window.start, c.window.count, c.window.negative) for c in closed] == [
+        (m * 60, 6, 1) for m in range(6)
+    ]
+    assert closed[-1].baseline == state.baseline and not any(c.alerting for c in closed)

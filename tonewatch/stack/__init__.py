@@ -21,7 +21,7 @@ __all__ = ["StackError", "down", "status", "up"]
 def worker_env(settings: Settings) -> dict[str, str]:
     """The worker gets its endpoints through the same env variables production uses."""
     keys = ("kafka_bootstrap", "triton_grpc_url", "triton_http_url", "triton_metrics_url", "topic_prefix",
-            "run_dir", "window_s", "metrics_port")
+            "run_dir", "window_s", "metrics_port", "allowed_lateness_s")
     return {**os.environ, **{f"TONEWATCH_{k.upper()}": str(getattr(settings, k)) for k in keys}}
 
 
