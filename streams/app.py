@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+
 import faust
 
 from streams.agents import register_agents
@@ -26,11 +29,25 @@ def detector_config(settings: Settings) -> DetectorConfig:
     )
 
 
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials from the same settings the CLI's clients use (secrets unwrapped only here)."""
+    protocol = settings.kafka_security_protocol.upper()
+    if protocol == "PLAINTEXT":
+        return None
+    ctx = ssl.create_default_context() if protocol in ("SSL", "SASL_SSL") else None
+    if protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        return faust.SASLCredentials(username=settings.kafka_sasl_username, password=password,
+                                     mechanism=settings.kafka_sasl_mechanism or "PLAIN", ssl_context=ctx)
+    return faust.SSLCredentials(ctx)
+
+
 def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> faust.App:
     """The worker's app; pass ``metrics`` to expose them (the CLI serves its registry)."""
     app = faust.App(
         settings.group_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=broker_credentials(settings),
         store="memory://",  # tables are rebuilt from their changelog topics on restart
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,

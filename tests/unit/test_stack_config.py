@@ -63,3 +63,19 @@ def test_settings_read_the_stack_state_but_env_wins(tmp_path: Path, monkeypatch:
     assert s.kafka_bootstrap == "127.0.0.1:1111"  # from the state file
     assert s.triton_grpc_url == "127.0.0.1:2222"  # env beats the state file
     assert Settings(kafka_bootstrap="k:1").kafka_bootstrap == "k:1"  # arguments beat both
+
+
+def test_worker_and_cli_clients_share_the_kafka_security_settings() -> None:
+    from streams.app import broker_credentials
+    from tonewatch.kafka_io import client_config
+
+    plain = Settings()
+    assert broker_credentials(plain) is None and client_config(plain)["security_protocol"] == "PLAINTEXT"
+    sasl = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512",
+                    kafka_sasl_username="svc", kafka_sasl_password="s3cret")
+    creds = broker_credentials(sasl)
+    assert creds.username == "svc" and creds.password == "s3cret" and creds.ssl_context is not None
+    assert str(creds.mechanism.value) == "SCRAM-SHA-512"
+    conf = client_config(sasl)
+    assert conf["sasl_plain_password"] == "s3cret" and conf["security_protocol"] == "SASL_SSL"
+    assert "s3cret" not in repr(sasl)  # secrets never show in logs of the settings object
