@@ -17,6 +17,7 @@ from typing import Any
 from streams.alerts import alert_payload
 from streams.enrich import extract_tickers, mask_pii
 from streams.errors import dead_letter_record
+from streams.knowledge import Knowledge
 from streams.metrics import GAUGE_DIMENSIONS, PipelineMetrics
 from streams.records import InvalidMessage, Message, Scored, parse_message
 from streams.scoring import TritonScorer
@@ -32,17 +33,21 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), default=str).encode()
 
 
-def _to_scored(msgs: list[Message], outputs: dict[str, Any], settings: Settings, ms: float) -> list[Scored]:
+def _to_scored(
+    msgs: list[Message], outputs: dict[str, Any], settings: Settings, knowledge: Knowledge, ms: float
+) -> list[Scored]:
     sent, top = outputs[settings.sentiment_model], outputs[settings.topic_model]
     now = datetime.now(UTC)
     scored = []
     for i, m in enumerate(msgs):
         sp = {lab: round(float(p), 5) for lab, p in zip(sent.labels, sent.probs[i], strict=True)}
         tp = {lab: round(float(p), 5) for lab, p in zip(top.labels, top.probs[i], strict=True)}
+        tickers = extract_tickers(m.text, m.tickers, knowledge.tickers_in(m.text))
+        sectors = dict.fromkeys(s for s in map(knowledge.sector, tickers) if s)
         scored.append(Scored(
             id=m.id, source=m.source, ts=m.ts,
             text=mask_pii(m.text) if m.source == "chat" else m.text,
-            tickers=extract_tickers(m.text, m.tickers),
+            tickers=tickers, sectors=tuple(sectors),
             sentiment=max(sp, key=sp.__getitem__), sentiment_probs=sp,
             topic=max(tp, key=tp.__getitem__), topic_probs=tp,
             model_versions={settings.sentiment_model: sent.version, settings.topic_model: top.version},
@@ -52,7 +57,8 @@ def _to_scored(msgs: list[Message], outputs: dict[str, Any], settings: Settings,
 
 
 def register_agents(
-    app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorConfig, metrics: PipelineMetrics
+    app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorConfig, metrics: PipelineMetrics,
+    knowledge: Knowledge,
 ) -> None:
     async def dead_letter(reason: str, event: Any, stage: str) -> Awaitable[Any]:
         msg = event.message
@@ -91,7 +97,7 @@ def register_agents(
                 outputs = await scorer.score([m.text for m in msgs])
                 elapsed = time.perf_counter() - t0
                 metrics.inference_seconds.observe(elapsed)
-                for s in _to_scored(msgs, outputs, settings, elapsed * 1000):
+                for s in _to_scored(msgs, outputs, settings, knowledge, elapsed * 1000):
                     metrics.scored.labels(s.source).inc()
                     pending.append(await topics.scored.send(key=s.id.encode(), value=s.model_dump_json().encode()))
             except Exception as exc:  # non-retryable inference error: dead-letter, keep the worker up

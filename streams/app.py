@@ -8,6 +8,7 @@ from typing import Any
 import faust
 
 from streams.agents import register_agents
+from streams.knowledge import load_knowledge
 from streams.metrics import PipelineMetrics, create_metrics
 from streams.topics import declare
 from streams.windows import DetectorConfig
@@ -60,5 +61,8 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
     state = app.Table(
         f"{settings.topic_prefix}-trend-state", default=dict, partitions=settings.topic_partitions
     )
-    register_agents(app, settings, topics, state, detector_config(settings), metrics or create_metrics())
+    knowledge = load_knowledge(settings.knowledge_path) if settings.knowledge_path else load_knowledge()
+    register_agents(
+        app, settings, topics, state, detector_config(settings), metrics or create_metrics(), knowledge
+    )
     return app

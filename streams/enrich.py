@@ -11,11 +11,13 @@ _ACCOUNT = re.compile(r"\b\d{8,}\b")
 _HANDLE = re.compile(r"(?<![\w@])@\w{2,}")
 
 
-def extract_tickers(text: str, given: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Producer-supplied tickers first, then cashtags in order, without duplicates."""
+def extract_tickers(text: str, given: tuple[str, ...] = (), named: list[str] | None = None) -> tuple[str, ...]:
+    """Producer-supplied tickers first, then cashtags, then companies named in the text; no duplicates."""
     seen: dict[str, None] = dict.fromkeys(given)
     for match in _CASHTAG.finditer(text):
         seen.setdefault(match.group(1).upper(), None)
+    for ticker in named or ():
+        seen.setdefault(ticker, None)
     return tuple(seen)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # per-key gauges only for bounded dimensions: tickers are unbounded and live in the trends topic
-GAUGE_DIMENSIONS = frozenset({"topic", "source"})
+GAUGE_DIMENSIONS = frozenset({"sector", "topic", "source"})
 
 
 @dataclass(frozen=True)

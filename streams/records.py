@@ -96,6 +96,7 @@ class Scored(BaseModel):
     ts: datetime
     text: str  # PII-masked for chat
     tickers: tuple[str, ...]
+    sectors: tuple[str, ...] = ()
     sentiment: str
     sentiment_probs: dict[str, float]
     topic: str

@@ -8,11 +8,12 @@ from typing import Any
 from streams.records import Scored
 from streams.windows import ClosedWindow, TrendEvent
 
-DIMENSIONS = ("ticker", "topic", "source")
+DIMENSIONS = ("ticker", "sector", "topic", "source")
 
 
 def trend_events(s: Scored) -> Iterable[TrendEvent]:
-    keys = [("ticker", t) for t in s.tickers] + [("topic", s.topic), ("source", s.source)]
+    keys = [("ticker", t) for t in s.tickers] + [("sector", x) for x in s.sectors]
+    keys += [("topic", s.topic), ("source", s.source)]
     for dim, key in keys:
         yield TrendEvent(
             dimension=dim, key=key, ts=s.ts.timestamp(), negative=s.sentiment == "negative",

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(64, ge=1, description="Largest micro-batch sent to Triton.")
     batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait to fill a micro-batch.")
     max_text_chars: int = Field(2000, ge=1, description="Longer texts are dead-lettered.")
+    knowledge_path: Path | None = Field(
+        None, description="CSV of ticker,sector,aliases; None = the bundled data/knowledge/companies.csv."
+    )
 
     # --- trends and alerts ---------------------------------------------------------
     window_s: int = Field(60, ge=1, description="Event-time tumbling window length.")

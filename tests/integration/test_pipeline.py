@@ -59,6 +59,7 @@ def test_messages_are_scored_by_triton_and_bad_ones_dead_lettered(
         assert r["model_versions"] == {"sentiment": "1", "topic": "1"}
     by_id = {r["id"]: r for r in scored}
     assert by_id["n1"]["sentiment"] == "negative" and by_id["n1"]["tickers"] == ["TSLA"]
+    assert by_id["n2"]["tickers"] == ["AAPL"] and by_id["n2"]["sectors"] == ["Information Technology"]
     assert "555-0134" not in by_id["c1"]["text"] and "joe@example.com" not in by_id["c1"]["text"]
     reasons = sorted(d["reason"] for d in dead)
     assert reasons[0].startswith("invalid field 'ts'") and reasons[1].startswith("not JSON")
@@ -129,7 +130,8 @@ def assert_trends_match_offline(s: Settings, lateness_s: int) -> None:
     rows = []
     for r in read_json(s, s.topic("scored")):
         ts = pd.Timestamp(r["ts"]).timestamp()
-        for dim, key in [("ticker", t) for t in r["tickers"]] + [("topic", r["topic"]), ("source", r["source"])]:
+        keys = [("ticker", t) for t in r["tickers"]] + [("sector", x) for x in r["sectors"]]
+        for dim, key in [*keys, ("topic", r["topic"]), ("source", r["source"])]:
             rows.append({"dimension": dim, "key": key, "ts": ts, "negative": r["sentiment"] == "negative"})
     df = pd.DataFrame(rows)
     df["window_start"] = (df["ts"] // s.window_s) * s.window_s

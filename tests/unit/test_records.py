@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,16 @@ def test_dead_letter_record_keeps_binary_payload_recoverable() -> None:
     rec = dead_letter_record("not UTF-8", b"\xff\x00", stage="validate", topic="t", partition=1, offset=7)
     assert rec["payload_encoding"] == "base64" and rec["payload"] == "/wA="
     assert (rec["topic"], rec["partition"], rec["offset"], rec["stage"]) == ("t", 1, 7, "validate")
+
+
+def test_company_names_map_to_tickers_and_sectors(tmp_path: Path) -> None:
+    from streams.knowledge import load_knowledge
+
+    k = load_knowledge()
+    assert k.tickers_in("Goldman Sachs cuts Tesla target; AT&T and Ford Motor rise") == ["GS", "TSLA", "T", "F"]
+    assert k.tickers_in("Metallica plays Intelligence conference") == []  # whole words only
+    assert extract_tickers("Tesla recall hits $TSLA", ("NVDA",), k.tickers_in("Tesla recall")) == ("NVDA", "TSLA")
+    assert k.sector("TSLA") == "Consumer Discretionary" and k.sector("NOPE") is None
+    custom = tmp_path / "map.csv"
+    custom.write_text("ticker,sector,aliases\nACME,Industrials,Acme Corp|Acme\n")
+    assert load_knowledge(custom).tickers_in("Acme Corp beats") == ["ACME"]

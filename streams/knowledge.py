@@ -1,0 +1,41 @@
+"""Company names to tickers and tickers to sectors, from a small committed, extensible CSV."""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MAP = Path(__file__).resolve().parent.parent / "data" / "knowledge" / "companies.csv"
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    sectors: dict[str, str]
+    alias_pattern: re.Pattern[str] | None
+    alias_to_ticker: dict[str, str]
+
+    def tickers_in(self, text: str) -> list[str]:
+        """Tickers of companies named in the text, in order of mention."""
+        if self.alias_pattern is None:
+            return []
+        return [self.alias_to_ticker[m.group(0)] for m in self.alias_pattern.finditer(text)]
+
+    def sector(self, ticker: str) -> str | None:
+        return self.sectors.get(ticker)
+
+
+def load_knowledge(path: Path = DEFAULT_MAP) -> Knowledge:
+    """One regex for all aliases, longest first, so 'Goldman Sachs' wins over 'Goldman'."""
+    sectors: dict[str, str] = {}
+    aliases: dict[str, str] = {}
+    with path.open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            ticker = row["ticker"].strip().upper()
+            sectors[ticker] = row["sector"].strip()
+            for alias in filter(None, (a.strip() for a in row["aliases"].split("|"))):
+                aliases[alias] = ticker
+    names = sorted(aliases, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w&])(?:" + "|".join(map(re.escape, names)) + r")(?![\w&])") if names else None
+    return Knowledge(sectors, pattern, aliases)
