@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install setup demo test lint typecheck unit integration down clean
+.PHONY: help install setup demo bench test lint typecheck unit integration down clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ setup: install ## Also fetch the Kafka broker jars and train models v1 if missin
 
 demo: setup ## The main job: local stack up, replay the sample feed, print alerts and a summary, stack down
 	$(BIN)/tonewatch demo
+
+bench: setup ## Throughput and latency on the local stack, one JSON line
+	$(BIN)/tonewatch bench
 
 lint: install ## ruff
 	$(BIN)/ruff check .

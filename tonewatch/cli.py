@@ -138,6 +138,31 @@ def models_bootstrap(ctx: typer.Context) -> None:
     typer.echo(f"built: {', '.join(built) if built else 'nothing (version 1 present)'}")
 
 
+@app.command()
+def bench(
+    ctx: typer.Context,
+    messages: Annotated[int, typer.Option(help="Messages to push through.")] = 2000,
+    local: Annotated[bool, typer.Option(help="Start (and stop) a local stack for the run.")] = True,
+) -> None:
+    """Print one JSON line: end-to-end msgs/s, p50/p99 produce->scored latency, per-stage rates."""
+    import time
+
+    from tonewatch.bench import run_bench
+    from tonewatch.stack import down, up
+
+    settings = _settings(ctx).model_copy(update={"topic_prefix": f"bench-{time.strftime('%Y%m%d-%H%M%S')}"})
+    if not local:
+        typer.echo(json.dumps(run_bench(settings, messages)))
+        return
+    state = up(settings)
+    stacked = settings.model_copy(update={k: v for k, v in state.endpoints.items() if k in Settings.model_fields})
+    try:
+        result = run_bench(stacked, messages)
+    finally:
+        down(stacked)
+    typer.echo(json.dumps(result))
+
+
 @app.command("feed")
 def build_feed(out: Annotated[Path, typer.Option()] = Path("data/sample_feed.jsonl")) -> None:
     """Rebuild the bundled sample feed (calm market, one $TSLA surge) from the committed data."""

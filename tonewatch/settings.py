@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     model_env_path: Path | None = Field(
         None, description="Python env for the python backend (EXECUTION_ENV_PATH); None = production image."
     )
+    triton_cpu_threads: int | None = Field(
+        None, ge=1, description="torch threads per model instance on CPU (local stack); None = torch's default."
+    )
     sentiment_model: str = "sentiment"
     topic_model: str = "topic"
     triton_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline for inference.")

@@ -26,6 +26,8 @@ def load_config(settings: Settings, name: str) -> str:
     cfg = parse_model_config(settings.model_repository / name / "config.pbtxt")
     if settings.model_env_path is not None:
         cfg.parameters["EXECUTION_ENV_PATH"].string_value = str(settings.model_env_path.resolve())
+    if settings.triton_cpu_threads:
+        cfg.parameters["threads"].string_value = str(settings.triton_cpu_threads)
     return json_format.MessageToJson(cfg, preserving_proto_field_name=True)
 
 
