@@ -51,6 +51,9 @@ def test_load_config_injects_the_local_env_only_when_asked(tmp_path: Path) -> No
     cfg = json.loads(load_config(local, "sentiment"))
     assert cfg["parameters"]["EXECUTION_ENV_PATH"]["string_value"] == str(Path(sys.prefix).resolve())
     assert cfg["max_batch_size"] == 64 and cfg["input"][0]["data_type"] == "TYPE_STRING"
+    assert "threads" not in cfg["parameters"]
+    threaded = json.loads(load_config(local.model_copy(update={"triton_cpu_threads": 1}), "sentiment"))
+    assert threaded["parameters"]["threads"]["string_value"] == "1"
 
 
 def test_settings_read_the_stack_state_but_env_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
