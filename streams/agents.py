@@ -68,6 +68,23 @@ def register_agents(
         )
         return await topics.dead_letter.send(key=event.key, value=_dumps(record))
 
+    @app.timer(interval=5.0)
+    async def consumer_lag() -> None:
+        """Lag per assigned partition; the gauge of a revoked partition is dropped, not left stale."""
+        consumer = app.consumer
+        try:
+            lags = {}
+            for tp in consumer.assignment():
+                position = await consumer.position(tp)
+                if position is not None:
+                    lags[tp] = max(consumer.highwater(tp) - position, 0)
+        except Exception:  # a rebalance in progress: try again at the next tick, never crash the worker
+            log.debug("consumer lag not available", exc_info=True)
+            return
+        metrics.consumer_lag.clear()
+        for tp, lag in lags.items():
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+
     @app.agent(topics.inputs, name="score")
     async def score(stream: Any) -> None:
         scorer = TritonScorer(

@@ -22,6 +22,7 @@ class PipelineMetrics:
     alerts: Counter
     negative_share: Gauge
     window_volume: Gauge
+    consumer_lag: Gauge
 
 
 def create_metrics() -> PipelineMetrics:
@@ -42,4 +43,6 @@ def create_metrics() -> PipelineMetrics:
                              registry=r),
         window_volume=Gauge("tonewatch_window_volume", "Messages in the open window.", ["dimension", "key"],
                             registry=r),
+        consumer_lag=Gauge("tonewatch_consumer_lag", "Records behind the partition's end, per assigned partition.",
+                           ["topic", "partition"], registry=r),
     )

@@ -83,6 +83,9 @@ def test_messages_are_scored_by_triton_and_bad_ones_dead_lettered(
     assert m['tonewatch_dead_letter_total{stage="validate"}'] == 3
     assert m[f'tonewatch_messages_in_total{{topic="{s.topic("news")}"}}'] == 7
     assert m["tonewatch_inference_seconds_count{}"] >= 1
+    time.sleep(6)  # the lag gauge refreshes every 5 s
+    lags = {k: v for k, v in worker.metrics().items() if k.startswith("tonewatch_consumer_lag")}
+    assert any(s.topic("news") in k for k in lags) and all(v >= 0 for v in lags.values()), lags
 
 
 def test_sample_feed_surge_raises_one_alert_for_the_surging_ticker_only(pipeline: Callable[..., Worker]) -> None:
