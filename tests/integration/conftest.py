@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 from tonewatch.kafka_io import read_json
 from tonewatch.settings import Settings
+from tonewatch.stack import worker_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ class Worker:
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
         self.log_path = log_path
-        env = {**os.environ, **{f"TONEWATCH_{k.upper()}": str(v) for k, v in _env_fields(settings).items()}}
+        env = worker_env(settings)
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tonewatch", "worker"], env=env, stdout=self._log, stderr=subprocess.STDOUT,
@@ -93,12 +93,6 @@ class Worker:
 
     def log_tail(self, n: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-
-
-def _env_fields(s: Settings) -> dict[str, Any]:
-    keys = ("kafka_bootstrap", "triton_grpc_url", "triton_http_url", "topic_prefix", "run_dir", "window_s",
-            "batch_size", "topic_partitions", "metrics_port", "allowed_lateness_s")
-    return {k: getattr(s, k) for k in keys}
 
 
 @pytest.fixture

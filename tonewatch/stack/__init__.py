@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tonewatch.settings import Settings
+from pydantic import SecretStr
+
+from tonewatch.settings import ENV_PREFIX, Settings
 from tonewatch.stack.kafka import start_kafka
 from tonewatch.stack.loader import load_model
 from tonewatch.stack.procs import StackError, alive, free_port, spawn, stop
@@ -19,10 +21,16 @@ __all__ = ["StackError", "down", "status", "up"]
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """The worker gets its endpoints through the same env variables production uses."""
-    keys = ("kafka_bootstrap", "triton_grpc_url", "triton_http_url", "triton_metrics_url", "topic_prefix",
-            "run_dir", "window_s", "metrics_port", "allowed_lateness_s")
-    return {**os.environ, **{f"TONEWATCH_{k.upper()}": str(getattr(settings, k)) for k in keys}}
+    """The whole settings object as the ``TONEWATCH_*`` variables production uses, for a child worker."""
+    env = dict(os.environ)
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+    return env
 
 
 def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...] | None = None) -> StackState:
