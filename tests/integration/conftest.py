@@ -78,6 +78,19 @@ class Worker:
                 out[f"{s.name}{{{labels}}}"] = s.value
         return out
 
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Until the worker has joined its group and recovered its tables.
+
+        Faust can deliver records that arrive during start-up twice (it fetches, then seeks the
+        stream partitions to the committed offsets once recovery ends): at-least-once, as Kafka
+        promises; dedup by message id is still to come. Tests that count exactly wait for this.
+        """
+        deadline = time.monotonic() + timeout_s
+        while "Worker ready" not in self.log_path.read_text(errors="replace"):
+            if time.monotonic() > deadline or not self.alive():
+                pytest.fail(f"worker not ready:\n{self.log_tail()}")
+            time.sleep(0.5)
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -107,6 +120,7 @@ def pipeline(stack_settings: Settings, tmp_path: Path) -> Iterator[Callable[...,
         settings = stack_settings.model_copy(update={"topic_prefix": prefix, "metrics_port": free_port(), **overrides})
         w = Worker(settings, tmp_path / f"worker-{len(workers)}.log")
         workers.append(w)
+        w.wait_ready()
         return w
 
     yield start
