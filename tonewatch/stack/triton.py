@@ -72,12 +72,20 @@ def _ready(http_url: str) -> bool:
         return bool(resp.status == 200)
 
 
-def start_triton(settings: Settings, work_dir: Path, timeout_s: float = 90.0) -> TritonProcess:
-    """Explicit model control: nothing loads until :func:`tonewatch.stack.models.load_model` asks."""
+def start_triton(
+    settings: Settings,
+    work_dir: Path,
+    timeout_s: float = 90.0,
+    *,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    metrics_port: int | None = None,
+) -> TritonProcess:
+    """Explicit model control: nothing loads until :func:`tonewatch.stack.loader.load_model` asks."""
     install = find_install()
     work_dir = work_dir.resolve()
     backends = assemble_backends(install, work_dir / "backends")
-    http, grpc, metrics = free_port(), free_port(), free_port()
+    http, grpc, metrics = http_port or free_port(), grpc_port or free_port(), metrics_port or free_port()
     cmd = [
         str(install.binary), f"--model-repository={settings.model_repository.resolve()}",
         "--model-control-mode=explicit", f"--backend-directory={backends}",
