@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install setup demo bench test lint typecheck unit integration down clean
+.PHONY: help install system setup demo bench test lint typecheck unit integration down clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,7 +22,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create the venv with every Python dependency
 
-setup: install ## Also fetch the Kafka broker jars and train models v1 if missing
+# Prometheus and Alertmanager from Debian: the local stack and the tests run the real ones
+APT_TOOLS := prometheus promtool prometheus-alertmanager
+system: ## Install the Debian packages (Prometheus, Alertmanager) when missing
+	@missing=0; for t in $(APT_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q prometheus prometheus-alertmanager; \
+	fi
+
+setup: install system ## Also fetch the Kafka broker jars and train models v1 if missing
 	$(BIN)/tonewatch setup
 
 demo: setup ## The main job: local stack up, replay the sample feed, print alerts and a summary, stack down

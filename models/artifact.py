@@ -16,6 +16,8 @@ from models.labels import LABELS
 
 MANIFEST = "manifest.json"
 HEAD_FILE = "head.safetensors"
+CARD = "MODEL_CARD.md"
+ENCODER_DIR = "encoder"  # a fine-tuned encoder travels inside its version
 MODEL_PY = Path(__file__).resolve().parent / "triton_model.py"
 
 
@@ -35,11 +37,15 @@ class Manifest:
     created: str
     parent: int | None
     data: str
+    mode: str = "head"
+    params: int | None = None
+    command: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
         try:
-            return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+            optional = {"mode", "params", "command"}
+            return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d or k not in optional})
         except KeyError as exc:
             raise ArtifactError(f"manifest is missing '{exc.args[0]}'") from exc
 
@@ -79,13 +85,48 @@ def validate_artifact(version_dir: Path) -> Manifest:
     last = max((k for k in tensors if k.endswith("weight")), default=None)
     if last is None or tensors[last].shape[0] != len(manifest.labels):
         raise ArtifactError(f"{head}: output size does not match {len(manifest.labels)} labels")
+    if manifest.encoder.get("kind") == "local":
+        enc = artifact_dir(version_dir) / manifest.encoder.get("path", "")
+        missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (enc / f).is_file()]
+        if missing:
+            raise ArtifactError(f"{enc}: fine-tuned encoder lacks {', '.join(missing)}")
+    elif manifest.encoder.get("kind") != "package":
+        raise ArtifactError(f"{version_dir}: unknown encoder spec {manifest.encoder}")
     return manifest
 
 
+def model_card(m: Manifest) -> str:
+    """What an ops person needs before promoting a version: lineage, data, figures, how to reproduce."""
+    lines = [f"# {m.name} v{m.version}", "", f"- created: {m.created}", f"- parent version: {m.parent}",
+             f"- mode: {m.mode}" + (f" ({m.params:,} parameters)" if m.params else ""),
+             f"- encoder: {m.encoder}", f"- max length: {m.max_length} tokens", f"- labels: {', '.join(m.labels)}",
+             f"- data: {m.data}"]
+    if m.command:
+        lines.append(f"- command: `{m.command}`")
+    lines += ["", "| split | accuracy | macro-F1 | weighted-F1 |", "|---|---|---|---|"]
+    for split in ("val", "test"):
+        r = m.metrics.get(split)
+        if isinstance(r, dict):
+            lines.append(f"| {split} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['weighted_f1']:.4f} |")
+    extra = {k: v for k, v in m.metrics.items() if k not in ("val", "test")}
+    if extra:
+        lines += ["", *(f"- {k}: {v}" for k, v in extra.items())]
+    return "\n".join(lines) + "\n"
+
+
+def version_numbers(repo: Path, name: str) -> list[int]:
+    folder = repo / name
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if folder.is_dir() else []
+
+
+def next_version(repo: Path, name: str) -> int:
+    return max(version_numbers(repo, name), default=0) + 1
+
+
 def write_version(
-    repo: Path, manifest: Manifest, head_state: dict[str, Any]
+    repo: Path, manifest: Manifest, head_state: dict[str, Any], encoder: Any = None, tokenizer: Any = None
 ) -> Path:
-    """Create ``<repo>/<name>/<version>/`` atomically with model.py and the artifact."""
+    """Create ``<repo>/<name>/<version>/`` atomically with model.py, the artifact and its model card."""
     from safetensors.torch import save_file
 
     final = repo / manifest.name / str(manifest.version)
@@ -94,7 +135,13 @@ def write_version(
     (tmp / "artifact").mkdir(parents=True)
     shutil.copyfile(MODEL_PY, tmp / "model.py")
     save_file({k: v.contiguous() for k, v in head_state.items()}, str(tmp / "artifact" / HEAD_FILE))
+    if encoder is not None:
+        encoder.save_pretrained(str(tmp / "artifact" / ENCODER_DIR), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp / "artifact" / ENCODER_DIR))
     (tmp / "artifact" / MANIFEST).write_text(json.dumps(manifest.__dict__, indent=2) + "\n")
+    (tmp / "artifact" / CARD).write_text(model_card(manifest))
+    for path in tmp.rglob("*"):  # safetensors writes 0600: a Triton running as another user could not read it
+        path.chmod(0o755 if path.is_dir() else 0o644)
     validate_artifact(tmp)
     if final.exists():
         shutil.rmtree(final / "artifact", ignore_errors=True)

