@@ -63,7 +63,10 @@ def _tiny_version(tmp_path: Path, name: str = "sentiment", version: int = 1) -> 
 def test_version_folder_layout_and_validation(tmp_path: Path) -> None:
     path = _tiny_version(tmp_path)
     assert path == tmp_path / "sentiment" / "1"
-    assert sorted(p.name for p in path.rglob("*")) == ["artifact", "head.safetensors", "manifest.json", "model.py"]
+    assert sorted(p.name for p in path.rglob("*")) == [
+        "MODEL_CARD.md", "artifact", "head.safetensors", "manifest.json", "model.py"]
+    # readable by a Triton running as another user (safetensors itself writes 0600)
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in path.rglob("*"))
     assert validate_artifact(path).labels == LABELS["sentiment"]
     assert not list((tmp_path / "sentiment").glob(".tmp-*"))
 
