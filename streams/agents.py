@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.alerts import alert_payload
+from streams.dedup import RecentIds
 from streams.enrich import extract_tickers, mask_pii
 from streams.errors import dead_letter_record
 from streams.knowledge import Knowledge
@@ -85,6 +86,8 @@ def register_agents(
         for tp, lag in lags.items():
             metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
 
+    recent = RecentIds(settings.dedup_capacity)
+
     @app.agent(topics.inputs, name="score")
     async def score(stream: Any) -> None:
         scorer = TritonScorer(
@@ -104,9 +107,15 @@ def register_agents(
         for ev in events:
             metrics.messages_in.labels(ev.message.topic).inc()
             try:
-                valid.append((ev, parse_message(ev.value, settings.max_text_chars)))
+                msg = parse_message(ev.value, settings.max_text_chars)
             except InvalidMessage as exc:
                 pending.append(await dead_letter(exc.reason, ev, "validate"))
+                continue
+            if msg.id in recent or any(m.id == msg.id for _, m in valid):
+                metrics.duplicates.inc()  # counted, not scored twice: the first copy's output stands
+                log.debug("duplicate message id %s skipped", msg.id)
+                continue
+            valid.append((ev, msg))
         if valid:
             t0 = time.perf_counter()
             try:
@@ -117,6 +126,7 @@ def register_agents(
                 for s in _to_scored(msgs, outputs, settings, knowledge, elapsed * 1000):
                     metrics.scored.labels(s.source).inc()
                     pending.append(await topics.scored.send(key=s.id.encode(), value=s.model_dump_json().encode()))
+                    recent.add(s.id)
             except Exception as exc:  # non-retryable inference error: dead-letter, keep the worker up
                 log.exception("scoring failed for a batch of %d", len(valid))
                 for ev, _ in valid:

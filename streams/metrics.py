@@ -16,6 +16,7 @@ class PipelineMetrics:
     messages_in: Counter
     scored: Counter
     dead_letter: Counter
+    duplicates: Counter
     batch_size: Histogram
     inference_seconds: Histogram
     trend_events: Counter
@@ -32,6 +33,8 @@ def create_metrics() -> PipelineMetrics:
         messages_in=Counter("tonewatch_messages_in", "Messages read from the input topics.", ["topic"], registry=r),
         scored=Counter("tonewatch_messages_scored", "Messages scored and written.", ["source"], registry=r),
         dead_letter=Counter("tonewatch_dead_letter", "Records sent to the dead-letter topic.", ["stage"], registry=r),
+        duplicates=Counter("tonewatch_duplicates", "Input records whose message id this worker already scored.",
+                           registry=r),
         batch_size=Histogram("tonewatch_batch_size", "Messages per micro-batch sent to Triton.", registry=r,
                              buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)),
         inference_seconds=Histogram("tonewatch_inference_seconds", "Triton round trip per micro-batch, both models.",
