@@ -103,6 +103,7 @@ def register_agents(
     async def _score_batch(scorer: TritonScorer, events: list[Any]) -> None:
         pending: list[Awaitable[Any]] = []
         valid: list[tuple[Any, Message]] = []
+        batch_ids: set[str] = set()
         metrics.batch_size.observe(len(events))
         for ev in events:
             metrics.messages_in.labels(ev.message.topic).inc()
@@ -111,10 +112,11 @@ def register_agents(
             except InvalidMessage as exc:
                 pending.append(await dead_letter(exc.reason, ev, "validate"))
                 continue
-            if msg.id in recent or any(m.id == msg.id for _, m in valid):
+            if msg.id in recent or msg.id in batch_ids:
                 metrics.duplicates.inc()  # counted, not scored twice: the first copy's output stands
                 log.debug("duplicate message id %s skipped", msg.id)
                 continue
+            batch_ids.add(msg.id)
             valid.append((ev, msg))
         if valid:
             t0 = time.perf_counter()
