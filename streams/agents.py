@@ -169,7 +169,7 @@ def register_agents(
                     metrics.negative_share.labels(tev.dimension, tev.key).set(latest.share)
                     metrics.window_volume.labels(tev.dimension, tev.key).set(latest.count)
                 for t in update.transitions:
-                    payload = alert_payload(t, tev, cfg.window_s)
+                    payload = alert_payload(t, tev, cfg.window_s, settings.dashboard_url)
                     log.info("alert %s %s %s=%s", t.status, t.severity, tev.dimension, tev.key)
                     metrics.alerts.labels(t.status, t.severity, tev.dimension).inc()
                     await topics.alerts.send(key=t.alert_id.encode(), value=_dumps(payload))

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from tonewatch.commands import ctx_settings, delivery, evaluation, faults, retrain, rollout
+from tonewatch.commands import report as report_cmds
 from tonewatch.settings import Settings
 
 app = typer.Typer(help="Tonewatch: streaming financial-sentiment risk monitor.", no_args_is_help=True)
@@ -20,10 +22,7 @@ app.add_typer(models_app, name="models")
 
 
 def _settings(ctx: typer.Context) -> Settings:
-    if ctx.obj is None:
-        ctx.obj = Settings()
-    settings: Settings = ctx.obj
-    return settings
+    return ctx_settings(ctx)
 
 
 @app.callback()
@@ -297,6 +296,11 @@ def demo(
     from tonewatch.demo import run_demo
 
     sys.exit(run_demo(_settings(ctx), feed, speed))
+
+
+# command groups that live in their own modules, one per area (declarative, like the decorators above)
+for _area in (delivery, evaluation, rollout, retrain, report_cmds, faults):
+    _area.register(app, alerts_app, models_app)
 
 
 def main() -> None:

@@ -103,6 +103,21 @@ class Settings(BaseSettings):
     alert_critical_z: float = Field(6.0, gt=0, description="z-score at which an alert is critical.")
     alert_top_messages: int = Field(5, ge=0, description="Driving messages kept in an alert.")
 
+    # --- alert delivery (#5): fields of tonewatch/commands/delivery.py and its modules ---------------------
+    dashboard_url: str | None = Field(None, description="Grafana dashboard base URL put in alert payloads.")
+
+    # --- detector evaluation (#5) ------------------------------------------------------------------------
+    # (detector settings live with trends and alerts above)
+
+    # --- model rollout (#6) ------------------------------------------------------------------------------
+    # (none yet)
+
+    # --- feedback, retrain and drift (#6) ----------------------------------------------------------------
+    # (none yet)
+
+    # --- reliability and performance (#8) ----------------------------------------------------------------
+    # (none yet)
+
     @classmethod
     def settings_customise_sources(
         cls,

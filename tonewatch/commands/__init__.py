@@ -1,0 +1,20 @@
+"""CLI command groups by area; ``tonewatch.cli`` calls each module's ``register``.
+
+Each module adds its commands to the root app or to the ``alerts``/``models`` groups, and
+imports its heavy dependencies inside the command bodies, so ``tonewatch --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from tonewatch.settings import Settings
+
+
+def ctx_settings(ctx: typer.Context) -> Settings:
+    """The invocation's one settings object, built on first use and kept on the context."""
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = Settings()
+    settings: Settings = root.obj
+    return settings

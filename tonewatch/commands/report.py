@@ -1,0 +1,9 @@
+"""The static HTML report (issue #7)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer) -> None:
+    """Add this area's commands (none yet)."""

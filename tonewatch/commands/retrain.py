@@ -1,0 +1,9 @@
+"""Feedback, the retrain job and drift (issue #6)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer) -> None:
+    """Add this area's commands (none yet)."""
