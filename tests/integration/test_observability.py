@@ -1,0 +1,106 @@
+"""Dashboards and rules against a real Prometheus scraping a real worker and Triton after a replay."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.conftest import REPO, Worker, wait_for
+from tonewatch.replay import replay
+from tonewatch.stack.prometheus import (
+    api,
+    dashboard_queries,
+    start_prometheus,
+    stop_prometheus,
+    vector_selectors,
+)
+
+pytestmark = pytest.mark.integration
+
+DASHBOARDS = sorted((REPO / "dashboards" / "json").glob("*.json"))
+RULE_FILES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
+
+
+def _has_value(result: list[dict[str, Any]]) -> bool:
+    """At least one finite sample: a series of NaNs (0/0 all along) is no data to a panel."""
+    for series in result:
+        values = series.get("values") or [series["value"]]
+        if any(math.isfinite(float(v)) for _, v in values):
+            return True
+    return False
+
+
+def _substitute(expr: str, variables: dict[str, str]) -> str:
+    """Grafana's template variables, as Grafana would expand them for this run."""
+    for name in sorted(variables, key=len, reverse=True):
+        expr = expr.replace(f"${name}", variables[name])
+    return expr
+
+
+def _check_variables(url: str, dashboard: dict[str, Any], variables: dict[str, str]) -> None:
+    for var in dashboard["templating"]["list"]:
+        found = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", var["query"]["query"])
+        assert found, var["query"]
+        series = api(url, "series", **{"match[]": _substitute(found.group(1), variables)})
+        values = {s[found.group(2)] for s in series if found.group(2) in s}
+        assert values, f"{dashboard['title']}: variable {var['name']} has no values"
+
+
+def test_every_dashboard_and_rule_expression_returns_data(pipeline: Callable[..., Worker], tmp_path: Path) -> None:
+    worker = pipeline(allowed_lateness_s=600)  # as in test_pipeline: a 120x replay compresses lateness
+    s = worker.settings
+    prom = start_prometheus(tmp_path / "prometheus", {
+        "worker": [f"{s.metrics_host}:{s.metrics_port}"], "triton": [s.triton_metrics_url],
+    }, interval_s=1.0)
+    try:
+        start = time.time()
+        sent = replay(s, REPO / "data" / "sample_feed.jsonl", speed=120).sent
+        wait_for(s, "scored", sent - 3, worker, timeout_s=600)
+        assert any(a["status"] == "firing" for a in wait_for(s, "alerts", 1, worker)), "the replay raises no alert"
+        time.sleep(10)  # the lag gauge refreshes every 5 s; then a few scrapes and rule evaluations
+
+        up = {r["metric"]["job"]: r["value"][1] for r in api(prom.url, "query", query="up")["result"]}
+        assert up == {"worker": "1", "triton": "1"}, up
+
+        end = time.time()
+        window = {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": "2"}
+        variables = {"__rate_interval": "1m", "__interval": "2s", "__range": f"{math.ceil(end - start)}s",
+                     "dimension": "sector", "key": ".*", "instance": ".*"}
+        checked = 0
+        for path in DASHBOARDS:
+            dashboard = json.loads(path.read_text())
+            _check_variables(prom.url, dashboard, variables)
+            for where, expr in dashboard_queries(dashboard):
+                result = api(prom.url, "query_range", query=_substitute(expr, variables), **window)["result"]
+                assert _has_value(result), f"{path.name}: {where} returns no data: {expr}"
+                checked += 1
+        assert checked >= 40, checked
+
+        rules = [r for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"]]
+        for rule in rules:
+            if "record" in rule:
+                assert _has_value(api(prom.url, "query", query=rule["expr"])["result"]), rule["record"]
+                assert _has_value(api(prom.url, "query", query=rule["record"])["result"]), \
+                    f"recording rule {rule['record']} produced no series"
+            else:  # rightly empty while healthy: each series it watches must exist instead
+                api(prom.url, "query", query=rule["expr"])  # parses and evaluates
+                selectors = vector_selectors(rule["expr"])
+                assert selectors, rule["alert"]
+                for selector in selectors:
+                    assert api(prom.url, "query", query=selector)["result"], f"{rule['alert']}: {selector} is empty"
+
+        loaded = [r for g in api(prom.url, "rules")["groups"] for r in g["rules"]]
+        assert len(loaded) == len(rules)
+        assert all(r["health"] == "ok" for r in loaded), [(r["name"], r.get("lastError")) for r in loaded]
+        firing = [r["name"] for r in loaded if r["type"] == "alerting" and r["state"] != "inactive"]
+        assert firing == [], f"a healthy pipeline raises platform alerts: {firing}"
+    finally:
+        stop_prometheus(prom)
