@@ -8,6 +8,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # per-key gauges only for bounded dimensions: tickers are unbounded and live in the trends topic
 GAUGE_DIMENSIONS = frozenset({"sector", "topic", "source"})
+# label sets exported at 0 from the start: increase() cannot see a series' first value, so without
+# these the first alert per label set after a worker start would never show on a dashboard
+ALERT_LABELS = [(status, severity, dim) for status in ("firing", "resolved") for severity in ("warning", "critical")
+                for dim in ("ticker", "sector", "topic", "source")]
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class PipelineMetrics:
 
 def create_metrics() -> PipelineMetrics:
     r = CollectorRegistry()
-    return PipelineMetrics(
+    m = PipelineMetrics(
         registry=r,
         messages_in=Counter("tonewatch_messages_in", "Messages read from the input topics.", ["topic"], registry=r),
         scored=Counter("tonewatch_messages_scored", "Messages scored and written.", ["source"], registry=r),
@@ -49,3 +53,8 @@ def create_metrics() -> PipelineMetrics:
         consumer_lag=Gauge("tonewatch_consumer_lag", "Records behind the partition's end, per assigned partition.",
                            ["topic", "partition"], registry=r),
     )
+    for labels in ALERT_LABELS:
+        m.alerts.labels(*labels)
+    for source in ("news", "chat"):
+        m.scored.labels(source)
+    return m

@@ -1,0 +1,133 @@
+"""Dashboards and rules against a real Prometheus scraping a real worker and Triton after a replay."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.conftest import REPO, Worker, wait_for
+from tonewatch.replay import replay
+from tonewatch.stack.prometheus import (
+    api,
+    dashboard_queries,
+    start_prometheus,
+    stop_prometheus,
+    vector_selectors,
+)
+
+pytestmark = pytest.mark.integration
+
+DASHBOARDS = sorted((REPO / "dashboards" / "json").glob("*.json"))
+RULE_FILES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
+
+
+def _feed_slice(path: Path) -> int:
+    """The sample feed's TSLA story (baseline, surge, after) with every 16th other line and its bad JSON line.
+
+    A tenth of the feed keeps the test within minutes on a shared CPU while still raising a real alert and
+    touching every dimension, both sources and the dead-letter topic. Returns how many should be scored.
+    """
+    lines = (REPO / "data" / "sample_feed.jsonl").read_text().splitlines()
+    kept = [line for i, line in enumerate(lines) if "TSLA" in line.upper() or i % 16 == 0 or '"bad-1"' in line]
+    path.write_text("\n".join(kept) + "\n")
+    bad = [line for line in kept if line.startswith('{"id": "bad-')]
+    return len(kept) - len(bad)
+
+
+def _has_value(result: list[dict[str, Any]]) -> bool:
+    """At least one finite sample: a series of NaNs (0/0 all along) is no data to a panel."""
+    for series in result:
+        values = series.get("values") or [series["value"]]
+        if any(math.isfinite(float(v)) for _, v in values):
+            return True
+    return False
+
+
+def _substitute(expr: str, variables: dict[str, str]) -> str:
+    """Grafana's template variables, as Grafana would expand them for this run."""
+    for name in sorted(variables, key=len, reverse=True):
+        expr = expr.replace(f"${name}", variables[name])
+    return expr
+
+
+def _check_variables(url: str, dashboard: dict[str, Any], variables: dict[str, str]) -> None:
+    for var in dashboard["templating"]["list"]:
+        found = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", var["query"]["query"])
+        assert found, var["query"]
+        series = api(url, "series", **{"match[]": _substitute(found.group(1), variables)})
+        values = {s[found.group(2)] for s in series if found.group(2) in s}
+        assert values, f"{dashboard['title']}: variable {var['name']} has no values"
+
+
+def test_every_dashboard_and_rule_expression_returns_data(pipeline: Callable[..., Worker], tmp_path: Path) -> None:
+    # as in test_pipeline, a 120x replay compresses lateness; small batches and a long deadline keep a
+    # CPU Triton shared with other test sessions making progress instead of timing out whole batches
+    worker = pipeline(allowed_lateness_s=600, batch_size=16, triton_timeout_s=120.0)
+    s = worker.settings
+    prom = start_prometheus(tmp_path / "prometheus", {
+        "worker": [f"{s.metrics_host}:{s.metrics_port}"], "triton": [s.triton_metrics_url],
+    }, interval_s=1.0)
+    try:
+        start = time.time()
+        expected = _feed_slice(tmp_path / "feed.jsonl")
+        replay(s, tmp_path / "feed.jsonl", speed=120)
+        wait_for(s, "scored", expected, worker, timeout_s=600)
+        assert wait_for(s, "dead-letter", 1, worker)
+        alerts = wait_for(s, "alerts", 1, worker)
+        fired = sum(a["status"] == "firing" for a in alerts)
+        assert fired, "the replay raises no alert"
+        time.sleep(10)  # the lag gauge refreshes every 5 s; then a few scrapes and rule evaluations
+
+        up = {r["metric"]["job"]: r["value"][1] for r in api(prom.url, "query", query="up")["result"]}
+        assert up == {"worker": "1", "triton": "1"}, up
+
+        end = time.time()
+        window = {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": "2"}
+        variables = {"__rate_interval": "1m", "__interval": "2s", "__range": f"{math.ceil(end - start)}s",
+                     "dimension": "sector", "key": ".*", "instance": ".*", "model": ".*"}
+        checked = 0
+        for path in DASHBOARDS:
+            dashboard = json.loads(path.read_text())
+            _check_variables(prom.url, dashboard, variables)
+            for where, expr in dashboard_queries(dashboard):
+                query = _substitute(expr, variables)
+                assert "$" not in query, f"{path.name}: {where} uses a variable this test does not set: {query}"
+                result = api(prom.url, "query_range", query=query, **window)["result"]
+                assert _has_value(result), f"{path.name}: {where} returns no data: {expr}"
+                checked += 1
+        assert checked >= 40, checked
+        # and the numbers are right, not just present: the Risk overview's count is the alerts topic's
+        risk = json.loads((REPO / "dashboards" / "json" / "risk-overview.json").read_text())
+        count = _substitute(risk["panels"][0]["targets"][0]["expr"], variables)
+        value = float(api(prom.url, "query", query=count, time=f"{end:.3f}")["result"][0]["value"][1])
+        assert abs(value - fired) < 0.5, (value, fired)
+
+        rules = [r for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"]]
+        for rule in rules:
+            if "record" in rule:
+                assert _has_value(api(prom.url, "query", query=rule["expr"])["result"]), rule["record"]
+                assert _has_value(api(prom.url, "query", query=rule["record"])["result"]), \
+                    f"recording rule {rule['record']} produced no series"
+            else:  # rightly empty while healthy: each series it watches must exist instead
+                api(prom.url, "query", query=rule["expr"])  # parses and evaluates
+                selectors = vector_selectors(rule["expr"])
+                assert selectors, rule["alert"]
+                for selector in selectors:
+                    assert api(prom.url, "query", query=selector)["result"], f"{rule['alert']}: {selector} is empty"
+
+        loaded = [r for g in api(prom.url, "rules")["groups"] for r in g["rules"]]
+        assert len(loaded) == len(rules)
+        assert all(r["health"] == "ok" for r in loaded), [(r["name"], r.get("lastError")) for r in loaded]
+        # a CPU-only Triton on a shared machine may rightly be slow; nothing else may be pending or firing
+        raised = [r["name"] for r in loaded if r["type"] == "alerting" and r["state"] != "inactive"]
+        assert set(raised) <= {"TonewatchInferenceSlow"}, f"a healthy pipeline raises platform alerts: {raised}"
+    finally:
+        stop_prometheus(prom)
