@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     delivery_give_up_s: float = Field(900.0, gt=0, description="Retry this long, then dead-letter the delivery.")
     escalation_interval_s: float = Field(900.0, gt=0, description="Re-notify an unacked critical alert this often.")
     escalation_max: int = Field(3, ge=0, description="Re-notifications of one alert at most (0 disables).")
+    alertmanager_hold_s: float = Field(
+        21600.0, gt=0, description="endsAt of a firing alert sent to Alertmanager: it outlives resolve_timeout."
+    )
     notifier_metrics_port: int = Field(9109, ge=0, description="Notifier's Prometheus /metrics port; 0 disables.")
 
     # --- detector evaluation (#5) ------------------------------------------------------------------------

@@ -251,6 +251,7 @@ def test_alertmanager_receives_the_alert_and_it_ends_when_resolved(
                                  "severity": "critical", "alert_id": "am-1"}
         assert got["annotations"]["top_message"] == "TSLA plunges"
         assert got["status"]["state"] == "active"
+        assert got["endsAt"] > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 3600))  # held
         produce(settings, alert("am-1", status="resolved"))
         until(lambda: not active(), "the alert to end in Alertmanager", log=n)
     finally:
@@ -294,18 +295,28 @@ def test_unacked_critical_alert_escalates_until_acked_or_resolved(
     assert n.metric("tonewatch_escalations_total{}") >= 3
 
 
-def test_permanent_rejection_goes_to_the_delivery_dead_letter_topic(
+def test_rejected_or_hopeless_deliveries_go_to_the_delivery_dead_letter_topic(
     settings: Settings, receivers: Callable[..., Receiver], notifier: Callable[[Settings], NotifierProc]
 ) -> None:
-    hook = receivers(status=400)
-    sub_id = cli(settings, "alerts", "subscribe", "--webhook", hook.url)
-    n = notifier(settings)
+    settings = settings.model_copy(update={"delivery_give_up_s": 4.0})
+    rejects, failing = receivers(status=400), receivers(status=503)
+    n = notifier(settings)  # subscriptions made while it runs: it follows the topic
+    reject_id = cli(settings, "alerts", "subscribe", "--webhook", rejects.url)
+    failing_id = cli(settings, "alerts", "subscribe", "--webhook", failing.url)
+    until(lambda: f"subscription {failing_id} active" in n.log_path.read_text(), "the live subscription", log=n)
     produce(settings, alert("dl-1"))
-    until(lambda: len(read_json(settings, settings.topic("delivery-dead-letter"))) >= 1, "a dead letter", log=n)
-    (dead,) = read_json(settings, settings.topic("delivery-dead-letter"))
-    assert dead["subscription"] == sub_id and dead["alert_id"] == "dl-1" and dead["attempts"] == 1
-    assert dead["reason"].startswith("HTTP 400")
-    assert len(hook.requests) == 1  # not retried
-    assert n.metric("tonewatch_deliveries_total{kind=webhook,outcome=dead_letter}") == 1
-    cli(settings, "alerts", "unsubscribe", sub_id)
-    assert cli(settings, "alerts", "list") == ""
+
+    def dead() -> dict[str, dict[str, Any]]:
+        return {d["subscription"]: d for d in read_json(settings, settings.topic("delivery-dead-letter"))}
+
+    until(lambda: len(dead()) == 2, "two dead letters", log=n)
+    rejected, gave_up = dead()[reject_id], dead()[failing_id]
+    assert rejected["alert_id"] == "dl-1" and rejected["attempts"] == 1 and rejected["reason"].startswith("HTTP 400")
+    assert len(rejects.requests) == 1  # a 400 is never retried
+    assert gave_up["alert_id"] == "dl-1" and gave_up["reason"].startswith("gave up after")
+    assert "HTTP 503" in gave_up["reason"] and gave_up["attempts"] == len(failing.requests) >= 2
+    assert n.metric("tonewatch_deliveries_total{kind=webhook,outcome=dead_letter}") == 2
+    assert n.metric("tonewatch_deliveries_total{kind=webhook,outcome=retry}") >= 1
+    cli(settings, "alerts", "unsubscribe", reject_id)
+    assert cli(settings, "alerts", "list", "--json").splitlines() == [
+        json.dumps({"id": failing_id, "kind": "webhook", "url": failing.url})]

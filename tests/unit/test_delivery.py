@@ -94,6 +94,7 @@ def test_subscription_filters_reuse_tail_filters() -> None:
     {"kind": "webhook", "url": "ftp://x"},
     {"kind": "email", "url": "http://x"},
     {"kind": "webhook", "url": "http://x", "min_severity": "huge"},
+    {"kind": "webhook", "url": "http://x", "dimension": "planet"},
     {"kind": "webhook", "url": "http://x", "secret_env": "the-actual-secret!"},
 ])
 def test_subscription_validation(fields: dict) -> None:
@@ -143,11 +144,12 @@ def test_webhook_request_is_signed_and_idempotent() -> None:
 
 
 def test_alertmanager_alert_labels_are_stable_and_resolved_ends_it() -> None:
-    firing = alertmanager_alert(ALERT, now=1.7e9)
-    resolved = alertmanager_alert({**ALERT, "status": "resolved"}, now=1.7e9)
+    firing = alertmanager_alert(ALERT, now=1.7e9, hold_s=3600)
+    resolved = alertmanager_alert({**ALERT, "status": "resolved"}, now=1.7e9, hold_s=3600)
     assert firing["labels"] == resolved["labels"] == {
         "alertname": ALERTNAME, "dimension": "ticker", "key": "TSLA", "severity": "critical", "alert_id": "a1"}
-    assert firing["startsAt"] == "2026-01-05T14:24:00Z" and "endsAt" not in firing
+    assert firing["startsAt"] == "2026-01-05T14:24:00Z"
+    assert firing["endsAt"].startswith("2023-11-14T23:13:20")  # held past Alertmanager's resolve_timeout
     assert resolved["endsAt"].startswith("2023-11-14T22:13:20")
     assert firing["annotations"]["top_message"] == "Tesla recalls cars"
     assert firing["annotations"]["dashboard_url"] == ALERT["dashboard_url"]

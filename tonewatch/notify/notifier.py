@@ -82,14 +82,23 @@ class Notifier:
         names = {self.s.topic(n): n for n in STATE_TOPICS}
         for tp, records in batch.items():
             for r in records:
+                if tp.topic == self.s.topic("subscriptions") and r.key is not None:
+                    log.info("subscription %s %s", r.key.decode(), "removed" if r.value is None else "active")
                 self.state.apply(names[tp.topic], tp.partition, r.offset, r.key, r.value)
 
     def catch_up(self, consumer: KafkaConsumer, timeout_s: float = 60.0) -> None:
         """Read every state topic to its current end before the first delivery decision."""
         tps = list(consumer.assignment())
-        end = consumer.end_offsets(tps)
-        nxt = consumer.beginning_offsets(tps)
         deadline = time.monotonic() + timeout_s
+        while True:
+            try:  # a just-created topic may have no leader yet; kafka-python then fails oddly
+                end, nxt = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("state topics not ready (%s: %s); retrying", type(exc).__name__, exc)
+                time.sleep(1.0)
         while any(nxt[tp] < end[tp] for tp in tps):
             if time.monotonic() > deadline:
                 raise RuntimeError("state topics not read to the end in time")
@@ -143,20 +152,27 @@ class Notifier:
 
     # --- sending -------------------------------------------------------------------------------
     def _send(self, sub: Subscription, alert: dict[str, Any]) -> tuple[Outcome, str, float]:
+        """Runs in the pool; any surprise becomes a retry, never a dead notifier."""
         t0 = time.monotonic()
+        try:
+            outcome, detail = self._attempt(sub, alert)
+        except Exception as exc:
+            log.exception("delivery to %s raised", sub.id)
+            outcome, detail = "retry", f"{type(exc).__name__}: {exc}"
+        return outcome, detail, time.monotonic() - t0
+
+    def _attempt(self, sub: Subscription, alert: dict[str, Any]) -> tuple[Outcome, str]:
         timeout = self.s.delivery_timeout_s
         if sub.kind == "webhook":
             secret = os.environ.get(sub.secret_env) if sub.secret_env else (
                 self.s.webhook_secret.get_secret_value() if self.s.webhook_secret else None)
             if not secret:
-                return "permanent", f"no webhook secret ({sub.secret_env or 'TONEWATCH_WEBHOOK_SECRET'} unset)", 0.0
-            outcome, detail = senders.send_webhook(sub.url, alert, secret, timeout)
-        elif sub.kind == "alertmanager":
-            outcome, detail = senders.send_alertmanager(sub.url, alert, timeout)
-        else:
-            token = self.s.grafana_token.get_secret_value() if self.s.grafana_token else None
-            outcome, detail = senders.send_grafana(sub.url, alert, token, timeout)
-        return outcome, detail, time.monotonic() - t0
+                return "permanent", f"no webhook secret ({sub.secret_env or 'TONEWATCH_WEBHOOK_SECRET'} unset)"
+            return senders.send_webhook(sub.url, alert, secret, timeout)
+        if sub.kind == "alertmanager":
+            return senders.send_alertmanager(sub.url, alert, self.s.alertmanager_hold_s, timeout)
+        token = self.s.grafana_token.get_secret_value() if self.s.grafana_token else None
+        return senders.send_grafana(sub.url, alert, token, timeout)
 
     def dispatch(self, pool: ThreadPoolExecutor, now: float) -> None:
         for sid, queue in self.queues.items():

@@ -38,8 +38,17 @@ def _top_text(alert: dict[str, Any]) -> str:
     return str(top[0].get("text", "")) if top else ""
 
 
-def alertmanager_alert(alert: dict[str, Any], now: float) -> dict[str, Any]:
-    """One Alertmanager v2 alert; the same labels for firing and resolved, so resolved ends it."""
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def alertmanager_alert(alert: dict[str, Any], now: float, hold_s: float) -> dict[str, Any]:
+    """One Alertmanager v2 alert; the same labels for firing and resolved, so resolved ends it.
+
+    A firing alert carries ``endsAt = now + hold_s``: without it Alertmanager would resolve it by
+    itself after its ``resolve_timeout`` (5 min), because Tonewatch sends a state change once
+    instead of re-sending the alert every evaluation like Prometheus does.
+    """
     labels = {
         "alertname": ALERTNAME, "dimension": str(alert["dimension"]), "key": str(alert["key"]),
         "severity": str(alert["severity"]), "alert_id": str(alert["id"]),
@@ -56,9 +65,8 @@ def alertmanager_alert(alert: dict[str, Any], now: float) -> dict[str, Any]:
         annotations["escalation"] = str(alert["escalation"])
     out: dict[str, Any] = {"labels": labels, "annotations": annotations,
                            "startsAt": alert.get("window", {}).get("start") or alert["at"]}
-    if alert["status"] == "resolved":
-        # end it now: the alert's own time may be event time from a replay, far in the past or future
-        out["endsAt"] = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+    # end a resolved one now: the alert's own time may be event time from a replay, far in the past or future
+    out["endsAt"] = _iso(now if alert["status"] == "resolved" else now + hold_s)
     if alert.get("dashboard_url"):
         out["generatorURL"] = str(alert["dashboard_url"])
     return out
@@ -80,8 +88,8 @@ def send_webhook(url: str, alert: dict[str, Any], secret: str, timeout_s: float)
     return _post(url, body, headers, timeout_s)
 
 
-def send_alertmanager(url: str, alert: dict[str, Any], timeout_s: float) -> Result:
-    body = json.dumps([alertmanager_alert(alert, time.time())]).encode()
+def send_alertmanager(url: str, alert: dict[str, Any], hold_s: float, timeout_s: float) -> Result:
+    body = json.dumps([alertmanager_alert(alert, time.time(), hold_s)]).encode()
     return _post(f"{url}/api/v2/alerts", body, {"Content-Type": "application/json"}, timeout_s)
 
 

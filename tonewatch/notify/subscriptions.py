@@ -45,6 +45,15 @@ class Subscription(BaseModel):
             raise ValueError(f"min severity must be one of {', '.join(SEVERITIES)}")
         return v
 
+    @field_validator("dimension")
+    @classmethod
+    def _dimension(cls, v: str | None) -> str | None:
+        from streams.trends import DIMENSIONS
+
+        if v is not None and v not in DIMENSIONS:
+            raise ValueError(f"dimension must be one of {', '.join(DIMENSIONS)}")
+        return v
+
     @field_validator("secret_env")
     @classmethod
     def _env_name(cls, v: str | None) -> str | None:
