@@ -20,7 +20,6 @@ from pydantic import SecretStr
 
 from tonewatch.kafka_io import producer, read_json
 from tonewatch.notify.signing import verify
-from tonewatch.notify.store import acknowledge
 from tonewatch.settings import Settings
 from tonewatch.stack import worker_env
 from tonewatch.stack.procs import free_port
@@ -283,7 +282,9 @@ def test_unacked_critical_alert_escalates_until_acked_or_resolved(
     assert [d.get("escalation") for d in hook.alerts("e-resolves")][:2] == [None, 1]
     assert [r["headers"]["Idempotency-Key"] for r in hook.requests if json.loads(r["body"])["id"] == "e-crit"][:3] \
         == ["e-crit:firing", "e-crit:firing:escalation-1", "e-crit:firing:escalation-2"]
-    acknowledge(settings, "e-crit", "ops", "looking")
+    assert cli(settings, "alerts", "ack", "e-crit", "--by", "ops", "--note", "looking") == "acknowledged e-crit"
+    (ack,) = read_json(settings, settings.topic("acks"))
+    assert (ack["alert_id"], ack["by"], ack["note"]) == ("e-crit", "ops", "looking")
     produce(settings, alert("e-resolves", status="resolved"))
     until(lambda: hook.alerts("e-resolves")[-1]["status"] == "resolved", "the resolved alert", log=n)
     time.sleep(2)  # an escalation already on its way when the ack landed may still arrive

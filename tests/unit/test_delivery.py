@@ -160,3 +160,18 @@ def test_grafana_annotation_spans_the_window() -> None:
     assert a["time_to"] - a["time_from"] == 60_000
     assert a["tags"] == ["tonewatch", "ticker", "TSLA", "critical"]
     assert "Tesla recalls cars" in a["text"]
+
+
+def test_webhook_without_a_secret_is_a_permanent_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tonewatch.notify.senders import deliver
+    from tonewatch.settings import Settings
+
+    monkeypatch.delenv("HOOK_SECRET", raising=False)
+    closed = "http://127.0.0.1:9/hook"  # discard port: nothing listens
+    unsigned = Settings(webhook_secret=None)
+    assert deliver(unsigned, new_subscription(kind="webhook", url=closed), ALERT)[0] == "permanent"
+    own = new_subscription(kind="webhook", url=closed, secret_env="HOOK_SECRET")
+    outcome, detail = deliver(unsigned, own, ALERT)
+    assert outcome == "permanent" and "HOOK_SECRET" in detail
+    monkeypatch.setenv("HOOK_SECRET", "x")
+    assert deliver(unsigned, own, ALERT)[0] == "retry"  # signed, then refused by the closed port

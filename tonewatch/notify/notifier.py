@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from collections import deque
@@ -28,12 +27,12 @@ from tonewatch.notify import senders
 from tonewatch.notify.ledger import ensure_delivery_topics, ledger_key
 from tonewatch.notify.metrics import NotifierMetrics
 from tonewatch.notify.policy import Outcome, backoff_s, due_escalation
+from tonewatch.notify.reader import StateReader
 from tonewatch.notify.state import State, delivery_entry
 from tonewatch.notify.subscriptions import Subscription
 from tonewatch.settings import Settings
 
 log = logging.getLogger("tonewatch.notifier")
-STATE_TOPICS = ("subscriptions", "acks", "deliveries", "alerts")
 
 
 @dataclass
@@ -64,49 +63,6 @@ class Notifier:
         self.rng = random.Random()
 
     # --- reading -------------------------------------------------------------------------------
-    def _state_consumer(self) -> KafkaConsumer:
-        consumer = KafkaConsumer(**client_config(self.s), enable_auto_commit=False, group_id=None)
-        deadline = time.monotonic() + 30
-        while True:  # freshly created topics take a moment to appear in the metadata
-            consumer.topics()
-            parts = {n: consumer.partitions_for_topic(self.s.topic(n)) for n in STATE_TOPICS}
-            if all(parts.values()) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        tps = [TopicPartition(self.s.topic(n), p) for n, ps in parts.items() for p in sorted(ps or ())]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        return consumer
-
-    def _fold(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        names = {self.s.topic(n): n for n in STATE_TOPICS}
-        for tp, records in batch.items():
-            for r in records:
-                if tp.topic == self.s.topic("subscriptions") and r.key is not None:
-                    log.info("subscription %s %s", r.key.decode(), "removed" if r.value is None else "active")
-                self.state.apply(names[tp.topic], tp.partition, r.offset, r.key, r.value)
-
-    def catch_up(self, consumer: KafkaConsumer, timeout_s: float = 60.0) -> None:
-        """Read every state topic to its current end before the first delivery decision."""
-        tps = list(consumer.assignment())
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:  # a just-created topic may have no leader yet; kafka-python then fails oddly
-                end, nxt = consumer.end_offsets(tps), consumer.beginning_offsets(tps)
-                break
-            except Exception as exc:
-                if time.monotonic() > deadline:
-                    raise
-                log.info("state topics not ready (%s: %s); retrying", type(exc).__name__, exc)
-                time.sleep(1.0)
-        while any(nxt[tp] < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise RuntimeError("state topics not read to the end in time")
-            batch = consumer.poll(timeout_ms=500)
-            for tp, records in batch.items():
-                nxt[tp] = records[-1].offset + 1
-            self._fold(batch)
-
     def _on_alert(self, tp: TopicPartition, offset: int, value: bytes | None, now: float) -> None:
         self.seen[tp] = max(self.seen.get(tp, -1), offset)
         try:
@@ -155,24 +111,11 @@ class Notifier:
         """Runs in the pool; any surprise becomes a retry, never a dead notifier."""
         t0 = time.monotonic()
         try:
-            outcome, detail = self._attempt(sub, alert)
+            outcome, detail = senders.deliver(self.s, sub, alert)
         except Exception as exc:
             log.exception("delivery to %s raised", sub.id)
             outcome, detail = "retry", f"{type(exc).__name__}: {exc}"
         return outcome, detail, time.monotonic() - t0
-
-    def _attempt(self, sub: Subscription, alert: dict[str, Any]) -> tuple[Outcome, str]:
-        timeout = self.s.delivery_timeout_s
-        if sub.kind == "webhook":
-            secret = os.environ.get(sub.secret_env) if sub.secret_env else (
-                self.s.webhook_secret.get_secret_value() if self.s.webhook_secret else None)
-            if not secret:
-                return "permanent", f"no webhook secret ({sub.secret_env or 'TONEWATCH_WEBHOOK_SECRET'} unset)"
-            return senders.send_webhook(sub.url, alert, secret, timeout)
-        if sub.kind == "alertmanager":
-            return senders.send_alertmanager(sub.url, alert, self.s.alertmanager_hold_s, timeout)
-        token = self.s.grafana_token.get_secret_value() if self.s.grafana_token else None
-        return senders.send_grafana(sub.url, alert, token, timeout)
 
     def dispatch(self, pool: ThreadPoolExecutor, now: float) -> None:
         for sid, queue in self.queues.items():
@@ -247,8 +190,8 @@ class Notifier:
     def run(self, stop: Callable[[], bool]) -> None:
         ensure_delivery_topics(self.s)
         self.producer = producer(self.s)
-        state_consumer = self._state_consumer()
-        self.catch_up(state_consumer)
+        reader = StateReader(self.s, self.state)
+        reader.catch_up()
         log.info("notifier ready: %d subscriptions, %d ledger entries, %d acks",
                  len(self.state.subs), len(self.state.ledger), len(self.state.acks))
         alerts = KafkaConsumer(self.s.topic("alerts"), **client_config(self.s), enable_auto_commit=False,
@@ -257,7 +200,7 @@ class Notifier:
         pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="deliver")
         try:
             while not stop():
-                self._fold(state_consumer.poll(timeout_ms=0))
+                reader.poll()
                 now = time.time()
                 for tp, records in alerts.poll(timeout_ms=200).items():
                     for r in records:
@@ -273,5 +216,5 @@ class Notifier:
         finally:
             pool.shutdown(wait=True)
             alerts.close()
-            state_consumer.close()
+            reader.close()
             self.producer.close()

@@ -7,6 +7,7 @@ notifier's retry logic is the same for every destination.
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +16,8 @@ from typing import Any
 
 from tonewatch.notify.policy import Outcome, classify_status
 from tonewatch.notify.signing import sign
+from tonewatch.notify.subscriptions import Subscription
+from tonewatch.settings import Settings
 
 ALERTNAME = "TonewatchNegativeSurge"
 Result = tuple[Outcome, str]
@@ -131,3 +134,19 @@ def send_grafana(url: str, alert: dict[str, Any], token: str | None, timeout_s: 
     except Exception as exc:  # niquests connection errors: the server may come back
         return "retry", f"grafana: {type(exc).__name__}: {exc}"
     return "delivered", "annotation created"
+
+
+def deliver(settings: Settings, sub: Subscription, alert: dict[str, Any]) -> Result:
+    """One attempt to the subscription's destination, secrets unwrapped only here."""
+    timeout = settings.delivery_timeout_s
+    if sub.kind == "webhook":
+        # a per-subscription secret lives in the notifier's environment; the topic holds only its name
+        secret = os.environ.get(sub.secret_env) if sub.secret_env else (
+            settings.webhook_secret.get_secret_value() if settings.webhook_secret else None)
+        if not secret:
+            return "permanent", f"no webhook secret ({sub.secret_env or 'TONEWATCH_WEBHOOK_SECRET'} unset)"
+        return send_webhook(sub.url, alert, secret, timeout)
+    if sub.kind == "alertmanager":
+        return send_alertmanager(sub.url, alert, settings.alertmanager_hold_s, timeout)
+    token = settings.grafana_token.get_secret_value() if settings.grafana_token else None
+    return send_grafana(sub.url, alert, token, timeout)
