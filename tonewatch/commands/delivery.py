@@ -99,3 +99,29 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
 
         acknowledge(ctx_settings(ctx), alert_id, by, note)
         typer.echo(f"acknowledged {alert_id}")
+
+    @alerts_app.command("bench")
+    def bench(
+        ctx: typer.Context,
+        alerts: Annotated[int, typer.Option(min=1, help="Alerts to deliver.")] = 500,
+        local: Annotated[bool, typer.Option(help="Start (and stop) a throwaway Kafka broker for the run.")] = True,
+    ) -> None:
+        """Print one JSON line: webhook delivery rate and produce->received p50/p99 latency."""
+        import tempfile
+        from pathlib import Path
+
+        from tonewatch.notify.bench import run_delivery_bench
+        from tonewatch.stack.kafka import start_kafka, stop_kafka
+
+        settings = ctx_settings(ctx)
+        if not local:
+            typer.echo(json.dumps(run_delivery_bench(settings, alerts)))
+            return
+        with tempfile.TemporaryDirectory(prefix="tonewatch-nbench-") as tmp:
+            kafka = start_kafka(settings, Path(tmp) / "kafka")
+            try:
+                result = run_delivery_bench(settings.model_copy(update={"kafka_bootstrap": kafka.bootstrap}), alerts)
+            finally:
+                stop_kafka(kafka)
+        typer.echo(json.dumps(result))
+

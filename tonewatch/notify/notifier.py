@@ -14,7 +14,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +140,6 @@ class Notifier:
             if outcome == "delivered" and sub is not None:
                 entry = delivery_entry(job.key, sub, job.alert, job.kind, time.time(), job.attempts)
                 self.producer.send(self.s.topic("deliveries"), key=job.key.encode(), value=json.dumps(entry).encode())
-                self.producer.flush()
                 self.state.note_delivery(entry)
                 self._finish(job, "delivered", detail, kind)
             elif outcome == "retry" and now - job.first_at < self.s.delivery_give_up_s:
@@ -160,7 +159,6 @@ class Notifier:
                    "alert": job.alert, "at": time.time()}
             self.producer.send(self.s.topic("delivery-dead-letter"), key=job.alert["id"].encode(),
                                value=json.dumps(doc).encode())
-            self.producer.flush()
             log.warning("delivery %s dead-lettered: %s", job.key, detail)
         self.m.deliveries.labels(kind, outcome).inc()
         self.queues[job.sub_id].popleft()
@@ -172,6 +170,7 @@ class Notifier:
 
     def commit(self, consumer: KafkaConsumer) -> None:
         """Per partition: up to the first record with unfinished deliveries, else past the last seen."""
+        self.producer.flush()  # ledger entries and dead letters are durable before the offsets move
         offsets = {}
         for tp, last in self.seen.items():
             waiting = [off for (p, off) in self.pending if p == tp]
@@ -202,11 +201,14 @@ class Notifier:
             while not stop():
                 reader.poll()
                 now = time.time()
-                for tp, records in alerts.poll(timeout_ms=200).items():
+                busy = self.inflight or any(q and q[0].next_at <= now for q in self.queues.values())
+                for tp, records in alerts.poll(timeout_ms=0 if busy else 200).items():
                     for r in records:
                         self._on_alert(tp, r.offset, r.value, now)
                 self.escalate(now)
                 self.dispatch(pool, now)
+                if self.inflight:  # wake up as soon as a request finishes, not on the next poll
+                    wait([f for _, f in self.inflight.values()], timeout=0.2, return_when=FIRST_COMPLETED)
                 self.collect(time.time())
                 self.commit(alerts)
             while self.inflight:  # let started requests finish and record them
