@@ -6,6 +6,8 @@ import json
 import time
 from typing import Any
 
+from kafka.errors import KafkaError
+
 from tonewatch.kafka_io import iter_topic, producer
 from tonewatch.notify.ledger import ensure_delivery_topics
 from tonewatch.notify.subscriptions import Subscription, apply_record
@@ -17,7 +19,14 @@ def _put(settings: Settings, topic: str, key: str, value: dict[str, Any] | None)
     p = producer(settings)
     try:
         body = json.dumps(value).encode() if value is not None else None
-        p.send(settings.topic(topic), key=key.encode(), value=body).get(timeout=30)
+        for attempt in range(5):  # a just-created topic may not have a partition leader yet
+            try:
+                p.send(settings.topic(topic), key=key.encode(), value=body).get(timeout=30)
+                return
+            except KafkaError as exc:
+                if attempt == 4 or not exc.retriable:
+                    raise
+                time.sleep(1.0)
     finally:
         p.close()
 
