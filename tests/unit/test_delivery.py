@@ -175,3 +175,20 @@ def test_webhook_without_a_secret_is_a_permanent_failure(monkeypatch: pytest.Mon
     assert outcome == "permanent" and "HOOK_SECRET" in detail
     monkeypatch.setenv("HOOK_SECRET", "x")
     assert deliver(unsigned, own, ALERT)[0] == "retry"  # signed, then refused by the closed port
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "exactly one of"),
+    (["--webhook", "http://a", "--alertmanager", "http://b"], "exactly one of"),
+    (["--grafana", "http://g", "--secret-env", "X"], "--webhook only"),
+    (["--webhook", "not-a-url"], "http(s) URL"),
+    (["--webhook", "http://a", "--min-severity", "loud"], "min severity"),
+])
+def test_subscribe_rejects_bad_options_before_touching_kafka(args: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from tonewatch.cli import app
+
+    result = CliRunner().invoke(app, ["alerts", "subscribe", *args], env={"TONEWATCH_KAFKA_BOOTSTRAP": "127.0.0.1:9"})
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.replace("│", " ").split())

@@ -195,7 +195,7 @@ class Notifier:
                  len(self.state.subs), len(self.state.ledger), len(self.state.acks))
         alerts = KafkaConsumer(self.s.topic("alerts"), **client_config(self.s), enable_auto_commit=False,
                                group_id=f"{self.s.app_id}-notifier-{self.s.topic_prefix}",
-                               auto_offset_reset="earliest")
+                               auto_offset_reset="earliest", fetch_max_wait_ms=100)
         pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="deliver")
         try:
             while not stop():
