@@ -116,7 +116,7 @@ def test_state_rebuilds_escalation_progress_from_the_ledger() -> None:
     st_ = State()
     for kind, at in (("initial", 50.0), ("escalation-1", 60.0), ("escalation-2", 70.0)):
         key = ledger_key(sub.id, "a1", "firing", kind)
-        entry = delivery_entry(key, sub, ALERT, kind, at, 1)
+        entry = delivery_entry(key, sub.id, sub.kind, ALERT, kind, at, 1)
         st_.apply("deliveries", 0, 0, key.encode(), json.dumps(entry).encode())
     assert ledger_key(sub.id, "a1", "firing", "initial") in st_.ledger
     assert st_.notified[(sub.id, "a1")].at == 50.0

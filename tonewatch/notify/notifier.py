@@ -94,8 +94,9 @@ class Notifier:
                 continue
             alert = latest[2]
             acked = aid in self.state.acks
-            if alert["status"] != "firing" or acked or n.sent >= self.s.escalation_max:
-                del self.state.notified[(sid, aid)]  # nothing more will ever be due for this pair
+            # nothing more will ever be due for this pair; Grafana annotations record events, they don't page
+            if alert["status"] != "firing" or acked or n.sent >= self.s.escalation_max or sub.kind == "grafana":
+                del self.state.notified[(sid, aid)]
                 continue
             due = due_escalation(severity=alert.get("severity", ""), status=alert["status"], acked=acked,
                                  notified_at=n.at, sent=n.sent, now=now,
@@ -137,8 +138,8 @@ class Notifier:
             kind = sub.kind if sub else "unknown"
             outcome, detail, took = fut.result()
             self.m.seconds.labels(kind).observe(took)
-            if outcome == "delivered" and sub is not None:
-                entry = delivery_entry(job.key, sub, job.alert, job.kind, time.time(), job.attempts)
+            if outcome == "delivered":
+                entry = delivery_entry(job.key, sid, kind, job.alert, job.kind, time.time(), job.attempts)
                 self.producer.send(self.s.topic("deliveries"), key=job.key.encode(), value=json.dumps(entry).encode())
                 self.state.note_delivery(entry)
                 self._finish(job, "delivered", detail, kind)

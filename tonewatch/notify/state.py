@@ -72,7 +72,9 @@ class State:
             self.note_alert(partition, offset, doc)
 
 
-def delivery_entry(key: str, sub: Subscription, alert: dict[str, Any], kind: str, at: float, attempts: int) -> dict:
+def delivery_entry(
+    key: str, sub_id: str, destination: str, alert: dict[str, Any], kind: str, at: float, attempts: int
+) -> dict[str, Any]:
     """The ledger value written once a delivery succeeded."""
-    return {"key": key, "subscription": sub.id, "alert_id": alert["id"], "status": alert["status"],
-            "kind": kind, "delivered_at": at, "attempts": attempts, "destination": sub.kind}
+    return {"key": key, "subscription": sub_id, "alert_id": alert["id"], "status": alert["status"],
+            "kind": kind, "delivered_at": at, "attempts": attempts, "destination": destination}
