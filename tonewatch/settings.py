@@ -105,6 +105,20 @@ class Settings(BaseSettings):
 
     # --- alert delivery (#5): fields of tonewatch/commands/delivery.py and its modules ---------------------
     dashboard_url: str | None = Field(None, description="Grafana dashboard base URL put in alert payloads.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key of webhook signatures (a subscription may name its own env var)."
+    )
+    grafana_token: SecretStr | None = Field(None, description="Grafana API token for annotations.")
+    delivery_timeout_s: float = Field(10.0, gt=0, description="Per-request deadline of one delivery attempt.")
+    delivery_backoff_base_s: float = Field(1.0, gt=0, description="First retry delay (doubles, with jitter).")
+    delivery_backoff_cap_s: float = Field(60.0, gt=0, description="Longest delay between two retries.")
+    delivery_give_up_s: float = Field(900.0, gt=0, description="Retry this long, then dead-letter the delivery.")
+    escalation_interval_s: float = Field(900.0, gt=0, description="Re-notify an unacked critical alert this often.")
+    escalation_max: int = Field(3, ge=0, description="Re-notifications of one alert at most (0 disables).")
+    alertmanager_hold_s: float = Field(
+        21600.0, gt=0, description="endsAt of a firing alert sent to Alertmanager: it outlives resolve_timeout."
+    )
+    notifier_metrics_port: int = Field(9109, ge=0, description="Notifier's Prometheus /metrics port; 0 disables.")
 
     # --- detector evaluation (#5) ------------------------------------------------------------------------
     # (detector settings live with trends and alerts above)

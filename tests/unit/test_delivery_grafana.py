@@ -1,0 +1,75 @@
+"""The request grafana-client makes for an annotation, against a local server that records it.
+
+Grafana itself cannot run here; this checks our call through the real client library.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tonewatch.notify.senders import send_grafana
+
+ALERT = {
+    "id": "a1", "status": "firing", "dimension": "ticker", "key": "TSLA", "severity": "critical",
+    "window": {"start": "2026-01-05T14:24:00Z", "end": "2026-01-05T14:25:00Z", "seconds": 60},
+    "at": "2026-01-05T14:25:08Z", "top_messages": [{"text": "Tesla recalls cars"}],
+}
+
+
+class Recorder(ThreadingHTTPServer):
+    status = 200
+    requests: list[dict[str, Any]]
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Recorder
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
+        out = json.dumps({"id": 1, "message": "Annotation added"}).encode()
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def grafana() -> Iterator[Recorder]:
+    srv = Recorder(("127.0.0.1", 0), Handler)
+    srv.requests = []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_annotation_request(grafana: Recorder) -> None:
+    url = f"http://127.0.0.1:{grafana.server_address[1]}"
+    assert send_grafana(url, ALERT, "tok-123", 5)[0] == "delivered"
+    (req,) = grafana.requests
+    assert req["path"] == "/api/annotations"
+    assert req["headers"]["Authorization"] == "Bearer tok-123"
+    assert req["json"]["tags"] == ["tonewatch", "ticker", "TSLA", "critical"]
+    assert req["json"]["time"] == 1767623040000 and req["json"]["timeEnd"] == 1767623100000
+    assert "Tesla recalls cars" in req["json"]["text"]
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(500, "retry"), (400, "permanent")])
+def test_annotation_failures_are_classified(grafana: Recorder, status: int, outcome: str) -> None:
+    grafana.status = status
+    assert send_grafana(f"http://127.0.0.1:{grafana.server_address[1]}", ALERT, None, 5)[0] == outcome
+
+
+def test_grafana_down_is_retried() -> None:
+    assert send_grafana("http://127.0.0.1:9", ALERT, None, 2)[0] == "retry"

@@ -1,0 +1,223 @@
+"""The ``tonewatch notifier`` loop: alerts in, one queue per subscription, ledger and dead letters out.
+
+Offsets of the alerts topic are committed only up to the first record whose deliveries are not all
+done (delivered or dead-lettered), so a crash redelivers it and the ledger drops what was sent.
+Each subscription sends one request at a time (firing before resolved) in a thread pool, so a slow
+or down receiver delays only its own queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from kafka.consumer import KafkaConsumer
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from tonewatch.kafka_io import client_config, producer
+from tonewatch.notify import senders
+from tonewatch.notify.ledger import ensure_delivery_topics, ledger_key
+from tonewatch.notify.metrics import NotifierMetrics
+from tonewatch.notify.policy import Outcome, backoff_s, due_escalation
+from tonewatch.notify.reader import StateReader
+from tonewatch.notify.state import State, delivery_entry
+from tonewatch.notify.subscriptions import Subscription
+from tonewatch.settings import Settings
+
+log = logging.getLogger("tonewatch.notifier")
+
+
+@dataclass
+class Job:
+    sub_id: str
+    alert: dict[str, Any]
+    kind: str  # initial | escalation-N
+    origin: tuple[TopicPartition, int] | None
+    first_at: float
+    attempts: int = 0
+    next_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return ledger_key(self.sub_id, self.alert["id"], self.alert["status"], self.kind)
+
+
+class Notifier:
+    def __init__(self, settings: Settings, metrics: NotifierMetrics) -> None:
+        self.s, self.m = settings, metrics
+        self.state = State()
+        self.queues: dict[str, deque[Job]] = {}
+        self.queued: set[str] = set()
+        self.inflight: dict[str, tuple[Job, Future[tuple[Outcome, str, float]]]] = {}
+        self.pending: dict[tuple[TopicPartition, int], int] = {}
+        self.seen: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self.rng = random.Random()
+
+    # --- reading -------------------------------------------------------------------------------
+    def _on_alert(self, tp: TopicPartition, offset: int, value: bytes | None, now: float) -> None:
+        self.seen[tp] = max(self.seen.get(tp, -1), offset)
+        try:
+            alert = json.loads(value) if value is not None else None
+        except json.JSONDecodeError:
+            alert = None
+        if not isinstance(alert, dict) or not {"id", "status", "dimension", "key"} <= alert.keys():
+            log.warning("alerts %s@%d is not an alert payload; skipped", tp, offset)
+            return
+        self.state.note_alert(tp.partition, offset, alert)
+        for sub in list(self.state.subs.values()):
+            if sub.wants(alert):
+                self._enqueue(Job(sub.id, alert, "initial", (tp, offset), now), sub)
+
+    def _enqueue(self, job: Job, sub: Subscription) -> None:
+        if job.key in self.state.ledger or job.key in self.queued:
+            self.m.deliveries.labels(sub.kind, "duplicate").inc()
+            return
+        self.queued.add(job.key)
+        self.queues.setdefault(job.sub_id, deque()).append(job)
+        if job.origin is not None:
+            self.pending[job.origin] = self.pending.get(job.origin, 0) + 1
+
+    # --- escalation ----------------------------------------------------------------------------
+    def escalate(self, now: float) -> None:
+        for (sid, aid), n in list(self.state.notified.items()):
+            latest, sub = self.state.alerts.get(aid), self.state.subs.get(sid)
+            if latest is None or sub is None:
+                continue
+            alert = latest[2]
+            acked = aid in self.state.acks
+            # nothing more will ever be due for this pair; Grafana annotations record events, they don't page
+            if alert["status"] != "firing" or acked or n.sent >= self.s.escalation_max or sub.kind == "grafana":
+                del self.state.notified[(sid, aid)]
+                continue
+            due = due_escalation(severity=alert.get("severity", ""), status=alert["status"], acked=acked,
+                                 notified_at=n.at, sent=n.sent, now=now,
+                                 interval_s=self.s.escalation_interval_s, max_escalations=self.s.escalation_max)
+            if due is not None:
+                job = Job(sid, {**alert, "escalation": due}, f"escalation-{due}", None, now)
+                if job.key not in self.queued and job.key not in self.state.ledger:
+                    self.m.escalations.inc()
+                    self._enqueue(job, sub)
+
+    # --- sending -------------------------------------------------------------------------------
+    def _send(self, sub: Subscription, alert: dict[str, Any]) -> tuple[Outcome, str, float]:
+        """Runs in the pool; any surprise becomes a retry, never a dead notifier."""
+        t0 = time.monotonic()
+        try:
+            outcome, detail = senders.deliver(self.s, sub, alert)
+        except Exception as exc:
+            log.exception("delivery to %s raised", sub.id)
+            outcome, detail = "retry", f"{type(exc).__name__}: {exc}"
+        return outcome, detail, time.monotonic() - t0
+
+    def dispatch(self, pool: ThreadPoolExecutor, now: float) -> None:
+        for sid, queue in self.queues.items():
+            if sid in self.inflight or not queue or queue[0].next_at > now:
+                continue
+            job, sub = queue[0], self.state.subs.get(sid)
+            if sub is None:
+                self._finish(job, "dead_letter", "subscription removed before delivery", "unknown")
+                continue
+            job.attempts += 1
+            self.inflight[sid] = (job, pool.submit(self._send, sub, job.alert))
+
+    def collect(self, now: float) -> None:
+        for sid, (job, fut) in list(self.inflight.items()):
+            if not fut.done():
+                continue
+            del self.inflight[sid]
+            sub = self.state.subs.get(sid)
+            kind = sub.kind if sub else "unknown"
+            outcome, detail, took = fut.result()
+            self.m.seconds.labels(kind).observe(took)
+            if outcome == "delivered":
+                entry = delivery_entry(job.key, sid, kind, job.alert, job.kind, time.time(), job.attempts)
+                self.producer.send(self.s.topic("deliveries"), key=job.key.encode(), value=json.dumps(entry).encode())
+                self.state.note_delivery(entry)
+                self._finish(job, "delivered", detail, kind)
+            elif outcome == "retry" and now - job.first_at < self.s.delivery_give_up_s:
+                job.next_at = now + backoff_s(job.attempts, self.s.delivery_backoff_base_s,
+                                              self.s.delivery_backoff_cap_s, self.rng.random())
+                self.m.deliveries.labels(kind, "retry").inc()
+                log.info("delivery %s failed (%s); retry %d in %.1fs", job.key, detail, job.attempts,
+                         job.next_at - now)
+            else:
+                reason = detail if outcome == "permanent" else f"gave up after {now - job.first_at:.0f}s: {detail}"
+                self._finish(job, "dead_letter", reason, kind)
+
+    def _finish(self, job: Job, outcome: str, detail: str, kind: str) -> None:
+        if outcome == "dead_letter":
+            doc = {"reason": detail, "subscription": job.sub_id, "alert_id": job.alert["id"],
+                   "status": job.alert["status"], "kind": job.kind, "attempts": job.attempts,
+                   "alert": job.alert, "at": time.time()}
+            self.producer.send(self.s.topic("delivery-dead-letter"), key=job.alert["id"].encode(),
+                               value=json.dumps(doc).encode())
+            log.warning("delivery %s dead-lettered: %s", job.key, detail)
+        self.m.deliveries.labels(kind, outcome).inc()
+        self.queues[job.sub_id].popleft()
+        self.queued.discard(job.key)
+        if job.origin is not None:
+            self.pending[job.origin] -= 1
+            if not self.pending[job.origin]:
+                del self.pending[job.origin]
+
+    def commit(self, consumer: KafkaConsumer) -> None:
+        """Per partition: up to the first record with unfinished deliveries, else past the last seen."""
+        self.producer.flush()  # ledger entries and dead letters are durable before the offsets move
+        offsets = {}
+        for tp, last in self.seen.items():
+            waiting = [off for (p, off) in self.pending if p == tp]
+            nxt = min(waiting) if waiting else last + 1
+            if self.committed.get(tp) != nxt:
+                offsets[tp] = OffsetAndMetadata(nxt, "", -1)
+        if offsets:
+            try:
+                consumer.commit(offsets)
+            except KafkaError as exc:  # a rebalance in progress: the next loop commits again
+                log.warning("offset commit failed (%s); retrying", exc)
+                return
+            self.committed.update({tp: o.offset for tp, o in offsets.items()})
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self, stop: Callable[[], bool]) -> None:
+        ensure_delivery_topics(self.s)
+        self.producer = producer(self.s)
+        reader = StateReader(self.s, self.state)
+        reader.catch_up()
+        log.info("notifier ready: %d subscriptions, %d ledger entries, %d acks",
+                 len(self.state.subs), len(self.state.ledger), len(self.state.acks))
+        alerts = KafkaConsumer(self.s.topic("alerts"), **client_config(self.s), enable_auto_commit=False,
+                               group_id=f"{self.s.app_id}-notifier-{self.s.topic_prefix}",
+                               auto_offset_reset="earliest", fetch_max_wait_ms=100)
+        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="deliver")
+        try:
+            while not stop():
+                reader.poll()
+                now = time.time()
+                busy = self.inflight or any(q and q[0].next_at <= now for q in self.queues.values())
+                for tp, records in alerts.poll(timeout_ms=0 if busy else 200).items():
+                    for r in records:
+                        self._on_alert(tp, r.offset, r.value, now)
+                self.escalate(now)
+                self.dispatch(pool, now)
+                if self.inflight:  # wake up as soon as a request finishes, not on the next poll
+                    wait([f for _, f in self.inflight.values()], timeout=0.2, return_when=FIRST_COMPLETED)
+                self.collect(time.time())
+                self.commit(alerts)
+            while self.inflight:  # let started requests finish and record them
+                time.sleep(0.1)
+                self.collect(time.time())
+            self.commit(alerts)
+        finally:
+            pool.shutdown(wait=True)
+            alerts.close()
+            reader.close()
+            self.producer.close()

@@ -1,0 +1,57 @@
+"""Writes and reads of the compacted subscriptions and acks topics, for the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from kafka.errors import KafkaError
+
+from tonewatch.kafka_io import iter_topic, producer
+from tonewatch.notify.ledger import ensure_delivery_topics
+from tonewatch.notify.subscriptions import Subscription, apply_record
+from tonewatch.settings import Settings
+
+
+def _put(settings: Settings, topic: str, key: str, value: dict[str, Any] | None) -> None:
+    ensure_delivery_topics(settings)
+    p = producer(settings)
+    try:
+        body = json.dumps(value).encode() if value is not None else None
+        for attempt in range(5):  # a just-created topic may not have a partition leader yet
+            try:
+                p.send(settings.topic(topic), key=key.encode(), value=body).get(timeout=30)
+                return
+            except KafkaError as exc:
+                if attempt == 4 or not exc.retriable:
+                    raise
+                time.sleep(1.0)
+    finally:
+        p.close()
+
+
+def list_subscriptions(settings: Settings) -> dict[str, Subscription]:
+    subs: dict[str, Subscription] = {}
+    for r in iter_topic(settings, settings.topic("subscriptions"), idle_timeout_s=3.0):
+        apply_record(subs, r.key, r.value)
+    return subs
+
+
+def save_subscription(settings: Settings, sub: Subscription) -> None:
+    _put(settings, "subscriptions", sub.id, sub.model_dump(exclude_none=True))
+
+
+def remove_subscription(settings: Settings, sub_id: str) -> bool:
+    """Tombstone the id; False when no such subscription exists."""
+    if sub_id not in list_subscriptions(settings):
+        return False
+    _put(settings, "subscriptions", sub_id, None)
+    return True
+
+
+def acknowledge(settings: Settings, alert_id: str, by: str | None, note: str | None) -> dict[str, Any]:
+    """Record an ack (keyed by alert id); the notifier stops escalating that alert."""
+    doc = {"alert_id": alert_id, "by": by, "note": note, "at": time.time()}
+    _put(settings, "acks", alert_id, doc)
+    return doc

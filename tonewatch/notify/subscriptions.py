@@ -1,0 +1,91 @@
+"""Subscriptions (filters + one destination), stored in a compacted topic keyed by id."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from tonewatch.alerts_cli import matches
+
+Kind = Literal["webhook", "alertmanager", "grafana"]
+SEVERITIES = ("info", "warning", "critical")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+class Subscription(BaseModel):
+    """One destination and the alerts it wants; ``secret_env`` names an env var, never holds a secret."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    kind: Kind
+    url: str
+    name: str | None = None
+    ticker: str | None = None
+    topic: str | None = None
+    dimension: str | None = None
+    min_severity: str | None = None
+    secret_env: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"'{v}' is not an http(s) URL")
+        return v.rstrip("/")
+
+    @field_validator("min_severity")
+    @classmethod
+    def _severity(cls, v: str | None) -> str | None:
+        if v is not None and v not in SEVERITIES:
+            raise ValueError(f"min severity must be one of {', '.join(SEVERITIES)}")
+        return v
+
+    @field_validator("dimension")
+    @classmethod
+    def _dimension(cls, v: str | None) -> str | None:
+        from streams.trends import DIMENSIONS
+
+        if v is not None and v not in DIMENSIONS:
+            raise ValueError(f"dimension must be one of {', '.join(DIMENSIONS)}")
+        return v
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_NAME.match(v):
+            raise ValueError("secret env must be an environment variable NAME like HOOK_SECRET (not the secret)")
+        return v
+
+    def wants(self, alert: dict[str, Any]) -> bool:
+        """The same filters as ``alerts tail``, plus a dimension filter."""
+        if self.dimension and alert.get("dimension") != self.dimension:
+            return False
+        return matches(alert, self.ticker, self.topic, self.min_severity)
+
+    def describe(self) -> str:
+        filters = [f"{k}={v}" for k in ("ticker", "topic", "dimension", "min_severity") if (v := getattr(self, k))]
+        name = f" ({self.name})" if self.name else ""
+        return f"{self.id}{name} {self.kind} {self.url} {' '.join(filters) or 'all alerts'}"
+
+
+def new_subscription(**fields: Any) -> Subscription:
+    return Subscription(id=uuid.uuid4().hex[:12], **fields)
+
+
+def apply_record(subs: dict[str, Subscription], key: bytes | None, value: bytes | None) -> None:
+    """Fold one record of the subscriptions topic into the current set (tombstone = removal)."""
+    if key is None:
+        return
+    sid = key.decode()
+    if value is None:
+        subs.pop(sid, None)
+        return
+    try:
+        subs[sid] = Subscription.model_validate(json.loads(value))
+    except ValueError:
+        subs.pop(sid, None)  # a record no version of this code wrote; unsubscribed rather than guessed
