@@ -174,12 +174,14 @@ def _surge(state: KeyState, w: Window, dimension: str, cfg: DetectorConfig, stri
     below 1 lowers every bar, for the hysteresis of resolving."""
     base = cfg.baseline_prior if state.baseline is None else state.baseline
     min_volume = cfg.min_volume_for(dimension)
-    share_z, volume_z = surge_score(w, base), volume_score(w, state.volume)
-    share = (w.count >= min_volume and w.share - base >= cfg.min_delta * strictness
-             and share_z >= cfg.z * strictness)
-    ratio = 1 + (cfg.volume_min_ratio - 1) * strictness
-    volume = (state.volume is not None and state.volume.n >= cfg.volume_min_windows and w.negative >= min_volume
-              and w.negative >= ratio * state.volume.mean and volume_z >= cfg.volume_z * strictness)
+    share = w.count >= min_volume and w.share - base >= cfg.min_delta * strictness
+    share_z = surge_score(w, base) if share else 0.0  # the exact tails cost: only past the cheap bars
+    share = share and share_z >= cfg.z * strictness
+    v = state.volume
+    volume = (v is not None and v.n >= cfg.volume_min_windows and w.negative >= min_volume
+              and w.negative >= (1 + (cfg.volume_min_ratio - 1) * strictness) * v.mean)
+    volume_z = volume_score(w, v) if volume else 0.0
+    volume = volume and volume_z >= cfg.volume_z * strictness
     reason = "both" if share and volume else "share" if share else "volume" if volume else None
     score = max(share_z if share else -math.inf, volume_z if volume else -math.inf)
     return reason, score if reason else 0.0

@@ -54,16 +54,21 @@ def surge_scores(values: Sequence[float], cfg: NabConfig) -> list[float]:
     return scores
 
 
+class NotNabFormat(ValueError):
+    """A CSV without the timestamp,value header: reported and skipped, never half-scored."""
+
+
 def score_file(src: Path, dst: Path, cfg: NabConfig) -> int:
     """Read timestamp,value; write timestamp,value,anomaly_score. Returns the rows written."""
     with src.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    missing = {"timestamp", "value"} - set(rows[0] if rows else {"timestamp": "", "value": ""})
-    if missing:
-        raise ValueError(f"{src}: missing column(s) {sorted(missing)}")
+        reader = csv.DictReader(fh)
+        missing = {"timestamp", "value"} - set(reader.fieldnames or ())
+        if missing:
+            raise NotNabFormat(f"missing column(s) {', '.join(sorted(missing))}")
+        rows = list(reader)
     try:
         values = [float(r["value"]) for r in rows]
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{src}: non-numeric value ({exc})") from exc
     scores = surge_scores(values, cfg)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -75,9 +80,20 @@ def score_file(src: Path, dst: Path, cfg: NabConfig) -> int:
     return len(rows)
 
 
-def score_tree(data: Path, out: Path, cfg: NabConfig) -> list[tuple[Path, int]]:
-    """Score every CSV under ``data`` into ``out``, mirroring relative paths."""
-    files = sorted(p for p in data.rglob("*.csv") if p.is_file())
-    if not files:
-        raise ValueError(f"no CSV files under {data}")
-    return [(rel, score_file(data / rel, out / rel, cfg)) for rel in (p.relative_to(data) for p in files)]
+def score_tree(data: Path, out: Path, cfg: NabConfig) -> tuple[list[tuple[Path, int]], list[tuple[Path, str]]]:
+    """Score every NAB-format CSV under ``data`` into ``out``, mirroring relative paths.
+
+    Returns the files scored (with their rows) and the CSVs skipped (with why); a file with a
+    NAB header but a bad value raises, since a partial benchmark would be silently wrong.
+    """
+    files = sorted(p.relative_to(data) for p in data.rglob("*.csv") if p.is_file())
+    scored: list[tuple[Path, int]] = []
+    skipped: list[tuple[Path, str]] = []
+    for rel in files:
+        try:
+            scored.append((rel, score_file(data / rel, out / rel, cfg)))
+        except NotNabFormat as exc:
+            skipped.append((rel, str(exc)))
+    if not scored:
+        raise ValueError(f"no NAB-format CSV (timestamp,value) under {data}")
+    return scored, skipped

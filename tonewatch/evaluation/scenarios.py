@@ -97,8 +97,8 @@ def _key_events(rng: np.random.Generator, key: str, windows: int, window_s: int,
     return events
 
 
-def run_scenarios(cfg: DetectorConfig, keys: int = 40, hours: float = 12.0, seed: int = 7) -> ScenarioResult:
-    """Half the keys get one surge of 5 to 20 minutes after a 2-hour warm-up; the rest stay calm."""
+def run_scenarios(cfg: DetectorConfig, keys: int = 40, hours: float = 6.0, seed: int = 7) -> ScenarioResult:
+    """Half the keys get one surge of 5 to 20 windows after a warm-up of up to 2 hours; the rest stay calm."""
     rng = np.random.default_rng(seed)
     windows = int(hours * 3600 // cfg.window_s)
     surges: list[Surge] = []
@@ -107,7 +107,8 @@ def run_scenarios(cfg: DetectorConfig, keys: int = 40, hours: float = 12.0, seed
         key = f"K{k:03d}"
         surge = None
         if k % 2 == 0:
-            start = float(rng.integers(2 * 3600 // cfg.window_s, windows - 60) * cfg.window_s)
+            warm = min(2 * 3600 // cfg.window_s, windows // 3)  # the baselines learn first
+            start = float(rng.integers(warm, windows - 30) * cfg.window_s)
             surge = Surge(key, KINDS[(k // 2) % 3], start, start + float(rng.integers(5, 21)) * cfg.window_s)
             surges.append(surge)
         state, open_alert = KeyState(), None
