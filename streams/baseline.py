@@ -30,19 +30,24 @@ def count_scale(level: Level) -> float:
     return max(MAD_TO_SIGMA * level.dev, math.sqrt(max(level.mean, 0.0)), 1.0)
 
 
-def update_level(level: Level | None, x: float, alpha: float, clip: float, weight: float = 1.0) -> Level:
+def update_level(level: Level | None, x: float, alpha: float, clip: float, weight: float = 1.0,
+                 dev_alpha: float | None = None) -> Level:
     """Fold ``x`` in with weight ``alpha * weight``, winsorised to ``clip`` scales around the level.
 
     While the level is young (fewer than ``1 / alpha`` values) it uses a running mean, so the
-    first windows set it quickly instead of dragging a prior along.
+    first windows set it quickly instead of dragging a prior along. A smaller ``dev_alpha`` keeps
+    the spread of a long stretch (bursty series: quiet nights must not make every burst look new)
+    while the level still follows the last hours.
     """
     if level is None:
         return Level(mean=x, dev=0.0, n=1)
-    rate = max(alpha, 1.0 / (level.n + 1)) * min(max(weight, 0.0), 1.0)
+    w = min(max(weight, 0.0), 1.0)
+    rate = max(alpha, 1.0 / (level.n + 1)) * w
+    dev_rate = max(alpha if dev_alpha is None else dev_alpha, 1.0 / (level.n + 1)) * w
     scale = count_scale(level)
     xc = x if level.n < YOUNG else min(max(x, level.mean - clip * scale), level.mean + clip * scale)
     mean = level.mean + rate * (xc - level.mean)
-    dev = level.dev + rate * (abs(xc - level.mean) - level.dev)
+    dev = level.dev + dev_rate * (abs(xc - level.mean) - level.dev)
     return Level(mean=mean, dev=dev, n=level.n + 1)
 
 

@@ -23,14 +23,15 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
         data: Annotated[Path, typer.Option(help="Folder of NAB-format CSVs (timestamp,value), searched recursively.",
                                            exists=True, file_okay=False)],
         out: Annotated[Path, typer.Option(help="Where to write timestamp,value,anomaly_score CSVs (same layout).")],
-        alpha: Annotated[float, typer.Option(help="Baseline EWMA weight per point.")] = 0.05,
+        alpha: Annotated[float, typer.Option(help="EWMA weight of the baseline level per point.")] = 0.05,
+        dev_alpha: Annotated[float, typer.Option(help="EWMA weight of the baseline spread per point.")] = 0.002,
         cooldown: Annotated[int, typer.Option(help="Points after a resolve with no new alert.")] = 12,
     ) -> None:
         """Score every NAB-format series with the detector's negative-volume baseline and lifecycle."""
         from tonewatch.evaluation.nab import NabConfig, score_tree
 
         s = ctx_settings(ctx)
-        cfg = NabConfig(alpha=alpha, z=s.alert_volume_z, min_ratio=s.alert_volume_min_ratio,
+        cfg = NabConfig(alpha=alpha, dev_alpha=dev_alpha, z=s.alert_volume_z, min_ratio=s.alert_volume_min_ratio,
                         clip=s.alert_robust_clip, cooldown=cooldown)
         try:
             written, skipped = score_tree(data, out, cfg)

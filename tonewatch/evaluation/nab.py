@@ -18,7 +18,8 @@ from streams.baseline import Level, count_z, logistic, update_level
 
 @dataclass(frozen=True)
 class NabConfig:
-    alpha: float = 0.05  # EWMA weight per point (5-minute points: about an hour and a half of memory)
+    alpha: float = 0.05  # EWMA weight of the level per point (5-minute points: about 1.5 hours of memory)
+    dev_alpha: float = 0.002  # EWMA weight of the spread: about 2 days, so bursts are judged against a long run
     z: float = 4.0  # robust z of the count at which the detector fires (score 0.5)
     min_ratio: float = 2.0  # and the count must reach this multiple of its baseline
     clip: float = 3.0  # winsorise baseline updates at this many scales
@@ -34,7 +35,7 @@ def surge_scores(values: Sequence[float], cfg: NabConfig) -> list[float]:
     for x in values:
         if level is None:
             scores.append(0.0)
-            level = update_level(None, x, cfg.alpha, cfg.clip)
+            level = update_level(None, x, cfg.alpha, cfg.clip, dev_alpha=cfg.dev_alpha)
             continue
         z = count_z(x, level)
         if firing:  # the baseline is frozen while firing, as in the stream detector
@@ -50,7 +51,7 @@ def surge_scores(values: Sequence[float], cfg: NabConfig) -> list[float]:
             score = logistic(z, cfg.z, cfg.width)
             scores.append(score if surge else min(score, 0.5) * (1.0 if x >= cfg.min_ratio * level.mean else 0.5))
             firing = surge
-        level = update_level(level, x, cfg.alpha, cfg.clip)
+        level = update_level(level, x, cfg.alpha, cfg.clip, dev_alpha=cfg.dev_alpha)
     return scores
 
 
