@@ -26,6 +26,7 @@ def alert_payload(
         "dimension": ev.dimension,
         "key": ev.key,
         "severity": t.severity,
+        "reason": t.reason,
         "window": {"start": _iso(start), "end": _iso(end), "seconds": window_s},
         "volume": t.window.count,
         "negative": t.window.negative,

@@ -27,6 +27,12 @@ def detector_config(settings: Settings) -> DetectorConfig:
         z=settings.alert_z,
         critical_z=settings.alert_critical_z,
         top_messages=settings.alert_top_messages,
+        min_volume_by_dimension=dict(settings.alert_min_volume_by_dimension),
+        volume_z=settings.alert_volume_z,
+        volume_min_ratio=settings.alert_volume_min_ratio,
+        volume_min_windows=settings.alert_volume_min_windows,
+        robust_clip=settings.alert_robust_clip,
+        cooldown_s=settings.alert_cooldown_s,
     )
 
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+
+from streams.baseline import Level, binomial_z, count_z, decay_level, update_level, update_share
 
 
 @dataclass(frozen=True)
@@ -21,9 +24,18 @@ class DetectorConfig:
     baseline_min_windows: int = 3
     min_volume: int = 5
     min_delta: float = 0.25
-    z: float = 3.0
+    z: float = 4.0
     critical_z: float = 6.0
     top_messages: int = 5
+    min_volume_by_dimension: Mapping[str, int] = field(default_factory=dict)
+    volume_z: float = 4.0  # robust z of the negative COUNT against its own baseline
+    volume_min_ratio: float = 2.0  # and at least this multiple of it: busy calm keys stay quiet
+    volume_min_windows: int = 10  # a count baseline needs more history than a share one
+    robust_clip: float = 3.0  # winsorise volume updates at this many scales
+    cooldown_s: int = 300  # no re-fire of a key this long (event time) after it resolved
+
+    def min_volume_for(self, dimension: str) -> int:
+        return self.min_volume_by_dimension.get(dimension, self.min_volume)
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class Firing:
     started: float
     severity: str
     peak_score: float
+    reason: str = "share"
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,8 @@ class KeyState:
     baseline: float | None = None
     closed_windows: int = 0
     firing: Firing | None = None
+    volume: Level | None = None  # baseline of negative messages per window
+    cooldown_until: float | None = None  # event time before which the key may not fire again
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,11 +108,12 @@ class KeyState:
                    drivers=tuple(Driver(**d) for d in w["drivers"]))
             for w in data.get("windows", ())
         )
-        f = data.get("firing")
+        f, v = data.get("firing"), data.get("volume")
         return cls(
             windows=windows, watermark=data.get("watermark"), closed_until=data.get("closed_until"),
             baseline=data.get("baseline"), closed_windows=data.get("closed_windows", 0),
-            firing=Firing(**f) if f else None,
+            firing=Firing(**f) if f else None, volume=Level(**v) if v else None,
+            cooldown_until=data.get("cooldown_until"),
         )
 
 
@@ -130,6 +146,7 @@ class Transition:
     baseline: float
     score: float
     severity: str
+    reason: str = "share"  # share, volume or both: which baseline the window broke
 
 
 def window_start(ts: float, size_s: int) -> float:
@@ -138,10 +155,12 @@ def window_start(ts: float, size_s: int) -> float:
 
 def surge_score(window: Window, baseline: float) -> float:
     """Binomial z-score of the window's negative share against the baseline share."""
-    if window.count == 0:
-        return 0.0
-    p = min(max(baseline, 0.02), 0.98)
-    return (window.share - p) / math.sqrt(p * (1 - p) / window.count)
+    return binomial_z(window.share, window.count, baseline)
+
+
+def volume_score(window: Window, volume: Level | None) -> float:
+    """Robust z-score of the window's negative count against the key's negative-volume baseline."""
+    return 0.0 if volume is None else count_z(window.negative, volume)
 
 
 def alert_id(dimension: str, key: str, started: float) -> str:
@@ -149,18 +168,40 @@ def alert_id(dimension: str, key: str, started: float) -> str:
     return hashlib.sha1(f"{dimension}|{key}|{started:.0f}".encode()).hexdigest()[:16]
 
 
-def _close(state: KeyState, w: Window, cfg: DetectorConfig) -> tuple[KeyState, list[Transition]]:
-    """Fold a closed window into the baseline, and resolve an alert once the share falls back."""
+def _surge(state: KeyState, w: Window, dimension: str, cfg: DetectorConfig, strictness: float = 1.0
+           ) -> tuple[str | None, float]:
+    """Which baselines the window breaks (share, volume or both) and the larger z; ``strictness``
+    below 1 lowers every bar, for the hysteresis of resolving."""
     base = cfg.baseline_prior if state.baseline is None else state.baseline
+    min_volume = cfg.min_volume_for(dimension)
+    share = w.count >= min_volume and w.share - base >= cfg.min_delta * strictness
+    share_z = surge_score(w, base) if share else 0.0  # the exact tails cost: only past the cheap bars
+    share = share and share_z >= cfg.z * strictness
+    v = state.volume
+    volume = (v is not None and v.n >= cfg.volume_min_windows and w.negative >= min_volume
+              and w.negative >= (1 + (cfg.volume_min_ratio - 1) * strictness) * v.mean)
+    volume_z = volume_score(w, v) if volume else 0.0
+    volume = volume and volume_z >= cfg.volume_z * strictness
+    reason = "both" if share and volume else "share" if share else "volume" if volume else None
+    score = max(share_z if share else -math.inf, volume_z if volume else -math.inf)
+    return reason, score if reason else 0.0
+
+
+def _close(state: KeyState, w: Window, dimension: str, cfg: DetectorConfig) -> tuple[KeyState, list[Transition]]:
+    """Fold a closed window into the baselines, and resolve an alert once the window is calm again."""
+    base = cfg.baseline_prior if state.baseline is None else state.baseline
+    gap = 0 if state.closed_until is None else round((w.start - state.closed_until) / cfg.window_s)
     closed = replace(state, closed_windows=state.closed_windows + 1, closed_until=w.start + cfg.window_s)
     firing = state.firing
     if firing is not None and w.start >= firing.started:  # windows before the surge still teach the baseline
-        if w.share < base + cfg.min_delta / 2:  # hysteresis: resolve well below the firing line
-            t = Transition("resolved", firing.alert_id, w, base, surge_score(w, base), firing.severity)
-            return replace(closed, firing=None), [t]
-        return closed, []  # the baseline is frozen while firing, so a surge never becomes the new normal
-    weight = cfg.baseline_alpha * min(1.0, w.count / cfg.min_volume)
-    return replace(closed, baseline=base + weight * (w.share - base)), []
+        if _surge(state, w, dimension, cfg, strictness=0.5)[0] is None:  # hysteresis: well below the firing bars
+            t = Transition("resolved", firing.alert_id, w, base, surge_score(w, base), firing.severity, firing.reason)
+            return replace(closed, firing=None, cooldown_until=w.start + cfg.window_s + cfg.cooldown_s), [t]
+        return closed, []  # the baselines are frozen while firing, so a surge never becomes the new normal
+    volume = state.volume if state.volume is None else decay_level(state.volume, gap, cfg.baseline_alpha)
+    volume = update_level(volume, w.negative, cfg.baseline_alpha, cfg.robust_clip)
+    share = update_share(base, w.share, w.count, cfg.baseline_alpha, cfg.min_volume, cfg.min_delta)
+    return replace(closed, baseline=share, volume=volume), []
 
 
 def _add(w: Window, ev: TrendEvent, top: int) -> Window:
@@ -175,21 +216,21 @@ def _add(w: Window, ev: TrendEvent, top: int) -> Window:
 
 
 def _maybe_fire(state: KeyState, w: Window, ev: TrendEvent, cfg: DetectorConfig) -> tuple[KeyState, list[Transition]]:
-    base = cfg.baseline_prior if state.baseline is None else state.baseline
+    """Fire as soon as the open window breaks a baseline, unless the key is firing, young or cooling down."""
     if (
         state.firing is not None
         or state.closed_windows < cfg.baseline_min_windows
-        or w.count < cfg.min_volume
-        or w.share - base < cfg.min_delta
+        or (state.cooldown_until is not None and w.start < state.cooldown_until)
     ):
         return state, []
-    score = surge_score(w, base)
-    if score < cfg.z:
+    reason, score = _surge(state, w, ev.dimension, cfg)
+    if reason is None:
         return state, []
+    base = cfg.baseline_prior if state.baseline is None else state.baseline
     severity = "critical" if score >= cfg.critical_z else "warning"
     aid = alert_id(ev.dimension, ev.key, w.start)
-    fired = replace(state, firing=Firing(aid, w.start, severity, score))
-    return fired, [Transition("firing", aid, w, base, score, severity)]
+    fired = replace(state, firing=Firing(aid, w.start, severity, score, reason))
+    return fired, [Transition("firing", aid, w, base, score, severity, reason)]
 
 
 def apply_event(state: KeyState, ev: TrendEvent, cfg: DetectorConfig) -> Update:
@@ -212,7 +253,7 @@ def apply_event(state: KeyState, ev: TrendEvent, cfg: DetectorConfig) -> Update:
     while state.windows and state.windows[0].start + cfg.window_s + cfg.allowed_lateness_s <= watermark:
         oldest = state.windows[0]
         alerting = state.firing is not None and oldest.start >= state.firing.started
-        state, resolved = _close(replace(state, windows=state.windows[1:]), oldest, cfg)
+        state, resolved = _close(replace(state, windows=state.windows[1:]), oldest, ev.dimension, cfg)
         out.extend(resolved)
         closed.append(ClosedWindow(oldest, state.baseline if state.baseline is not None else cfg.baseline_prior,
                                    alerting))

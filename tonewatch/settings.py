@@ -99,9 +99,19 @@ class Settings(BaseSettings):
     baseline_min_windows: int = Field(3, ge=0, description="Closed windows needed before a key may alert.")
     alert_min_volume: int = Field(5, ge=1, description="Messages in a window before it may alert.")
     alert_min_delta: float = Field(0.25, gt=0, le=1, description="Share above baseline needed to fire.")
-    alert_z: float = Field(3.0, gt=0, description="Binomial z-score needed to fire.")
+    alert_z: float = Field(4.0, gt=0, description="Binomial z-score (exact tail) needed to fire.")
     alert_critical_z: float = Field(6.0, gt=0, description="z-score at which an alert is critical.")
     alert_top_messages: int = Field(5, ge=0, description="Driving messages kept in an alert.")
+    alert_min_volume_by_dimension: dict[str, int] = Field(
+        default_factory=dict, description='Per-dimension minimum volume, JSON, e.g. {"source": 20, "topic": 10}.'
+    )
+    alert_volume_z: float = Field(4.0, gt=0, description="Robust z of the negative count needed to fire.")
+    alert_volume_min_ratio: float = Field(
+        2.0, ge=1, description="Negative count must also reach this multiple of its baseline to fire."
+    )
+    alert_volume_min_windows: int = Field(10, ge=0, description="Closed windows before a key may alert on volume.")
+    alert_robust_clip: float = Field(3.0, gt=0, description="Volume baseline updates are clipped at this many scales.")
+    alert_cooldown_s: int = Field(300, ge=0, description="Event-time seconds after a resolve before a key may re-fire.")
 
     # --- alert delivery (#5): fields of tonewatch/commands/delivery.py and its modules ---------------------
     dashboard_url: str | None = Field(None, description="Grafana dashboard base URL put in alert payloads.")

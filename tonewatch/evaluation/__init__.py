@@ -1,0 +1,1 @@
+"""Offline evaluations of the surge detector: NAB-format series and injected-surge scenarios (#5)."""
