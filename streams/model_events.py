@@ -76,29 +76,45 @@ class EventFollower:
         self._metrics.canary_share.labels(model).set(route.share if route.mode == "canary" else 0.0)
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
 
-        topic = self._settings.topic(TOPIC)
+        await self.stop()  # an agent restart starts afresh
         self._consumer = AIOKafkaConsumer(**aiokafka_config(self._settings), group_id=None,
                                           enable_auto_commit=False, auto_offset_reset="earliest")
         await self._consumer.start()
+        try:
+            await self._catch_up()
+        except BaseException:
+            await self.stop()
+            raise
+        self._task = asyncio.create_task(self._follow())
+
+    async def _catch_up(self) -> None:
+        from aiokafka import TopicPartition
+
+        topic = self._settings.topic(TOPIC)
+        await self._consumer.topics()  # fetches cluster metadata
         parts = self._consumer.partitions_for_topic(topic) or set()
         if not parts:
-            await self._consumer.force_metadata_update()
-            parts = self._consumer.partitions_for_topic(topic) or set()
+            log.warning("no %s topic: routing stays on Triton's default versions until it exists", topic)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
+        if not tps:
+            return
         await self._consumer.seek_to_beginning(*tps)
-        end = await self._consumer.end_offsets(tps) if tps else {}
+        end = await self._consumer.end_offsets(tps)
         while [tp for tp in tps if await self._consumer.position(tp) < end[tp]]:
             for records in (await self._consumer.getmany(timeout_ms=500)).values():
                 for r in records:
                     self.apply(r.value)
-        self._task = asyncio.create_task(self._follow())
 
     async def _follow(self) -> None:
         while True:
             try:
+                if not self._consumer.assignment():  # the topic did not exist yet: look again
+                    await asyncio.sleep(5.0)
+                    await self._catch_up()
+                    continue
                 for records in (await self._consumer.getmany(timeout_ms=500)).values():
                     for r in records:
                         self.apply(r.value)
@@ -113,5 +129,7 @@ class EventFollower:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
+            self._consumer = None

@@ -213,6 +213,17 @@ def rollback(settings: Settings, name: str, to: int | None = None, reason: str =
     return target
 
 
+def sync(settings: Settings, name: str) -> list[int]:
+    """Make Triton load what the model events say (after a Triton restart loaded the committed policy)."""
+    route = fold(events.history(settings, name)).get(name, Route())
+    if route.production is None:
+        raise RolloutError(f"no model events for '{name}' yet: nothing to sync")
+    versions = [route.production] + ([route.candidate] if route.candidate is not None else [])
+    load_model(settings, name, versions=versions)
+    record_production(settings, name, route.production)
+    return versions
+
+
 def status(settings: Settings, name: str) -> dict[str, Any]:
     """Disk, Triton and routing views of one model side by side (they differ mid-rollout)."""
     history = events.history(settings, name)

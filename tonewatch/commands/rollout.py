@@ -85,6 +85,18 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
             raise _fail(exc) from exc
         typer.echo(f"{name} v{v} is production")
 
+    @models_app.command("sync")
+    def sync_cmd(ctx: typer.Context, name: str) -> None:
+        """Load exactly the versions the model events name (run after Triton restarts)."""
+        from models.rollout.driver import RolloutError, sync
+        from tonewatch.stack.procs import StackError
+
+        try:
+            versions = sync(ctx_settings(ctx), name)
+        except (RolloutError, StackError) as exc:
+            raise _fail(exc) from exc
+        typer.echo(f"{name}: loaded {versions}")
+
     @models_app.command("status")
     def status_cmd(
         ctx: typer.Context, name: Annotated[str | None, typer.Argument()] = None,
