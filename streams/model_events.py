@@ -93,8 +93,12 @@ class EventFollower:
         from aiokafka import TopicPartition
 
         topic = self._settings.topic(TOPIC)
-        await self._consumer.topics()  # fetches cluster metadata
-        parts = self._consumer.partitions_for_topic(topic) or set()
+        parts: set[int] = set()
+        for _ in range(10):  # a topic created a moment ago can be missing from the first metadata
+            if topic in await self._consumer.topics():
+                parts = self._consumer.partitions_for_topic(topic) or set()
+                break
+            await asyncio.sleep(1.0)
         if not parts:
             log.warning("no %s topic: routing stays on Triton's default versions until it exists", topic)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]

@@ -37,7 +37,8 @@ def rollout_triton(stack_settings: Settings, tmp_path: Path) -> Iterator[tuple[S
     for name in ("sentiment", "topic"):
         (repo / name).mkdir(parents=True)
         shutil.copyfile(REPO / "triton_repo" / name / "config.pbtxt", repo / name / "config.pbtxt")
-        shutil.copytree(REPO / "triton_repo" / name / "1", repo / name / "1")
+        shutil.copytree(REPO / "triton_repo" / name / "1", repo / name / "1",
+                        ignore=shutil.ignore_patterns("__pycache__"))
     settings = stack_settings.model_copy(update={"model_repository": repo, "run_dir": tmp_path / "run",
                                                  "triton_cpu_threads": 1})
     triton = start_triton(settings, tmp_path / "triton")
@@ -87,6 +88,10 @@ class PacedReplay:
 def cli(settings: Settings, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tonewatch", "models", *args], env=worker_env(settings), cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def ready(settings: Settings) -> set[str]:
+    return {v for v, state in loaded_versions(settings, "sentiment").items() if state == "READY"}
 
 
 def worse_copy(src: Path, dest: Path) -> Path:
@@ -146,7 +151,7 @@ def test_push_canary_promote_then_auto_rollback_and_refusal_without_losing_a_mes
         assert result["action"] == "promoted" and result["live"]["candidate"] and result["live"]["errors"] == 0
         t_promoted = time.time()
         windows["swap (load, canary, promote, unload)"] = (t_swap, t_promoted)
-        assert loaded_versions(settings, "sentiment") == {"2": "READY"}
+        assert ready(settings) == {"2"}
 
         refused = cli(settings, "push", "sentiment", str(bad))
         assert refused.returncode == 2 and "head.safetensors: missing" in refused.stderr
@@ -159,7 +164,7 @@ def test_push_canary_promote_then_auto_rollback_and_refusal_without_losing_a_mes
         result = json.loads(out.stdout.strip().splitlines()[-1])
         assert result["action"] == "rolled_back" and "golden accuracy" in result["reasons"][0]
         windows["worse version loaded and rolled back"] = (t_worse, time.time())
-        assert loaded_versions(settings, "sentiment") == {"2": "READY"}
+        assert ready(settings) == {"2"}
         t_after = time.time()
         time.sleep(10)
         windows["after"] = (t_after, time.time())

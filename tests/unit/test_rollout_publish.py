@@ -87,3 +87,16 @@ def test_a_head_that_outputs_nan_fails_the_offline_smoke_inference(tmp_path: Pat
     with pytest.raises(ArtifactError, match="non-finite"):
         push_version(settings, "sentiment", _source(tmp_path, nan=True))
     assert version_numbers(settings.model_repository, "sentiment") == []
+
+
+def test_load_override_pins_production_beside_the_candidate(tmp_path: Path) -> None:
+    from tonewatch.stack.loader import load_config, record_production, recorded_production
+
+    settings = _settings(tmp_path)
+    cfg = json.loads(load_config(settings, "sentiment", [3, 2, 3]))
+    assert cfg["version_policy"] == {"specific": {"versions": ["2", "3"]}}  # int64 is a JSON string
+    assert "latest" in json.loads(load_config(settings, "sentiment"))["version_policy"]
+    assert recorded_production(settings, "sentiment") is None
+    record_production(settings, "sentiment", 2)
+    record_production(settings, "topic", 5)
+    assert (recorded_production(settings, "sentiment"), recorded_production(settings, "topic")) == (2, 5)
