@@ -112,6 +112,7 @@ class Settings(BaseSettings):
     # --- model rollout (#6) ------------------------------------------------------------------------------
     rollout_canary_share: float = Field(0.2, gt=0, le=1, description="Share of message ids a canary scores.")
     rollout_duration_s: float = Field(60.0, gt=0, description="How long a canary/shadow watches live traffic.")
+    rollout_max_wait_s: float = Field(600.0, gt=0, description="Longest a rollout waits for enough samples.")
     rollout_min_samples: int = Field(20, ge=1, description="Candidate-scored messages needed before promoting.")
     rollout_max_error_rate: float = Field(0.01, ge=0, le=1, description="Candidate failures tolerated.")
     rollout_min_agreement: float = Field(0.8, ge=0, le=1, description="Shadow: agreement with production.")

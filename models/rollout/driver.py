@@ -99,7 +99,10 @@ def watch(settings: Settings, name: str, production: int, candidate: int, mode: 
         for tp in tps:
             consumer.seek(tp, offsets[tp].offset if offsets.get(tp) else ends[tp])
         verdict, last_report = Verdict("wait", ("no traffic yet",)), start
-        while time.time() - start < duration_s:
+        # judge for at least duration_s, and longer (up to rollout_max_wait_s) while traffic is too thin
+        while time.time() - start < duration_s or (
+            verdict.action == "wait" and time.time() - start < max(duration_s, settings.rollout_max_wait_s)
+        ):
             for records in consumer.poll(timeout_ms=500).values():
                 for r in records:
                     stats.add(json.loads(r.value), name, lf, production, candidate)

@@ -66,14 +66,17 @@ def load_model(settings: Settings, name: str, timeout_s: float = 300.0, versions
     """Load (or reload with a new version set) and wait until every asked version is ready.
 
     Without ``versions``, the recorded production version if there is one (a rolled-back newer
-    version on disk must not come back on restart), else the committed policy (latest).
+    version on disk must not come back on restart), else the newest version (the committed policy).
     """
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
-    if versions is None:
+    if versions is None:  # always a specific policy: changing its shape later makes Triton reload all versions
+        from models.artifact import version_numbers
+
         recorded = recorded_production(settings, name)
-        versions = [recorded] if recorded is not None else None
+        on_disk = version_numbers(settings.model_repository, name)
+        versions = [recorded] if recorded is not None else on_disk[-1:] or None
 
     client = httpclient.InferenceServerClient(settings.triton_http_url, network_timeout=timeout_s,
                                               connection_timeout=timeout_s)
