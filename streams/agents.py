@@ -20,6 +20,7 @@ from streams.enrich import extract_tickers, mask_pii
 from streams.errors import dead_letter_record
 from streams.knowledge import Knowledge
 from streams.metrics import GAUGE_DIMENSIONS, PipelineMetrics
+from streams.model_events import EventFollower
 from streams.records import InvalidMessage, Message, Scored, parse_message
 from streams.scoring import TritonScorer
 from streams.topics import Topics
@@ -51,7 +52,8 @@ def _to_scored(
             tickers=tickers, sectors=tuple(sectors),
             sentiment=max(sp, key=sp.__getitem__), sentiment_probs=sp,
             topic=max(tp, key=tp.__getitem__), topic_probs=tp,
-            model_versions={settings.sentiment_model: sent.version, settings.topic_model: top.version},
+            model_versions={settings.sentiment_model: sent.versions[i], settings.topic_model: top.versions[i]},
+            candidate={n: c for n, out in outputs.items() if out.candidate and (c := out.candidate[i]) is not None},
             scored_at=now, inference_ms=round(ms, 2),
         ))
     return scored
@@ -94,11 +96,15 @@ def register_agents(
             settings.triton_grpc_url, [settings.sentiment_model, settings.topic_model], settings.triton_timeout_s
         )
         await scorer.start()
+        await follower.start()  # caught up on model-events before the first message is routed
         try:
             async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
                 await _score_batch(scorer, events)
         finally:
+            await follower.stop()
             await scorer.close()
+
+    follower = EventFollower(settings, metrics)
 
     async def _score_batch(scorer: TritonScorer, events: list[Any]) -> None:
         pending: list[Awaitable[Any]] = []
@@ -122,7 +128,7 @@ def register_agents(
             t0 = time.perf_counter()
             try:
                 msgs = [m for _, m in valid]
-                outputs = await scorer.score([m.text for m in msgs])
+                outputs = await scorer.score([m.text for m in msgs], [m.id for m in msgs], follower.routes)
                 elapsed = time.perf_counter() - t0
                 metrics.inference_seconds.observe(elapsed)
                 for s in _to_scored(msgs, outputs, settings, knowledge, elapsed * 1000):

@@ -28,6 +28,8 @@ class PipelineMetrics:
     negative_share: Gauge
     window_volume: Gauge
     consumer_lag: Gauge
+    model_version_info: Gauge
+    canary_share: Gauge
 
 
 def create_metrics() -> PipelineMetrics:
@@ -52,6 +54,10 @@ def create_metrics() -> PipelineMetrics:
                             registry=r),
         consumer_lag=Gauge("tonewatch_consumer_lag", "Records behind the partition's end, per assigned partition.",
                            ["topic", "partition"], registry=r),
+        model_version_info=Gauge("tonewatch_model_version_info", "Versions this worker routes to (value 1).",
+                                 ["model", "version", "role"], registry=r),
+        canary_share=Gauge("tonewatch_canary_share", "Share of message ids routed to the canary version.",
+                           ["model"], registry=r),
     )
     for labels in ALERT_LABELS:
         m.alerts.labels(*labels)

@@ -101,7 +101,8 @@ class Scored(BaseModel):
     sentiment_probs: dict[str, float]
     topic: str
     topic_probs: dict[str, float]
-    model_versions: dict[str, str]
+    model_versions: dict[str, str]  # per model, the version that scored this message
+    candidate: dict[str, dict[str, str]] = {}  # rollout: a shadow's label or a failed canary, per model
     scored_at: datetime
     inference_ms: float
 

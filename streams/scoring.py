@@ -10,12 +10,14 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
+
+from streams.routing import Route, pick_version, shadow_version
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,17 @@ class ModelSpec:
 class ModelOutput:
     probs: np.ndarray  # (n, n_labels) float32
     labels: tuple[str, ...]
-    version: str
+    versions: tuple[str, ...]  # per row: the version Triton says scored it
+    candidate: tuple[dict[str, str] | None, ...] = ()  # per row: shadow label or canary failure, else None
+
+
+NO_ROUTES: Callable[[], Mapping[str, Route]] = dict
+
+
+def _version_gone(exc: InferenceServerException) -> bool:
+    """A pinned version being swapped out: retry with fresh routing instead of dead-lettering."""
+    text = str(exc).lower()
+    return "is not found" in text or "not at ready state" in text or "unknown model" in text
 
 
 class TritonScorer:
@@ -96,38 +108,81 @@ class TritonScorer:
             raise RuntimeError("TritonScorer.start() was not awaited")
         return self._client
 
-    async def _infer_chunk(self, name: str, texts: Sequence[str]) -> tuple[np.ndarray, str]:
+    async def _infer_chunk(self, name: str, texts: Sequence[str], version: int | None) -> tuple[np.ndarray, str]:
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         inp = grpcclient.InferInput(INPUT, list(data.shape), "BYTES")
         inp.set_data_from_numpy(data)
         out = [grpcclient.InferRequestedOutput(OUTPUT)]
-        res = await self._require().infer(name, [inp], outputs=out, client_timeout=self._timeout_s)
+        res = await self._require().infer(name, [inp], model_version="" if version is None else str(version),
+                                          outputs=out, client_timeout=self._timeout_s)
         probs = res.as_numpy(OUTPUT)
         if probs is None:
             raise InferenceServerException(f"model '{name}' returned no {OUTPUT}")
         return probs.astype(np.float32), str(res.get_response().model_version)
 
-    async def _infer(self, name: str, texts: Sequence[str]) -> ModelOutput:
-        spec = self.specs[name]
-        step = spec.max_batch_size
+    async def _infer_version(self, name: str, texts: Sequence[str], version: int | None) -> tuple[np.ndarray, str]:
+        step = self.specs[name].max_batch_size
         parts = await asyncio.gather(
-            *(self._infer_chunk(name, texts[i : i + step]) for i in range(0, len(texts), step))
+            *(self._infer_chunk(name, texts[i : i + step], version) for i in range(0, len(texts), step))
         )
-        probs = np.concatenate([p for p, _ in parts]) if parts else np.zeros((0, len(spec.labels)))
-        versions = sorted({v for _, v in parts})
-        return ModelOutput(probs, spec.labels, ",".join(versions))
+        probs = np.concatenate([p for p, _ in parts]) if parts else np.zeros((0, len(self.specs[name].labels)))
+        return probs, ",".join(sorted({v for _, v in parts}))
 
-    async def score(self, texts: Sequence[str], max_backoff_s: float = 5.0) -> dict[str, ModelOutput]:
-        """Score with every model concurrently; retry retryable failures forever."""
+    async def _infer(self, name: str, texts: Sequence[str], keys: Sequence[str], route: Route) -> ModelOutput:
+        """Each row by its routed version; a failing candidate falls back to production, noted per row."""
+        labels = self.specs[name].labels
+        probs = np.zeros((len(texts), len(labels)), dtype=np.float32)
+        versions = [""] * len(texts)
+        candidate: list[dict[str, str] | None] = [None] * len(texts)
+        groups: dict[int | None, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(pick_version(route, key), []).append(i)
+        for version, rows in groups.items():
+            sub = [texts[i] for i in rows]
+            try:
+                p, served = await self._infer_version(name, sub, version)
+            except InferenceServerException as exc:
+                if version is None or version != route.candidate or _retryable(exc):
+                    raise
+                log.warning("candidate %s v%s failed, production scores instead: %s", name, version, exc)
+                p, served = await self._infer_version(name, sub, route.production)
+                for i in rows:
+                    candidate[i] = {"version": str(version), "error": str(exc)[:200]}
+            probs[rows] = p
+            for i in rows:
+                versions[i] = served
+        shadow = shadow_version(route)
+        if shadow is not None and texts:
+            try:
+                p, served = await self._infer_version(name, texts, shadow)
+                for i, row in enumerate(p):
+                    candidate[i] = {"version": served, "label": labels[int(np.argmax(row))]}
+            except InferenceServerException as exc:  # a shadow never affects what is published
+                candidate = [{"version": str(shadow), "error": str(exc)[:200]}] * len(texts)
+        return ModelOutput(probs, labels, tuple(versions), tuple(candidate))
+
+    async def score(
+        self, texts: Sequence[str], keys: Sequence[str] | None = None,
+        routes: Callable[[], Mapping[str, Route]] = NO_ROUTES, max_backoff_s: float = 5.0,
+    ) -> dict[str, ModelOutput]:
+        """Score with every model concurrently; retry retryable failures forever, re-reading the routes."""
+        keys = keys if keys is not None else [str(i) for i in range(len(texts))]
         delay = 0.2
         while True:
+            current = routes()
             try:
-                results = await asyncio.gather(*(self._infer(n, texts) for n in self._names))
+                results = await asyncio.gather(
+                    *(self._infer(n, texts, keys, current.get(n, Route())) for n in self._names)
+                )
                 return dict(zip(self._names, results, strict=True))
             except InferenceServerException as exc:
-                status = str(exc.status() or "")
-                if not any(code in status for code in RETRYABLE) and "unavailable" not in str(exc).lower():
+                if not _retryable(exc):
                     raise
                 log.warning("Triton unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max_backoff_s)
+
+
+def _retryable(exc: InferenceServerException) -> bool:
+    status = str(exc.status() or "")
+    return any(code in status for code in RETRYABLE) or "unavailable" in str(exc).lower() or _version_gone(exc)

@@ -7,7 +7,7 @@ from typing import Any
 
 from tonewatch.settings import Settings
 
-NAMES = ("news", "chat", "scored", "trend-events", "trends", "alerts", "dead-letter")
+NAMES = ("news", "chat", "scored", "trend-events", "trends", "alerts", "dead-letter", "model-events")
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,20 @@ class Settings(BaseSettings):
     # (detector settings live with trends and alerts above)
 
     # --- model rollout (#6) ------------------------------------------------------------------------------
-    # (none yet)
+    rollout_canary_share: float = Field(0.2, gt=0, le=1, description="Share of message ids a canary scores.")
+    rollout_duration_s: float = Field(60.0, gt=0, description="How long a canary/shadow watches live traffic.")
+    rollout_max_wait_s: float = Field(600.0, gt=0, description="Longest a rollout waits for enough samples.")
+    rollout_min_samples: int = Field(20, ge=1, description="Candidate-scored messages needed before promoting.")
+    rollout_max_error_rate: float = Field(0.01, ge=0, le=1, description="Candidate failures tolerated.")
+    rollout_min_agreement: float = Field(0.8, ge=0, le=1, description="Shadow: agreement with production.")
+    rollout_max_class_shift: float = Field(
+        0.25, ge=0, le=1, description="Total-variation distance allowed between candidate and production class mix."
+    )
+    rollout_max_golden_drop: float = Field(
+        0.05, ge=0, le=1, description="Accuracy a candidate may lose against production on the golden set."
+    )
+    rollout_golden_size: int = Field(64, ge=1, description="Test-split texts of the served golden evaluation.")
+    rollout_settle_s: float = Field(3.0, ge=0, description="Wait for workers to follow an event before unloading.")
 
     # --- feedback, retrain and drift (#6) ----------------------------------------------------------------
     # (none yet)

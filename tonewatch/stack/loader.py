@@ -6,6 +6,8 @@ locally, EXECUTION_ENV_PATH is added through Triton's load API as a config overr
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
@@ -21,9 +23,15 @@ def parse_model_config(path: Path) -> model_config_pb2.ModelConfig:
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
-def load_config(settings: Settings, name: str) -> str:
-    """The JSON config override for a load: the committed config plus local-only parameters."""
+def load_config(settings: Settings, name: str, versions: list[int] | None = None) -> str:
+    """The JSON config override for a load: the committed config plus local-only parameters.
+
+    ``versions`` pins exactly those versions (production beside a candidate); Triton loads the new
+    ones while the others keep serving, and unloads any version left out.
+    """
     cfg = parse_model_config(settings.model_repository / name / "config.pbtxt")
+    if versions:
+        cfg.version_policy.specific.versions[:] = sorted(set(versions))
     if settings.model_env_path is not None:
         cfg.parameters["EXECUTION_ENV_PATH"].string_value = str(settings.model_env_path.resolve())
     if settings.triton_cpu_threads:
@@ -31,19 +39,54 @@ def load_config(settings: Settings, name: str) -> str:
     return json_format.MessageToJson(cfg, preserving_proto_field_name=True)
 
 
-def load_model(settings: Settings, name: str, timeout_s: float = 300.0) -> None:
+def production_file(settings: Settings) -> Path:
+    return settings.run_dir / "models.json"
+
+
+def recorded_production(settings: Settings, name: str) -> int | None:
+    """The production version the last promote/rollback recorded for this stack, if any."""
+    path = production_file(settings)
+    try:
+        value = json.loads(path.read_text()).get(name) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    return int(value) if isinstance(value, int) else None
+
+
+def record_production(settings: Settings, name: str, version: int) -> None:
+    path = production_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text()) if path.is_file() else {}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**current, name: version}, indent=2))
+    os.replace(tmp, path)
+
+
+def load_model(settings: Settings, name: str, timeout_s: float = 300.0, versions: list[int] | None = None) -> None:
+    """Load (or reload with a new version set) and wait until every asked version is ready.
+
+    Without ``versions``, the recorded production version if there is one (a rolled-back newer
+    version on disk must not come back on restart), else the newest version (the committed policy).
+    """
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
+
+    if versions is None:  # always a specific policy: changing its shape later makes Triton reload all versions
+        from models.artifact import version_numbers
+
+        recorded = recorded_production(settings, name)
+        on_disk = version_numbers(settings.model_repository, name)
+        versions = [recorded] if recorded is not None else on_disk[-1:] or None
 
     client = httpclient.InferenceServerClient(settings.triton_http_url, network_timeout=timeout_s,
                                               connection_timeout=timeout_s)
     try:
         try:
-            client.load_model(name, config=load_config(settings, name))
+            client.load_model(name, config=load_config(settings, name, versions))
         except InferenceServerException as exc:
-            raise StackError(f"Triton failed to load '{name}': {exc.message()}") from exc
+            raise StackError(f"Triton failed to load '{name}' {versions or ''}: {exc.message()}") from exc
         deadline = time.monotonic() + timeout_s
-        while not client.is_model_ready(name):
+        while not all(client.is_model_ready(name, v) for v in ([str(v) for v in versions] if versions else [""])):
             if time.monotonic() > deadline:
                 raise StackError(f"model '{name}' not ready after {timeout_s:.0f}s")
             time.sleep(0.5)
@@ -59,3 +102,15 @@ def unload_model(settings: Settings, name: str) -> None:
         client.unload_model(name)
     finally:
         client.close()
+
+
+def loaded_versions(settings: Settings, name: str) -> dict[str, str]:
+    """Version -> state (READY, UNAVAILABLE...) of one model, from Triton's repository index."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(settings.triton_http_url)
+    try:
+        index = client.get_model_repository_index()
+    finally:
+        client.close()
+    return {str(m["version"]): str(m.get("state", "")) for m in index if m.get("name") == name and m.get("version")}

@@ -64,7 +64,8 @@ def assemble_backends(install: TritonInstall, dest: Path) -> Path:
 def server_env(install: TritonInstall) -> dict[str, str]:
     """libpython of this interpreter first, else the stub links Debian's; libcudart from the wheel."""
     paths = [str(sysconfig.get_config_var("LIBDIR")), str(install.libs), os.environ.get("LD_LIBRARY_PATH", "")]
-    return {**os.environ, "LD_LIBRARY_PATH": ":".join(p for p in paths if p)}
+    # no __pycache__ written into version folders: they stay exactly what `models push` validated
+    return {**os.environ, "LD_LIBRARY_PATH": ":".join(p for p in paths if p), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def _ready(http_url: str) -> bool:

@@ -1,0 +1,1 @@
+"""Model rollout into Triton: events, gates and the driver behind ``tonewatch models rollout``."""

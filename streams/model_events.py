@@ -1,0 +1,139 @@
+"""A worker's view of the model-events topic: replayed at start, then followed.
+
+Every worker reads every partition without a consumer group (routing must be the same on all
+workers, not split between them), and the score agent does not start scoring until it has caught up,
+so a restarted worker never scores with a stale production version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+from streams.metrics import PipelineMetrics
+from streams.routing import InvalidEvent, ModelEvent, Route, apply_event
+from tonewatch.settings import Settings
+
+log = logging.getLogger(__name__)
+TOPIC = "model-events"
+
+
+def aiokafka_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
+                            "security_protocol": settings.kafka_security_protocol.upper()}
+    if conf["security_protocol"] in ("SSL", "SASL_SSL"):
+        conf["ssl_context"] = ssl.create_default_context()
+    if settings.kafka_sasl_mechanism:
+        conf["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        conf["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            conf["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return conf
+
+
+class EventFollower:
+    """Holds the current routes; ``routes()`` is what the scorer reads before every attempt."""
+
+    def __init__(self, settings: Settings, metrics: PipelineMetrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._routes: dict[str, Route] = {}
+        self._exported: dict[str, list[tuple[str, str, str]]] = {}
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    def routes(self) -> Mapping[str, Route]:
+        return self._routes
+
+    def apply(self, raw: bytes | None) -> None:
+        """One record; a bad one is logged and skipped (the CLI that writes events validates them)."""
+        try:
+            ev = ModelEvent.from_dict(json.loads(raw or b"null"))
+        except (InvalidEvent, json.JSONDecodeError, TypeError, AttributeError) as exc:
+            log.error("ignoring model event %r: %s", raw, exc)
+            return
+        route = apply_event(self._routes.get(ev.model, Route()), ev)
+        self._routes = {**self._routes, ev.model: route}
+        log.info("model event %s %s v%s -> %s", ev.event, ev.model, ev.version, route)
+        self.export(ev.model, route)
+
+    def export(self, model: str, route: Route, served: str | None = None) -> None:
+        info = self._metrics.model_version_info
+        for labels in self._exported.pop(model, []):  # a retired version's series goes, not left at 1
+            info.remove(*labels)
+        production = str(route.production) if route.production is not None else served
+        series = [(model, production, "production")] if production else []
+        if route.candidate is not None:
+            series.append((model, str(route.candidate), "candidate"))
+        for labels in series:
+            info.labels(*labels).set(1)
+        self._exported[model] = series
+        self._metrics.canary_share.labels(model).set(route.share if route.mode == "canary" else 0.0)
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        await self.stop()  # an agent restart starts afresh
+        self._consumer = AIOKafkaConsumer(**aiokafka_config(self._settings), group_id=None,
+                                          enable_auto_commit=False, auto_offset_reset="earliest")
+        await self._consumer.start()
+        try:
+            await self._catch_up()
+        except BaseException:
+            await self.stop()
+            raise
+        self._task = asyncio.create_task(self._follow())
+
+    async def _catch_up(self) -> None:
+        from aiokafka import TopicPartition
+
+        topic = self._settings.topic(TOPIC)
+        parts: set[int] = set()
+        for _ in range(10):  # a topic created a moment ago can be missing from the first metadata
+            if topic in await self._consumer.topics():
+                parts = self._consumer.partitions_for_topic(topic) or set()
+                break
+            await asyncio.sleep(1.0)
+        if not parts:
+            log.warning("no %s topic: routing stays on Triton's default versions until it exists", topic)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        if not tps:
+            return
+        await self._consumer.seek_to_beginning(*tps)
+        end = await self._consumer.end_offsets(tps)
+        while [tp for tp in tps if await self._consumer.position(tp) < end[tp]]:
+            for records in (await self._consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    self.apply(r.value)
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                if not self._consumer.assignment():  # the topic did not exist yet: look again
+                    await asyncio.sleep(5.0)
+                    await self._catch_up()
+                    continue
+                for records in (await self._consumer.getmany(timeout_ms=500)).values():
+                    for r in records:
+                        self.apply(r.value)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a broker hiccup must not stop routing updates for good
+                log.exception("model-events follower error; retrying")
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
