@@ -1,4 +1,5 @@
-"""Property tests of the one validation gate: any input either becomes a sound Message or a clear reason.
+"""Property tests of the one validation gate: any input either becomes a sound Message or a clear reason,
+and the reason's dead-letter record always fits the dead-letter topic.
 
 A worker survives bad input only if ``parse_message`` never raises anything but ``InvalidMessage``
 and never lets through a message that breaks a later stage (serialising, keying, windowing).
@@ -6,13 +7,16 @@ and never lets through a message that breaks a later stage (serialising, keying,
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, timedelta, timezone
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from streams.errors import MAX_PAYLOAD_BYTES, dead_letter_record
 from streams.records import InvalidMessage, Message, parse_message
 
 MAX_TEXT = 200
@@ -112,3 +116,26 @@ def test_valid_messages_are_accepted_unchanged(
 def test_huge_text_is_rejected_not_scored() -> None:
     raw = json.dumps({**GOOD, "text": "x" * 5_000_000}).encode()
     assert check(raw) is None
+
+
+@pytest.mark.parametrize("payload", [b"\x01" * 1_000_000, b"\xff" * 1_000_000, "x" * 1_000_000, b'"' * 1_000_000])
+def test_a_dead_letter_record_fits_one_kafka_message_whatever_the_payload(payload: bytes | str) -> None:
+    rec = dead_letter_record("not JSON", payload, stage="validate", topic="t", partition=0, offset=1)
+    assert len(json.dumps(rec, separators=(",", ":")).encode()) < 1_000_000  # the broker's default is 1 MB
+    assert rec["payload_truncated"] and rec["payload_size"] == len(payload)
+    kept = base64.b64decode(rec["payload"]) if rec["payload_encoding"] == "base64" else rec["payload"]
+    assert kept == (payload[:MAX_PAYLOAD_BYTES] if isinstance(payload, str) else
+                    payload[:MAX_PAYLOAD_BYTES].decode() if rec["payload_encoding"] == "utf-8" else
+                    payload[:MAX_PAYLOAD_BYTES])
+
+
+@given(st.binary(max_size=2_000) | st.none())
+def test_small_payloads_are_kept_whole_and_recoverable(payload: bytes | None) -> None:
+    rec = dead_letter_record("r", payload, stage="validate")
+    assert "payload_truncated" not in rec
+    if payload is None:
+        assert rec["payload"] is None
+    elif rec["payload_encoding"] == "base64":
+        assert base64.b64decode(rec["payload"]) == payload
+    else:
+        assert rec["payload"].encode() == payload
