@@ -7,6 +7,7 @@ safe to call from any thread or a headless server.
 from __future__ import annotations
 
 import io
+import math
 from datetime import datetime, timedelta
 
 from matplotlib.axes import Axes
@@ -44,6 +45,20 @@ def _centre(starts: list[datetime], window_s: int) -> list[float]:
     return [float(date2num(s + timedelta(seconds=window_s / 2))) for s in starts]
 
 
+def _broken(x: list[float], y: list[float | None], window_s: int) -> tuple[list[float], list[float]]:
+    """Points with a NaN wherever windows are missing (or the value is unknown), so no line bridges a gap."""
+    step = window_s / 86400
+    xs: list[float] = []
+    ys: list[float] = []
+    for xi, yi in zip(x, y, strict=True):
+        if xs and xi - xs[-1] > step * 1.5:
+            xs.append(xs[-1] + step)
+            ys.append(math.nan)
+        xs.append(xi)
+        ys.append(math.nan if yi is None else yi)
+    return xs, ys
+
+
 def key_figure(s: KeySeries, window_s: int, span: tuple[datetime, datetime] | None = None) -> bytes:
     """Negative share per closed window against its baseline, volume behind, alert transitions marked."""
     fig = Figure(figsize=(12, 4.2))
@@ -60,10 +75,9 @@ def key_figure(s: KeySeries, window_s: int, span: tuple[datetime, datetime] | No
     for xi, alerting in zip(x, s.alerting, strict=True):
         if alerting:
             ax.axvspan(xi - half, xi + half, color=FIRING, alpha=0.12, lw=0)
-    ax.plot(x, s.shares, "o-", color=SHARE, ms=3.5, lw=1.6, label="negative share")
-    bx = [xi for xi, b in zip(x, s.baselines, strict=True) if b is not None]
-    by = [b for b in s.baselines if b is not None]
-    ax.plot(bx, by, "--", color=BASELINE, lw=1.4, drawstyle="steps-mid", label="baseline (EWMA)")
+    ax.plot(*_broken(x, list(s.shares), window_s), "o-", color=SHARE, ms=3.5, lw=1.6, label="negative share")
+    ax.plot(*_broken(x, s.baselines, window_s), "--", color=BASELINE, lw=1.4, drawstyle="steps-mid",
+            label="baseline it was judged against")
     for t in _centre(s.firing, window_s):
         ax.axvline(t, color=FIRING, lw=1.4)
         ax.annotate("▲ firing ", (t, 1.02), color=FIRING, ha="right", fontsize=9, fontweight="bold")
@@ -76,7 +90,7 @@ def key_figure(s: KeySeries, window_s: int, span: tuple[datetime, datetime] | No
     ax.set_title(f"{s.dimension} {s.key}: negative share per {window_s}s window vs baseline", loc="left")
     _time_axis(ax, span)
     handles = ax.get_legend_handles_labels()[0] + vol.get_legend_handles_labels()[0]
-    ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.9)
+    ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3, fontsize=8, frameon=False)
     return _png(fig)
 
 
@@ -100,6 +114,6 @@ def stacked_figure(
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     _time_axis(ax, span, "event time (UTC)")
     if series:
-        ax.set_ylim(0, max(bottom) * 1.35)  # headroom for the legend
-        ax.legend(loc="upper left", fontsize=8, framealpha=0.9, ncols=min(len(series), 4))
+        ax.set_ylim(0, max(bottom) * 1.1)
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False, ncols=min(len(series), 4))
     return _png(fig)
