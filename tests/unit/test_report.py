@@ -117,3 +117,14 @@ def test_page_names_the_alert_embeds_the_plots_and_escapes_text(run: d.RunInput,
 def test_an_empty_run_still_renders() -> None:
     page = render_html(d.RunInput(), prefix="empty")
     assert "No alert fired" in page and "No closed windows yet" in page and page.count("<img") == 2
+
+
+def test_lines_break_where_a_key_had_no_window() -> None:
+    import math
+
+    from tonewatch.report.plots import _broken
+
+    day = 60 / 86400
+    xs, ys = _broken([0.0, day, 4 * day], [0.1, None, 0.3], 60)
+    assert xs == [0.0, day, 2 * day, 4 * day]
+    assert ys[0] == 0.1 and math.isnan(ys[1]) and math.isnan(ys[2]) and ys[3] == 0.3
