@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -16,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")  # JSON may escape them; no UTF-8 output can carry them
 _MAX_TICKER = 16
+# An event time far ahead would move its keys' watermarks there and make every real event after
+# it "late" (dead-lettered) for good; a producer clock a little off is tolerated.
+MAX_FUTURE_S = 7 * 86400
 
 
 class InvalidMessage(ValueError):
@@ -66,8 +70,8 @@ class Message(BaseModel):
         return self.ts.timestamp()
 
 
-def parse_message(raw: bytes | str | None, max_text_chars: int) -> Message:
-    """Decode and validate one raw Kafka value, or raise :class:`InvalidMessage`."""
+def parse_message(raw: bytes | str | None, max_text_chars: int, now: float | None = None) -> Message:
+    """Decode and validate one raw Kafka value, or raise :class:`InvalidMessage` (``now``: for tests)."""
     if raw is None or raw in (b"", ""):
         raise InvalidMessage("empty message")
     if isinstance(raw, bytes):
@@ -91,6 +95,8 @@ def parse_message(raw: bytes | str | None, max_text_chars: int) -> Message:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "message"
         raise InvalidMessage(f"invalid field '{where}': {first['msg']}") from exc
+    if msg.epoch > (time.time() if now is None else now) + MAX_FUTURE_S:
+        raise InvalidMessage(f"timestamp {msg.ts.isoformat()} is more than {MAX_FUTURE_S // 86400} days in the future")
     if len(msg.text) > max_text_chars:
         raise InvalidMessage(f"text too long: {len(msg.text)} > {max_text_chars} characters")
     if _CONTROL.search(msg.text):

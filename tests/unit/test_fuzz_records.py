@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -30,6 +30,7 @@ json_values = st.recursive(
 odd_text = st.text(
     st.characters(codec=None, exclude_categories=()), max_size=60,  # surrogates, controls, RTL marks, emoji
 )
+OFFSETS = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))  # ISO: whole minutes
 timestamps = st.one_of(
     st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat()),
     st.sampled_from(["", "now", "2026-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
@@ -97,8 +98,8 @@ def test_odd_unicode_and_timestamps(text: str, ts: Any) -> None:
 @given(
     id_=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40),
     source=st.sampled_from(["news", "chat"]),
-    when=st.datetimes(timezones=st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))).filter(
-        lambda d: 1 < d.year < 9999),  # ISO-8601 offsets are whole minutes
+    when=st.datetimes(max_value=datetime(2026, 1, 1), timezones=OFFSETS).filter(
+        lambda d: d.year > 1),  # year 1 minus an offset has no UTC time
     text=st.text(st.characters(categories=["L", "N", "P", "Zs", "So"]), min_size=1, max_size=MAX_TEXT).filter(
         lambda t: t.strip() == t and t != ""),
     tickers=st.lists(st.from_regex(r"[A-Z]{1,5}", fullmatch=True), max_size=3),
@@ -139,3 +140,15 @@ def test_small_payloads_are_kept_whole_and_recoverable(payload: bytes | None) ->
         assert base64.b64decode(rec["payload"]) == payload
     else:
         assert rec["payload"].encode() == payload
+
+
+def test_a_far_future_timestamp_is_refused_before_it_poisons_a_watermark() -> None:
+    now = datetime(2026, 1, 5, 14, tzinfo=UTC).timestamp()
+    ok = parse_message(json.dumps({**GOOD, "ts": "2026-01-11T14:00:00Z"}), MAX_TEXT, now=now)
+    assert ok.ts.day == 11  # six days ahead: a skewed clock, tolerated
+    try:
+        parse_message(json.dumps({**GOOD, "ts": "2026-01-13T14:00:00Z"}), MAX_TEXT, now=now)
+    except InvalidMessage as exc:
+        assert "more than 7 days in the future" in exc.reason
+    else:
+        raise AssertionError("a timestamp 8 days ahead was accepted")
