@@ -86,8 +86,8 @@ def key_figure(s: KeySeries, window_s: int, span: tuple[datetime, datetime] | No
         ax.annotate(" ▼ resolved", (t, 1.02), color=RESOLVED, ha="left", fontsize=9, fontweight="bold")
     ax.set_ylim(0, 1.1)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_ylabel("negative share of messages")
-    ax.set_title(f"{s.dimension} {s.key}: negative share per {window_s}s window vs baseline", loc="left")
+    ax.set_ylabel(f"negative share per {window_s}s window")
+    ax.set_title(f"{s.dimension} {s.key}", loc="left", fontweight="bold")  # short: the legend shares its row
     _time_axis(ax, span)
     handles = ax.get_legend_handles_labels()[0] + vol.get_legend_handles_labels()[0]
     ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3, fontsize=8, frameon=False)
@@ -109,7 +109,7 @@ def stacked_figure(
         ax.bar(x, heights, bottom=bottom, width=window_s / 86400 * 0.85, color=PALETTE[i % len(PALETTE)],
                label=f"{name} ({sum(heights):,})")
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    ax.set_title(title, loc="left")
+    ax.set_title(title, loc="left", fontweight="bold")
     ax.set_ylabel(ylabel)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     _time_axis(ax, span, "event time (UTC)")

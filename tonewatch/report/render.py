@@ -98,14 +98,15 @@ def render_html(run: d.RunInput, *, prefix: str, keys: int = 6) -> str:
         parts.append(_img(key_figure(d.key_series(run, dim, key), window_s, span), f"{dim} {key} negative share"))
     if not chosen:
         parts.append("<p class=none>No closed windows yet.</p>")
-    parts.append("<h2>Volume</h2>")
+    parts.append("<h2>Volume</h2><p class=sub>Messages scored per window of event time.</p>")
     parts.append(_img(stacked_figure(d.volume_by_source(run, window_s), window_s,
-                                     f"messages scored per {window_s}s of event time, by source", "messages", span),
+                                     "by source", f"messages scored per {window_s}s", span),
                       "volume by source"))
-    parts.append("<h2>Model versions</h2>")
+    parts.append("<h2>Model versions</h2><p class=sub>Which model versions scored how many messages per window "
+                 "of event time.</p>")
     parts.append(_img(stacked_figure(d.versions_over_time(run, window_s), window_s,
-                                     f"messages scored per {window_s}s of event time, by model versions",
-                                     "messages", span), "model versions over time"))
+                                     "by model versions", f"messages scored per {window_s}s", span),
+                      "model versions over time"))
     return ("<!doctype html><html lang=en><head><meta charset=utf-8><title>Tonewatch report "
             f"{_e(prefix)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
 
