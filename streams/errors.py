@@ -14,6 +14,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# A dead-letter record must fit in one Kafka message (1 MB by default) whatever the input: base64
+# grows a payload by a third and JSON escapes a control byte to six characters, so a 1 MB input
+# would not fit. Longer payloads keep a prefix; the full one stays at topic/partition/offset.
+MAX_PAYLOAD_BYTES = 100_000
+
 
 def dead_letter_record(
     reason: str,
@@ -33,6 +38,10 @@ def dead_letter_record(
         "offset": offset,
         "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
+    if payload is not None and len(payload) > MAX_PAYLOAD_BYTES:
+        record["payload_truncated"] = True
+        record["payload_size"] = len(payload)
+        payload = payload[:MAX_PAYLOAD_BYTES]
     if isinstance(payload, bytes):
         try:
             record["payload"] = payload.decode("utf-8")

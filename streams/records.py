@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # JSON may escape them; no UTF-8 output can carry them
+_MAX_TICKER = 16
+# An event time far ahead would move its keys' watermarks there and make every real event after
+# it "late" (dead-lettered) for good; a producer clock a little off is tolerated.
+MAX_FUTURE_S = 7 * 86400
 
 
 class InvalidMessage(ValueError):
@@ -42,24 +48,30 @@ class Message(BaseModel):
     def _aware_utc(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
             raise ValueError("timestamp needs a timezone (ISO-8601 with Z or an offset)")
-        return v.astimezone(UTC)
+        try:
+            return v.astimezone(UTC)
+        except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00 has no UTC equivalent
+            raise ValueError("timestamp out of range in UTC") from exc
 
     @field_validator("tickers", mode="before")
     @classmethod
     def _tickers(cls, v: Any) -> Any:
         if v is None:
             return ()
-        if not isinstance(v, list | tuple):
+        if not isinstance(v, list | tuple) or not all(isinstance(t, str) for t in v):
             raise ValueError("tickers must be a list of symbols")
-        return tuple(str(t).strip().lstrip("$").upper() for t in v if str(t).strip())
+        symbols = tuple(t.strip().lstrip("$").upper() for t in v)
+        if any(len(t) > _MAX_TICKER for t in symbols):
+            raise ValueError(f"ticker longer than {_MAX_TICKER} characters")
+        return tuple(t for t in symbols if t)
 
     @property
     def epoch(self) -> float:
         return self.ts.timestamp()
 
 
-def parse_message(raw: bytes | str | None, max_text_chars: int) -> Message:
-    """Decode and validate one raw Kafka value, or raise :class:`InvalidMessage`."""
+def parse_message(raw: bytes | str | None, max_text_chars: int, now: float | None = None) -> Message:
+    """Decode and validate one raw Kafka value, or raise :class:`InvalidMessage` (``now``: for tests)."""
     if raw is None or raw in (b"", ""):
         raise InvalidMessage("empty message")
     if isinstance(raw, bytes):
@@ -71,6 +83,10 @@ def parse_message(raw: bytes | str | None, max_text_chars: int) -> Message:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidMessage(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise InvalidMessage("not JSON: nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer literal beyond Python's 4300-digit limit
+        raise InvalidMessage(f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidMessage(f"expected a JSON object, got {type(data).__name__}")
     try:
@@ -79,10 +95,16 @@ def parse_message(raw: bytes | str | None, max_text_chars: int) -> Message:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "message"
         raise InvalidMessage(f"invalid field '{where}': {first['msg']}") from exc
+    if msg.epoch > (time.time() if now is None else now) + MAX_FUTURE_S:
+        raise InvalidMessage(f"timestamp {msg.ts.isoformat()} is more than {MAX_FUTURE_S // 86400} days in the future")
     if len(msg.text) > max_text_chars:
         raise InvalidMessage(f"text too long: {len(msg.text)} > {max_text_chars} characters")
     if _CONTROL.search(msg.text):
         raise InvalidMessage("text contains control characters")
+    if _CONTROL.search(msg.id):  # the id keys the scored topic and is logged
+        raise InvalidMessage("id contains control characters")
+    if any(_SURROGATE.search(v) for v in (msg.id, msg.text, msg.author or "", msg.channel or "", *msg.tickers)):
+        raise InvalidMessage("unpaired UTF-16 surrogate escape (\\udXXX) in a text field")
     return msg
 
 

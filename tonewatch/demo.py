@@ -16,8 +16,11 @@ from tonewatch.alerts_cli import format_alert
 from tonewatch.feed import SURGE_START_MIN
 from tonewatch.kafka_io import client_config, group_lag, topic_size
 from tonewatch.replay import replay
+from tonewatch.report.read import report_from_topics
 from tonewatch.settings import Settings
 from tonewatch.stack import down, up
+
+REPORT_DIR = Path("reports/demo")
 
 
 def watch(settings: Settings, expected: int, timeout_s: float = 900.0) -> dict[str, Any]:
@@ -72,6 +75,7 @@ def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
             sending = pool.submit(replay, local, feed, speed)
             result = watch(local, expected)
             report = sending.result()
+        page = report_from_topics(local, REPORT_DIR)  # before the stack goes: it reads the topics
     finally:
         print("== stopping the stack", flush=True)
         down(local)
@@ -85,4 +89,5 @@ def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
         print(f"time to first alert after replay start: {result['first_alert_s']:.1f}s "
               f"(the sample surge starts {SURGE_START_MIN * 60 / speed:.0f}s into the paced replay)")
     print(f"processing took {result['seconds']:.1f}s; whole demo {time.monotonic() - t_start:.0f}s")
+    print(f"report (open in a browser): {page.resolve()}")
     return 0 if firing else 1

@@ -1,0 +1,24 @@
+"""The report's only broker contact: read the run's four topics up to their current end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tonewatch.kafka_io import read_json
+from tonewatch.report.data import RunInput
+from tonewatch.report.render import write_report
+from tonewatch.settings import Settings
+
+
+def read_run(settings: Settings) -> RunInput:
+    return RunInput(
+        scored=read_json(settings, settings.topic("scored")),
+        trends=read_json(settings, settings.topic("trends")),
+        alerts=read_json(settings, settings.topic("alerts")),
+        dead=read_json(settings, settings.topic("dead-letter")),
+    )
+
+
+def report_from_topics(settings: Settings, out: Path, keys: int = 6) -> Path:
+    """Read the configured topic prefix and write ``out/index.html``."""
+    return write_report(read_run(settings), out, prefix=settings.topic_prefix, keys=keys)
