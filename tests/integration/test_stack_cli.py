@@ -75,8 +75,8 @@ def test_up_status_down(stack_settings: object, tmp_path: Path) -> None:
         _until(lambda: _prom(urls["prometheus"], "alertmanagers")["activeAlertmanagers"] != [], "an alertmanager")
         assert [a["url"] for a in _prom(urls["prometheus"], "alertmanagers")["activeAlertmanagers"]] == \
             [f"http://{am_host}/api/v2/alerts"]
-        _until(lambda: _up(urls["prometheus"]) == {j: "1" for j in ("triton", "alertmanager", "worker", "notifier")},
-               "every target up")
+        jobs = ("triton", "alertmanager", "worker", "notifier", "prometheus")
+        _until(lambda: _up(urls["prometheus"]) == {j: "1" for j in jobs}, "every target up")
         # every other command finds the stack through the state file
         tail = _cli(run_dir, "alerts", "tail", "--json", timeout=60)
         assert tail.returncode == 0 and tail.stdout == ""

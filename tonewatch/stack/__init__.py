@@ -113,7 +113,7 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
         if monitoring:
             targets = {c.name: [c.metrics] for c in started if c.metrics}
             prom = start_prometheus(run_dir / "prometheus", targets, interval_s=PROMETHEUS_INTERVAL_S,
-                                    alertmanagers=targets["alertmanager"])
+                                    alertmanagers=targets["alertmanager"], scrape_self=True)
             started.append(Component("prometheus", prom.pid, prom.log_path, metrics=_hostport(prom.url), url=prom.url))
         state = StackState(
             endpoints={k: str(getattr(local, k)) for k in

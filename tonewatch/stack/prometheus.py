@@ -71,8 +71,11 @@ def _ready(url: str) -> bool:
 
 def start_prometheus(data_dir: Path, targets: dict[str, list[str]], interval_s: float = 1.0,
                      binary: str = "prometheus", timeout_s: float = 60.0,
-                     alertmanagers: list[str] | None = None) -> PrometheusProcess:
-    """Write the local config next to a copy of the production rules, start Prometheus on a free port."""
+                     alertmanagers: list[str] | None = None, scrape_self: bool = False) -> PrometheusProcess:
+    """Write the local config next to a copy of the production rules, start Prometheus on a free port.
+
+    ``scrape_self`` adds the production ``prometheus`` job on that port (its port is known only here).
+    """
     exe = shutil.which(binary)
     if exe is None:
         raise StackError(f"'{binary}' is not on PATH: install Debian's 'prometheus' (make system)")
@@ -83,9 +86,11 @@ def start_prometheus(data_dir: Path, targets: dict[str, list[str]], interval_s: 
         shutil.copy(rules, rule_dir / rules.name)
     production = yaml.safe_load(PRODUCTION_CONFIG.read_text())
     config_path = data_dir / "prometheus.yml"
+    port = free_port()
+    if scrape_self:
+        targets = {**targets, "prometheus": [f"127.0.0.1:{port}"]}
     config = local_config(production, targets, rule_dir, interval_s, alertmanagers)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = data_dir / "prometheus.log"
     pid = spawn([exe, f"--config.file={config_path}", f"--storage.tsdb.path={data_dir / 'tsdb'}",
