@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # --- local stack -------------------------------------------------------
     run_dir: Path = Field(Path(".tonewatch"), description="Runtime data, logs and the stack state file.")
     kafka_version: str = Field("3.9.1", description="Apache Kafka broker version for the local stack.")
+    stack_monitoring: bool = Field(
+        True, description="'tonewatch up' also starts Prometheus and Alertmanager when their binaries are present."
+    )
 
     # --- Kafka ---------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")

@@ -1,20 +1,33 @@
-"""Dashboards and rules against a real Prometheus scraping a real worker and Triton after a replay."""
+"""Dashboards and rules against a real Prometheus scraping a real worker, Triton, notifier and Alertmanager
+after a replay whose alerts the notifier delivers to a webhook sink and to that Alertmanager."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from tests.integration.conftest import REPO, Worker, wait_for
+from tonewatch.notify.store import save_subscription
+from tonewatch.notify.subscriptions import new_subscription
 from tonewatch.replay import replay
+from tonewatch.settings import Settings
+from tonewatch.stack import worker_env
+from tonewatch.stack.alertmanager import start_alertmanager, stop_alertmanager
+from tonewatch.stack.procs import free_port
 from tonewatch.stack.prometheus import (
     api,
     dashboard_queries,
@@ -27,6 +40,70 @@ pytestmark = pytest.mark.integration
 
 DASHBOARDS = sorted((REPO / "dashboards" / "json").glob("*.json"))
 RULE_FILES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
+
+
+class Sink:
+    """A webhook receiver on a loopback port that keeps every POSTed body."""
+
+    def __init__(self) -> None:
+        bodies: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.bodies = bodies
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    made = Sink()
+    yield made
+    made.server.shutdown()
+    made.server.server_close()
+
+
+@pytest.fixture
+def notifier(tmp_path: Path) -> Iterator[Callable[[Settings], Settings]]:
+    """Starts ``tonewatch notifier`` on the given settings; returns them with its metrics port."""
+    procs: list[subprocess.Popen[bytes]] = []
+    log_path = tmp_path / "notifier.log"
+
+    def start(settings: Settings) -> Settings:
+        local = settings.model_copy(update={"notifier_metrics_port": free_port(),
+                                            "webhook_secret": SecretStr("observability-test")})
+        with log_path.open("ab") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", "tonewatch", "notifier"], env=worker_env(local),
+                                          stdout=log, stderr=subprocess.STDOUT, cwd=REPO))
+        deadline = time.monotonic() + 120
+        while "notifier ready" not in log_path.read_text(errors="replace"):
+            assert procs[0].poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        return local
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _am_alerts(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/api/v2/alerts", timeout=10) as resp:
+        alerts: list[dict[str, Any]] = json.loads(resp.read())
+        return alerts
 
 
 def _feed_slice(path: Path) -> int:
@@ -67,14 +144,23 @@ def _check_variables(url: str, dashboard: dict[str, Any], variables: dict[str, s
         assert values, f"{dashboard['title']}: variable {var['name']} has no values"
 
 
-def test_every_dashboard_and_rule_expression_returns_data(pipeline: Callable[..., Worker], tmp_path: Path) -> None:
+def test_every_dashboard_and_rule_expression_returns_data(
+    pipeline: Callable[..., Worker], notifier: Callable[[Settings], Settings], sink: Sink, tmp_path: Path
+) -> None:
     # as in test_pipeline, a 120x replay compresses lateness; small batches and a long deadline keep a
     # CPU Triton shared with other test sessions making progress instead of timing out whole batches
     worker = pipeline(allowed_lateness_s=600, batch_size=16, triton_timeout_s=120.0)
     s = worker.settings
+    am = start_alertmanager(tmp_path / "alertmanager")
+    am_target = am.url.split("://")[1]
+    # every alert of the replay goes to the webhook sink and to the real Alertmanager
+    save_subscription(s, new_subscription(kind="webhook", url=sink.url, name="sink"))
+    save_subscription(s, new_subscription(kind="alertmanager", url=am.url, name="local alertmanager"))
+    n = notifier(s)
     prom = start_prometheus(tmp_path / "prometheus", {
         "worker": [f"{s.metrics_host}:{s.metrics_port}"], "triton": [s.triton_metrics_url],
-    }, interval_s=1.0)
+        "notifier": [f"{n.metrics_host}:{n.notifier_metrics_port}"], "alertmanager": [am_target],
+    }, interval_s=1.0, alertmanagers=[am_target])
     try:
         start = time.time()
         expected = _feed_slice(tmp_path / "feed.jsonl")
@@ -84,10 +170,21 @@ def test_every_dashboard_and_rule_expression_returns_data(pipeline: Callable[...
         alerts = wait_for(s, "alerts", 1, worker)
         fired = sum(a["status"] == "firing" for a in alerts)
         assert fired, "the replay raises no alert"
+        firing_ids = {a["id"] for a in alerts if a["status"] == "firing"}
+        deadline = time.monotonic() + 120
+        while not firing_ids <= {b["id"] for b in sink.bodies if b["status"] == "firing"}:
+            assert time.monotonic() < deadline, f"webhook got {len(sink.bodies)} deliveries, not {firing_ids}"
+            time.sleep(1.0)
+        assert any(a["labels"].get("alertname", "").startswith("Tonewatch") for a in _am_alerts(am.url))
         time.sleep(10)  # the lag gauge refreshes every 5 s; then a few scrapes and rule evaluations
 
         up = {r["metric"]["job"]: r["value"][1] for r in api(prom.url, "query", query="up")["result"]}
-        assert up == {"worker": "1", "triton": "1"}, up
+        assert up == {"worker": "1", "triton": "1", "notifier": "1", "alertmanager": "1"}, up
+        delivered = api(prom.url, "query", query='sum by (kind) (tonewatch_deliveries_total{outcome="delivered"})')
+        assert {r["metric"]["kind"]: float(r["value"][1]) >= 1 for r in delivered["result"]} == \
+            {"webhook": True, "alertmanager": True, "grafana": False}
+        assert [a["url"] for a in api(prom.url, "alertmanagers")["activeAlertmanagers"]] == \
+            [f"{am.url}/api/v2/alerts"]
 
         end = time.time()
         window = {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": "2"}
@@ -131,3 +228,4 @@ def test_every_dashboard_and_rule_expression_returns_data(pipeline: Callable[...
         assert set(raised) <= {"TonewatchInferenceSlow"}, f"a healthy pipeline raises platform alerts: {raised}"
     finally:
         stop_prometheus(prom)
+        stop_alertmanager(am)

@@ -66,6 +66,9 @@ def test_compose_holds_no_secrets() -> None:
     for line in text.splitlines():
         if "password" in line and ":" in line:
             assert "${" in line, line
+    # the webhook signing key comes from the environment only: no ':-default' a deployment could run on
+    secret = _yaml("docker-compose.yml")["services"]["notifier"]["environment"]["TONEWATCH_WEBHOOK_SECRET"]
+    assert secret == "${TONEWATCH_WEBHOOK_SECRET}"
 
 
 def test_compose_services_are_healthchecked_and_workers_scalable() -> None:
@@ -75,7 +78,11 @@ def test_compose_services_are_healthchecked_and_workers_scalable() -> None:
     # replicas cannot share a host port: the worker exposes its metrics port to the compose network only
     assert "ports" not in services["worker"] and services["worker"]["expose"] == ["9108"]
     assert services["worker"]["environment"]["TONEWATCH_METRICS_HOST"] == "0.0.0.0"
-    assert services["notifier"]["environment"]["TONEWATCH_METRICS_PORT"] == "9109"
+    notifier = services["notifier"]
+    assert notifier["environment"]["TONEWATCH_NOTIFIER_METRICS_PORT"] == "9109"
+    assert "TONEWATCH_METRICS_PORT" not in notifier["environment"]  # the worker's setting, not the notifier's
+    assert notifier["environment"]["TONEWATCH_METRICS_HOST"] == "0.0.0.0" and notifier["expose"] == ["9109"]
+    assert "127.0.0.1:9109/metrics" in " ".join(notifier["healthcheck"]["test"])
     assert "alert_webhook_url" in services["alertmanager"]["secrets"]
 
 
@@ -127,7 +134,7 @@ def test_risk_overview_marks_alerts_from_prometheus() -> None:
 
 def test_pending_panels_are_valid_and_use_only_the_awaited_metrics() -> None:
     """Panels waiting for another area's metric: not provisioned, but ready to move in."""
-    assert {p.stem for p in PENDING} == {"alerts-delivery", "model-ops-rollout", "model-ops-drift"}
+    assert {p.stem for p in PENDING} == {"model-ops-rollout", "model-ops-drift"}
     for path in PENDING:
         spec = json.loads(path.read_text())
         assert (REPO / spec["append_to"]).is_file()
@@ -183,6 +190,34 @@ def test_local_config_keeps_production_jobs_and_passes_promtool(tmp_path: Path) 
     _run("promtool", "check", "config", str(path))
     with pytest.raises(RuntimeError, match="no production scrape job"):
         local_config(prod, {"wrokers": ["x:1"]}, rules)
+
+
+def test_local_config_sends_alerts_to_the_local_alertmanager(tmp_path: Path) -> None:
+    prod = _yaml("deploy/prometheus/prometheus.yml")
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "deploy" / "prometheus" / "rules", rules)
+    targets = {"worker": ["127.0.0.1:1"], "notifier": ["127.0.0.1:2"], "alertmanager": ["127.0.0.1:3"]}
+    cfg = local_config(prod, targets, rules, alertmanagers=["127.0.0.1:3"])
+    assert [j["job_name"] for j in cfg["scrape_configs"]] == ["worker", "notifier", "alertmanager"]
+    assert cfg["alerting"] == {"alertmanagers": [{"static_configs": [{"targets": ["127.0.0.1:3"]}]}]}
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    _run("promtool", "check", "config", str(path))
+
+
+def test_alerts_dashboard_shows_every_delivery_outcome() -> None:
+    """The notifier's outcome label values, spelled as the notifier spells them."""
+    from tonewatch.notify.metrics import OUTCOMES
+
+    dashboard = json.loads((REPO / "dashboards" / "json" / "alerts.json").read_text())
+    exprs = [expr for _, expr in dashboard_queries(dashboard)]
+    delivery = [e for e in exprs if "tonewatch_deliver" in e]
+    assert len(delivery) >= 5
+    named = {v for e in delivery for v in re.findall(r'outcome="(\w+)"', e)}
+    assert named == {"delivered", "retry", "dead_letter"} and named <= set(OUTCOMES)
+    assert any("by (kind, outcome)" in e for e in delivery)  # duplicates show there
+    assert any("tonewatch_delivery_seconds_bucket" in e for e in delivery)
+    assert any("tonewatch_escalations_total" in e for e in exprs)
 
 
 @pytest.mark.parametrize(("expr", "selectors"), [

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from tonewatch.notify.subscriptions import Kind
+
+OUTCOMES = ("delivered", "retry", "dead_letter", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -17,7 +22,7 @@ class NotifierMetrics:
 
 def create_notifier_metrics() -> NotifierMetrics:
     reg = CollectorRegistry()
-    return NotifierMetrics(
+    metrics = NotifierMetrics(
         registry=reg,
         deliveries=Counter("tonewatch_deliveries", "Delivery attempts by destination kind and outcome "
                            "(delivered|retry|dead_letter|duplicate).", ["kind", "outcome"], registry=reg),
@@ -26,3 +31,10 @@ def create_notifier_metrics() -> NotifierMetrics:
         escalations=Counter("tonewatch_escalations", "Re-notifications of unacknowledged critical alerts.",
                             registry=reg),
     )
+    # every label set from the start, at 0: rate() and histogram_quantile() then see a notifier's first
+    # delivery as an increase instead of a series that was born already counted
+    for kind in get_args(Kind):
+        metrics.seconds.labels(kind)
+        for outcome in OUTCOMES:
+            metrics.deliveries.labels(kind, outcome)
+    return metrics

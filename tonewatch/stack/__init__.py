@@ -1,23 +1,31 @@
-"""``tonewatch up/down/status``: Kafka, Triton and a worker as local child processes."""
+"""``tonewatch up/down/status``: Kafka, Triton, a worker, the notifier, Prometheus and Alertmanager as local
+child processes."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
-import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
 from tonewatch.settings import ENV_PREFIX, Settings
+from tonewatch.stack.alertmanager import BINARIES as AM_BINARIES
+from tonewatch.stack.alertmanager import start_alertmanager
 from tonewatch.stack.kafka import start_kafka
 from tonewatch.stack.loader import load_model
-from tonewatch.stack.procs import StackError, alive, free_port, spawn, stop
+from tonewatch.stack.procs import StackError, alive, free_port, spawn, stop, wait_ready
+from tonewatch.stack.prometheus import start_prometheus
 from tonewatch.stack.state import StackState, clear_state, read_state, write_state
 from tonewatch.stack.triton import start_triton
 
 __all__ = ["StackError", "down", "status", "up"]
+
+PROMETHEUS_INTERVAL_S = 5.0  # scrape and rule evaluation: light on a laptop, fine-grained enough to watch a demo
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
@@ -33,67 +41,110 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...] | None = None) -> StackState:
+@dataclass(frozen=True)
+class Component:
+    """One started process: how ``down`` stops it, where ``status`` points people."""
+
+    name: str
+    pid: int
+    log: Path
+    metrics: str | None = None  # host:port serving /metrics, a Prometheus target
+    url: str | None = None  # web UI / API base
+
+
+def monitoring_available() -> bool:
+    """Both Debian binaries (``make system``) on PATH: the stack runs without them, only unmonitored."""
+    return shutil.which("prometheus") is not None and any(shutil.which(b) for b in AM_BINARIES)
+
+
+def _service(name: str, local: Settings, port: int, run_dir: Path) -> Component:
+    """A ``tonewatch <name>`` child on the local settings, ready once its /metrics answers."""
+    log_path = run_dir / "logs" / f"{name}.log"
+    pid = spawn([sys.executable, "-m", "tonewatch", name], log_path, env=worker_env(local))
+    target = f"{local.metrics_host}:{port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"http://{target}/metrics", timeout=3) as resp:
+            return bool(resp.status == 200)
+
+    wait_ready(name, pid, log_path, ready, timeout_s=120)
+    return Component(name, pid, log_path, metrics=target)
+
+
+def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...] | None = None,
+       monitoring: bool | None = None) -> StackState:
+    """Kafka, Triton (models loaded), Alertmanager, worker, notifier, Prometheus: started in that order.
+
+    ``monitoring`` None follows ``settings.stack_monitoring`` and skips Prometheus and Alertmanager when
+    their binaries are missing; True demands them. Whatever started is stopped again if a later step fails.
+    """
     from models.bootstrap import ensure_models
 
     run_dir = settings.run_dir.resolve()
     current = read_state(run_dir)
     if current is not None and any(alive(p) for p in current.pids.values()):
         raise StackError(f"a local stack is already running (pids {current.pids}); run 'tonewatch down' first")
+    if monitoring is None:
+        monitoring = settings.stack_monitoring and monitoring_available()
     models = models or (settings.sentiment_model, settings.topic_model)
-    started: list[Any] = []
+    started: list[Component] = []
     try:
         kafka = start_kafka(settings, run_dir / "kafka-data")
-        started.append(kafka)
+        started.append(Component("kafka", kafka.pid, kafka.log_path))
         triton = start_triton(settings, run_dir / "triton")
-        started.append(triton)
+        started.append(Component("triton", triton.pid, triton.log_path, metrics=triton.metrics_url))
         local = settings.model_copy(update={
             "run_dir": run_dir, "kafka_bootstrap": kafka.bootstrap, "triton_grpc_url": triton.grpc_url,
             "triton_http_url": triton.http_url, "triton_metrics_url": triton.metrics_url,
             "model_env_path": settings.model_env_path or Path(sys.prefix),
             # two CPU models share the cores: one torch pool each avoids oversubscription (+37% here)
             "triton_cpu_threads": settings.triton_cpu_threads or max(1, (os.cpu_count() or 2) // 2),
+            "metrics_port": free_port(), "notifier_metrics_port": free_port(),
         })
         ensure_models(local)
         for name in models:
             load_model(local, name)
+        if monitoring:
+            am = start_alertmanager(run_dir / "alertmanager")
+            started.append(Component("alertmanager", am.pid, am.log_path, metrics=_hostport(am.url), url=am.url))
+        if start_worker:
+            started.append(_service("worker", local, local.metrics_port, run_dir))
+            started.append(_service("notifier", local, local.notifier_metrics_port, run_dir))
+        if monitoring:
+            targets = {c.name: [c.metrics] for c in started if c.metrics}
+            prom = start_prometheus(run_dir / "prometheus", targets, interval_s=PROMETHEUS_INTERVAL_S,
+                                    alertmanagers=targets["alertmanager"], scrape_self=True)
+            started.append(Component("prometheus", prom.pid, prom.log_path, metrics=_hostport(prom.url), url=prom.url))
         state = StackState(
             endpoints={k: str(getattr(local, k)) for k in
                        ("kafka_bootstrap", "triton_grpc_url", "triton_http_url", "triton_metrics_url",
                         "model_env_path")},
-            pids={"kafka": kafka.pid, "triton": triton.pid},
-            logs={"kafka": str(kafka.log_path), "triton": str(triton.log_path)},
-            metrics={"triton": f"http://{triton.metrics_url}/metrics"},
+            pids={c.name: c.pid for c in started},
+            logs={c.name: str(c.log) for c in started},
+            metrics={c.name: f"http://{c.metrics}/metrics" for c in started if c.metrics},
+            urls={c.name: c.url for c in started if c.url},
         )
-        if start_worker:
-            log_path = run_dir / "logs" / "worker.log"
-            local = local.model_copy(update={"metrics_port": free_port()})
-            pid = spawn([sys.executable, "-m", "tonewatch", "worker"], log_path, env=worker_env(local))
-            started.append(pid)
-            time.sleep(2.0)
-            if not alive(pid):
-                raise StackError(f"worker exited at start-up; see {log_path}")
-            state.pids["worker"] = pid
-            state.logs["worker"] = str(log_path)
-            state.metrics["worker"] = f"http://{local.metrics_host}:{local.metrics_port}/metrics"
         write_state(run_dir, state)
         return state
     except BaseException:
-        for item in reversed(started):
-            stop(item if isinstance(item, int) else item.pid)
+        for component in reversed(started):
+            stop(component.pid, timeout_s=30)
         raise
 
 
+def _hostport(url: str) -> str:
+    return url.split("://", 1)[-1]
+
+
 def down(settings: Settings) -> None:
-    """Stop in reverse order of dependency: worker (finishes its batch), Triton, Kafka."""
+    """Stop in the reverse of start order: Prometheus, the notifier and worker (finishing their batches),
+    Alertmanager, Triton, Kafka."""
     run_dir = settings.run_dir.resolve()
     state = read_state(run_dir)
     if state is None:
         return
-    for name in ("worker", "triton", "kafka"):
-        pid = state.pids.get(name)
-        if pid:
-            stop(pid, timeout_s=30)
+    for pid in reversed(list(state.pids.values())):
+        stop(pid, timeout_s=30)
     clear_state(run_dir)
 
 
@@ -103,8 +154,9 @@ def status(settings: Settings) -> dict[str, Any]:
         return {"running": False}
     return {
         "running": True,
-        "components": {n: {"pid": p, "alive": alive(p), "log": state.logs.get(n)} for n, p in state.pids.items()},
+        "components": {n: {"pid": p, "alive": alive(p), "log": state.logs.get(n), "url": state.urls.get(n)}
+                       for n, p in state.pids.items()},
         "endpoints": state.endpoints,
         "metrics": state.metrics,
+        "urls": state.urls,
     }
-

@@ -34,11 +34,11 @@ class PrometheusProcess:
 
 
 def local_config(production: dict[str, Any], targets: dict[str, list[str]], rule_dir: Path,
-                 interval_s: float = 1.0) -> dict[str, Any]:
+                 interval_s: float = 1.0, alertmanagers: list[str] | None = None) -> dict[str, Any]:
     """The production config with each kept job's service discovery replaced by local ``host:port`` targets.
 
     Jobs absent from ``targets`` are dropped (nothing local to scrape); relabelling stays, so series carry
-    the production job names. Alertmanager routing is dropped too: the local stack runs none.
+    the production job names. Alerts go to the local ``alertmanagers`` (``host:port``), or nowhere.
     """
     unknown = set(targets) - {job["job_name"] for job in production["scrape_configs"]}
     if unknown:
@@ -59,6 +59,8 @@ def local_config(production: dict[str, Any], targets: dict[str, list[str]], rule
     cfg["scrape_configs"] = jobs
     cfg["rule_files"] = [str(rule_dir / Path(f).name) for f in production.get("rule_files", [])]
     cfg.pop("alerting", None)
+    if alertmanagers:
+        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
     return cfg
 
 
@@ -68,8 +70,12 @@ def _ready(url: str) -> bool:
 
 
 def start_prometheus(data_dir: Path, targets: dict[str, list[str]], interval_s: float = 1.0,
-                     binary: str = "prometheus", timeout_s: float = 60.0) -> PrometheusProcess:
-    """Write the local config next to a copy of the production rules, start Prometheus on a free port."""
+                     binary: str = "prometheus", timeout_s: float = 60.0,
+                     alertmanagers: list[str] | None = None, scrape_self: bool = False) -> PrometheusProcess:
+    """Write the local config next to a copy of the production rules, start Prometheus on a free port.
+
+    ``scrape_self`` adds the production ``prometheus`` job on that port (its port is known only here).
+    """
     exe = shutil.which(binary)
     if exe is None:
         raise StackError(f"'{binary}' is not on PATH: install Debian's 'prometheus' (make system)")
@@ -80,8 +86,11 @@ def start_prometheus(data_dir: Path, targets: dict[str, list[str]], interval_s: 
         shutil.copy(rules, rule_dir / rules.name)
     production = yaml.safe_load(PRODUCTION_CONFIG.read_text())
     config_path = data_dir / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(local_config(production, targets, rule_dir, interval_s), sort_keys=False))
     port = free_port()
+    if scrape_self:
+        targets = {**targets, "prometheus": [f"127.0.0.1:{port}"]}
+    config = local_config(production, targets, rule_dir, interval_s, alertmanagers)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     url = f"http://127.0.0.1:{port}"
     log_path = data_dir / "prometheus.log"
     pid = spawn([exe, f"--config.file={config_path}", f"--storage.tsdb.path={data_dir / 'tsdb'}",

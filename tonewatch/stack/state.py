@@ -16,6 +16,7 @@ class StackState(BaseModel):
     pids: dict[str, int]
     logs: dict[str, str]
     metrics: dict[str, str] = {}  # component -> Prometheus endpoint
+    urls: dict[str, str] = {}  # component -> its web UI / API base URL (Prometheus, Alertmanager)
 
 
 def write_state(run_dir: Path, state: StackState) -> Path:
