@@ -35,12 +35,16 @@ def _root(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose",
 
 
 @app.command()
-def up(ctx: typer.Context, worker: Annotated[bool, typer.Option(help="Also start a worker.")] = True) -> None:
-    """Start the local stack: Kafka (KRaft), Triton with the models, and a worker."""
+def up(
+    ctx: typer.Context,
+    worker: Annotated[bool, typer.Option(help="Also start a worker and the alert notifier.")] = True,
+    monitoring: Annotated[bool, typer.Option(help="Also start Prometheus and Alertmanager when installed.")] = True,
+) -> None:
+    """Start the local stack: Kafka, Triton with the models, a worker, the notifier, Prometheus, Alertmanager."""
     from tonewatch import stack
 
-    state = stack.up(_settings(ctx), start_worker=worker)
-    typer.echo(json.dumps(state.endpoints, indent=2))
+    state = stack.up(_settings(ctx), start_worker=worker, monitoring=None if monitoring else False)
+    typer.echo(json.dumps({**state.endpoints, **state.urls}, indent=2))
 
 
 @app.command()
