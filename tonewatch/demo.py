@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import collections
 import json
+import secrets
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from kafka.consumer import KafkaConsumer
 from kafka.structs import TopicPartition
+from pydantic import SecretStr
 
 from tonewatch.alerts_cli import format_alert
 from tonewatch.feed import SURGE_START_MIN
 from tonewatch.kafka_io import client_config, group_lag, topic_size
+from tonewatch.notify.sink import WebhookSink
+from tonewatch.notify.store import save_subscription
+from tonewatch.notify.subscriptions import new_subscription
 from tonewatch.replay import replay
 from tonewatch.report.read import report_from_topics
 from tonewatch.settings import Settings
 from tonewatch.stack import down, up
+from tonewatch.stack.state import StackState
 
 REPORT_DIR = Path("reports/demo")
 
@@ -56,25 +63,54 @@ def watch(settings: Settings, expected: int, timeout_s: float = 900.0) -> dict[s
             "first_alert_s": first_alert_s}
 
 
+def _subscribe(settings: Settings, state: StackState, sink: WebhookSink) -> list[str]:
+    """The demo's subscribers: a signed webhook, and the local Alertmanager when it runs."""
+    subs = [new_subscription(kind="webhook", url=sink.url, name="demo webhook")]
+    if "alertmanager" in state.urls:
+        subs.append(new_subscription(kind="alertmanager", url=state.urls["alertmanager"], name="local Alertmanager"))
+    for sub in subs:
+        save_subscription(settings, sub)
+    return [f"{s.kind} {s.url}" for s in subs]
+
+
+def _alertmanager_alerts(state: StackState) -> int | None:
+    url = state.urls.get("alertmanager")
+    if not url:
+        return None
+    with urllib.request.urlopen(f"{url}/api/v2/alerts?active=true&inhibited=true&silenced=true", timeout=5) as r:
+        return sum(1 for a in json.load(r) if a.get("labels", {}).get("alertname") == "TonewatchNegativeSurge")
+
+
 def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
     t_start = time.monotonic()
     # fresh topics each run: the local broker keeps earlier runs' data, which must not count here
     # and a replay faster than real time compresses the lateness a live feed would get: widen it
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_hex(16)
     settings = settings.model_copy(update={
         "topic_prefix": f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
         "allowed_lateness_s": max(settings.allowed_lateness_s, int(5 * speed)),
+        "webhook_secret": SecretStr(secret),
     })
-    print("== starting the local stack (Kafka, Triton, worker); first run trains models v1 ...", flush=True)
+    print("== starting the local stack (Kafka, Triton, worker, notifier, Prometheus, Alertmanager); "
+          "first run trains models v1 ...", flush=True)
     state = up(settings)
     local = settings.model_copy(update={k: v for k, v in state.endpoints.items() if k in Settings.model_fields})
+    delivered: dict[str, Any] = {}
     try:
-        expected = sum(1 for line in feed.read_bytes().splitlines() if line.strip())
-        print(f"== stack up in {time.monotonic() - t_start:.0f}s (topics {settings.topic_prefix}.*); replaying "
-              f"{expected} messages from {feed} at {speed:g}x event time; alerts as they fire:", flush=True)
-        with ThreadPoolExecutor(1) as pool:
-            sending = pool.submit(replay, local, feed, speed)
-            result = watch(local, expected)
-            report = sending.result()
+        with WebhookSink(secret) as sink:
+            print("== alert subscriptions: " + "; ".join(_subscribe(local, state, sink)), flush=True)
+            expected = sum(1 for line in feed.read_bytes().splitlines() if line.strip())
+            print(f"== stack up in {time.monotonic() - t_start:.0f}s (topics {settings.topic_prefix}.*); replaying "
+                  f"{expected} messages from {feed} at {speed:g}x event time; alerts as they fire:", flush=True)
+            with ThreadPoolExecutor(1) as pool:
+                sending = pool.submit(replay, local, feed, speed)
+                result = watch(local, expected)
+                report = sending.result()
+            deadline = time.monotonic() + 30  # the notifier delivers asynchronously: let it catch up
+            while len(sink.received) < len(result["alerts"]) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            delivered = {"webhook": len(sink.received), "rejected": sink.rejected,
+                         "alertmanager": _alertmanager_alerts(state)}
         page = report_from_topics(local, REPORT_DIR)  # before the stack goes: it reads the topics
     finally:
         print("== stopping the stack", flush=True)
@@ -85,6 +121,9 @@ def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
     print("\n== summary")
     print(f"messages sent {report.sent}, scored {result['scored']}, dead-lettered {result['dead_lettered']}")
     print(f"alerts fired {sum(firing.values())}: {dict(firing)}; resolved: {dict(resolved)}")
+    print(f"delivered: {delivered['webhook']} of {len(alerts)} alert records to the webhook (signature verified, "
+          f"{delivered['rejected']} rejected)" + (f"; {delivered['alertmanager']} active in Alertmanager"
+                                                  if delivered["alertmanager"] is not None else ""))
     if result["first_alert_s"] is not None:
         print(f"time to first alert after replay start: {result['first_alert_s']:.1f}s "
               f"(the sample surge starts {SURGE_START_MIN * 60 / speed:.0f}s into the paced replay)")
