@@ -32,10 +32,10 @@ from tonewatch.stack.triton import TritonProcess, stop_triton
 
 pytestmark = pytest.mark.integration
 
-CALM = ["Tesla opens a new plant in Texas", "Apple ships a new phone", "Markets steady before the Fed"]
+CALM = ["Markets steady before the Fed", "Bond yields edge higher", "Oil holds near its recent range"]
 SURGE = "Tesla falls after recall and a fraud lawsuit"
 PII = ["jane.doe@example.com", "+1 415 555 0134", "(212) 555-0199", "123456789012", "@trader_joe"]
-RATE = 50.0  # msg/s: well under what a worker scores on a loaded 2-core machine, so backlogs drain
+RATE = 20.0  # msg/s: well under what a worker scores on a loaded 2-core machine, so backlogs drain
 STEP_S = 4 / RATE  # event time runs 4x faster than the wall clock: windows close while the test runs
 
 
@@ -59,6 +59,9 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(settings.model_copy(update={
         "kafka_bootstrap": kafka.bootstrap, "run_dir": run_dir, "kafka_session_timeout_s": 8.0,
         "window_s": 10, "allowed_lateness_s": 60, "triton_timeout_s": 5.0,
+        # one partition: event time cannot skew across partitions of a lagging worker, so nothing is late
+        # unless a kill -9 redelivers it (then it is a duplicate, dead-lettered as late and counted)
+        "topic_partitions": 1,
     }), kafka, triton)
     yield stack
     stop_triton(stack.triton)
@@ -87,7 +90,8 @@ class Feed(threading.Thread):
         if self.pii:
             text += f", call {PII[i % len(PII)]} or ping {PII[(i + 1) % len(PII)]}"
         return {"id": f"m-{i}", "source": "chat" if self.pii or i % 3 == 0 else "news", "text": text,
-                "ts": datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z"), "tickers": ["TSLA"]}
+                "ts": datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z"),
+                "tickers": ["TSLA"] if i % 2 else []}
 
     def run(self) -> None:
         import json
@@ -132,11 +136,16 @@ def spawn(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
 
 
 def _scored_count(s: Settings) -> int:
+    for _ in range(20):
+        try:
+            return topic_size(s, s.topic("scored"))
+        except Exception:  # kafka-python's offset lookup can fail while a restarted broker settles
+            time.sleep(1.0)
     return topic_size(s, s.topic("scored"))
 
 
 def _drain_and_account(
-    s: Settings, acked: set[str], worker: Worker, name: str, timeout_s: float = 180
+    s: Settings, acked: set[str], worker: Worker, name: str, timeout_s: float = 240
 ) -> dict[str, Any]:
     """Wait for every acked id to be scored and the lag to reach 0; check alerts; print the figures."""
     deadline = time.monotonic() + timeout_s
@@ -232,7 +241,7 @@ def test_pii_masked_in_scored_alerts_and_log(own_stack: Stack, spawn: Callable[[
     worker = spawn(s)
     feed = Feed(s, pii=True)
     feed.start()
-    _wait_progress(s, 1200, worker, timeout_s=180)  # past the first surge window and its lateness
+    _wait_progress(s, 600, worker, timeout_s=180)  # past the first surge window and its lateness
     feed.stop()
     figures = _drain_and_account(s, feed.acked, worker, "PII")
     assert figures["alerts"] > 0, figures
