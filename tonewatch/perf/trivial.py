@@ -24,7 +24,7 @@ def start_trivial_triton(
     Returns the process and ``settings`` pointing at it.
     """
     base = settings.model_copy(update={
-        "model_repository": TRIVIAL_REPO, "model_env_path": settings.model_env_path or Path(sys.prefix),
+        "model_repository": TRIVIAL_REPO, "model_env_path": Path(settings.model_env_path or sys.prefix),
     })
     http, grpc, metrics = ports or (None, None, None)
     proc = start_triton(base, work_dir, http_port=http, grpc_port=grpc, metrics_port=metrics)
