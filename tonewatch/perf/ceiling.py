@@ -32,19 +32,23 @@ async def _ceiling(url: str, models: Sequence[str], texts: Sequence[str], concur
         inp.set_data_from_numpy(data)
         await asyncio.gather(*(client.infer(m, [inp]) for m in models))
 
-    async def loop(stop_at: float) -> None:
+    async def loop(stop_at: float, min_requests: int) -> None:
         nonlocal done
-        while time.monotonic() < stop_at:
+        sent = 0
+        while time.monotonic() < stop_at or sent < min_requests:
             await one()
+            sent += 1
             if counting:
                 done += batch
 
     try:
         start = time.monotonic()
-        await asyncio.gather(*(loop(start + warmup_s) for _ in range(concurrency)))
+        await asyncio.gather(*(loop(start + warmup_s, 1) for _ in range(concurrency)))
         counting = True
+        # closed loop: every counted request completes inside the timed span, so a slow server
+        # (one batch taking longer than the span) is not under-counted
         t0 = time.monotonic()
-        await asyncio.gather(*(loop(t0 + duration_s) for _ in range(concurrency)))
+        await asyncio.gather(*(loop(t0 + duration_s, 1) for _ in range(concurrency)))
         return done / (time.monotonic() - t0)
     finally:
         await client.close()
