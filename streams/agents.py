@@ -143,16 +143,19 @@ def register_agents(
 
     @app.agent(topics.scored, name="fanout")
     async def fanout(stream: Any) -> None:
-        async for ev in stream.events():
-            try:
-                scored = Scored.model_validate_json(ev.value)
-                sends = [
-                    await topics.trend_events.send(key=f"{t.dimension}|{t.key}".encode(), value=_dumps(t.__dict__))
-                    for t in trend_events(scored)
-                ]
-                await asyncio.gather(*sends)
-            except Exception as exc:
-                await dead_letter(f"bad scored record: {exc}", ev, "fanout")
+        # deliveries are awaited once per batch: awaiting them per record capped fan-out at one broker round trip
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+            sends: list[Awaitable[Any]] = []
+            for ev in events:
+                try:
+                    scored = Scored.model_validate_json(ev.value)
+                    sends.extend([
+                        await topics.trend_events.send(key=f"{t.dimension}|{t.key}".encode(), value=_dumps(t.__dict__))
+                        for t in trend_events(scored)
+                    ])
+                except Exception as exc:
+                    sends.append(await dead_letter(f"bad scored record: {exc}", ev, "fanout"))
+            await asyncio.gather(*sends)
 
     @app.agent(topics.trend_events, name="windows")
     async def windows(stream: Any) -> None:

@@ -60,6 +60,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_session_timeout=settings.kafka_session_timeout_s,
         datadir=str(settings.run_dir / "faust" / settings.group_id),
         web_enabled=False,
     )

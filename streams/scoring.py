@@ -22,7 +22,9 @@ from streams.routing import Route, pick_version, shadow_version
 log = logging.getLogger(__name__)
 
 INPUT, OUTPUT = "TEXT", "PROBS"
-RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED")
+# NOT_FOUND too: the models were checked at start-up, so a missing one is being (re)loaded, e.g. by a
+# restarted Triton in explicit model-control mode; dead-lettering would lose the batch to an outage
+RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "NOT_FOUND")
 
 
 class ModelMismatch(RuntimeError):

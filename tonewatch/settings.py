@@ -156,7 +156,9 @@ class Settings(BaseSettings):
     # (none yet)
 
     # --- reliability and performance (#8) ----------------------------------------------------------------
-    # (none yet)
+    kafka_session_timeout_s: float = Field(
+        60.0, ge=6, description="Consumer group session timeout: how soon a crashed worker's partitions move."
+    )
 
     @classmethod
     def settings_customise_sources(
