@@ -62,6 +62,7 @@ class TritonScorer:
         self._url = url
         self._names = tuple(models)
         self._timeout_s = timeout_s
+        self._deadline_s = timeout_s  # grows while Triton is too slow for the deadline, see next_deadline
         self._client: grpcclient.InferenceServerClient | None = None
         self.specs: dict[str, ModelSpec] = {}
 
@@ -116,7 +117,7 @@ class TritonScorer:
         inp.set_data_from_numpy(data)
         out = [grpcclient.InferRequestedOutput(OUTPUT)]
         res = await self._require().infer(name, [inp], model_version="" if version is None else str(version),
-                                          outputs=out, client_timeout=self._timeout_s)
+                                          outputs=out, client_timeout=self._deadline_s)
         probs = res.as_numpy(OUTPUT)
         if probs is None:
             raise InferenceServerException(f"model '{name}' returned no {OUTPUT}")
@@ -176,13 +177,27 @@ class TritonScorer:
                 results = await asyncio.gather(
                     *(self._infer(n, texts, keys, current.get(n, Route())) for n in self._names)
                 )
+                self._deadline_s = next_deadline(self._deadline_s, self._timeout_s, exceeded=False)
                 return dict(zip(self._names, results, strict=True))
             except InferenceServerException as exc:
                 if not _retryable(exc):
                     raise
+                if "DEADLINE_EXCEEDED" in str(exc.status() or ""):
+                    self._deadline_s = next_deadline(self._deadline_s, self._timeout_s, exceeded=True)
                 log.warning("Triton unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max_backoff_s)
+
+
+def next_deadline(current_s: float, base_s: float, *, exceeded: bool, cap: float = 16.0) -> float:
+    """Double the per-request deadline after a timeout, ease back after a success.
+
+    A timed-out request is still computed by Triton; resending it with the same deadline on a
+    saturated server only queues the same work again, so the backlog would never drain.
+    """
+    if exceeded:
+        return min(current_s * 2, base_s * cap)
+    return max(base_s, current_s / 2)
 
 
 def _retryable(exc: InferenceServerException) -> bool:
