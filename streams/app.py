@@ -18,6 +18,7 @@ from tonewatch.settings import Settings
 def detector_config(settings: Settings) -> DetectorConfig:
     return DetectorConfig(
         window_s=settings.window_s,
+        rolling_s=max(settings.rolling_window_s, settings.window_s),
         allowed_lateness_s=settings.allowed_lateness_s,
         baseline_alpha=settings.baseline_alpha,
         baseline_prior=settings.baseline_prior,

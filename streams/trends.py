@@ -36,4 +36,7 @@ def trend_record(dimension: str, key: str, closed: ClosedWindow, window_s: int) 
         "p_negative_sum": round(w.p_negative_sum, 6),
         "baseline": round(closed.baseline, 6),
         "alerting": closed.alerting,
+        **({"rolling": {"seconds": closed.rolling.seconds, "count": closed.rolling.count,
+                        "negative": closed.rolling.negative, "negative_share": round(closed.rolling.share, 6)}}
+           if closed.rolling else {}),
     }

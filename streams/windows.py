@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from streams import rolling
 from streams.baseline import Level, binomial_z, count_z, decay_level, update_level, update_share
+from streams.rolling import Recent, RollingView
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class DetectorConfig:
     volume_min_windows: int = 10  # a count baseline needs more history than a share one
     robust_clip: float = 3.0  # winsorise volume updates at this many scales
     cooldown_s: int = 300  # no re-fire of a key this long (event time) after it resolved
+    rolling_s: int = 900  # the longer view each trends record carries besides its own window
 
     def min_volume_for(self, dimension: str) -> int:
         return self.min_volume_by_dimension.get(dimension, self.min_volume)
@@ -95,6 +98,7 @@ class KeyState:
     firing: Firing | None = None
     volume: Level | None = None  # baseline of negative messages per window
     cooldown_until: float | None = None  # event time before which the key may not fire again
+    recent: Recent = ()  # closed windows inside the rolling view, as counts
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,7 +117,7 @@ class KeyState:
             windows=windows, watermark=data.get("watermark"), closed_until=data.get("closed_until"),
             baseline=data.get("baseline"), closed_windows=data.get("closed_windows", 0),
             firing=Firing(**f) if f else None, volume=Level(**v) if v else None,
-            cooldown_until=data.get("cooldown_until"),
+            cooldown_until=data.get("cooldown_until"), recent=rolling.from_json(data.get("recent")),
         )
 
 
@@ -124,6 +128,7 @@ class ClosedWindow:
     window: Window
     baseline: float
     alerting: bool
+    rolling: RollingView | None = None  # the span of cfg.rolling_s ending with this window
 
 
 @dataclass(frozen=True)
@@ -254,7 +259,9 @@ def apply_event(state: KeyState, ev: TrendEvent, cfg: DetectorConfig) -> Update:
         oldest = state.windows[0]
         alerting = state.firing is not None and oldest.start >= state.firing.started
         state, resolved = _close(replace(state, windows=state.windows[1:]), oldest, ev.dimension, cfg)
+        recent = rolling.push(state.recent, oldest.start, oldest.count, oldest.negative, cfg.window_s, cfg.rolling_s)
+        state = replace(state, recent=recent)
         out.extend(resolved)
         closed.append(ClosedWindow(oldest, state.baseline if state.baseline is not None else cfg.baseline_prior,
-                                   alerting))
+                                   alerting, rolling.view(recent, cfg.rolling_s)))
     return Update(state, out, closed, True)

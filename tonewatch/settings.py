@@ -96,6 +96,7 @@ class Settings(BaseSettings):
 
     # --- trends and alerts ---------------------------------------------------------
     window_s: int = Field(60, ge=1, description="Event-time tumbling window length.")
+    rolling_window_s: int = Field(900, ge=1, description="The longer rolling view each trends record carries.")
     allowed_lateness_s: int = Field(120, ge=0, description="Later events are dead-lettered as late.")
     baseline_alpha: float = Field(0.2, gt=0, le=1, description="EWMA weight of a closed window.")
     baseline_prior: float = Field(0.2, ge=0, le=1, description="Negative share assumed before history.")

@@ -145,6 +145,13 @@ def assert_trends_match_offline(s: Settings, lateness_s: int) -> None:
     joined = trends.join(offline, rsuffix="_offline", how="left")
     assert (joined["count"] == joined["count_offline"]).all()
     assert (joined["negative"] == joined["negative_offline"]).all()
+    # the rolling view of each record is the sum of the offline windows inside its span
+    span = max(s.rolling_window_s, s.window_s)
+    for (dim, key, start), row in trends.iterrows():
+        mine = offline.xs((dim, key))
+        inside = mine[(mine.index >= start + s.window_s - span) & (mine.index <= start)]
+        rolled = (row["rolling"]["count"], row["rolling"]["negative"])
+        assert rolled == (inside["count"].sum(), inside["negative"].sum())
     # and every window the watermark has passed by the lateness was published
     closed = offline.reset_index()
     closed = closed[closed["window_start"] + s.window_s + lateness_s
