@@ -24,6 +24,7 @@ class PipelineMetrics:
     negative_share: Gauge
     window_volume: Gauge
     consumer_lag: Gauge
+    drift_psi: Gauge
 
 
 def create_metrics() -> PipelineMetrics:
@@ -48,4 +49,6 @@ def create_metrics() -> PipelineMetrics:
                             registry=r),
         consumer_lag=Gauge("tonewatch_consumer_lag", "Records behind the partition's end, per assigned partition.",
                            ["topic", "partition"], registry=r),
+        drift_psi=Gauge("tonewatch_drift_psi", "PSI of recent predictions vs the serving version's reference.",
+                        ["model", "kind"], registry=r),
     )

@@ -113,7 +113,13 @@ class Settings(BaseSettings):
     # (none yet)
 
     # --- feedback, retrain and drift (#6) ----------------------------------------------------------------
-    # (none yet)
+    retrain_margin: float = Field(0.01, description="Largest weighted-F1 drop vs production a candidate may have.")
+    retrain_reports_dir: Path = Field(Path("reports/retrain"), description="Where retrain reports are written.")
+    retrain_drift_cooldown_s: float = Field(
+        3600.0, ge=0, description="--on-drift: shortest time between two retrains of one model."
+    )
+    drift_window: int = Field(500, ge=10, description="Recent scored messages per model the drift PSI is computed on.")
+    drift_threshold: float = Field(0.2, gt=0, description="PSI above which a drift event is published.")
 
     # --- reliability and performance (#8) ----------------------------------------------------------------
     # (none yet)
