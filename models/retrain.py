@@ -119,6 +119,7 @@ def run_retrain(
     rows, dropped = held_out_filter(as_split(feedback, name), [ds.val, ds.test])
     base = ds.train if limit is None else Split(ds.train.texts[:limit], ds.train.labels[:limit])
     test = ds.test if limit is None else Split(ds.test.texts[:limit], ds.test.labels[:limit])
+    n_val = len(ds.val.texts) if limit is None else min(limit, len(ds.val.texts))
     _, new = apply_corrections(base, rows)
     prod = production_version(settings, name)
     staging = settings.run_dir / "retrain" / f"{name}-{stamp}"
@@ -137,7 +138,7 @@ def run_retrain(
         shutil.rmtree(staging, ignore_errors=True)  # a passed, unpushed candidate stays for a later push
     report = {
         "model": name, "at": stamp, "mode": cfg.mode, "command": command, "limit": limit,
-        "data": {"train": len(base.texts), "val": len(ds.val.texts), "test": len(test.texts),
+        "data": {"train": len(base.texts), "val": n_val, "test": len(test.texts),
                  "feedback_rows": len(as_split(feedback, name).texts), "feedback_used": len(rows.texts),
                  "feedback_new_texts": len(new.texts), "feedback_relabelled": len(rows.texts) - len(new.texts),
                  "feedback_dropped_held_out": dropped},

@@ -37,7 +37,6 @@ from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
 HEAD_MAX_LENGTH = 128
-REFERENCE_TEXTS = 1000  # a lazily computed reference: enough for stable shares, quick on a CPU worker
 
 
 def _limit(part: Split, n: int | None) -> Split:
@@ -125,7 +124,7 @@ def evaluate_version(version_dir: Path, part: Split, device: str | None = None) 
     return metrics(np.array(part.labels), predict_all(clf, part.texts).argmax(1), len(clf.labels)).as_dict()
 
 
-def reference_for(version_dir: Path, cache_dir: Path, limit: int = REFERENCE_TEXTS) -> dict[str, list[float]]:
+def reference_for(version_dir: Path, cache_dir: Path, limit: int = 1000) -> dict[str, list[float]]:
     """The drift baseline of a version: from its manifest, else computed once on val and cached.
 
     Versions trained before drift existed lack it; their reference is the served class's predictions
@@ -134,7 +133,8 @@ def reference_for(version_dir: Path, cache_dir: Path, limit: int = REFERENCE_TEX
     manifest = read_manifest(version_dir)
     if manifest.reference:
         return manifest.reference
-    cached = cache_dir / f"reference-{manifest.name}-v{manifest.version}-{manifest.created}.json"
+    stamp = manifest.created.replace(":", "")
+    cached = cache_dir / f"reference-{manifest.name}-v{manifest.version}-{stamp}-{limit}.json"
     if cached.is_file():
         ref: dict[str, list[float]] = json.loads(cached.read_text())
         return ref

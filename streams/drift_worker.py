@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from streams.drift import DriftEvent, DriftWindow
@@ -27,6 +28,9 @@ class DriftTracker:
         self._windows: dict[Key, DriftWindow] = {}
         self._refs: dict[Key, dict[str, list[float]]] = {}
         self._loading: dict[Key, asyncio.Future[None]] = {}
+        # one loader thread: references load one at a time (concurrent first imports of transformers
+        # race and fail) and never take more than one core from scoring
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-reference")
 
     def observe(self, scored: Scored) -> list[DriftEvent]:
         """Add one scored record to both models' windows; returns the drift events now due."""
@@ -55,7 +59,7 @@ class DriftTracker:
         if key in self._refs:
             return self._refs[key]
         if key not in self._loading:
-            self._loading[key] = asyncio.get_running_loop().run_in_executor(None, self._load, key)
+            self._loading[key] = asyncio.get_running_loop().run_in_executor(self._executor, self._load, key)
         return None
 
     def _load(self, key: Key) -> None:
@@ -64,7 +68,8 @@ class DriftTracker:
 
         model, version = key
         try:
-            ref = reference_for(self._settings.model_repository / model / version, self._settings.run_dir / "drift")
+            s = self._settings
+            ref = reference_for(s.model_repository / model / version, s.run_dir / "drift", s.drift_reference_texts)
         except Exception:
             log.warning("no drift reference for %s v%s: drift not monitored", model, version, exc_info=True)
             return
