@@ -104,6 +104,7 @@ def retrain(
     device: Annotated[str | None, typer.Option(help="cpu or cuda; default cuda when available.")] = None,
     push: Annotated[bool, typer.Option("--push", help="Publish the candidate if the gate passes.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    no_feedback: Annotated[bool, typer.Option("--no-feedback", help="Base data only; no Kafka needed.")] = False,
     every: Annotated[str | None, typer.Option(help="Run forever on a schedule, e.g. 24h.")] = None,
     on_drift: Annotated[bool, typer.Option("--on-drift", help="Run forever, once per drift event.")] = False,
 ) -> None:
@@ -129,7 +130,7 @@ def retrain(
     command = "tonewatch " + " ".join(sys.argv[1:])
 
     def once(_: Any = None) -> dict[str, Any]:
-        report = run_retrain(settings, name, cfg, read_feedback(settings),
+        report = run_retrain(settings, name, cfg, [] if no_feedback else read_feedback(settings),
                              margin=settings.retrain_margin if margin is None else margin, limit=limit,
                              do_push=push, device=device, command=command)
         typer.echo(json.dumps(report) if as_json else
