@@ -147,6 +147,15 @@ def reference_for(version_dir: Path, cache_dir: Path, limit: int = 1000) -> dict
     return ref
 
 
+def backfill_reference(version_dir: Path, limit: int | None = None) -> dict[str, list[float]]:
+    """Store the drift reference in a manifest that predates it: predictions on the val split."""
+    manifest = read_manifest(version_dir)
+    clf = Classifier(version_dir, "cpu")
+    reference = reference_from_probs(predict_all(clf, load_dataset(manifest.name).val.texts[:limit]))
+    _rewrite_manifest(version_dir, replace(manifest, reference=reference))
+    return reference
+
+
 def _rewrite_manifest(version_dir: Path, manifest: Manifest) -> None:
     art = artifact_dir(version_dir)
     for fname, text in ((MANIFEST, json.dumps(manifest.__dict__, indent=2) + "\n"), (CARD, model_card(manifest))):

