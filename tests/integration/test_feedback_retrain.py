@@ -162,11 +162,11 @@ def _wait_log(worker: Worker, text: str, timeout_s: float) -> None:
         time.sleep(1.0)
 
 
-@pytest.mark.timeout(1200)  # the worker computes v1's reference itself (v1 predates stored references)
+@pytest.mark.timeout(1200)  # a version without a stored reference has it computed by the worker
 def test_a_worker_fed_only_bad_news_reports_drift(pipeline: Callable[..., Worker], tmp_path: Path) -> None:
     worker = pipeline(drift_window=20, drift_threshold=0.2, drift_reference_texts=100)
     s = worker.settings
-    replay(s, _negative_feed(tmp_path / "a.jsonl", 0, 10))  # starts the lazy reference (v1 has none stored)
+    replay(s, _negative_feed(tmp_path / "a.jsonl", 0, 10))  # the first record starts loading the reference
     _wait_log(worker, "drift reference for sentiment v1 ready", 600)
     replay(s, _negative_feed(tmp_path / "b.jsonl", 10, 30))
     deadline = time.monotonic() + 300
