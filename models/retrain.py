@@ -78,6 +78,8 @@ def production_version(settings: Settings, name: str) -> int | None:
             return int(route.production)
     except ImportError:
         pass
+    except Exception as exc:  # no broker (--no-feedback runs): the newest version, said in the log
+        log.warning("model-events not readable (%s): comparing with the newest version", exc)
     found = version_numbers(settings.model_repository, name)
     return found[-1] if found else None
 
