@@ -40,11 +40,12 @@ class Manifest:
     mode: str = "head"
     params: int | None = None
     command: str | None = None
+    reference: dict[str, list[float]] | None = None  # predictions on val: the drift baseline (streams/drift.py)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
         try:
-            optional = {"mode", "params", "command"}
+            optional = {"mode", "params", "command", "reference"}
             return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d or k not in optional})
         except KeyError as exc:
             raise ArtifactError(f"manifest is missing '{exc.args[0]}'") from exc

@@ -10,7 +10,7 @@ import logging
 
 from models.artifact import ArtifactError, validate_artifact
 from models.finetune import FinetuneConfig
-from models.train import train_version
+from models.train import backfill_reference, train_version
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,9 @@ def ensure_models(settings: Settings, names: tuple[str, ...] = MODELS) -> list[s
     built = []
     for name in names:
         try:
-            validate_artifact(settings.model_repository / name / "1")
+            if validate_artifact(settings.model_repository / name / "1").reference is None:
+                log.info("storing the drift reference of %s v1", name)
+                backfill_reference(settings.model_repository / name / "1")
             continue
         except ArtifactError as exc:
             log.info("building %s v1: %s", name, exc)

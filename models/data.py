@@ -44,7 +44,8 @@ def raw_examples(name: str, data_dir: Path = DATA_DIR) -> list[tuple[str, str]]:
     raise ValueError(f"unknown model '{name}' (known: {', '.join(LABELS)})")
 
 
-def _norm(text: str) -> str:
+def norm_text(text: str) -> str:
+    """The identity of a text for dedup: case and spacing do not make a new example."""
     return " ".join(text.lower().split())
 
 
@@ -56,7 +57,7 @@ def split(
     seen: set[str] = set()
     by_label: dict[int, list[str]] = defaultdict(list)
     for text, name in examples:
-        key = _norm(text)
+        key = norm_text(text)
         if not key or key in seen:
             continue
         if name not in index:
@@ -76,6 +77,23 @@ def split(
     for part in parts:
         rng.shuffle(part)
     return tuple(Split([t for t, _ in p], [y for _, y in p]) for p in parts)  # type: ignore[return-value]
+
+
+def apply_corrections(base: Split, extra: Split) -> tuple[Split, Split]:
+    """(base with corrected labels, rows new to it): a correction of a known text relabels it in place.
+
+    Keeps ``base.texts`` unchanged, so its cached embeddings still apply; the last correction wins.
+    """
+    where = {norm_text(t): i for i, t in enumerate(base.texts)}
+    labels = list(base.labels)
+    new: dict[str, tuple[str, int]] = {}
+    for text, y in zip(extra.texts, extra.labels, strict=True):
+        key = norm_text(text)
+        if key in where:
+            labels[where[key]] = y
+        else:
+            new[key] = (text, y)
+    return Split(base.texts, labels), Split([t for t, _ in new.values()], [y for _, y in new.values()])
 
 
 def load_dataset(name: str, data_dir: Path = DATA_DIR, seed: int = 7) -> Dataset:

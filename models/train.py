@@ -23,13 +23,16 @@ from models.artifact import (
     model_card,
     next_version,
     now_iso,
+    read_manifest,
     version_numbers,
     write_version,
 )
-from models.data import Dataset, Split, load_dataset
+from models.data import Dataset, Split, apply_corrections, load_dataset
 from models.encoder import ENCODER_PACKAGE, embed, encoder_path
 from models.finetune import FinetuneConfig, finetune
 from models.head import metrics, train_head
+from models.serving import Classifier
+from streams.drift import reference_from_probs
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,33 +43,50 @@ def _limit(part: Split, n: int | None) -> Split:
     return part if n is None else Split(part.texts[:n], part.labels[:n])
 
 
-def _head_only(settings: Settings, ds: Dataset, hidden: int) -> tuple[dict[str, object], dict[str, float], dict]:
+def _head_only(
+    settings: Settings, ds: Dataset, hidden: int, new: Split | None = None
+) -> tuple[dict[str, object], dict[str, float], dict]:
+    """Head on cached embeddings; ``new`` rows (feedback) are embedded apart so the base cache still hits."""
     cache = settings.run_dir / "cache"
+    parts = [("train", ds.train), ("val", ds.val)] + ([("new", new)] if new and new.texts else [])
     x = {k: embed(p.texts, max_length=HEAD_MAX_LENGTH, cache_dir=cache, encoder_dir=settings.encoder_dir)
-         for k, p in (("train", ds.train), ("val", ds.val))}
-    state, val = train_head(x["train"], np.array(ds.train.labels), x["val"], np.array(ds.val.labels),
-                            len(ds.labels), hidden=hidden)
+         for k, p in parts}
+    x_train, y_train = x["train"], np.array(ds.train.labels)
+    if "new" in x and new is not None:
+        x_train, y_train = np.concatenate([x_train, x["new"]]), np.concatenate([y_train, np.array(new.labels)])
+    state, val = train_head(x_train, y_train, x["val"], np.array(ds.val.labels), len(ds.labels), hidden=hidden)
     return state, val.as_dict(), {"kind": "package", "package": ENCODER_PACKAGE}
 
 
 def train_version(
     settings: Settings, name: str, cfg: FinetuneConfig, *, version: int | None = None, limit: int | None = None,
-    device: str | None = None, command: str | None = None, progress: bool = True,
+    device: str | None = None, command: str | None = None, progress: bool = True, extra: Split | None = None,
+    out_repo: Path | None = None,
 ) -> Path:
-    """Train ``name`` in ``cfg.mode``, write ``<repo>/<name>/<version>``, test the written artifact."""
+    """Train ``name`` in ``cfg.mode``, write ``<repo>/<name>/<version>``, test the written artifact.
+
+    ``extra`` rows (analyst feedback) join the training split only; ``out_repo`` stages the version
+    elsewhere (the retrain job) while numbering and lineage still follow the live repository.
+    """
     t0 = time.monotonic()
     repo = settings.model_repository
     existing = version_numbers(repo, name)
     version = version or next_version(repo, name)
     ds = load_dataset(name)
     ds = replace(ds, train=_limit(ds.train, limit), val=_limit(ds.val, limit), test=_limit(ds.test, limit))
+    new = None
+    if extra is not None:
+        corrected, new = apply_corrections(ds.train, extra)
+        ds = replace(ds, train=corrected)
     encoder_spec: dict[str, str]
     if cfg.mode == "head":
-        head_state, val, encoder_spec = _head_only(settings, ds, cfg.hidden)
+        head_state, val, encoder_spec = _head_only(settings, ds, cfg.hidden, new)
         encoder = tokenizer = None
         max_length, params = HEAD_MAX_LENGTH, None
         dev = "cpu"
     else:
+        if new is not None:
+            ds = replace(ds, train=Split(ds.train.texts + new.texts, ds.train.labels + new.labels))
         result = finetune(
             settings.encoder_dir or encoder_path(), (ds.train.texts, np.array(ds.train.labels)),
             (ds.val.texts, np.array(ds.val.labels)), len(ds.labels), cfg, device=device, progress=progress,
@@ -81,24 +101,59 @@ def train_version(
         metrics={"val": val, "train_seconds": train_s, "device": dev},
         created=now_iso(), parent=max((v for v in existing if v != version), default=None),
         data=(f"committed MIT data, split seed 7: {len(ds.train.labels)} train / {len(ds.val.labels)} val / "
-              f"{len(ds.test.labels)} test"),
+              f"{len(ds.test.labels)} test" + (f"; + {len(extra.texts)} feedback rows in train" if extra else "")),
         mode=cfg.mode, params=params, command=command,
     )
-    path = write_version(repo, manifest, head_state, encoder, tokenizer)
-    test = evaluate_version(path, ds.test, device=device)
-    manifest = replace(manifest, metrics={**manifest.metrics, "test": test})
+    path = write_version(out_repo or repo, manifest, head_state, encoder, tokenizer)
+    clf = Classifier(path, device or "cpu")
+    test = metrics(np.array(ds.test.labels), predict_all(clf, ds.test.texts).argmax(1), len(clf.labels)).as_dict()
+    reference = reference_from_probs(predict_all(clf, ds.val.texts))
+    manifest = replace(manifest, metrics={**manifest.metrics, "test": test}, reference=reference)
     _rewrite_manifest(path, manifest)
     log.info("%s v%d (%s): test %s, trained in %.0fs on %s", name, version, cfg.mode, test, train_s, dev)
     return path
 
 
+def predict_all(clf: Classifier, texts: list[str], batch: int = 128) -> np.ndarray:
+    return np.concatenate([clf.predict_proba(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+
+
 def evaluate_version(version_dir: Path, part: Split, device: str | None = None) -> dict[str, float]:
     """Figures of the exported artifact on a split, computed by the class Triton serves it with."""
-    from models.serving import Classifier
-
     clf = Classifier(version_dir, device or "cpu")
-    probs = np.concatenate([clf.predict_proba(part.texts[i : i + 128]) for i in range(0, len(part.texts), 128)])
-    return metrics(np.array(part.labels), probs.argmax(1), len(clf.labels)).as_dict()
+    return metrics(np.array(part.labels), predict_all(clf, part.texts).argmax(1), len(clf.labels)).as_dict()
+
+
+def reference_for(version_dir: Path, cache_dir: Path, limit: int = 1000) -> dict[str, list[float]]:
+    """The drift baseline of a version: from its manifest, else computed once on val and cached.
+
+    Versions trained before drift existed lack it; their reference is the served class's predictions
+    on (up to ``limit`` texts of) the validation split they were selected on.
+    """
+    manifest = read_manifest(version_dir)
+    if manifest.reference:
+        return manifest.reference
+    stamp = manifest.created.replace(":", "")
+    cached = cache_dir / f"reference-{manifest.name}-v{manifest.version}-{stamp}-{limit}.json"
+    if cached.is_file():
+        ref: dict[str, list[float]] = json.loads(cached.read_text())
+        return ref
+    clf = Classifier(version_dir, "cpu")
+    ref = reference_from_probs(predict_all(clf, load_dataset(manifest.name).val.texts[:limit]))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    tmp.write_text(json.dumps(ref))
+    tmp.replace(cached)
+    return ref
+
+
+def backfill_reference(version_dir: Path, limit: int | None = None) -> dict[str, list[float]]:
+    """Store the drift reference in a manifest that predates it: predictions on the val split."""
+    manifest = read_manifest(version_dir)
+    clf = Classifier(version_dir, "cpu")
+    reference = reference_from_probs(predict_all(clf, load_dataset(manifest.name).val.texts[:limit]))
+    _rewrite_manifest(version_dir, replace(manifest, reference=reference))
+    return reference
 
 
 def _rewrite_manifest(version_dir: Path, manifest: Manifest) -> None:

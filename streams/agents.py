@@ -16,6 +16,7 @@ from typing import Any
 
 from streams.alerts import alert_payload
 from streams.dedup import RecentIds
+from streams.drift_worker import DriftTracker, event_time
 from streams.enrich import extract_tickers, mask_pii
 from streams.errors import dead_letter_record
 from streams.knowledge import Knowledge
@@ -141,6 +142,8 @@ def register_agents(
                     pending.append(await dead_letter(f"inference failed: {exc}", ev, "score"))
         await asyncio.gather(*pending)
 
+    drift = DriftTracker(settings, metrics)
+
     @app.agent(topics.scored, name="fanout")
     async def fanout(stream: Any) -> None:
         # deliveries are awaited once per batch: awaiting them per record capped fan-out at one broker round trip
@@ -153,6 +156,10 @@ def register_agents(
                         await topics.trend_events.send(key=f"{t.dimension}|{t.key}".encode(), value=_dumps(t.__dict__))
                         for t in trend_events(scored)
                     ])
+                    for d in drift.observe(scored):
+                        log.warning("drift: %s v%s %s PSI %.3f", d.model, d.version, d.kind, d.psi)
+                        sends.append(await topics.model_events.send(key=d.model.encode(),
+                                                                    value=_dumps(d.as_dict(event_time()))))
                 except Exception as exc:
                     sends.append(await dead_letter(f"bad scored record: {exc}", ev, "fanout"))
             await asyncio.gather(*sends)

@@ -30,6 +30,7 @@ class PipelineMetrics:
     consumer_lag: Gauge
     model_version_info: Gauge
     canary_share: Gauge
+    drift_psi: Gauge
 
 
 def create_metrics() -> PipelineMetrics:
@@ -58,6 +59,8 @@ def create_metrics() -> PipelineMetrics:
                                  ["model", "version", "role"], registry=r),
         canary_share=Gauge("tonewatch_canary_share", "Share of message ids routed to the canary version.",
                            ["model"], registry=r),
+        drift_psi=Gauge("tonewatch_drift_psi", "PSI of recent predictions vs the serving version's reference.",
+                        ["model", "kind"], registry=r),
     )
     for labels in ALERT_LABELS:
         m.alerts.labels(*labels)

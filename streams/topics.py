@@ -20,6 +20,7 @@ class Topics:
     trends: Any
     alerts: Any
     dead_letter: Any
+    model_events: Any
 
 
 def declare(app: Any, settings: Settings) -> Topics:
@@ -37,4 +38,5 @@ def declare(app: Any, settings: Settings) -> Topics:
         trends=topic("trends"),
         alerts=topic("alerts"),
         dead_letter=topic("dead-letter"),
+        model_events=topic("model-events"),
     )

@@ -154,7 +154,16 @@ class Settings(BaseSettings):
     rollout_settle_s: float = Field(3.0, ge=0, description="Wait for workers to follow an event before unloading.")
 
     # --- feedback, retrain and drift (#6) ----------------------------------------------------------------
-    # (none yet)
+    retrain_margin: float = Field(0.01, description="Largest weighted-F1 drop vs production a candidate may have.")
+    retrain_reports_dir: Path = Field(Path("reports/retrain"), description="Where retrain reports are written.")
+    retrain_drift_cooldown_s: float = Field(
+        3600.0, ge=0, description="--on-drift: shortest time between two retrains of one model."
+    )
+    drift_window: int = Field(500, ge=10, description="Recent scored messages per model the drift PSI is computed on.")
+    drift_threshold: float = Field(0.2, gt=0, description="PSI above which a drift event is published.")
+    drift_reference_texts: int = Field(
+        1000, ge=50, description="Validation texts a worker scores for a version whose manifest has no reference."
+    )
 
     # --- reliability and performance (#8) ----------------------------------------------------------------
     kafka_session_timeout_s: float = Field(

@@ -1,9 +1,156 @@
-"""Feedback, the retrain job and drift (issue #6)."""
+"""Feedback, the retrain job and drift (issue #6): ``tonewatch feedback ...`` and ``tonewatch retrain``."""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from tonewatch.commands import ctx_settings
+
+feedback_app = typer.Typer(help="Analyst labels that correct the models (the retrain job's input).",
+                           no_args_is_help=True)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@feedback_app.command("add")
+def feedback_add(
+    ctx: typer.Context,
+    message_id: Annotated[str, typer.Option("--message-id", help="Id of the scored message.")],
+    label: Annotated[str, typer.Option(help="The correct label, e.g. negative.")],
+    by: Annotated[str, typer.Option(help="Who labels it.")],
+    model: Annotated[str, typer.Option(help="sentiment or topic.")] = "sentiment",
+    text: Annotated[str | None, typer.Option(help="The text; default: looked up in the scored topic.")] = None,
+    note: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Store one correction; the latest correction of a message wins."""
+    from models.feedback import FeedbackError, canonical_label, make_feedback, publish, scored_texts
+
+    settings = ctx_settings(ctx)
+    try:
+        canonical_label(model, label)  # before the scan of the scored topic
+        text = text or scored_texts(settings, {message_id}).get(message_id)
+        fb = make_feedback(message_id=message_id, model=model, label=label, text=text, by=by, note=note)
+    except FeedbackError as exc:
+        raise _fail(exc) from exc
+    publish(settings, [fb])
+    typer.echo(f"stored: {fb.model} {fb.message_id} -> {fb.label}")
+
+
+@feedback_app.command("alert")
+def feedback_alert(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(help="The alert's id (from `tonewatch alerts tail`).")],
+    label: Annotated[str, typer.Option(help="Sentiment label for the alert's messages.")],
+    by: Annotated[str, typer.Option()],
+    note: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Reply to an alert: label the messages that drove it (sentiment model)."""
+    from models.feedback import FeedbackError, alert_feedback, canonical_label, find_alert, publish
+
+    settings = ctx_settings(ctx)
+    try:
+        canonical_label("sentiment", label)
+        records = alert_feedback(find_alert(settings, alert_id), label, by, note)
+    except FeedbackError as exc:
+        raise _fail(exc) from exc
+    publish(settings, records)
+    typer.echo(f"stored {len(records)} labels from alert {alert_id}: " + ", ".join(r.message_id for r in records))
+
+
+@feedback_app.command("list")
+def feedback_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every stored correction (latest per message and model)."""
+    from models.feedback import read_feedback
+
+    for fb in read_feedback(ctx_settings(ctx)):
+        line = f"{fb.at:%Y-%m-%d %H:%M} {fb.model:<9} {fb.message_id:<16} {fb.label:<12} by {fb.by}: {fb.text[:60]}"
+        typer.echo(fb.model_dump_json() if as_json else line)
+
+
+@feedback_app.command("export")
+def feedback_export(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(dir_okay=False, help="CSV with text,label columns.")],
+    model: Annotated[str, typer.Option(help="sentiment or topic.")] = "sentiment",
+) -> None:
+    """One model's corrections as text,label (the format `tonewatch models evaluate --data` reads)."""
+    from models.feedback import FeedbackError, read_feedback, write_csv
+    from models.labels import LABELS
+
+    if model not in LABELS:
+        raise _fail(FeedbackError(f"unknown model '{model}' (known: {', '.join(LABELS)})"))
+    n = write_csv(read_feedback(ctx_settings(ctx)), model, out)
+    typer.echo(f"wrote {n} {model} rows to {out}")
+
+
+def retrain(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="sentiment or topic")],
+    mode: Annotated[str, typer.Option(help="head (frozen encoder), full or lora.")] = "head",
+    margin: Annotated[float | None, typer.Option(help="Allowed weighted-F1 drop; default TONEWATCH_RETRAIN_MARGIN.")]
+    = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 5,
+    lr: Annotated[float | None, typer.Option(help="Encoder (full) or adapter (lora) learning rate.")] = None,
+    limit: Annotated[int | None, typer.Option(help="First N texts of each split (smoke runs, tests).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda; default cuda when available.")] = None,
+    push: Annotated[bool, typer.Option("--push", help="Publish the candidate if the gate passes.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    no_feedback: Annotated[bool, typer.Option("--no-feedback", help="Base data only; no Kafka needed.")] = False,
+    every: Annotated[str | None, typer.Option(help="Run forever on a schedule, e.g. 24h.")] = None,
+    on_drift: Annotated[bool, typer.Option("--on-drift", help="Run forever, once per drift event.")] = False,
+) -> None:
+    """Base data + feedback -> candidate; gate it against production; report (exit 0 passed, 3 refused)."""
+    from models.feedback import read_feedback
+    from models.finetune import FinetuneConfig
+    from models.labels import LABELS
+    from models.retrain import PASSED, REFUSED, parse_every, run_retrain
+    from models.retrain import on_drift as follow_drift
+
+    settings = ctx_settings(ctx)
+    if name not in LABELS:
+        raise typer.BadParameter(f"unknown model '{name}' (known: {', '.join(LABELS)})")
+    if mode not in ("full", "lora", "head"):
+        raise typer.BadParameter("--mode must be full, lora or head")
+    try:
+        interval = parse_every(every) if every else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    base = FinetuneConfig()
+    cfg = FinetuneConfig(mode=mode, epochs=epochs, lr=lr if lr and mode == "full" else base.lr,  # type: ignore[arg-type]
+                         lora_lr=lr if lr and mode == "lora" else base.lora_lr)
+    command = "tonewatch " + " ".join(sys.argv[1:])
+
+    def once(_: Any = None) -> dict[str, Any]:
+        report = run_retrain(settings, name, cfg, [] if no_feedback else read_feedback(settings),
+                             margin=settings.retrain_margin if margin is None else margin, limit=limit,
+                             do_push=push, device=device, command=command)
+        typer.echo(json.dumps(report) if as_json else
+                   f"{name}: {report['decision']} ({report['gate']['reason']}); report {report['report']}"
+                   + (f"; pushed as v{report['pushed_version']}" if report["pushed_version"] else ""))
+        return report
+
+    if on_drift:
+        follow_drift(settings, name, once)
+    elif interval:
+        while True:  # the compose retrain service: a failed run is reported, the next one still happens
+            try:
+                once()
+            except Exception as exc:
+                typer.echo(f"retrain failed: {exc}", err=True)
+            time.sleep(interval)
+    raise typer.Exit(PASSED if once()["decision"] == "passed" else REFUSED)
 
 
 def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer) -> None:
-    """Add this area's commands (none yet)."""
+    """``tonewatch feedback ...`` and ``tonewatch retrain``."""
+    app.add_typer(feedback_app, name="feedback")
+    app.command("retrain")(retrain)

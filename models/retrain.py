@@ -1,0 +1,217 @@
+"""``tonewatch retrain``: base data + analyst feedback -> a staged candidate -> a gate against production.
+
+The candidate is written to a staging repository, never the live one, and is compared with the
+production version on the same fixed evaluation set (the committed test split, which feedback never
+enters). Only a candidate that does not lose more than ``margin`` weighted-F1 may be pushed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models.artifact import MANIFEST, artifact_dir, next_version, read_manifest, validate_artifact, version_numbers
+from models.data import Split, apply_corrections, load_dataset, norm_text
+from models.feedback import Feedback, as_split
+from models.finetune import FinetuneConfig
+from tonewatch.settings import Settings
+
+log = logging.getLogger(__name__)
+PASSED, REFUSED = 0, 3  # the command's exit codes
+
+
+@dataclass(frozen=True)
+class Gate:
+    passed: bool
+    candidate: float
+    production: float | None
+    margin: float
+    reason: str
+
+
+def gate(candidate_f1: float, production_f1: float | None, margin: float) -> Gate:
+    """Pass iff candidate weighted-F1 >= production - margin (a first version always passes)."""
+    if production_f1 is None:
+        return Gate(True, candidate_f1, None, margin, "no production version to regress from")
+    floor = round(production_f1 - margin, 6)
+    if candidate_f1 >= floor:
+        return Gate(True, candidate_f1, production_f1, margin,
+                    f"candidate {candidate_f1:.4f} >= production {production_f1:.4f} - margin {margin} = {floor:.4f}")
+    return Gate(False, candidate_f1, production_f1, margin,
+                f"candidate {candidate_f1:.4f} < production {production_f1:.4f} - margin {margin} = {floor:.4f}")
+
+
+def held_out_filter(rows: Split, held_out: list[Split]) -> tuple[Split, int]:
+    """Feedback rows whose text is not in any held-out split, and how many were dropped.
+
+    A correction of an evaluation text must not leak into training: the gate would then grade the
+    candidate on data it has seen, and production and candidate would no longer be compared fairly.
+    """
+    seen = {norm_text(t) for part in held_out for t in part.texts}
+    keep = [i for i, t in enumerate(rows.texts) if norm_text(t) not in seen]
+    return Split([rows.texts[i] for i in keep], [rows.labels[i] for i in keep]), len(rows.texts) - len(keep)
+
+
+def parse_every(text: str) -> float:
+    """Seconds in ``90s``, ``30m``, ``24h`` or ``7d``."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", text.lower())
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"'{text}' is not a duration like 90s, 30m, 24h or 7d")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def production_version(settings: Settings, name: str) -> int | None:
+    """The version production serves: the rollout's record when that exists, else the newest version."""
+    try:
+        from models.rollout.events import current_routes  # type: ignore[import-not-found,unused-ignore]
+
+        route = current_routes(settings).get(name)
+        if route is not None and route.production is not None:
+            return int(route.production)
+    except ImportError:
+        pass
+    except Exception as exc:  # no broker (--no-feedback runs): the newest version, said in the log
+        log.warning("model-events not readable (%s): comparing with the newest version", exc)
+    found = version_numbers(settings.model_repository, name)
+    return found[-1] if found else None
+
+
+def install(repo: Path, name: str, staged: Path) -> int:
+    """Copy a staged version into the live repository as its next version, atomically (tmp + rename)."""
+    version = next_version(repo, name)
+    tmp = repo / name / f".tmp-retrain-{version}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(staged, tmp)
+    path = artifact_dir(tmp) / MANIFEST
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps({**raw, "version": version}, indent=2) + "\n")
+    validate_artifact(tmp)
+    tmp.rename(repo / name / str(version))
+    return version
+
+
+def push(settings: Settings, name: str, staged: Path) -> int:
+    """Through ``models.publish.push_version`` (validation + smoke test) when the tree has it."""
+    try:
+        from models.publish import push_version  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return install(settings.model_repository, name, staged)
+    return int(push_version(settings, name, staged))
+
+
+def run_retrain(
+    settings: Settings, name: str, cfg: FinetuneConfig, feedback: list[Feedback], *, margin: float,
+    limit: int | None = None, do_push: bool = False, device: str | None = None, command: str | None = None,
+) -> dict[str, Any]:
+    """Train, gate, optionally push, and write the report; returns the report."""
+    from models.evaluate import evaluate, local_predictor
+    from models.train import train_version
+
+    t0 = time.monotonic()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    ds = load_dataset(name)
+    rows, dropped = held_out_filter(as_split(feedback, name), [ds.val, ds.test])
+    base = ds.train if limit is None else Split(ds.train.texts[:limit], ds.train.labels[:limit])
+    test = ds.test if limit is None else Split(ds.test.texts[:limit], ds.test.labels[:limit])
+    n_val = len(ds.val.texts) if limit is None else min(limit, len(ds.val.texts))
+    _, new = apply_corrections(base, rows)
+    prod = production_version(settings, name)
+    staging = settings.run_dir / "retrain" / f"{name}-{stamp}"
+    path = train_version(settings, name, cfg, limit=limit, device=device, extra=rows, out_repo=staging,
+                         command=command, progress=False)
+    what = f"test split (committed MIT data, seed 7{f', first {limit}' if limit else ''})"
+    cand = evaluate(local_predictor(path, device or "cpu"), test, ds.labels, model=name,
+                    version=f"{read_manifest(path).version} (candidate)", data=what)
+    prod_report = None
+    if prod is not None:
+        prod_report = evaluate(local_predictor(settings.model_repository / name / str(prod), device or "cpu"), test,
+                               ds.labels, model=name, version=str(prod), data=what)
+    decision = gate(cand.weighted_f1, prod_report.weighted_f1 if prod_report else None, margin)
+    pushed = push(settings, name, path) if decision.passed and do_push else None
+    if pushed is not None or not decision.passed:
+        shutil.rmtree(staging, ignore_errors=True)  # a passed, unpushed candidate stays for a later push
+    report = {
+        "model": name, "at": stamp, "mode": cfg.mode, "command": command, "limit": limit,
+        "data": {"train": len(base.texts), "val": n_val, "test": len(test.texts),
+                 "feedback_rows": len(as_split(feedback, name).texts), "feedback_used": len(rows.texts),
+                 "feedback_new_texts": len(new.texts), "feedback_relabelled": len(rows.texts) - len(new.texts),
+                 "feedback_dropped_held_out": dropped},
+        "production": None if prod_report is None else {"version": prod, **_figures(prod_report.as_dict())},
+        "candidate": {"staged": None if pushed is not None or not decision.passed else str(path),
+                      **_figures(cand.as_dict())},
+        "gate": asdict(decision), "decision": "passed" if decision.passed else "refused", "pushed_version": pushed,
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+    write_report(settings.retrain_reports_dir, report)
+    return report
+
+
+def _figures(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: r[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1", "per_class")}
+
+
+def write_report(folder: Path, report: dict[str, Any]) -> Path:
+    """``<model>-<stamp>.json`` and ``.md`` side by side; returns the JSON path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"{report['model']}-{report['at']}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(report))
+    report["report"] = str(stem.with_suffix(".json"))
+    return stem.with_suffix(".json")
+
+
+def markdown(r: dict[str, Any]) -> str:
+    d, g = r["data"], r["gate"]
+    lines = [f"# Retrain {r['model']} ({r['mode']}), {r['at']}: **{r['decision']}**", "",
+             f"- gate: {g['reason']}",
+             f"- data: {d['train']} base train / {d['val']} val / {d['test']} test texts; feedback "
+             f"{d['feedback_rows']} rows, {d['feedback_used']} used ({d['feedback_new_texts']} new texts, "
+             f"{d['feedback_relabelled']} relabelled), {d['feedback_dropped_held_out']} dropped (in val/test)",
+             f"- pushed as version: {r['pushed_version']}" if r["pushed_version"] is not None
+             else f"- not pushed{'; staged at ' + r['candidate']['staged'] if r['candidate']['staged'] else ''}",
+             f"- took {r['seconds']} s", "",
+             "| model | n | accuracy | macro-F1 | weighted-F1 |", "|---|---|---|---|---|"]
+    rows = [("candidate", r["candidate"])] + ([(f"production v{r['production']['version']}", r["production"])]
+                                               if r["production"] else [])
+    for label, f in rows:
+        lines.append(f"| {label} | {f['n']} | {f['accuracy']:.4f} | {f['macro_f1']:.4f} | {f['weighted_f1']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def drift_due(event: dict[str, Any], name: str, since: datetime, last_run: float | None, cooldown_s: float,
+              now: float) -> bool:
+    """A drift event of this model, newer than the job's start, outside the cooldown of the last run."""
+    if event.get("event") != "drift" or event.get("model") != name:
+        return False
+    try:
+        at = datetime.fromisoformat(str(event.get("at", "")).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return at >= since and (last_run is None or now - last_run >= cooldown_s)
+
+
+def on_drift(settings: Settings, name: str, job: Callable[[dict[str, Any]], object]) -> None:
+    """Follow ``model-events`` forever; run ``job`` on each due drift event of ``name``."""
+    from tonewatch.kafka_io import ensure_topics, iter_topic
+
+    since, last_run = datetime.now(UTC).replace(microsecond=0), None
+    topic = settings.topic("model-events")
+    ensure_topics(settings, [topic])
+    for rec in iter_topic(settings, topic, follow=True):
+        try:
+            event = json.loads(rec.value)
+        except (TypeError, json.JSONDecodeError):
+            continue
+        if isinstance(event, dict) and drift_due(event, name, since, last_run, settings.retrain_drift_cooldown_s,
+                                                 time.monotonic()):
+            last_run = time.monotonic()
+            job(event)
+

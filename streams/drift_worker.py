@@ -1,0 +1,81 @@
+"""The worker's side of drift: one window per model version, references loaded off the event loop.
+
+A version's reference comes from its manifest, or is computed once (model inference on its
+validation split) in a thread and cached in the run dir; until it is ready the window still fills,
+so PSI is exported as soon as both are there. A version without a reachable artifact has no drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from streams.drift import DriftEvent, DriftWindow
+from streams.metrics import PipelineMetrics
+from streams.records import Scored
+from tonewatch.settings import Settings
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]  # (model, version)
+
+
+class DriftTracker:
+    def __init__(self, settings: Settings, metrics: PipelineMetrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._windows: dict[Key, DriftWindow] = {}
+        self._refs: dict[Key, dict[str, list[float]]] = {}
+        self._loading: dict[Key, asyncio.Future[None]] = {}
+        # one loader thread: references load one at a time (concurrent first imports of transformers
+        # race and fail) and never take more than one core from scoring
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-reference")
+
+    def observe(self, scored: Scored) -> list[DriftEvent]:
+        """Add one scored record to both models' windows; returns the drift events now due."""
+        s = self._settings
+        events: list[DriftEvent] = []
+        for model, probs in ((s.sentiment_model, scored.sentiment_probs), (s.topic_model, scored.topic_probs)):
+            version = scored.model_versions.get(model)
+            if version is None or not probs:
+                continue
+            key = (model, version)
+            window = self._windows.get(key)
+            if window is None:
+                window = self._windows[key] = DriftWindow(model, version, list(probs), s.drift_window,
+                                                          s.drift_threshold)
+            window.add(probs)
+            reference = self._reference(key)
+            if reference is None:
+                continue
+            values = window.psi(reference)
+            for kind, value in values.items():
+                self._metrics.drift_psi.labels(model, kind).set(value)
+            events += window.events(values)
+        return events
+
+    def _reference(self, key: Key) -> dict[str, list[float]] | None:
+        if key in self._refs:
+            return self._refs[key]
+        if key not in self._loading:
+            self._loading[key] = asyncio.get_running_loop().run_in_executor(self._executor, self._load, key)
+        return None
+
+    def _load(self, key: Key) -> None:
+        """In a thread: a failure only disables drift for this version, the worker keeps scoring."""
+        from models.train import reference_for
+
+        model, version = key
+        try:
+            s = self._settings
+            ref = reference_for(s.model_repository / model / version, s.run_dir / "drift", s.drift_reference_texts)
+        except Exception:
+            log.warning("no drift reference for %s v%s: drift not monitored", model, version, exc_info=True)
+            return
+        self._refs[key] = ref
+        log.info("drift reference for %s v%s ready: %s", model, version, ref)
+
+
+def event_time() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,73 @@
+"""The retrain job's pure parts: the gate, feedback hygiene, schedules, drift triggers, reports."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from models.data import Split, apply_corrections
+from models.retrain import drift_due, gate, held_out_filter, markdown, parse_every, write_report
+
+
+def test_gate_allows_a_drop_within_the_margin_only() -> None:
+    assert gate(0.74, 0.745, 0.01).passed
+    assert gate(0.735, 0.745, 0.01).passed  # exactly at the floor
+    refused = gate(0.73, 0.745, 0.01)
+    assert not refused.passed and "< production 0.7450" in refused.reason
+    assert not gate(0.80, 0.79, -0.05).passed  # a negative margin demands an improvement
+    assert gate(0.5, None, 0.01).passed
+
+
+def test_feedback_never_enters_the_evaluation_sets() -> None:
+    rows = Split(["New text", "the  TEST text", "val text", "other"], [0, 1, 2, 0])
+    kept, dropped = held_out_filter(rows, [Split(["Val Text"], [1]), Split(["The test text"], [0])])
+    assert kept.texts == ["New text", "other"] and kept.labels == [0, 0] and dropped == 2
+
+
+def test_a_correction_relabels_a_training_text_in_place_and_new_texts_are_appended() -> None:
+    base = Split(["a b", "c"], [0, 1])
+    corrected, new = apply_corrections(base, Split(["A  B", "d", "d", "e"], [2, 0, 1, 2]))
+    assert corrected.texts == base.texts and corrected.labels == [2, 1]
+    assert new.texts == ["d", "e"] and new.labels == [1, 2]
+
+
+def test_parse_every() -> None:
+    assert parse_every("24h") == 86400 and parse_every("30m") == 1800 and parse_every("90s") == 90
+    assert parse_every("1.5d") == 129600
+    for bad in ("", "24", "h", "0h", "-1h", "3w"):
+        with pytest.raises(ValueError):
+            parse_every(bad)
+
+
+def test_drift_triggers_only_new_events_of_the_model_outside_the_cooldown() -> None:
+    since = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    ev = {"event": "drift", "model": "sentiment", "version": 1, "at": "2026-01-05T12:00:05Z"}
+    assert drift_due(ev, "sentiment", since, None, 3600, 100.0)
+    assert not drift_due(ev, "topic", since, None, 3600, 100.0)
+    assert not drift_due({**ev, "event": "promoted"}, "sentiment", since, None, 3600, 100.0)
+    assert not drift_due({**ev, "at": "2026-01-05T11:59:59Z"}, "sentiment", since, None, 3600, 100.0)
+    assert not drift_due({**ev, "at": "garbage"}, "sentiment", since, None, 3600, 100.0)
+    assert not drift_due(ev, "sentiment", since, 50.0, 3600, 100.0)
+    assert drift_due(ev, "sentiment", since, 50.0, 3600, 3700.0)
+
+
+def _report() -> dict:
+    fig = {"n": 100, "accuracy": 0.8, "macro_f1": 0.7, "weighted_f1": 0.75, "per_class": []}
+    return {"model": "sentiment", "at": "20260105T120000Z", "mode": "head", "command": "x", "limit": None,
+            "data": {"train": 10, "val": 5, "test": 5, "feedback_rows": 3, "feedback_used": 2,
+                     "feedback_new_texts": 1, "feedback_relabelled": 1, "feedback_dropped_held_out": 1},
+            "production": {"version": 1, **fig}, "candidate": {"staged": None, **fig, "weighted_f1": 0.6},
+            "gate": {"passed": False, "candidate": 0.6, "production": 0.75, "margin": 0.01, "reason": "r"},
+            "decision": "refused", "pushed_version": None, "seconds": 1.0}
+
+
+def test_report_is_written_as_json_and_markdown(tmp_path: Path) -> None:
+    path = write_report(tmp_path / "reports", _report())
+    assert json.loads(path.read_text())["decision"] == "refused"
+    md = path.with_suffix(".md").read_text()
+    assert "**refused**" in md and "| production v1 | 100 | 0.8000 | 0.7000 | 0.7500 |" in md
+    assert "| candidate | 100 | 0.8000 | 0.7000 | 0.6000 |" in md and "1 dropped (in val/test)" in md
+    assert markdown(_report()).startswith("# Retrain sentiment (head)")
