@@ -20,6 +20,7 @@ from streams.drift_worker import DriftTracker, event_time
 from streams.enrich import extract_tickers, mask_pii
 from streams.errors import dead_letter_record
 from streams.knowledge import Knowledge
+from streams.lifecycle import SharedLifecycle
 from streams.metrics import GAUGE_DIMENSIONS, PipelineMetrics
 from streams.model_events import EventFollower
 from streams.records import InvalidMessage, Message, Scored, parse_message
@@ -91,21 +92,20 @@ def register_agents(
 
     recent = RecentIds(settings.dedup_capacity)
 
-    @app.agent(topics.inputs, name="score")
+    scorer = TritonScorer(
+        settings.triton_grpc_url, [settings.sentiment_model, settings.topic_model], settings.triton_timeout_s
+    )
+    follower = EventFollower(settings, metrics)
+    # one gRPC client and one model-events follower for every concurrent scoring actor, started by the
+    # first actor (caught up on model-events before the first message is routed) and closed by the last
+    clients = SharedLifecycle(scorer.start, follower.start, stop=(follower.stop, scorer.close))
+    inflight: set[str] = set()  # ids a concurrent batch is scoring right now: dedup across actors
+
+    @app.agent(topics.inputs, name="score", concurrency=settings.score_concurrency)
     async def score(stream: Any) -> None:
-        scorer = TritonScorer(
-            settings.triton_grpc_url, [settings.sentiment_model, settings.topic_model], settings.triton_timeout_s
-        )
-        await scorer.start()
-        await follower.start()  # caught up on model-events before the first message is routed
-        try:
+        async with clients:
             async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
                 await _score_batch(scorer, events)
-        finally:
-            await follower.stop()
-            await scorer.close()
-
-    follower = EventFollower(settings, metrics)
 
     async def _score_batch(scorer: TritonScorer, events: list[Any]) -> None:
         pending: list[Awaitable[Any]] = []
@@ -119,12 +119,13 @@ def register_agents(
             except InvalidMessage as exc:
                 pending.append(await dead_letter(exc.reason, ev, "validate"))
                 continue
-            if msg.id in recent or msg.id in batch_ids:
+            if msg.id in recent or msg.id in batch_ids or msg.id in inflight:
                 metrics.duplicates.inc()  # counted, not scored twice: the first copy's output stands
                 log.debug("duplicate message id %s skipped", msg.id)
                 continue
             batch_ids.add(msg.id)
             valid.append((ev, msg))
+        inflight.update(batch_ids)
         if valid:
             t0 = time.perf_counter()
             try:
@@ -140,7 +141,10 @@ def register_agents(
                 log.exception("scoring failed for a batch of %d", len(valid))
                 for ev, _ in valid:
                     pending.append(await dead_letter(f"inference failed: {exc}", ev, "score"))
-        await asyncio.gather(*pending)
+        try:
+            await asyncio.gather(*pending)
+        finally:
+            inflight.difference_update(batch_ids)
 
     drift = DriftTracker(settings, metrics)
 

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9108, ge=0, description="Worker's Prometheus /metrics port; 0 disables it.")
     batch_size: int = Field(64, ge=1, description="Largest micro-batch sent to Triton.")
     batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait to fill a micro-batch.")
+    score_concurrency: int = Field(
+        2, ge=1, description="Micro-batches in flight per worker: one is produced while the next is inferred."
+    )
     dedup_capacity: int = Field(200_000, ge=1, description="Message ids a worker remembers to skip redeliveries.")
     max_text_chars: int = Field(2000, ge=1, description="Longer texts are dead-lettered.")
     knowledge_path: Path | None = Field(
