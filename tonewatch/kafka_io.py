@@ -32,11 +32,15 @@ def client_config(settings: Settings) -> dict[str, Any]:
 
 
 def ensure_topics(settings: Settings, names: list[str]) -> None:
-    """Create missing topics with the configured partition count (idempotent)."""
+    """Create missing topics with the configured partition count and streams.topics' configs (idempotent)."""
+    from streams.topics import CONFIGS
+
+    configs = {settings.topic(short): conf for short, conf in CONFIGS.items()}
     admin = KafkaAdminClient(**client_config(settings), client_id="tonewatch-admin")
     try:
         existing = set(admin.list_topics())
-        new = [NewTopic(n, settings.topic_partitions, 1) for n in names if n not in existing]
+        new = [NewTopic(n, settings.topic_partitions, 1, topic_configs=configs.get(n, {}))
+               for n in names if n not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)

@@ -16,7 +16,6 @@ from tonewatch.stack.prometheus import dashboard_queries, local_config, vector_s
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "dashboards" / "json").glob("*.json"))
-PENDING = sorted((REPO / "dashboards" / "pending").glob("*.json"))
 GRAFANA_BUILTIN = "-- Grafana --"  # Grafana's own annotation store (the delivery area posts alert text there)
 
 
@@ -92,6 +91,39 @@ def _mount(service: dict, target: str) -> str:
     return hosts[0]
 
 
+def test_compose_retrains_both_models_daily_under_the_retrain_profile() -> None:
+    services = _yaml("docker-compose.yml")["services"]
+    jobs = {name: svc for name, svc in services.items() if "retrain" in svc.get("profiles", [])}
+    commands = sorted(tuple(svc["command"]) for svc in jobs.values())
+    assert commands == [("tonewatch", "retrain", m, "--every", "24h", "--push") for m in ("sentiment", "topic")]
+    for name, svc in jobs.items():
+        assert svc["build"]["args"]["EXTRAS"] == "[models]", name  # training needs torch
+        assert _mount(svc, "/models") == "./triton_repo", name  # --push writes the next version there
+        assert svc["environment"]["TONEWATCH_MODEL_REPOSITORY"] == "/models", name
+
+
+def test_compose_syncs_models_after_triton_and_before_the_workers() -> None:
+    """A restarted Triton loads the newest version on disk; the model events decide instead."""
+    services = _yaml("docker-compose.yml")["services"]
+    sync = services["models-sync"]
+    script = " ".join(sync["command"])
+    assert "tonewatch models sync $$m" in script and "for m in sentiment topic" in script
+    assert sync["depends_on"]["triton"] == {"condition": "service_healthy", "restart": True}
+    assert sync["environment"]["TONEWATCH_TRITON_HTTP_URL"] == "triton:8000"
+    assert _mount(sync, "/models") == "./triton_repo"  # config.pbtxt for the load override
+    assert "profiles" not in sync and sync["restart"] == "on-failure"
+    assert services["worker"]["depends_on"]["models-sync"] == {"condition": "service_completed_successfully"}
+    assert _mount(services["worker"], "/models") == "./triton_repo"  # each version's drift reference
+    # the one failure the script tolerates (a fresh deployment, no rollout yet) is worded as the CLI words it
+    assert '"no model events"' in script and "no model events for" in (REPO / "models/rollout/driver.py").read_text()
+
+
+def test_triton_image_writes_no_bytecode_into_the_model_repository() -> None:
+    text = (REPO / "docker" / "triton.Dockerfile").read_text()
+    env = [line for line in text.splitlines() if line.startswith("ENV ")]
+    assert any("PYTHONDONTWRITEBYTECODE=1" in line.split() for line in env), env
+
+
 def test_grafana_provisioning_uses_fixed_datasource_uid() -> None:
     ds = _yaml("dashboards/provisioning/datasources/prometheus.yml")["datasources"]
     assert [d["uid"] for d in ds] == ["tonewatch-prometheus"]
@@ -99,7 +131,7 @@ def test_grafana_provisioning_uses_fixed_datasource_uid() -> None:
     providers = _yaml("dashboards/provisioning/dashboards/tonewatch.yml")["providers"]
     grafana = _yaml("docker-compose.yml")["services"]["grafana"]
     assert _mount(grafana, "/etc/grafana/provisioning") == "./dashboards/provisioning"
-    # the provider reads exactly the tested dashboards: dashboards/pending must stay out of Grafana
+    # the provider reads exactly the tested dashboards in dashboards/json, nothing else
     assert [p["options"]["path"] for p in providers] == ["/var/lib/grafana/dashboards"]
     assert _mount(grafana, "/var/lib/grafana/dashboards") == "./dashboards/json"
 
@@ -132,28 +164,28 @@ def test_risk_overview_marks_alerts_from_prometheus() -> None:
     assert any("tonewatch_alerts_total" in e and 'status="firing"' in e for e in exprs)
 
 
-def test_pending_panels_are_valid_and_use_only_the_awaited_metrics() -> None:
-    """Panels waiting for another area's metric: not provisioned, but ready to move in."""
-    assert {p.stem for p in PENDING} == {"model-ops-rollout", "model-ops-drift"}
-    for path in PENDING:
-        spec = json.loads(path.read_text())
-        assert (REPO / spec["append_to"]).is_file()
-        awaited = {m.split("{")[0] for m in spec["needs_metrics"]}
-        for panel in spec["panels"]:
-            assert panel["datasource"]["uid"] == "tonewatch-prometheus"
-            for target in panel["targets"]:
-                names = {s.split("{")[0] for s in vector_selectors(target["expr"])}
-                assert names and names <= awaited, (path.name, target["expr"])
+def test_model_ops_shows_rollout_and_drift_and_nothing_is_left_pending() -> None:
+    """Rollout roles, canary share and drift PSI are provisioned panels now; no pending file waits."""
+    assert not (REPO / "dashboards" / "pending").exists() and not (REPO / "deploy" / "prometheus" / "pending").exists()
+    dashboard = json.loads((REPO / "dashboards" / "json" / "model-ops.json").read_text())
+    names = {s.split("{")[0] for _, expr in dashboard_queries(dashboard) for s in vector_selectors(expr)}
+    assert {"tonewatch_model_version_info", "tonewatch_canary_share", "tonewatch_drift_psi"} <= names
+    assert not [p for p in dashboard["panels"] if p["type"] == "text"]  # the "waiting for metrics" note went
+    rules = [r for g in _yaml("deploy/prometheus/rules/alerting.yml")["groups"] for r in g["rules"]]
+    drift = next(r for r in rules if r.get("alert") == "TonewatchDriftHigh")
+    assert "tonewatch_drift_psi" in drift["expr"] and "> 0.2" in drift["expr"]
+    tests = (REPO / "deploy" / "prometheus" / "tests" / "alerting_test.yml").read_text()
+    assert "alertname: TonewatchDriftHigh" in tests
 
 
 def test_promtool_checks_config_and_rules() -> None:
     _run("promtool", "check", "config", "deploy/prometheus/prometheus.yml")
     rule_files = sorted(str(p.relative_to(REPO)) for p in (REPO / "deploy" / "prometheus").glob("*/*.yml")
-                        if p.parent.name in {"rules", "pending"})
-    assert len(rule_files) == 3
+                        if p.parent.name == "rules")
+    assert len(rule_files) == 2
     _run("promtool", "check", "rules", *rule_files)
     prom = _yaml("deploy/prometheus/prometheus.yml")
-    assert prom["rule_files"] == ["rules/recording.yml", "rules/alerting.yml"]  # pending/ is not loaded
+    assert prom["rule_files"] == ["rules/recording.yml", "rules/alerting.yml"]
 
 
 def test_promtool_rule_unit_tests_fire_the_alerts() -> None:
