@@ -17,6 +17,7 @@ from typing import Any
 
 from streams.metrics import PipelineMetrics
 from streams.routing import InvalidEvent, ModelEvent, Route, apply_event
+from tonewatch.kafka_io import sasl_config
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,7 @@ def aiokafka_config(settings: Settings) -> dict[str, Any]:
                             "security_protocol": settings.kafka_security_protocol.upper()}
     if conf["security_protocol"] in ("SSL", "SASL_SSL"):
         conf["ssl_context"] = ssl.create_default_context()
-    if settings.kafka_sasl_mechanism:
-        conf["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        conf["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            conf["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    return conf
+    return {**conf, **sasl_config(settings)}
 
 
 class EventFollower:

@@ -17,18 +17,24 @@ from kafka.structs import TopicPartition
 from tonewatch.settings import Settings
 
 
+def sasl_config(settings: Settings) -> dict[str, Any]:
+    """SASL options in the spelling kafka-python and aiokafka share; the password is unwrapped only here."""
+    if not settings.kafka_sasl_mechanism:
+        return {}
+    conf: dict[str, Any] = {"sasl_mechanism": settings.kafka_sasl_mechanism,
+                            "sasl_plain_username": settings.kafka_sasl_username}
+    if settings.kafka_sasl_password is not None:
+        conf["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return conf
+
+
 def client_config(settings: Settings) -> dict[str, Any]:
-    """Connection settings shared by every client, secrets unwrapped only here."""
-    conf: dict[str, Any] = {
+    """Connection settings shared by every kafka-python client."""
+    return {
         "bootstrap_servers": settings.kafka_bootstrap.split(","),
         "security_protocol": settings.kafka_security_protocol,
+        **sasl_config(settings),
     }
-    if settings.kafka_sasl_mechanism:
-        conf["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        conf["sasl_plain_username"] = settings.kafka_sasl_username
-        if settings.kafka_sasl_password is not None:
-            conf["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
-    return conf
 
 
 def ensure_topics(settings: Settings, names: list[str]) -> None:
