@@ -100,7 +100,7 @@ def push_version(settings: Settings, name: str, path: Path) -> int:
             raise ArtifactError(f"{src}: label map {raw.get('labels')} differs from {name}'s labels {labels}")
         source_version = raw.get("version")
         manifest = Manifest.from_dict({**raw, "version": version,
-                                       "parent": raw.get("parent") if source_version is None else source_version})
+                                       "parent": raw["parent"] if raw.get("parent") is not None else source_version})
         manifest_path.write_text(json.dumps({**raw, **manifest.__dict__}, indent=2) + "\n")
         for p in tmp.rglob("*"):
             p.chmod(0o755 if p.is_dir() else 0o644)
