@@ -19,6 +19,7 @@ from streams.dedup import RecentIds
 from streams.drift_worker import DriftTracker, event_time
 from streams.enrich import extract_tickers, mask_pii
 from streams.errors import dead_letter_record
+from streams.fold import decode_events, dump_state, encode_events, fold_events, group_by_key, load_state
 from streams.knowledge import Knowledge
 from streams.lifecycle import SharedLifecycle
 from streams.metrics import GAUGE_DIMENSIONS, PipelineMetrics
@@ -27,7 +28,7 @@ from streams.records import InvalidMessage, Message, Scored, parse_message
 from streams.scoring import TritonScorer
 from streams.topics import Topics
 from streams.trends import trend_events, trend_record
-from streams.windows import DetectorConfig, KeyState, TrendEvent, apply_event
+from streams.windows import DetectorConfig, TrendEvent
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,13 @@ def register_agents(
     app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorConfig, metrics: PipelineMetrics,
     knowledge: Knowledge,
 ) -> None:
-    async def dead_letter(reason: str, event: Any, stage: str) -> Awaitable[Any]:
+    async def dead_letter(reason: str, event: Any, stage: str, payload: bytes | None = None) -> Awaitable[Any]:
+        """``payload`` names the part of a batch record that failed; by default the whole record."""
         msg = event.message
         metrics.dead_letter.labels(stage).inc()
         record = dead_letter_record(
-            reason, event.value, stage=stage, topic=msg.topic, partition=msg.partition, offset=msg.offset
+            reason, event.value if payload is None else payload, stage=stage, topic=msg.topic,
+            partition=msg.partition, offset=msg.offset,
         )
         return await topics.dead_letter.send(key=event.key, value=_dumps(record))
 
@@ -150,49 +153,70 @@ def register_agents(
 
     @app.agent(topics.scored, name="fanout")
     async def fanout(stream: Any) -> None:
-        # deliveries are awaited once per batch: awaiting them per record capped fan-out at one broker round trip
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+        # one record per key per batch (streams/fold.py); deliveries are awaited once per batch, so offsets
+        # move only after the batch's outputs are acknowledged
+        async for events in stream.take_events(settings.agg_batch_size, within=settings.batch_timeout_s):
             sends: list[Awaitable[Any]] = []
+            trend: list[TrendEvent] = []
             for ev in events:
                 try:
                     scored = Scored.model_validate_json(ev.value)
-                    sends.extend([
-                        await topics.trend_events.send(key=f"{t.dimension}|{t.key}".encode(), value=_dumps(t.__dict__))
-                        for t in trend_events(scored)
-                    ])
+                    trend.extend(trend_events(scored))
                     for d in drift.observe(scored):
                         log.warning("drift: %s v%s %s PSI %.3f", d.model, d.version, d.kind, d.psi)
                         sends.append(await topics.model_events.send(key=d.model.encode(),
                                                                     value=_dumps(d.as_dict(event_time()))))
                 except Exception as exc:
                     sends.append(await dead_letter(f"bad scored record: {exc}", ev, "fanout"))
+            for key, group in group_by_key(trend).items():
+                sends.append(await topics.trend_events.send(key=key.encode(), value=encode_events(group)))
             await asyncio.gather(*sends)
 
     @app.agent(topics.trend_events, name="windows")
     async def windows(stream: Any) -> None:
-        async for ev in stream.events():
-            try:
-                key = ev.key.decode()
-                tev = TrendEvent(**json.loads(ev.value))
-                update = apply_event(KeyState.from_dict(table[key]), tev, cfg)
-                if not update.accepted:
-                    await dead_letter(f"later than allowed lateness ({cfg.allowed_lateness_s}s)", ev, "windows")
-                    continue
-                state = update.state
-                table[key] = state.to_dict()
-                for closed in update.closed:
-                    record = trend_record(tev.dimension, tev.key, closed, cfg.window_s)
-                    await topics.trends.send(key=ev.key, value=_dumps(record))
-                metrics.trend_events.labels(tev.dimension).inc()
-                if tev.dimension in GAUGE_DIMENSIONS and state.windows:
-                    latest = state.windows[-1]
-                    metrics.negative_share.labels(tev.dimension, tev.key).set(latest.share)
-                    metrics.window_volume.labels(tev.dimension, tev.key).set(latest.count)
-                for t in update.transitions:
-                    payload = alert_payload(t, tev, cfg.window_s, settings.dashboard_url)
-                    log.info("alert %s %s %s=%s", t.status, t.severity, tev.dimension, tev.key)
-                    metrics.alerts.labels(t.status, t.severity, tev.dimension).inc()
-                    await topics.alerts.send(key=t.alert_id.encode(), value=_dumps(payload))
-            except Exception as exc:
-                await dead_letter(f"window update failed: {exc}", ev, "windows")
+        # the table is read and written once per key per batch; the detector still sees every event in order
+        async for events in stream.take_events(settings.agg_batch_size, within=settings.batch_timeout_s):
+            per_key: dict[str, list[tuple[Any, TrendEvent]]] = {}
+            sends: list[Awaitable[Any]] = []
+            for ev in events:
+                try:
+                    key = ev.key.decode()
+                    per_key.setdefault(key, []).extend((ev, t) for t in decode_events(ev.value))
+                except Exception as exc:
+                    sends.append(await dead_letter(f"bad trend event: {exc}", ev, "windows"))
+            for key, items in per_key.items():
+                try:
+                    sends.extend(await _fold_key(key, items))
+                except Exception as exc:  # a bug in the fold: every record of the key goes, none is lost
+                    for ev in {id(e): e for e, _ in items}.values():
+                        sends.append(await dead_letter(f"window update failed: {exc}", ev, "windows"))
+            await asyncio.gather(*sends)
 
+    async def _fold_key(key: str, items: list[tuple[Any, TrendEvent]]) -> list[Awaitable[Any]]:
+        fold = fold_events(load_state(table.get(key)), (t for _, t in items), cfg)
+        value = dump_state(fold.state)
+        # a batch has no "current event", which Table.__setitem__ needs for the changelog partition: write the
+        # store and its changelog record directly, on the partition the key's records came from (co-partitioned)
+        table.data[key] = value
+        table.send_changelog(items[-1][0].message.partition, key, value)
+        sends: list[Awaitable[Any]] = []
+        for (ev, tev), (_, update) in zip(items, fold.updates, strict=True):
+            if not update.accepted:
+                sends.append(await dead_letter(f"later than allowed lateness ({cfg.allowed_lateness_s}s)", ev,
+                                               "windows", payload=encode_events([tev])))
+                continue
+            metrics.trend_events.labels(tev.dimension).inc()
+            for closed in update.closed:
+                record = trend_record(tev.dimension, tev.key, closed, cfg.window_s)
+                sends.append(await topics.trends.send(key=ev.key, value=_dumps(record)))
+            for t in update.transitions:
+                payload = alert_payload(t, tev, cfg.window_s, settings.dashboard_url)
+                log.info("alert %s %s %s=%s", t.status, t.severity, tev.dimension, tev.key)
+                metrics.alerts.labels(t.status, t.severity, tev.dimension).inc()
+                sends.append(await topics.alerts.send(key=t.alert_id.encode(), value=_dumps(payload)))
+        last = items[-1][1]
+        if last.dimension in GAUGE_DIMENSIONS and fold.state.windows:
+            latest = fold.state.windows[-1]
+            metrics.negative_share.labels(last.dimension, last.key).set(latest.share)
+            metrics.window_volume.labels(last.dimension, last.key).set(latest.count)
+        return sends

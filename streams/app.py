@@ -67,7 +67,8 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
     )
     topics = declare(app, settings)
     state = app.Table(
-        f"{settings.topic_prefix}-trend-state", default=dict, partitions=settings.topic_partitions
+        f"{settings.topic_prefix}-trend-state", default=dict, partitions=settings.topic_partitions,
+        value_type=bytes,  # raw: JSON written by streams.fold.dump_state
     )
     knowledge = load_knowledge(settings.knowledge_path) if settings.knowledge_path else load_knowledge()
     register_agents(

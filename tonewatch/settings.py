@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9108, ge=0, description="Worker's Prometheus /metrics port; 0 disables it.")
     batch_size: int = Field(64, ge=1, description="Largest micro-batch sent to Triton.")
     batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait to fill a micro-batch.")
+    agg_batch_size: int = Field(
+        1000, ge=1, description="Records the fan-out and windows agents take at once (one state write per key)."
+    )
     score_concurrency: int = Field(
         2, ge=1, description="Micro-batches in flight per worker: one is produced while the next is inferred."
     )
