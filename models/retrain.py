@@ -84,6 +84,20 @@ def production_version(settings: Settings, name: str) -> int | None:
     return found[-1] if found else None
 
 
+def prune_staged(folder: Path, name: str, keep: int) -> list[Path]:
+    """Remove all but the newest ``keep`` staged candidates of ``name``; returns what was removed.
+
+    A passed but unpushed candidate (or what a failed run left) stays for a later push or a look,
+    but not forever: each is a full model copy. Only ``<name>-<UTC stamp>`` folders count.
+    """
+    pattern = re.compile(rf"{re.escape(name)}-\d{{8}}T\d{{6}}Z")
+    staged = sorted(p for p in folder.glob(f"{name}-*") if p.is_dir() and pattern.fullmatch(p.name))
+    old = staged[: max(len(staged) - keep, 0)]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
+
+
 def install(repo: Path, name: str, staged: Path) -> int:
     """Copy a staged version into the live repository as its next version, atomically (tmp + rename)."""
     version = next_version(repo, name)
@@ -117,6 +131,8 @@ def run_retrain(
 
     t0 = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for path in prune_staged(settings.run_dir / "retrain", name, settings.retrain_keep_staged):
+        log.info("removed old staged candidate %s", path)
     ds = load_dataset(name)
     rows, dropped = held_out_filter(as_split(feedback, name), [ds.val, ds.test])
     base = ds.train if limit is None else Split(ds.train.texts[:limit], ds.train.labels[:limit])
