@@ -22,6 +22,7 @@ from models.artifact import MANIFEST, artifact_dir, next_version, read_manifest,
 from models.data import Split, apply_corrections, load_dataset, norm_text
 from models.feedback import Feedback, as_split
 from models.finetune import FinetuneConfig
+from models.retrain_triggers import Job, OnError, follow_drift
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -202,32 +203,12 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def drift_due(event: dict[str, Any], name: str, since: datetime, last_run: float | None, cooldown_s: float,
-              now: float) -> bool:
-    """A drift event of this model, newer than the job's start, outside the cooldown of the last run."""
-    if event.get("event") != "drift" or event.get("model") != name:
-        return False
-    try:
-        at = datetime.fromisoformat(str(event.get("at", "")).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return at >= since and (last_run is None or now - last_run >= cooldown_s)
-
-
-def on_drift(settings: Settings, name: str, job: Callable[[dict[str, Any]], object]) -> None:
-    """Follow ``model-events`` forever; run ``job`` on each due drift event of ``name``."""
+def on_drift(settings: Settings, name: str, job: Job, on_error: OnError,
+             stop: Callable[[], bool] | None = None) -> int:
+    """Follow ``model-events`` (until ``stop``); run ``job`` once per due drift event of ``name``."""
     from tonewatch.kafka_io import ensure_topics, iter_topic
 
-    since, last_run = datetime.now(UTC).replace(microsecond=0), None
     topic = settings.topic("model-events")
     ensure_topics(settings, [topic])
-    for rec in iter_topic(settings, topic, follow=True):
-        try:
-            event = json.loads(rec.value)
-        except (TypeError, json.JSONDecodeError):
-            continue
-        if isinstance(event, dict) and drift_due(event, name, since, last_run, settings.retrain_drift_cooldown_s,
-                                                 time.monotonic()):
-            last_run = time.monotonic()
-            job(event)
-
+    values = (rec.value for rec in iter_topic(settings, topic, follow=True, stop=stop))
+    return follow_drift(values, name, job, settings.retrain_drift_cooldown_s, on_error)

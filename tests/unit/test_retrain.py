@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from models.data import Split, apply_corrections
-from models.retrain import drift_due, gate, held_out_filter, markdown, parse_every, prune_staged, write_report
+from models.retrain import gate, held_out_filter, markdown, parse_every, prune_staged, write_report
 
 
 def test_gate_allows_a_drop_within_the_margin_only() -> None:
@@ -40,18 +39,6 @@ def test_parse_every() -> None:
     for bad in ("", "24", "h", "0h", "-1h", "3w"):
         with pytest.raises(ValueError):
             parse_every(bad)
-
-
-def test_drift_triggers_only_new_events_of_the_model_outside_the_cooldown() -> None:
-    since = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-    ev = {"event": "drift", "model": "sentiment", "version": 1, "at": "2026-01-05T12:00:05Z"}
-    assert drift_due(ev, "sentiment", since, None, 3600, 100.0)
-    assert not drift_due(ev, "topic", since, None, 3600, 100.0)
-    assert not drift_due({**ev, "event": "promoted"}, "sentiment", since, None, 3600, 100.0)
-    assert not drift_due({**ev, "at": "2026-01-05T11:59:59Z"}, "sentiment", since, None, 3600, 100.0)
-    assert not drift_due({**ev, "at": "garbage"}, "sentiment", since, None, 3600, 100.0)
-    assert not drift_due(ev, "sentiment", since, 50.0, 3600, 100.0)
-    assert drift_due(ev, "sentiment", since, 50.0, 3600, 3700.0)
 
 
 def _report() -> dict:
