@@ -274,3 +274,49 @@ def test_shadow_scores_with_production_and_the_agreement_gate_decides(
                      "unloaded"]
     print("\nshadow figures:", json.dumps(figures(replay, list(iter_topic(settings, settings.topic("scored"))),
                                                    windows), indent=2))
+
+
+def stub_pids(triton: TritonProcess, name: str) -> dict[str, list[str]]:
+    """Version -> pids of its Python stub processes: a re-initialised version gets a new process."""
+    out: dict[str, list[str]] = {}
+    children = subprocess.run(["pgrep", "-P", str(triton.pid)], capture_output=True, text=True).stdout.split()
+    for pid in children:
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:  # exited meanwhile
+            continue
+        parts = Path(args[1].decode()).parts if len(args) > 1 else ()
+        if len(parts) >= 3 and parts[-1] == "model.py" and parts[-3] == name:
+            out.setdefault(parts[-2], []).append(pid)
+    return out
+
+
+def settled_pids(triton: TritonProcess, name: str, versions: set[str]) -> dict[str, list[str]]:
+    """Once Triton has finished unloading what it replaced or dropped (it does so asynchronously)."""
+    deadline, pids = time.monotonic() + 60, stub_pids(triton, name)
+    while (set(pids) != versions or any(len(p) > 1 for p in pids.values())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        pids = stub_pids(triton, name)
+    return pids
+
+
+@pytest.mark.timeout(600)
+def test_a_swap_initialises_only_the_new_version(rollout_triton: tuple[Settings, TritonProcess]) -> None:
+    """Loading a candidate beside production, then dropping production, leaves loaded versions untouched."""
+    from models.publish import push_version
+
+    settings, triton = rollout_triton
+    before = settled_pids(triton, "sentiment", {"1"})
+    version = push_version(settings, "sentiment", settings.model_repository / "sentiment" / "1")
+    seconds = {}
+    t0 = time.monotonic()
+    load_model(settings, "sentiment", versions=[1, version])
+    seconds["candidate beside production"] = round(time.monotonic() - t0, 2)
+    beside = settled_pids(triton, "sentiment", {"1", str(version)})
+    assert beside["1"] == before["1"], "production was re-initialised by the candidate's load"
+    t0 = time.monotonic()
+    load_model(settings, "sentiment", versions=[version])
+    seconds["promote (drop the old production)"] = round(time.monotonic() - t0, 2)
+    after = settled_pids(triton, "sentiment", {str(version)})
+    assert after == {str(version): beside[str(version)]}, "the new production was re-initialised by the swap"
+    print("\nswap load seconds:", json.dumps(seconds))
