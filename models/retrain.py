@@ -22,6 +22,7 @@ from models.artifact import MANIFEST, artifact_dir, next_version, read_manifest,
 from models.data import Split, apply_corrections, load_dataset, norm_text
 from models.feedback import Feedback, as_split
 from models.finetune import FinetuneConfig
+from models.retrain_triggers import Job, OnError, follow_drift
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,20 @@ def production_version(settings: Settings, name: str) -> int | None:
     return found[-1] if found else None
 
 
+def prune_staged(folder: Path, name: str, keep: int) -> list[Path]:
+    """Remove all but the newest ``keep`` staged candidates of ``name``; returns what was removed.
+
+    A passed but unpushed candidate (or what a failed run left) stays for a later push or a look,
+    but not forever: each is a full model copy. Only ``<name>-<UTC stamp>`` folders count.
+    """
+    pattern = re.compile(rf"{re.escape(name)}-\d{{8}}T\d{{6}}Z")
+    staged = sorted(p for p in folder.glob(f"{name}-*") if p.is_dir() and pattern.fullmatch(p.name))
+    old = staged[: max(len(staged) - keep, 0)]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
+
+
 def install(repo: Path, name: str, staged: Path) -> int:
     """Copy a staged version into the live repository as its next version, atomically (tmp + rename)."""
     version = next_version(repo, name)
@@ -117,6 +132,8 @@ def run_retrain(
 
     t0 = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for path in prune_staged(settings.run_dir / "retrain", name, settings.retrain_keep_staged):
+        log.info("removed old staged candidate %s", path)
     ds = load_dataset(name)
     rows, dropped = held_out_filter(as_split(feedback, name), [ds.val, ds.test])
     base = ds.train if limit is None else Split(ds.train.texts[:limit], ds.train.labels[:limit])
@@ -186,32 +203,12 @@ def markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def drift_due(event: dict[str, Any], name: str, since: datetime, last_run: float | None, cooldown_s: float,
-              now: float) -> bool:
-    """A drift event of this model, newer than the job's start, outside the cooldown of the last run."""
-    if event.get("event") != "drift" or event.get("model") != name:
-        return False
-    try:
-        at = datetime.fromisoformat(str(event.get("at", "")).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return at >= since and (last_run is None or now - last_run >= cooldown_s)
-
-
-def on_drift(settings: Settings, name: str, job: Callable[[dict[str, Any]], object]) -> None:
-    """Follow ``model-events`` forever; run ``job`` on each due drift event of ``name``."""
+def on_drift(settings: Settings, name: str, job: Job, on_error: OnError,
+             stop: Callable[[], bool] | None = None) -> int:
+    """Follow ``model-events`` (until ``stop``); run ``job`` once per due drift event of ``name``."""
     from tonewatch.kafka_io import ensure_topics, iter_topic
 
-    since, last_run = datetime.now(UTC).replace(microsecond=0), None
     topic = settings.topic("model-events")
     ensure_topics(settings, [topic])
-    for rec in iter_topic(settings, topic, follow=True):
-        try:
-            event = json.loads(rec.value)
-        except (TypeError, json.JSONDecodeError):
-            continue
-        if isinstance(event, dict) and drift_due(event, name, since, last_run, settings.retrain_drift_cooldown_s,
-                                                 time.monotonic()):
-            last_run = time.monotonic()
-            job(event)
-
+    values = (rec.value for rec in iter_topic(settings, topic, follow=True, stop=stop))
+    return follow_drift(values, name, job, settings.retrain_drift_cooldown_s, on_error)

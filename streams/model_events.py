@@ -115,8 +115,8 @@ class EventFollower:
         topic = self._settings.topic(TOPIC)
         parts: set[int] = set()
         for _ in range(10):  # a topic created a moment ago can be missing from the first metadata
-            if topic in await self._consumer.topics():
-                parts = self._consumer.partitions_for_topic(topic) or set()
+            parts = await self._partitions(topic)
+            if parts:
                 break
             await asyncio.sleep(1.0)
         if not parts:
@@ -131,6 +131,17 @@ class EventFollower:
             for records in (await self._consumer.getmany(timeout_ms=500)).values():
                 for r in records:
                     self.apply(r.value)
+
+    async def _partitions(self, topic: str) -> set[int]:
+        """The topic's partitions from freshly fetched metadata (empty while the topic does not exist).
+
+        Not ``consumer.partitions_for_topic``: it reads the client's cache, which knows only topics the
+        consumer already tracks, so an existing topic looked missing at start and the first batches were
+        routed without the events until the follower looked again 5 s later. aiokafka has no public
+        call that returns the fetched partitions, hence its client.
+        """
+        cluster = await self._consumer._client.fetch_all_metadata()
+        return set(cluster.partitions_for_topic(topic) or ())
 
     async def _follow(self) -> None:
         while True:

@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     retrain_drift_cooldown_s: float = Field(
         3600.0, ge=0, description="--on-drift: shortest time between two retrains of one model."
     )
+    retrain_keep_staged: int = Field(
+        3, ge=0, description="Staged (unpushed) candidates kept per model; older ones go when a retrain starts."
+    )
     drift_window: int = Field(500, ge=10, description="Recent scored messages per model the drift PSI is computed on.")
     drift_threshold: float = Field(0.2, gt=0, description="PSI above which a drift event is published.")
     drift_reference_texts: int = Field(

@@ -31,24 +31,40 @@ from tonewatch.stack.triton import TritonProcess, start_triton, stop_triton
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def rollout_triton(stack_settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, TritonProcess]]:
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def rollout_stack(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, TritonProcess]]:
+    """One Triton for the module (its start and first loads are minutes on a shared CPU box)."""
+    repo = tmp_path_factory.mktemp("rollout") / "repo"
     for name in ("sentiment", "topic"):
         (repo / name).mkdir(parents=True)
         shutil.copyfile(REPO / "triton_repo" / name / "config.pbtxt", repo / name / "config.pbtxt")
         shutil.copytree(REPO / "triton_repo" / name / "1", repo / name / "1",
                         ignore=shutil.ignore_patterns("__pycache__"))
-    settings = stack_settings.model_copy(update={"model_repository": repo, "run_dir": tmp_path / "run",
-                                                 "triton_cpu_threads": 1})
-    triton = start_triton(settings, tmp_path / "triton")
+    settings = stack_settings.model_copy(update={"model_repository": repo, "triton_cpu_threads": 1})
+    triton = start_triton(settings, repo.parent / "triton")
     try:
-        settings = settings.model_copy(update={"triton_http_url": triton.http_url, "triton_grpc_url": triton.grpc_url})
-        for name in ("sentiment", "topic"):
-            load_model(settings, name)
-        yield settings, triton
+        yield repo, triton
     finally:
         stop_triton(triton)
+
+
+@pytest.fixture
+def rollout_triton(
+    rollout_stack: tuple[Path, TritonProcess], stack_settings: Settings, tmp_path: Path
+) -> tuple[Settings, TritonProcess]:
+    """Triton serving a COPY of the repository with v1 of each model only, whatever an earlier test left."""
+    repo, triton = rollout_stack
+    settings = stack_settings.model_copy(update={
+        "model_repository": repo, "run_dir": tmp_path / "run", "triton_cpu_threads": 1,
+        "triton_http_url": triton.http_url, "triton_grpc_url": triton.grpc_url})
+    for name in ("sentiment", "topic"):
+        if ready(settings, name) != {"1"}:  # first test, or a previous one promoted v2: serve v1 alone again
+            load_model(settings, name, versions=[1])
+        for extra in (p for p in (repo / name).iterdir() if p.is_dir() and p.name != "1"):
+            shutil.rmtree(extra)
+    return settings, triton
 
 
 class PacedReplay:
@@ -90,12 +106,15 @@ def cli(settings: Settings, *args: str, timeout: float = 600) -> subprocess.Comp
                           capture_output=True, text=True, timeout=timeout)
 
 
-def ready(settings: Settings) -> set[str]:
-    return {v for v, state in loaded_versions(settings, "sentiment").items() if state == "READY"}
+def ready(settings: Settings, name: str = "sentiment") -> set[str]:
+    return {v for v, state in loaded_versions(settings, name).items() if state == "READY"}
 
 
-def worse_copy(src: Path, dest: Path) -> Path:
-    """v1 with its output rows permuted: loads and sums to 1, but calls negative positive and so on."""
+def worse_copy(src: Path, dest: Path, shift: int | None = None) -> Path:
+    """v1 with its output rows permuted: loads and sums to 1, but calls negative positive and so on.
+
+    Reversed by default (neutral stays neutral); ``shift`` rotates them instead, so every label changes.
+    """
     from safetensors.numpy import load_file, save_file
 
     shutil.copytree(src / "artifact", dest)
@@ -103,7 +122,8 @@ def worse_copy(src: Path, dest: Path) -> Path:
     last = max(k for k in tensors if k.endswith("weight"))
     for key in (last, last.replace("weight", "bias")):
         if key in tensors:
-            tensors[key] = np.ascontiguousarray(tensors[key][::-1])
+            rows = tensors[key][::-1] if shift is None else np.roll(tensors[key], shift, axis=0)
+            tensors[key] = np.ascontiguousarray(rows)
     save_file(tensors, str(dest / "head.safetensors"))
     return dest
 
@@ -191,3 +211,112 @@ def test_push_canary_promote_then_auto_rollback_and_refusal_without_losing_a_mes
     assert kinds == ["promoted", "loaded", "canary", "promoted", "unloaded", "loaded", "rolled_back", "unloaded"]
     print("\nrollout figures:", json.dumps(figures(replay, list(iter_topic(settings, settings.topic("scored"))),
                                                     windows), indent=2))
+
+
+@pytest.mark.timeout(1800)
+def test_shadow_scores_with_production_and_the_agreement_gate_decides(
+    rollout_triton: tuple[Settings, TritonProcess], pipeline: Callable[..., Worker], tmp_path: Path
+) -> None:
+    """Identical weights in shadow are promoted; a rotated head is rolled back on agreement, not golden."""
+    base, _ = rollout_triton
+    worker = pipeline(**{k: getattr(base, k) for k in
+                         ("model_repository", "run_dir", "triton_http_url", "triton_grpc_url", "triton_cpu_threads")},
+                      rollout_duration_s=15.0, rollout_settle_s=3.0, rollout_min_samples=10)
+    settings = worker.settings
+    repo = settings.model_repository / "sentiment"
+    rotated = worse_copy(repo / "1", tmp_path / "rotated", shift=1)  # every label changes
+    lenient = settings.model_copy(update={"rollout_max_golden_drop": 1.0})  # only the live gates may refuse it
+
+    windows: dict[str, tuple[float, float]] = {}
+    with PacedReplay(settings, rate=4.0) as replay:
+        time.sleep(8)
+        assert cli(settings, "push", "sentiment", str(repo / "1")).returncode == 0
+        t_shadow = time.time()
+        out = cli(settings, "rollout", "sentiment", "2", "--shadow", "--json")
+        assert out.returncode == 0, out.stdout + out.stderr + worker.log_tail()
+        same = json.loads(out.stdout.strip().splitlines()[-1])
+        t_promoted = time.time()
+        windows["shadow of identical v2, promoted"] = (t_shadow, t_promoted)
+        assert same["action"] == "promoted" and same["live"]["compared"] >= 10, same
+        assert same["live"]["agreements"] == same["live"]["compared"] and same["live"]["errors"] == 0, same
+        assert ready(settings) == {"2"}
+
+        assert cli(settings, "push", "sentiment", str(rotated)).returncode == 0
+        t_rotated = time.time()
+        out = cli(lenient, "rollout", "sentiment", "3", "--shadow", "--json")
+        assert out.returncode == 1, out.stdout + out.stderr + worker.log_tail()
+        bad = json.loads(out.stdout.strip().splitlines()[-1])
+        windows["shadow of rotated v3, rolled back"] = (t_rotated, time.time())
+        assert bad["action"] == "rolled_back" and bad["live"]["compared"] >= 10, bad
+        assert any(r.startswith("agreement") for r in bad["reasons"]) and bad["live"]["agreements"] == 0, bad
+        assert ready(settings) == {"2"}
+        time.sleep(3)
+
+    n = len(replay.produced)
+    records = wait_for(settings, "scored", n, worker, timeout_s=400)
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids)) == n and set(ids) == set(replay.produced)  # each id scored exactly once
+    assert read_json(settings, settings.topic("dead-letter")) == []
+    shadowed = {r["id"]: r for r in records if "sentiment" in r.get("candidate", {})}
+    by_candidate: dict[str, list[dict[str, Any]]] = {"2": [], "3": []}
+    for r in shadowed.values():  # a candidate's errors (none expected) would carry no label
+        if "label" in r["candidate"]["sentiment"]:
+            by_candidate[r["candidate"]["sentiment"]["version"]].append(r)
+    # production published every message; the shadow's label rode along in `candidate`
+    assert len(by_candidate["2"]) >= 10 and all(r["model_versions"]["sentiment"] == "1" for r in by_candidate["2"])
+    assert all(r["candidate"]["sentiment"]["label"] == r["sentiment"] for r in by_candidate["2"])
+    assert len(by_candidate["3"]) >= 10 and all(r["model_versions"]["sentiment"] == "2" for r in by_candidate["3"])
+    assert all(r["candidate"]["sentiment"]["label"] != r["sentiment"] for r in by_candidate["3"])
+    late = {i for i, t in replay.produced.items() if t > t_promoted}
+    assert late and all(r["model_versions"]["sentiment"] == "2" for r in records if r["id"] in late)
+    kinds = [json.loads(r.value)["event"] for r in iter_topic(settings, settings.topic("model-events"))]
+    assert kinds == ["promoted", "loaded", "shadow", "promoted", "unloaded", "loaded", "shadow", "rolled_back",
+                     "unloaded"]
+    print("\nshadow figures:", json.dumps(figures(replay, list(iter_topic(settings, settings.topic("scored"))),
+                                                   windows), indent=2))
+
+
+def stub_pids(triton: TritonProcess, name: str) -> dict[str, list[str]]:
+    """Version -> pids of its Python stub processes: a re-initialised version gets a new process."""
+    out: dict[str, list[str]] = {}
+    children = subprocess.run(["pgrep", "-P", str(triton.pid)], capture_output=True, text=True).stdout.split()
+    for pid in children:
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:  # exited meanwhile
+            continue
+        parts = Path(args[1].decode()).parts if len(args) > 1 else ()
+        if len(parts) >= 3 and parts[-1] == "model.py" and parts[-3] == name:
+            out.setdefault(parts[-2], []).append(pid)
+    return out
+
+
+def settled_pids(triton: TritonProcess, name: str, versions: set[str]) -> dict[str, list[str]]:
+    """Once Triton has finished unloading what it replaced or dropped (it does so asynchronously)."""
+    deadline, pids = time.monotonic() + 60, stub_pids(triton, name)
+    while (set(pids) != versions or any(len(p) > 1 for p in pids.values())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        pids = stub_pids(triton, name)
+    return pids
+
+
+@pytest.mark.timeout(600)
+def test_a_swap_initialises_only_the_new_version(rollout_triton: tuple[Settings, TritonProcess]) -> None:
+    """Loading a candidate beside production, then dropping production, leaves loaded versions untouched."""
+    from models.publish import push_version
+
+    settings, triton = rollout_triton
+    before = settled_pids(triton, "sentiment", {"1"})
+    version = push_version(settings, "sentiment", settings.model_repository / "sentiment" / "1")
+    seconds = {}
+    t0 = time.monotonic()
+    load_model(settings, "sentiment", versions=[1, version])
+    seconds["candidate beside production"] = round(time.monotonic() - t0, 2)
+    beside = settled_pids(triton, "sentiment", {"1", str(version)})
+    assert beside["1"] == before["1"], "production was re-initialised by the candidate's load"
+    t0 = time.monotonic()
+    load_model(settings, "sentiment", versions=[version])
+    seconds["promote (drop the old production)"] = round(time.monotonic() - t0, 2)
+    after = settled_pids(triton, "sentiment", {str(version)})
+    assert after == {str(version): beside[str(version)]}, "the new production was re-initialised by the swap"
+    print("\nswap load seconds:", json.dumps(seconds))

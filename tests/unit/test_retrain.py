@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from models.data import Split, apply_corrections
-from models.retrain import drift_due, gate, held_out_filter, markdown, parse_every, write_report
+from models.retrain import gate, held_out_filter, markdown, parse_every, prune_staged, write_report
 
 
 def test_gate_allows_a_drop_within_the_margin_only() -> None:
@@ -42,18 +41,6 @@ def test_parse_every() -> None:
             parse_every(bad)
 
 
-def test_drift_triggers_only_new_events_of_the_model_outside_the_cooldown() -> None:
-    since = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-    ev = {"event": "drift", "model": "sentiment", "version": 1, "at": "2026-01-05T12:00:05Z"}
-    assert drift_due(ev, "sentiment", since, None, 3600, 100.0)
-    assert not drift_due(ev, "topic", since, None, 3600, 100.0)
-    assert not drift_due({**ev, "event": "promoted"}, "sentiment", since, None, 3600, 100.0)
-    assert not drift_due({**ev, "at": "2026-01-05T11:59:59Z"}, "sentiment", since, None, 3600, 100.0)
-    assert not drift_due({**ev, "at": "garbage"}, "sentiment", since, None, 3600, 100.0)
-    assert not drift_due(ev, "sentiment", since, 50.0, 3600, 100.0)
-    assert drift_due(ev, "sentiment", since, 50.0, 3600, 3700.0)
-
-
 def _report() -> dict:
     fig = {"n": 100, "accuracy": 0.8, "macro_f1": 0.7, "weighted_f1": 0.75, "per_class": []}
     return {"model": "sentiment", "at": "20260105T120000Z", "mode": "head", "command": "x", "limit": None,
@@ -71,3 +58,21 @@ def test_report_is_written_as_json_and_markdown(tmp_path: Path) -> None:
     assert "**refused**" in md and "| production v1 | 100 | 0.8000 | 0.7000 | 0.7500 |" in md
     assert "| candidate | 100 | 0.8000 | 0.7000 | 0.6000 |" in md and "1 dropped (in val/test)" in md
     assert markdown(_report()).startswith("# Retrain sentiment (head)")
+
+
+def test_only_the_newest_staged_candidates_of_the_model_are_kept(tmp_path: Path) -> None:
+    stamps = ["20260105T120000Z", "20260106T090000Z", "20260106T100000Z", "20260107T000000Z"]
+    for s in stamps:
+        (tmp_path / f"sentiment-{s}" / "sentiment" / "1").mkdir(parents=True)
+    (tmp_path / "topic-20260101T000000Z").mkdir()  # another model's
+    (tmp_path / "sentiment-notes").mkdir()  # not a staged candidate
+    (tmp_path / "sentiment-20260101T000000Z.json").write_text("{}")  # not a folder
+
+    removed = prune_staged(tmp_path, "sentiment", keep=2)
+    assert [p.name for p in removed] == [f"sentiment-{s}" for s in stamps[:2]]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["sentiment-20260101T000000Z.json", "sentiment-20260106T100000Z", "sentiment-20260107T000000Z",
+                    "sentiment-notes", "topic-20260101T000000Z"]
+    assert prune_staged(tmp_path, "sentiment", keep=2) == []
+    assert [p.name for p in prune_staged(tmp_path, "sentiment", keep=0)] == [f"sentiment-{s}" for s in stamps[2:]]
+    assert prune_staged(tmp_path / "missing", "sentiment", keep=3) == []

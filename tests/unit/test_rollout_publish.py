@@ -100,3 +100,31 @@ def test_load_override_pins_production_beside_the_candidate(tmp_path: Path) -> N
     record_production(settings, "sentiment", 2)
     record_production(settings, "topic", 5)
     assert (recorded_production(settings, "sentiment"), recorded_production(settings, "topic")) == (2, 5)
+
+
+def test_a_precompiled_version_folder_is_not_touched_by_the_first_import(tmp_path: Path) -> None:
+    """Triton re-initialises a version whose folder changed since its last load: the import must not write."""
+    import os
+    import subprocess
+    import sys
+
+    from tonewatch.stack.loader import precompile
+
+    settings = _settings(tmp_path)
+    folder = settings.model_repository / "sentiment" / "2"
+    folder.mkdir()
+    shutil.copyfile(REPO / "models" / "triton_model.py", folder / "model.py")
+    precompile(settings, "sentiment", [2, 3])  # v3 has no folder: nothing to do
+    cache = folder / "__pycache__" / f"model.{sys.implementation.cache_tag}.pyc"
+    assert cache.is_file() and not (settings.model_repository / "sentiment" / "3").exists()
+
+    def stamps() -> list[tuple[str, int]]:
+        return sorted((str(p), p.stat().st_mtime_ns) for p in [folder, *folder.rglob("*")])
+
+    before = stamps()
+    precompile(settings, "sentiment", [2])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as the stub behaves
+    code = "import importlib.util as u, sys; s = u.spec_from_file_location('model', sys.argv[1]); " \
+           "u.module_from_spec(s); s.loader.get_code('model')"
+    subprocess.run([sys.executable, "-c", code, str(folder / "model.py")], env=env, check=True)
+    assert stamps() == before

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -114,6 +113,7 @@ def retrain(
     from models.labels import LABELS
     from models.retrain import PASSED, REFUSED, parse_every, run_retrain
     from models.retrain import on_drift as follow_drift
+    from models.retrain_triggers import run_every
 
     settings = ctx_settings(ctx)
     if name not in LABELS:
@@ -138,15 +138,13 @@ def retrain(
                    + (f"; pushed as v{report['pushed_version']}" if report["pushed_version"] else ""))
         return report
 
+    def failed(exc: Exception) -> None:  # the compose retrain service: reported; the next run still happens
+        typer.echo(f"retrain failed: {exc}", err=True)
+
     if on_drift:
-        follow_drift(settings, name, once)
+        follow_drift(settings, name, once, failed)
     elif interval:
-        while True:  # the compose retrain service: a failed run is reported, the next one still happens
-            try:
-                once()
-            except Exception as exc:
-                typer.echo(f"retrain failed: {exc}", err=True)
-            time.sleep(interval)
+        run_every(once, interval, failed)
     raise typer.Exit(PASSED if once()["decision"] == "passed" else REFUSED)
 
 

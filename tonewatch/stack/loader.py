@@ -7,6 +7,7 @@ locally, EXECUTION_ENV_PATH is added through Triton's load API as a config overr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ from tritonclient.grpc import model_config_pb2
 
 from tonewatch.settings import Settings
 from tonewatch.stack.procs import StackError
+
+log = logging.getLogger(__name__)
 
 
 def parse_model_config(path: Path) -> model_config_pb2.ModelConfig:
@@ -62,6 +65,27 @@ def record_production(settings: Settings, name: str, version: int) -> None:
     os.replace(tmp, path)
 
 
+def precompile(settings: Settings, name: str, versions: list[int]) -> None:
+    """Write each version's model.py bytecode before Triton's first load of it, if it has none yet.
+
+    Otherwise Triton's Python stub writes ``__pycache__`` into the version folder as it loads it, and
+    the newer folder timestamp makes Triton re-initialise that version on the next load that lists
+    it: the promote swap re-initialised the new production version (about 5 s of CPU mid-traffic).
+    Only a cost saving: a folder that cannot be written is left to the stub, as before.
+    """
+    import importlib.util
+    import py_compile
+
+    for version in versions:
+        source = settings.model_repository / name / str(version) / "model.py"
+        cache = Path(importlib.util.cache_from_source(str(source)))
+        if source.is_file() and not cache.exists():
+            try:
+                py_compile.compile(str(source), cfile=str(cache), doraise=True)
+            except (OSError, py_compile.PyCompileError) as exc:
+                log.warning("could not precompile %s (Triton will re-initialise it once): %s", source, exc)
+
+
 def load_model(settings: Settings, name: str, timeout_s: float = 300.0, versions: list[int] | None = None) -> None:
     """Load (or reload with a new version set) and wait until every asked version is ready.
 
@@ -78,6 +102,7 @@ def load_model(settings: Settings, name: str, timeout_s: float = 300.0, versions
         on_disk = version_numbers(settings.model_repository, name)
         versions = [recorded] if recorded is not None else on_disk[-1:] or None
 
+    precompile(settings, name, versions or [])
     client = httpclient.InferenceServerClient(settings.triton_http_url, network_timeout=timeout_s,
                                               connection_timeout=timeout_s)
     try:
