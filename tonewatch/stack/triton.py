@@ -64,7 +64,8 @@ def assemble_backends(install: TritonInstall, dest: Path) -> Path:
 def server_env(install: TritonInstall) -> dict[str, str]:
     """libpython of this interpreter first, else the stub links Debian's; libcudart from the wheel."""
     paths = [str(sysconfig.get_config_var("LIBDIR")), str(install.libs), os.environ.get("LD_LIBRARY_PATH", "")]
-    # no __pycache__ written into version folders: they stay exactly what `models push` validated
+    # asks for no bytecode, but the python-backend stub writes __pycache__ into a version folder anyway;
+    # the loader pre-compiles model.py so that write does not make Triton re-initialise the version
     return {**os.environ, "LD_LIBRARY_PATH": ":".join(p for p in paths if p), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
