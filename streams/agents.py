@@ -14,6 +14,8 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from streams.alerts import alert_payload
 from streams.dedup import RecentIds
 from streams.drift_worker import DriftTracker, event_time
@@ -44,9 +46,10 @@ def _to_scored(
     sent, top = outputs[settings.sentiment_model], outputs[settings.topic_model]
     now = datetime.now(UTC)
     scored = []
+    sent_rows, top_rows = (o.probs.astype(np.float64).round(5).tolist() for o in (sent, top))  # per batch, not cell
     for i, m in enumerate(msgs):
-        sp = {lab: round(float(p), 5) for lab, p in zip(sent.labels, sent.probs[i], strict=True)}
-        tp = {lab: round(float(p), 5) for lab, p in zip(top.labels, top.probs[i], strict=True)}
+        sp = dict(zip(sent.labels, sent_rows[i], strict=True))
+        tp = dict(zip(top.labels, top_rows[i], strict=True))
         tickers = extract_tickers(m.text, m.tickers, knowledge.tickers_in(m.text))
         sectors = dict.fromkeys(s for s in map(knowledge.sector, tickers) if s)
         scored.append(Scored(
@@ -75,6 +78,11 @@ def register_agents(
             partition=msg.partition, offset=msg.offset,
         )
         return await topics.dead_letter.send(key=event.key, value=_dumps(record))
+
+    async def produce(topic: Any, key: bytes, value: bytes) -> Awaitable[Any]:
+        """The hot paths go straight to the producer: Faust's Topic.send wraps every record in futures and
+        callbacks that cost more than the send itself at thousands of records a second."""
+        return await app.producer.send(topic.get_topic_name(), key, value, None, None, None)
 
     @app.timer(interval=5.0)
     async def consumer_lag() -> None:
@@ -138,7 +146,7 @@ def register_agents(
                 metrics.inference_seconds.observe(elapsed)
                 for s in _to_scored(msgs, outputs, settings, knowledge, elapsed * 1000):
                     metrics.scored.labels(s.source).inc()
-                    pending.append(await topics.scored.send(key=s.id.encode(), value=s.model_dump_json().encode()))
+                    pending.append(await produce(topics.scored, s.id.encode(), s.model_dump_json().encode()))
                     recent.add(s.id)
             except Exception as exc:  # non-retryable inference error: dead-letter, keep the worker up
                 log.exception("scoring failed for a batch of %d", len(valid))
@@ -169,7 +177,7 @@ def register_agents(
                 except Exception as exc:
                     sends.append(await dead_letter(f"bad scored record: {exc}", ev, "fanout"))
             for key, group in group_by_key(trend).items():
-                sends.append(await topics.trend_events.send(key=key.encode(), value=encode_events(group)))
+                sends.append(await produce(topics.trend_events, key.encode(), encode_events(group)))
             await asyncio.gather(*sends)
 
     @app.agent(topics.trend_events, name="windows")
