@@ -110,7 +110,10 @@ def register_agents(
     # one gRPC client and one model-events follower for every concurrent scoring actor, started by the
     # first actor (caught up on model-events before the first message is routed) and closed by the last
     clients = SharedLifecycle(scorer.start, follower.start, stop=(follower.stop, scorer.close))
-    inflight: set[str] = set()  # ids a concurrent batch is scoring right now: dedup across actors
+    # ids a concurrent batch is scoring now, with the future that batch resolves once its outputs are
+    # delivered: a duplicate waits on it before its own batch is acked, or a kill -9 in between could
+    # commit the offset with no scored record anywhere
+    inflight: dict[str, asyncio.Future[None]] = {}
 
     @app.agent(topics.inputs, name="score", concurrency=settings.score_concurrency)
     async def score(stream: Any) -> None:
@@ -121,7 +124,8 @@ def register_agents(
     async def _score_batch(scorer: TritonScorer, events: list[Any]) -> None:
         pending: list[Awaitable[Any]] = []
         valid: list[tuple[Any, Message]] = []
-        batch_ids: set[str] = set()
+        firsts: list[asyncio.Future[None]] = []  # deliveries of the first copies of this batch's duplicates
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         metrics.batch_size.observe(len(events))
         for ev in events:
             metrics.messages_in.labels(ev.message.topic).inc()
@@ -130,32 +134,48 @@ def register_agents(
             except InvalidMessage as exc:
                 pending.append(await dead_letter(exc.reason, ev, "validate"))
                 continue
-            if msg.id in recent or msg.id in batch_ids or msg.id in inflight:
+            if msg.id in recent or msg.id in inflight:
                 metrics.duplicates.inc()  # counted, not scored twice: the first copy's output stands
                 log.debug("duplicate message id %s skipped", msg.id)
+                if (first := inflight.get(msg.id)) is not None:
+                    firsts.append(first)
                 continue
-            batch_ids.add(msg.id)
+            inflight[msg.id] = done
             valid.append((ev, msg))
-        inflight.update(batch_ids)
-        if valid:
-            t0 = time.perf_counter()
-            try:
-                msgs = [m for _, m in valid]
-                outputs = await scorer.score([m.text for m in msgs], [m.id for m in msgs], follower.routes)
-                elapsed = time.perf_counter() - t0
-                metrics.inference_seconds.observe(elapsed)
-                for s in _to_scored(msgs, outputs, settings, knowledge, elapsed * 1000):
-                    metrics.scored.labels(s.source).inc()
-                    pending.append(await produce(topics.scored, s.id.encode(), s.model_dump_json().encode()))
-                    recent.add(s.id)
-            except Exception as exc:  # non-retryable inference error: dead-letter, keep the worker up
-                log.exception("scoring failed for a batch of %d", len(valid))
-                for ev, _ in valid:
-                    pending.append(await dead_letter(f"inference failed: {exc}", ev, "score"))
         try:
+            if valid:
+                await _score_valid(scorer, valid, pending)
             await asyncio.gather(*pending)
+            for _, m in valid:  # only now: a duplicate skipped on an id needs that id's output delivered
+                recent.add(m.id)
+            done.set_result(None)
+        except BaseException as exc:  # the duplicates' batches fail too, so they are not acked either
+            if isinstance(exc, asyncio.CancelledError):
+                done.cancel()
+            else:
+                done.set_exception(exc)
+                done.exception()  # retrieved: no "never retrieved" warning when no duplicate waits
+            raise
         finally:
-            inflight.difference_update(batch_ids)
+            for _, m in valid:
+                inflight.pop(m.id, None)
+        await asyncio.gather(*firsts)
+
+    async def _score_valid(scorer: TritonScorer, valid: list[tuple[Any, Message]], pending: list[Awaitable[Any]]
+                           ) -> None:
+        t0 = time.perf_counter()
+        try:
+            msgs = [m for _, m in valid]
+            outputs = await scorer.score([m.text for m in msgs], [m.id for m in msgs], follower.routes)
+            elapsed = time.perf_counter() - t0
+            metrics.inference_seconds.observe(elapsed)
+            for s in _to_scored(msgs, outputs, settings, knowledge, elapsed * 1000):
+                metrics.scored.labels(s.source).inc()
+                pending.append(await produce(topics.scored, s.id.encode(), s.model_dump_json().encode()))
+        except Exception as exc:  # non-retryable inference error: dead-letter, keep the worker up
+            log.exception("scoring failed for a batch of %d", len(valid))
+            for ev, _ in valid:
+                pending.append(await dead_letter(f"inference failed: {exc}", ev, "score"))
 
     drift = DriftTracker(settings, metrics)
 
