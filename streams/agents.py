@@ -228,7 +228,7 @@ def register_agents(
         table.data[key] = value
         table.send_changelog(items[-1][0].message.partition, key, value)
         sends: list[Awaitable[Any]] = []
-        for (ev, tev), (_, update) in zip(items, fold.updates, strict=True):
+        for (ev, tev), update in zip(items, fold.updates, strict=True):
             if not update.accepted:
                 sends.append(await dead_letter(f"later than allowed lateness ({cfg.allowed_lateness_s}s)", ev,
                                                "windows", payload=encode_events([tev])))

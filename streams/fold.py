@@ -48,7 +48,7 @@ def decode_events(raw: bytes) -> list[TrendEvent]:
 @dataclass(frozen=True)
 class Fold:
     state: KeyState
-    updates: list[tuple[TrendEvent, Update]]  # in order: what each event changed (late ones not accepted)
+    updates: list[Update]  # one per event, in order: what it changed (late ones not accepted)
 
 
 def fold_events(state: KeyState, events: Iterable[TrendEvent], cfg: DetectorConfig) -> Fold:
@@ -56,7 +56,7 @@ def fold_events(state: KeyState, events: Iterable[TrendEvent], cfg: DetectorConf
     updates = []
     for ev in events:
         update = apply_event(state, ev, cfg)
-        updates.append((ev, update))
+        updates.append(update)
         if update.accepted:
             state = update.state
     return Fold(state, updates)

@@ -128,6 +128,12 @@ def worse_copy(src: Path, dest: Path, shift: int | None = None) -> Path:
     return dest
 
 
+def on_rollout_triton(base: Settings) -> dict[str, Any]:
+    """Settings overrides that point a pipeline worker at the module's own Triton and repository."""
+    return {k: getattr(base, k) for k in
+            ("model_repository", "run_dir", "triton_http_url", "triton_grpc_url", "triton_cpu_threads")}
+
+
 def figures(replay: PacedReplay, scored: list[Any], windows: dict[str, tuple[float, float]]) -> dict[str, Any]:
     """Per phase (by produce time): scored msgs/s and produce->scored latency p50/p99."""
     ts = {json.loads(r.value)["id"]: r.timestamp / 1000 for r in scored}
@@ -149,8 +155,7 @@ def test_push_canary_promote_then_auto_rollback_and_refusal_without_losing_a_mes
     rollout_triton: tuple[Settings, TritonProcess], pipeline: Callable[..., Worker], tmp_path: Path
 ) -> None:
     base, _ = rollout_triton
-    worker = pipeline(**{k: getattr(base, k) for k in
-                         ("model_repository", "run_dir", "triton_http_url", "triton_grpc_url", "triton_cpu_threads")},
+    worker = pipeline(**on_rollout_triton(base),
                       rollout_duration_s=20.0, rollout_settle_s=3.0, rollout_min_samples=10)
     settings = worker.settings
     repo = settings.model_repository / "sentiment"
@@ -219,8 +224,7 @@ def test_shadow_scores_with_production_and_the_agreement_gate_decides(
 ) -> None:
     """Identical weights in shadow are promoted; a rotated head is rolled back on agreement, not golden."""
     base, _ = rollout_triton
-    worker = pipeline(**{k: getattr(base, k) for k in
-                         ("model_repository", "run_dir", "triton_http_url", "triton_grpc_url", "triton_cpu_threads")},
+    worker = pipeline(**on_rollout_triton(base),
                       rollout_duration_s=15.0, rollout_settle_s=3.0, rollout_min_samples=10)
     settings = worker.settings
     repo = settings.model_repository / "sentiment"

@@ -41,7 +41,7 @@ def test_folding_a_batch_equals_applying_events_one_by_one(seed: int) -> None:
         for key, group in group_by_key(events[start:start + 37]).items():
             fold = fold_events(load_state(got.get(key) and dump_state(got[key])), group, CFG)
             got[key] = fold.state
-            got_updates.extend(fold.updates)
+            got_updates.extend(zip(group, fold.updates, strict=True))
     assert got == expected
     order = {ev.message_id: i for i, ev in enumerate(events)}
     assert sorted(got_updates, key=lambda u: order[u[0].message_id]) == expected_updates
