@@ -41,11 +41,12 @@ class Manifest:
     params: int | None = None
     command: str | None = None
     reference: dict[str, list[float]] | None = None  # predictions on val: the drift baseline (streams/drift.py)
+    runtime: dict[str, Any] | None = None  # the ONNX graph served on CPU and its checks (models/onnx_export.py)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
         try:
-            optional = {"mode", "params", "command", "reference"}
+            optional = {"mode", "params", "command", "reference", "runtime"}
             return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d or k not in optional})
         except KeyError as exc:
             raise ArtifactError(f"manifest is missing '{exc.args[0]}'") from exc
@@ -86,6 +87,9 @@ def validate_artifact(version_dir: Path) -> Manifest:
     last = max((k for k in tensors if k.endswith("weight")), default=None)
     if last is None or tensors[last].shape[0] != len(manifest.labels):
         raise ArtifactError(f"{head}: output size does not match {len(manifest.labels)} labels")
+    graph = (manifest.runtime or {}).get("file")
+    if graph is not None and not (artifact_dir(version_dir) / graph).is_file():
+        raise ArtifactError(f"{version_dir}: manifest names ONNX graph '{graph}', which is missing")
     if manifest.encoder.get("kind") == "local":
         enc = artifact_dir(version_dir) / manifest.encoder.get("path", "")
         missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (enc / f).is_file()]
@@ -109,6 +113,9 @@ def model_card(m: Manifest) -> str:
         r = m.metrics.get(split)
         if isinstance(r, dict):
             lines.append(f"| {split} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['weighted_f1']:.4f} |")
+    if m.runtime:
+        lines += ["", f"- CPU runtime: ONNX Runtime, `{m.runtime['file']}` (int8 agreement with fp32 on val: "
+                  f"{m.runtime.get('int8_agreement')}; fp32 max |p - torch|: {m.runtime.get('max_abs_diff_vs_torch')})"]
     extra = {k: v for k, v in m.metrics.items() if k not in ("val", "test")}
     if extra:
         lines += ["", *(f"- {k}: {v}" for k, v in extra.items())]

@@ -31,12 +31,14 @@ from models.data import Dataset, Split, apply_corrections, load_dataset
 from models.encoder import ENCODER_PACKAGE, embed, encoder_path
 from models.finetune import FinetuneConfig, finetune
 from models.head import metrics, train_head
+from models.onnx_export import export_onnx
 from models.serving import Classifier
 from streams.drift import reference_from_probs
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
 HEAD_MAX_LENGTH = 128
+ONNX_CHECK_TEXTS = 1000  # validation texts the ONNX graphs are checked on (fp32 vs torch, int8 vs fp32)
 
 
 def _limit(part: Split, n: int | None) -> Split:
@@ -61,10 +63,11 @@ def _head_only(
 def train_version(
     settings: Settings, name: str, cfg: FinetuneConfig, *, version: int | None = None, limit: int | None = None,
     device: str | None = None, command: str | None = None, progress: bool = True, extra: Split | None = None,
-    out_repo: Path | None = None,
+    out_repo: Path | None = None, onnx: bool = True,
 ) -> Path:
     """Train ``name`` in ``cfg.mode``, write ``<repo>/<name>/<version>``, test the written artifact.
 
+    ``onnx`` also exports the ONNX Runtime graph CPU serving uses (tests of other things skip it: ~10 s).
     ``extra`` rows (analyst feedback) join the training split only; ``out_repo`` stages the version
     elsewhere (the retrain job) while numbering and lineage still follow the live repository.
     """
@@ -105,6 +108,9 @@ def train_version(
         mode=cfg.mode, params=params, command=command,
     )
     path = write_version(out_repo or repo, manifest, head_state, encoder, tokenizer)
+    if onnx:  # before the test figures, so they describe the graph CPU serving runs
+        manifest = replace(manifest, runtime=export_onnx(path, ds.val.texts[:ONNX_CHECK_TEXTS]))
+        _rewrite_manifest(path, manifest)
     clf = Classifier(path, device or "cpu")
     test = metrics(np.array(ds.test.labels), predict_all(clf, ds.test.texts).argmax(1), len(clf.labels)).as_dict()
     reference = reference_from_probs(predict_all(clf, ds.val.texts))
@@ -116,6 +122,14 @@ def train_version(
 
 def predict_all(clf: Classifier, texts: list[str], batch: int = 128) -> np.ndarray:
     return np.concatenate([clf.predict_proba(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+
+
+def speed(clf: Classifier, texts: list[str], batch: int = 64) -> float:
+    """Texts per second at the worker's batch size, after one warm-up batch."""
+    clf.predict_proba(texts[:batch])
+    t0 = time.perf_counter()
+    predict_all(clf, texts, batch)
+    return round(len(texts) / (time.perf_counter() - t0), 1)
 
 
 def evaluate_version(version_dir: Path, part: Split, device: str | None = None) -> dict[str, float]:

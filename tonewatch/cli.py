@@ -180,6 +180,36 @@ def models_train(
                f"weighted-F1 {t['weighted_f1']:.4f}, trained in {m.metrics['train_seconds']}s on {m.metrics['device']}")
 
 
+@models_app.command("export-onnx")
+def models_export_onnx(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="sentiment or topic")],
+    version: Annotated[int | None, typer.Option(help="Default: the newest version in the repository.")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Threads for the speed comparison.")] = 2,
+) -> None:
+    """Add the ONNX Runtime graph to a version that predates it, then compare its speed with torch on CPU.
+
+    Run before Triton loads the version: a changed folder is re-initialised on the next load.
+    """
+    from dataclasses import replace
+
+    from models.artifact import read_manifest, version_numbers
+    from models.data import load_dataset
+    from models.onnx_export import export_onnx
+    from models.serving import Classifier
+    from models.train import ONNX_CHECK_TEXTS, _rewrite_manifest, speed
+
+    repo = _settings(ctx).model_repository
+    version = version or max(version_numbers(repo, name), default=0)
+    vdir = repo / name / str(version)
+    manifest = read_manifest(vdir)
+    val = load_dataset(name).val.texts
+    _rewrite_manifest(vdir, replace(manifest, runtime=export_onnx(vdir, val[:ONNX_CHECK_TEXTS], threads=threads)))
+    figures = {rt: speed(Classifier(vdir, "cpu", threads, runtime=rt), val[:512]) for rt in ("torch", "onnx")}
+    typer.echo(json.dumps({"version": str(vdir), "runtime": read_manifest(vdir).runtime,
+                           "texts_per_s": figures, "speedup": round(figures["onnx"] / figures["torch"], 2)}))
+
+
 @models_app.command("evaluate")
 def models_evaluate(
     ctx: typer.Context,

@@ -12,6 +12,7 @@ import pytest
 from models.artifact import ArtifactError, read_manifest, validate_artifact
 from models.evaluate import local_predictor, triton_predictor
 from models.finetune import FinetuneConfig
+from models.serving import Classifier
 from models.train import train_version
 from tonewatch.settings import Settings
 from tonewatch.stack.loader import load_model
@@ -37,6 +38,13 @@ def test_fine_tuned_version_is_served_as_evaluated(tmp_path: Path) -> None:
     assert manifest.params is not None and manifest.params <= 25_000_000
     assert set(manifest.metrics["test"]) == {"accuracy", "macro_f1", "weighted_f1"}
     assert (path / "model.py").read_bytes() == (REPO / "models" / "triton_model.py").read_bytes()
+    # CPU serving runs the fused ONNX graph; fp32 gives torch's probabilities, int8 only passed its gate
+    assert manifest.runtime is not None and (path / "artifact" / manifest.runtime["file"]).is_file()
+    assert Classifier(path).runtime == "onnx"
+    int8 = manifest.runtime["file"] != "model.onnx"
+    assert manifest.runtime["int8_agreement"] >= 0.99 if int8 else manifest.runtime["max_abs_diff_vs_torch"] < 1e-4
+    np.testing.assert_allclose(Classifier(path).predict_proba(TEXTS),
+                               Classifier(path, runtime="torch").predict_proba(TEXTS), atol=0.05 if int8 else 1e-4)
 
     triton = start_triton(settings, tmp_path / "triton")
     try:
@@ -57,6 +65,11 @@ def test_a_version_without_its_encoder_is_refused(tmp_path: Path) -> None:
     path = train_version(settings, "topic", FinetuneConfig(mode="full", epochs=1, max_length=24), limit=40,
                          progress=False)
     validate_artifact(path)
+    graph = path / "artifact" / read_manifest(path).runtime["file"]  # type: ignore[index]
+    graph.rename(graph.with_suffix(".moved"))
+    with pytest.raises(ArtifactError, match=r"ONNX graph .* which is missing"):
+        validate_artifact(path)
+    graph.with_suffix(".moved").rename(graph)
     (path / "artifact" / "encoder" / "model.safetensors").unlink()
     with pytest.raises(ArtifactError, match=r"fine-tuned encoder lacks model\.safetensors"):
         validate_artifact(path)

@@ -126,3 +126,29 @@ def test_write_version_over_a_committed_version_keeps_it_whole(tmp_path: Path) -
     shutil.copy(REPO / "models" / "triton_model.py", tmp_path / "sentiment" / "1" / "model.py")
     path = _tiny_version(tmp_path)
     assert validate_artifact(path).version == 1
+
+
+def test_onnx_graph_reproduces_torch_and_is_served_on_cpu(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from models.artifact import read_manifest
+    from models.onnx_export import FP32_FILE, export_onnx
+    from models.serving import Classifier
+    from models.train import _rewrite_manifest
+
+    path = _tiny_version(tmp_path)
+    texts = ["$TSLA plunges after recall", "Fed holds rates steady", "ok", "a much longer message " * 20]
+    with pytest.raises(ValueError, match="no ONNX graph"):
+        Classifier(path, runtime="onnx")
+    assert Classifier(path).runtime == "torch"  # a version that predates the graph still serves
+    runtime = export_onnx(path, texts)
+    assert runtime["file"] in (FP32_FILE, "model.int8.onnx") and runtime["max_abs_diff_vs_torch"] < 1e-4
+    assert 0.0 <= runtime["int8_agreement"] <= 1.0
+    _rewrite_manifest(path, replace(read_manifest(path), runtime=runtime))
+    assert validate_artifact(path).runtime == runtime
+    clf, ref = Classifier(path), Classifier(path, runtime="torch")
+    assert clf.runtime == "onnx"
+    np.testing.assert_allclose(clf.predict_proba(texts), ref.predict_proba(texts), atol=1e-4 if
+                               runtime["file"] == FP32_FILE else 0.1)
+    assert clf.predict_proba([]).shape == (0, 3)
+    assert "ONNX Runtime" in (path / "artifact" / "MODEL_CARD.md").read_text()

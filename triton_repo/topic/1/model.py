@@ -19,7 +19,8 @@ class TritonPythonModel:
         gpu = args["model_instance_kind"] == "GPU"
         device = f"cuda:{args['model_instance_device_id']}" if gpu else "cpu"
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.model = Classifier(version_dir, device, threads=int(params.get("threads", "0")) or None)
+        self.model = Classifier(version_dir, device, threads=int(params.get("threads", "0")) or None,
+                                runtime=params.get("runtime", "auto"))
 
     def execute(self, requests):
         texts: list[str] = []
