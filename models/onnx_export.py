@@ -50,12 +50,36 @@ def session(path: Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def run(sess: Any, tokenizer: Any, texts: list[str], max_length: int) -> np.ndarray:
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
-    feeds = {"input_ids": batch["input_ids"].astype(np.int64),
-             "attention_mask": batch["attention_mask"].astype(np.int64)}
-    probs: np.ndarray = sess.run(None, feeds)[0]
-    return probs.astype(np.float32, copy=False)
+SUB_BATCH = 16  # texts per forward pass on CPU: sorted by length, so each pass pads little
+
+
+def length_buckets(lengths: list[int], size: int = SUB_BATCH) -> list[list[int]]:
+    """Indices grouped into runs of ``size`` texts of similar length.
+
+    Padding a batch of tweets to its longest text wastes about half the encoder's work; sorted runs of 16
+    made CPU inference 1.6-1.9x faster with the same probabilities (README *Models*).
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def run(sess: Any, tokenizer: Any, texts: list[str], max_length: int, sub_batch: int = SUB_BATCH) -> np.ndarray:
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    lengths = [len(x) for x in ids]
+    out: np.ndarray | None = None
+    for bucket in length_buckets(lengths, sub_batch):
+        width = max(lengths[i] for i in bucket)
+        input_ids = np.full((len(bucket), width), tokenizer.pad_token_id or 0, dtype=np.int64)
+        mask = np.zeros((len(bucket), width), dtype=np.int64)
+        for row, i in enumerate(bucket):
+            input_ids[row, : lengths[i]] = ids[i]
+            mask[row, : lengths[i]] = 1
+        probs = sess.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
+        if out is None:
+            out = np.empty((len(texts), probs.shape[1]), dtype=np.float32)
+        out[bucket] = probs
+    assert out is not None, "run() needs at least one text"
+    return out
 
 
 def _predict_all(sess: Any, tokenizer: Any, texts: list[str], max_length: int) -> np.ndarray:

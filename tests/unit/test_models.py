@@ -152,3 +152,14 @@ def test_onnx_graph_reproduces_torch_and_is_served_on_cpu(tmp_path: Path) -> Non
                                runtime["file"] == FP32_FILE else 0.1)
     assert clf.predict_proba([]).shape == (0, 3)
     assert "ONNX Runtime" in (path / "artifact" / "MODEL_CARD.md").read_text()
+
+
+def test_length_buckets_cover_every_text_once_shortest_first() -> None:
+    from models.onnx_export import length_buckets
+
+    lengths = [30, 5, 12, 5, 40, 7, 3]
+    buckets = length_buckets(lengths, size=3)
+    assert [len(b) for b in buckets] == [3, 3, 1]
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    assert [[lengths[i] for i in b] for b in buckets] == [[3, 5, 5], [7, 12, 30], [40]]
+    assert length_buckets([], size=3) == []
