@@ -90,6 +90,11 @@ def validate_artifact(version_dir: Path) -> Manifest:
     graph = (manifest.runtime or {}).get("file")
     if graph is not None and not (artifact_dir(version_dir) / graph).is_file():
         raise ArtifactError(f"{version_dir}: manifest names ONNX graph '{graph}', which is missing")
+    exported = (manifest.runtime or {}).get("weights_sha256")
+    if graph is not None and exported is not None and exported != weights_digest(version_dir, manifest.encoder):
+        # CPU serving runs the graph: weights edited after export would be silently ignored
+        raise ArtifactError(f"{version_dir}: ONNX graph is stale, the weights changed after it was exported "
+                            "(run `tonewatch models export-onnx`)")
     if manifest.encoder.get("kind") == "local":
         enc = artifact_dir(version_dir) / manifest.encoder.get("path", "")
         missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (enc / f).is_file()]
@@ -98,6 +103,21 @@ def validate_artifact(version_dir: Path) -> Manifest:
     elif manifest.encoder.get("kind") != "package":
         raise ArtifactError(f"{version_dir}: unknown encoder spec {manifest.encoder}")
     return manifest
+
+
+def weights_digest(version_dir: Path, encoder: dict[str, str]) -> str:
+    """sha256 over the head and a fine-tuned encoder's weights: what an exported graph was built from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = [artifact_dir(version_dir) / HEAD_FILE]
+    if encoder.get("kind") == "local":
+        files.append(artifact_dir(version_dir) / encoder.get("path", "") / "model.safetensors")
+    for path in files:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def model_card(m: Manifest) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from models.artifact import artifact_dir
+from models.artifact import artifact_dir, weights_digest
 
 log = logging.getLogger(__name__)
 FP32_FILE = "model.onnx"
@@ -116,7 +116,8 @@ def export_onnx(version_dir: Path, check_texts: list[str], *, threads: int | Non
     if max_diff > 1e-3:
         (art / FP32_FILE).unlink()
         raise RuntimeError(f"ONNX export of {version_dir} differs from torch by {max_diff:.2e}")
-    entry: dict[str, Any] = {"file": FP32_FILE, "max_abs_diff_vs_torch": round(max_diff, 8), "checked_on": len(texts)}
+    entry: dict[str, Any] = {"file": FP32_FILE, "max_abs_diff_vs_torch": round(max_diff, 8), "checked_on": len(texts),
+                             "weights_sha256": weights_digest(version_dir, torch_model.manifest.encoder)}
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

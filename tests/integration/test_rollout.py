@@ -125,6 +125,11 @@ def worse_copy(src: Path, dest: Path, shift: int | None = None) -> Path:
             rows = tensors[key][::-1] if shift is None else np.roll(tensors[key], shift, axis=0)
             tensors[key] = np.ascontiguousarray(rows)
     save_file(tensors, str(dest / "head.safetensors"))
+    manifest = json.loads((dest / "manifest.json").read_text())  # the ONNX graph holds the old head: drop it,
+    manifest.pop("runtime", None)                                # so CPU serving runs the edited torch weights
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    for graph in dest.glob("*.onnx"):
+        graph.unlink()
     return dest
 
 

@@ -152,6 +152,10 @@ def test_onnx_graph_reproduces_torch_and_is_served_on_cpu(tmp_path: Path) -> Non
                                runtime["file"] == FP32_FILE else 0.1)
     assert clf.predict_proba([]).shape == (0, 3)
     assert "ONNX Runtime" in (path / "artifact" / "MODEL_CARD.md").read_text()
+    (path / "artifact" / "head.safetensors").write_bytes(  # a head edited after export: the graph is stale
+        (tmp_path / "sentiment" / "1" / "artifact" / "head.safetensors").read_bytes()[:-4] + b"    ")
+    with pytest.raises(ArtifactError, match="ONNX graph is stale"):
+        validate_artifact(path)
 
 
 def test_length_buckets_cover_every_text_once_shortest_first() -> None:
