@@ -90,11 +90,6 @@ def validate_artifact(version_dir: Path) -> Manifest:
     graph = (manifest.runtime or {}).get("file")
     if graph is not None and not (artifact_dir(version_dir) / graph).is_file():
         raise ArtifactError(f"{version_dir}: manifest names ONNX graph '{graph}', which is missing")
-    exported = (manifest.runtime or {}).get("weights_sha256")
-    if graph is not None and exported is not None and exported != weights_digest(version_dir, manifest.encoder):
-        # CPU serving runs the graph: weights edited after export would be silently ignored
-        raise ArtifactError(f"{version_dir}: ONNX graph is stale, the weights changed after it was exported "
-                            "(run `tonewatch models export-onnx`)")
     if manifest.encoder.get("kind") == "local":
         enc = artifact_dir(version_dir) / manifest.encoder.get("path", "")
         missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (enc / f).is_file()]
@@ -102,6 +97,11 @@ def validate_artifact(version_dir: Path) -> Manifest:
             raise ArtifactError(f"{enc}: fine-tuned encoder lacks {', '.join(missing)}")
     elif manifest.encoder.get("kind") != "package":
         raise ArtifactError(f"{version_dir}: unknown encoder spec {manifest.encoder}")
+    exported = (manifest.runtime or {}).get("weights_sha256")
+    if graph is not None and exported is not None and exported != weights_digest(version_dir, manifest.encoder):
+        # CPU serving runs the graph: weights edited after export would be silently ignored
+        raise ArtifactError(f"{version_dir}: ONNX graph is stale, the weights changed after it was exported "
+                            "(run `tonewatch models export-onnx`)")
     return manifest
 
 
