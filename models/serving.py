@@ -15,6 +15,7 @@ import numpy as np
 from models.artifact import HEAD_FILE, Manifest, artifact_dir, validate_artifact
 from models.encoder import encode, encoder_path, load_encoder
 from models.head import build_head
+from models.onnx_export import run, session
 
 Runtime = Literal["auto", "torch", "onnx"]
 
@@ -64,16 +65,12 @@ class OnnxModel:
     def __init__(self, version_dir: Path, manifest: Manifest, threads: int | None = None) -> None:
         from transformers import AutoTokenizer
 
-        from models.onnx_export import session
-
         assert manifest.runtime is not None
         self.max_length = manifest.max_length
         self.tokenizer = AutoTokenizer.from_pretrained(str(_encoder_location(version_dir, manifest.encoder)))
         self.session = session(artifact_dir(version_dir) / manifest.runtime["file"], threads)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        from models.onnx_export import run
-
         return run(self.session, self.tokenizer, texts, self.max_length)
 
 

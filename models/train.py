@@ -63,11 +63,10 @@ def _head_only(
 def train_version(
     settings: Settings, name: str, cfg: FinetuneConfig, *, version: int | None = None, limit: int | None = None,
     device: str | None = None, command: str | None = None, progress: bool = True, extra: Split | None = None,
-    out_repo: Path | None = None, onnx: bool = True,
+    out_repo: Path | None = None,
 ) -> Path:
     """Train ``name`` in ``cfg.mode``, write ``<repo>/<name>/<version>``, test the written artifact.
 
-    ``onnx`` also exports the ONNX Runtime graph CPU serving uses (tests of other things skip it: ~10 s).
     ``extra`` rows (analyst feedback) join the training split only; ``out_repo`` stages the version
     elsewhere (the retrain job) while numbering and lineage still follow the live repository.
     """
@@ -108,9 +107,7 @@ def train_version(
         mode=cfg.mode, params=params, command=command,
     )
     path = write_version(out_repo or repo, manifest, head_state, encoder, tokenizer)
-    if onnx:  # before the test figures, so they describe the graph CPU serving runs
-        manifest = replace(manifest, runtime=export_onnx(path, ds.val.texts[:ONNX_CHECK_TEXTS]))
-        _rewrite_manifest(path, manifest)
+    manifest = attach_onnx(path, ds.val.texts)  # before the test figures: they describe what CPU serving runs
     clf = Classifier(path, device or "cpu")
     test = metrics(np.array(ds.test.labels), predict_all(clf, ds.test.texts).argmax(1), len(clf.labels)).as_dict()
     reference = reference_from_probs(predict_all(clf, ds.val.texts))
@@ -118,6 +115,14 @@ def train_version(
     _rewrite_manifest(path, manifest)
     log.info("%s v%d (%s): test %s, trained in %.0fs on %s", name, version, cfg.mode, test, train_s, dev)
     return path
+
+
+def attach_onnx(version_dir: Path, val_texts: list[str], threads: int | None = None) -> Manifest:
+    """Export the version's ONNX graph, checked on validation texts, and record it in the manifest."""
+    manifest = replace(read_manifest(version_dir),
+                       runtime=export_onnx(version_dir, val_texts[:ONNX_CHECK_TEXTS], threads=threads))
+    _rewrite_manifest(version_dir, manifest)
+    return manifest
 
 
 def predict_all(clf: Classifier, texts: list[str], batch: int = 128) -> np.ndarray:

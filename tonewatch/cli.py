@@ -191,22 +191,18 @@ def models_export_onnx(
 
     Run before Triton loads the version: a changed folder is re-initialised on the next load.
     """
-    from dataclasses import replace
-
-    from models.artifact import read_manifest, version_numbers
+    from models.artifact import version_numbers
     from models.data import load_dataset
-    from models.onnx_export import export_onnx
     from models.serving import Classifier
-    from models.train import ONNX_CHECK_TEXTS, _rewrite_manifest, speed
+    from models.train import attach_onnx, speed
 
     repo = _settings(ctx).model_repository
     version = version or max(version_numbers(repo, name), default=0)
     vdir = repo / name / str(version)
-    manifest = read_manifest(vdir)
     val = load_dataset(name).val.texts
-    _rewrite_manifest(vdir, replace(manifest, runtime=export_onnx(vdir, val[:ONNX_CHECK_TEXTS], threads=threads)))
+    manifest = attach_onnx(vdir, val, threads)
     figures = {rt: speed(Classifier(vdir, "cpu", threads, runtime=rt), val[:512]) for rt in ("torch", "onnx")}
-    typer.echo(json.dumps({"version": str(vdir), "runtime": read_manifest(vdir).runtime,
+    typer.echo(json.dumps({"version": str(vdir), "runtime": manifest.runtime,
                            "texts_per_s": figures, "speedup": round(figures["onnx"] / figures["torch"], 2)}))
 
 
