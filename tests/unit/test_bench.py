@@ -7,7 +7,7 @@ from pathlib import Path
 
 from streams.records import parse_message
 from tonewatch.bench import bench_messages
-from tonewatch.perf.ceiling import METHOD
+from tonewatch.perf.ceiling import METHOD, batches
 from tonewatch.perf.trivial import TRIVIAL_REPO, ports_of
 from tonewatch.stack.loader import parse_model_config
 from tonewatch.stack.triton import TritonProcess
@@ -39,3 +39,12 @@ def test_trivial_repo_mirrors_the_served_models_inputs_outputs_and_labels() -> N
 def test_ports_of_a_triton_process() -> None:
     proc = TritonProcess(1, "127.0.0.1:8000", "127.0.0.1:8001", "127.0.0.1:8002", Path("x.log"))
     assert ports_of(proc) == (8000, 8001, 8002)
+
+
+def test_ceiling_batches_cover_the_sent_texts_in_order_and_stay_full() -> None:
+    texts = [f"t{i}" for i in range(10)]
+    got = batches(texts, 4)
+    assert [len(b) for b in got] == [4, 4, 4]
+    assert [t for b in got for t in b][:10] == texts  # every sent text, in order, before any repeat
+    assert got[-1] == ["t8", "t9", "t0", "t1"]
+    assert batches(["only"], 3) == [["only", "only", "only"]]
