@@ -134,8 +134,11 @@ def model_card(m: Manifest) -> str:
         if isinstance(r, dict):
             lines.append(f"| {split} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['weighted_f1']:.4f} |")
     if m.runtime:
-        lines += ["", f"- CPU runtime: ONNX Runtime, `{m.runtime['file']}` (int8 agreement with fp32 on val: "
-                  f"{m.runtime.get('int8_agreement')}; fp32 max |p - torch|: {m.runtime.get('max_abs_diff_vs_torch')})"]
+        rt = m.runtime
+        f1 = (f"; val weighted-F1 fp32 {rt['fp32_weighted_f1']}, int8 {rt['int8_weighted_f1']}"
+              if "int8_weighted_f1" in rt else "")
+        lines += ["", f"- CPU runtime: ONNX Runtime, `{rt['file']}` (int8 agreement with fp32 on val: "
+                  f"{rt.get('int8_agreement')}{f1}; fp32 max |p - torch|: {rt.get('max_abs_diff_vs_torch')})"]
     extra = {k: v for k, v in m.metrics.items() if k not in ("val", "test")}
     if extra:
         lines += ["", *(f"- {k}: {v}" for k, v in extra.items())]

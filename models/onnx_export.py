@@ -1,8 +1,10 @@
 """CPU inference through ONNX Runtime: one fused graph per version (encoder, pooling, head, softmax).
 
 Exported beside the torch weights when a version is written. int8 (dynamic, per-channel) is adopted only
-when it agrees with fp32 on the validation split at least ``INT8_MIN_AGREEMENT`` of the time: on our
-head-only models it is 2x faster but agrees 0.955-0.964, so fp32 is what usually ships.
+when it agrees with fp32 on the validation split at least ``INT8_MIN_AGREEMENT`` of the time and loses at
+most ``INT8_MAX_F1_DROP`` weighted-F1 against the validation labels: agreement alone would pass a model that
+predicts one class in both precisions. On our head-only models int8 is 2x faster but agrees 0.955-0.964, so
+fp32 is what usually ships.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 INT8_MIN_AGREEMENT = 0.99
+INT8_MAX_F1_DROP = 0.005
 OPSET = 17
 
 
@@ -87,11 +90,28 @@ def _batched(predict: Callable[[list[str]], np.ndarray], texts: list[str], batch
     return np.concatenate([predict(texts[i : i + batch]) for i in range(0, len(texts), batch)])
 
 
-def export_onnx(version_dir: Path, check_texts: list[str], *, threads: int | None = None) -> dict[str, Any]:
+def int8_gate(fp32: np.ndarray, int8: np.ndarray, labels: list[int] | None) -> tuple[bool, dict[str, float]]:
+    """Whether int8 may replace fp32, and the figures the decision rests on (for the manifest)."""
+    from models.head import metrics
+
+    agreement = float((int8.argmax(1) == fp32.argmax(1)).mean()) if len(fp32) else 0.0
+    figures = {"int8_agreement": round(agreement, 4)}
+    ok = agreement >= INT8_MIN_AGREEMENT
+    if labels is not None:
+        y, n = np.asarray(labels), fp32.shape[1]
+        f1_fp32 = metrics(y, fp32.argmax(1), n).weighted_f1
+        f1_int8 = metrics(y, int8.argmax(1), n).weighted_f1
+        figures |= {"fp32_weighted_f1": round(f1_fp32, 4), "int8_weighted_f1": round(f1_int8, 4)}
+        ok = ok and f1_int8 >= f1_fp32 - INT8_MAX_F1_DROP
+    return ok, figures
+
+
+def export_onnx(version_dir: Path, check_texts: list[str], *, check_labels: list[int] | None = None,
+                threads: int | None = None) -> dict[str, Any]:
     """Write the fused graph(s) into the version's artifact; returns the manifest's ``runtime`` entry.
 
     The fp32 graph must reproduce torch's probabilities (max abs difference recorded); int8 must also pass
-    the agreement gate on ``check_texts`` (the validation split) or it is deleted.
+    :func:`int8_gate` on ``check_texts`` (the validation split, labelled by ``check_labels``) or it is deleted.
     """
     import torch
 
@@ -126,15 +146,15 @@ def export_onnx(version_dir: Path, check_texts: list[str], *, threads: int | Non
     quantize_dynamic(str(art / FP32_FILE), str(art / INT8_FILE), weight_type=QuantType.QInt8, per_channel=True)
     int8_session = session(art / INT8_FILE, threads)
     int8 = _batched(lambda b: run(int8_session, torch_model.tokenizer, b, max_length), texts)
-    agreement = float((int8.argmax(1) == fp32.argmax(1)).mean())
-    entry["int8_agreement"] = round(agreement, 4)
-    if agreement >= INT8_MIN_AGREEMENT:
+    adopted, figures = int8_gate(fp32, int8, check_labels)
+    entry |= figures
+    if adopted:
         entry["file"] = INT8_FILE
     else:
         (art / INT8_FILE).unlink()
     for name in (FP32_FILE, INT8_FILE):
         if (art / name).exists():
             (art / name).chmod(0o644)
-    log.info("%s: ONNX %s (int8 agreement %.4f, fp32 max diff %.1e) in %.0fs", version_dir, entry["file"],
-             agreement, max_diff, time.monotonic() - t0)
+    log.info("%s: ONNX %s (int8 %s, fp32 max diff %.1e) in %.0fs", version_dir, entry["file"], figures, max_diff,
+             time.monotonic() - t0)
     return entry

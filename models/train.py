@@ -107,7 +107,7 @@ def train_version(
         mode=cfg.mode, params=params, command=command,
     )
     path = write_version(out_repo or repo, manifest, head_state, encoder, tokenizer)
-    manifest = attach_onnx(path, ds.val.texts)  # before the test figures: they describe what CPU serving runs
+    manifest = attach_onnx(path, ds.val)  # before the test figures: they describe what CPU serving runs
     clf = Classifier(path, device or "cpu")
     test = metrics(np.array(ds.test.labels), predict_all(clf, ds.test.texts).argmax(1), len(clf.labels)).as_dict()
     reference = reference_from_probs(predict_all(clf, ds.val.texts))
@@ -117,10 +117,11 @@ def train_version(
     return path
 
 
-def attach_onnx(version_dir: Path, val_texts: list[str], threads: int | None = None) -> Manifest:
-    """Export the version's ONNX graph, checked on validation texts, and record it in the manifest."""
+def attach_onnx(version_dir: Path, val: Split, threads: int | None = None) -> Manifest:
+    """Export the version's ONNX graph, checked on the validation split, and record it in the manifest."""
+    texts, labels = val.texts[:ONNX_CHECK_TEXTS], val.labels[:ONNX_CHECK_TEXTS]
     manifest = replace(read_manifest(version_dir),
-                       runtime=export_onnx(version_dir, val_texts[:ONNX_CHECK_TEXTS], threads=threads))
+                       runtime=export_onnx(version_dir, texts, check_labels=labels, threads=threads))
     _rewrite_manifest(version_dir, manifest)
     return manifest
 

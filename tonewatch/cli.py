@@ -199,9 +199,9 @@ def models_export_onnx(
     repo = _settings(ctx).model_repository
     version = version or max(version_numbers(repo, name), default=0)
     vdir = repo / name / str(version)
-    val = load_dataset(name).val.texts
+    val = load_dataset(name).val
     manifest = attach_onnx(vdir, val, threads)
-    figures = {rt: speed(Classifier(vdir, "cpu", threads, runtime=rt), val[:512]) for rt in ("torch", "onnx")}
+    figures = {rt: speed(Classifier(vdir, "cpu", threads, runtime=rt), val.texts[:512]) for rt in ("torch", "onnx")}
     typer.echo(json.dumps({"version": str(vdir), "runtime": manifest.runtime,
                            "texts_per_s": figures, "speedup": round(figures["onnx"] / figures["torch"], 2)}))
 

@@ -167,3 +167,23 @@ def test_length_buckets_cover_every_text_once_shortest_first() -> None:
     assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
     assert [[lengths[i] for i in b] for b in buckets] == [[3, 5, 5], [7, 12, 30], [40]]
     assert length_buckets([], size=3) == []
+
+
+def test_int8_is_adopted_only_when_it_agrees_and_keeps_weighted_f1() -> None:
+    from models.onnx_export import int8_gate
+
+    labels = [0, 1, 2, 1] * 50
+    good = np.eye(3)[labels] * 0.8 + 0.05
+    ok, figures = int8_gate(good, good + 0.01, labels)
+    assert ok and figures["int8_agreement"] == 1.0 and figures["int8_weighted_f1"] == figures["fp32_weighted_f1"]
+    flipped = good.copy()
+    flipped[:4] = flipped[:4, ::-1]  # 2% of rows change class: agreement 0.98
+    assert int8_gate(good, flipped, labels)[0] is False
+    # one row in 200 differs (agreement 0.995 passes alone), but it is the only example of its class:
+    # int8 loses 0.0075 weighted-F1, which only the labels reveal
+    fp32 = np.tile([0.9, 0.05, 0.05], (200, 1))
+    fp32[0] = [0.05, 0.9, 0.05]
+    int8 = np.tile([0.9, 0.05, 0.05], (200, 1))
+    assert int8_gate(fp32, int8, None)[0] is True
+    ok, figures = int8_gate(fp32, int8, [1] + [0] * 199)
+    assert ok is False and figures["fp32_weighted_f1"] - figures["int8_weighted_f1"] > 0.005
