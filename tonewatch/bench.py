@@ -25,20 +25,21 @@ from tonewatch.feed import DATA
 from tonewatch.kafka_io import client_config, ensure_topics, group_lag, iter_topic, producer
 from tonewatch.settings import Settings
 
-WARMUP_ID = "bench-warmup"
-
 
 def _texts() -> list[str]:
     with (DATA / "news_sentiment.csv").open(encoding="utf-8", newline="") as fh:
         return [r["text"] for r in csv.DictReader(fh)]
 
 
-def bench_messages(n: int) -> list[dict[str, Any]]:
-    """Real headlines, cycled to ``n``, event times spread over the last few minutes."""
+def bench_messages(n: int, run: str = "") -> list[dict[str, Any]]:
+    """Real headlines, cycled to ``n``, event times spread over the last few minutes.
+
+    Ids carry ``run``: the worker skips ids it has scored, so a second run on the same topics needs new ones.
+    """
     texts = _texts()
     now = datetime.now(UTC)
     return [
-        {"id": f"bench-{i}", "source": "news", "text": texts[i % len(texts)],
+        {"id": f"bench-{run}-{i}", "source": "news", "text": texts[i % len(texts)],
          "ts": (now - timedelta(seconds=(n - i) * 180 / n)).isoformat().replace("+00:00", "Z")}
         for i in range(n)
     ]
@@ -88,14 +89,14 @@ def measure(settings: Settings, n: int = 2000, timeout_s: float = 600.0, wait_tr
     """
     scored_topic = settings.topic("scored")
     ensure_topics(settings, [settings.topic("news")])
-    prod = producer(settings)
+    run = uuid.uuid4().hex[:8]
     deadline = time.monotonic() + timeout_s
-    warm = bench_messages(1)[0] | {"id": WARMUP_ID}
-    prod.send(settings.topic("news"), key=WARMUP_ID.encode(), value=json.dumps(warm).encode())
-    prod.flush()
-    base = _wait_size(settings, scored_topic, 1, deadline)
+    before = _wait_size(settings, scored_topic, 0, deadline)
+    prod = producer(settings)
+    _produce(prod, settings.topic("news"), bench_messages(1, f"{run}-warmup"))
+    base = _wait_size(settings, scored_topic, before + 1, deadline)
     t0 = time.time()
-    produced = _produce(prod, settings.topic("news"), bench_messages(n))
+    produced = _produce(prod, settings.topic("news"), bench_messages(n, run))
     prod.close()
     t_produced = time.time()
     _wait_size(settings, scored_topic, base + n, deadline)
@@ -135,7 +136,7 @@ def drain(settings: Settings, n: int, start_worker: Callable[[Settings], int], t
     ensure_topics(settings, [settings.topic(t) for t in NAMES])
     prod = producer(settings)
     try:
-        ids = set(_produce(prod, settings.topic("news"), bench_messages(n)))
+        ids = set(_produce(prod, settings.topic("news"), bench_messages(n, uuid.uuid4().hex[:8])))
     finally:
         prod.close()
     deadline = time.monotonic() + timeout_s

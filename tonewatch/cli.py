@@ -295,10 +295,11 @@ def bench(
     from tonewatch.bench import run_bench
     from tonewatch.stack import down, up
 
-    settings = _settings(ctx).model_copy(update={"topic_prefix": f"bench-{time.strftime('%Y%m%d-%H%M%S')}"})
-    if not local:
+    settings = _settings(ctx)
+    if not local:  # the running worker's topics: a fresh prefix would be a topic set no worker reads
         typer.echo(json.dumps(run_bench(settings, messages)))
         return
+    settings = settings.model_copy(update={"topic_prefix": f"bench-{time.strftime('%Y%m%d-%H%M%S')}"})
     state = up(settings)
     stacked = settings.model_copy(update={k: v for k, v in state.endpoints.items() if k in Settings.model_fields})
     try:
