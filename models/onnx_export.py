@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from models.artifact import artifact_dir, weights_digest
+from models.head import metrics
 
 log = logging.getLogger(__name__)
 FP32_FILE = "model.onnx"
@@ -92,8 +93,6 @@ def _batched(predict: Callable[[list[str]], np.ndarray], texts: list[str], batch
 
 def int8_gate(fp32: np.ndarray, int8: np.ndarray, labels: list[int] | None) -> tuple[bool, dict[str, float]]:
     """Whether int8 may replace fp32, and the figures the decision rests on (for the manifest)."""
-    from models.head import metrics
-
     agreement = float((int8.argmax(1) == fp32.argmax(1)).mean()) if len(fp32) else 0.0
     figures = {"int8_agreement": round(agreement, 4)}
     ok = agreement >= INT8_MIN_AGREEMENT

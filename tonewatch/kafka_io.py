@@ -105,13 +105,22 @@ def read_json(settings: Settings, topic: str) -> list[dict[str, Any]]:
     return [json.loads(r.value) for r in iter_topic(settings, topic)]
 
 
+def offsets_consumer(settings: Settings) -> KafkaConsumer:
+    """A group-less consumer for offset lookups; keep one for repeated :func:`end_offsets_total` calls."""
+    return KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+
+
+def end_offsets_total(consumer: KafkaConsumer, topic: str) -> int:
+    """Records ever written to a topic (sum of end offsets), through an existing consumer."""
+    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    return sum(consumer.end_offsets(tps).values()) if tps else 0
+
+
 def topic_size(settings: Settings, topic: str) -> int:
     """Records ever written to a topic (sum of end offsets): the worker's output counters."""
-    consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+    consumer = offsets_consumer(settings)
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
-        return sum(consumer.end_offsets(tps).values()) if tps else 0
+        return end_offsets_total(consumer, topic)
     finally:
         consumer.close()
 
