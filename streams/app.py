@@ -10,6 +10,7 @@ import faust
 from streams.agents import register_agents
 from streams.knowledge import load_knowledge
 from streams.metrics import PipelineMetrics, create_metrics
+from streams.offsets import install as install_offset_fix
 from streams.topics import declare
 from streams.windows import DetectorConfig
 from tonewatch.settings import Settings
@@ -52,6 +53,7 @@ def broker_credentials(settings: Settings) -> Any:
 
 def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> faust.App:
     """The worker's app; pass ``metrics`` to expose them (the CLI serves its registry)."""
+    install_offset_fix()  # Faust's commit could skip an in-flight record (streams/offsets.py)
     app = faust.App(
         settings.group_id,
         broker=f"kafka://{settings.kafka_bootstrap}",

@@ -21,6 +21,8 @@ class PipelineMetrics:
     scored: Counter
     dead_letter: Counter
     duplicates: Counter
+    trend_replays: Counter
+    offset_holes: Counter
     batch_size: Histogram
     inference_seconds: Histogram
     trend_events: Counter
@@ -42,6 +44,11 @@ def create_metrics() -> PipelineMetrics:
         dead_letter=Counter("tonewatch_dead_letter", "Records sent to the dead-letter topic.", ["stage"], registry=r),
         duplicates=Counter("tonewatch_duplicates", "Input records whose message id this worker already scored.",
                            registry=r),
+        trend_replays=Counter("tonewatch_trend_replays", "Trend-event records re-read after a restart whose key "
+                              "state already held them (skipped, not counted twice).", registry=r),
+        offset_holes=Counter("tonewatch_offset_holes", "Records the consumer skipped after a restart: 'seek' reads the "
+                             "partition again from one, 'skip' commits over offsets absent after re-reads.",
+                             ["action"], registry=r),
         batch_size=Histogram("tonewatch_batch_size", "Messages per micro-batch sent to Triton.", registry=r,
                              buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)),
         inference_seconds=Histogram("tonewatch_inference_seconds", "Triton round trip per micro-batch, both models.",
@@ -66,4 +73,6 @@ def create_metrics() -> PipelineMetrics:
         m.alerts.labels(*labels)
     for source in ("news", "chat"):
         m.scored.labels(source)
+    for action in ("seek", "skip"):
+        m.offset_holes.labels(action)
     return m

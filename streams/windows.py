@@ -99,6 +99,13 @@ class KeyState:
     volume: Level | None = None  # baseline of negative messages per window
     cooldown_until: float | None = None  # event time before which the key may not fire again
     recent: Recent = ()  # closed windows inside the rolling view, as counts
+    # (partition, offset) of the last trend-events record folded in: a restarted worker re-reads records
+    # after the last commit, and the state restored from the changelog may already hold them
+    applied: tuple[int, int] | None = None
+
+    def holds(self, partition: int, offset: int) -> bool:
+        """Whether the record at ``partition``/``offset`` is already part of this state."""
+        return self.applied is not None and self.applied[0] == partition and offset <= self.applied[1]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +125,7 @@ class KeyState:
             baseline=data.get("baseline"), closed_windows=data.get("closed_windows", 0),
             firing=Firing(**f) if f else None, volume=Level(**v) if v else None,
             cooldown_until=data.get("cooldown_until"), recent=rolling.from_json(data.get("recent")),
+            applied=tuple(data["applied"]) if data.get("applied") else None,
         )
 
 

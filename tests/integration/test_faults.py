@@ -151,7 +151,7 @@ def _drain_and_account(
     deadline = time.monotonic() + timeout_s
     while True:
         scored = [r["id"] for r in read_json(s, s.topic("scored"))]
-        lag = sum(group_lag(s, s.topic(t)) for t in ("news", "chat", "scored", "trend-events"))
+        lag = sum(group_lag(s, s.topic(t)) for t in ("news", "chat", "trend-events"))
         if (acked <= set(scored) and lag == 0) or time.monotonic() > deadline or not worker.alive():
             break
         time.sleep(2.0)
@@ -163,6 +163,11 @@ def _drain_and_account(
                "scored_duplicates": len(scored) - len(set(scored)), "missing": len(acked - set(scored)),
                "dead_letter": dict(stages), "alerts": len(alerts), "alert_duplicates": sum(pairs.values()) - len(pairs),
                "lag": lag}
+    if worker.alive():  # the last worker's repairs: re-read holes and skipped re-read trend records
+        samples = worker.metrics()
+        figures["offset_holes"] = {a: samples.get(f'tonewatch_offset_holes_total{{action="{a}"}}')
+                                   for a in ("seek", "skip")}
+        figures["trend_replays"] = samples.get("tonewatch_trend_replays_total{}")
     print(f"\nFAULT {figures}")
     assert worker.alive(), worker.log_tail()
     assert not acked - set(scored), f"{figures}\n{worker.log_tail()}"

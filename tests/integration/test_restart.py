@@ -22,7 +22,7 @@ SPLIT = "2026-01-05T14:20:30"  # inside a window: that window must survive the r
 def _drain(worker: Worker) -> None:
     s = worker.settings
     deadline = time.monotonic() + 180
-    while sum(group_lag(s, s.topic(t)) for t in ("news", "chat", "scored", "trend-events")) > 0:
+    while sum(group_lag(s, s.topic(t)) for t in ("news", "chat", "trend-events")) > 0:
         assert time.monotonic() < deadline and worker.alive(), worker.log_tail()
         time.sleep(1.0)
 
