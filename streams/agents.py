@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -144,8 +145,9 @@ def register_agents(
         firsts: list[asyncio.Future[None]] = []  # deliveries of the first copies of this batch's duplicates
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         metrics.batch_size.observe(len(events))
+        for topic, n in Counter(ev.message.topic for ev in events).items():  # labels() once per batch, not per record
+            metrics.messages_in.labels(topic).inc(n)
         for ev in events:
-            metrics.messages_in.labels(ev.message.topic).inc()
             try:
                 msg = parse_message(ev.value, settings.max_text_chars)
             except InvalidMessage as exc:
@@ -193,6 +195,7 @@ def register_agents(
                 pending.append(await dead_letter(f"inference failed: {exc}", ev, "score"))
             return
         trend: list[TrendEvent] = []
+        sources: Counter[str] = Counter()
         for (ev, _), s in zip(valid, scored, strict=True):
             try:
                 events = list(trend_events(s))
@@ -200,12 +203,14 @@ def register_agents(
             except Exception as exc:  # a bug in building one output: that message goes, the batch stays
                 pending.append(await dead_letter(f"output failed: {exc}", ev, "score"))
                 continue
-            metrics.scored.labels(s.source).inc()
+            sources[s.source] += 1
             trend.extend(events)
             for d in drift.observe(s):
                 log.warning("drift: %s v%s %s PSI %.3f", d.model, d.version, d.kind, d.psi)
                 pending.append(await topics.model_events.send(key=d.model.encode(),
                                                               value=_dumps(d.as_dict(event_time()))))
+        for source, n in sources.items():
+            metrics.scored.labels(source).inc(n)
         # one record per key per batch (streams/fold.py), keyed for the windows agent's table partition
         for key, group in group_by_key(trend).items():
             pending.append(await produce(topics.trend_events, key.encode(), encode_events(group)))
@@ -247,12 +252,13 @@ def register_agents(
         table.data[key] = value
         table.send_changelog(partition, key, value)
         sends: list[Awaitable[Any]] = []
+        accepted = 0
         for (ev, tev), update in zip(items, fold.updates, strict=True):
             if not update.accepted:
                 sends.append(await dead_letter(f"later than allowed lateness ({cfg.allowed_lateness_s}s)", ev,
                                                "windows", payload=encode_events([tev])))
                 continue
-            metrics.trend_events.labels(tev.dimension).inc()
+            accepted += 1
             for closed in update.closed:
                 record = trend_record(tev.dimension, tev.key, closed, cfg.window_s)
                 sends.append(await topics.trends.send(key=ev.key, value=_dumps(record)))
@@ -262,6 +268,7 @@ def register_agents(
                 metrics.alerts.labels(t.status, t.severity, tev.dimension).inc()
                 sends.append(await topics.alerts.send(key=t.alert_id.encode(), value=_dumps(payload)))
         last = items[-1][1]
+        metrics.trend_events.labels(last.dimension).inc(accepted)  # one key, so one dimension
         if last.dimension in GAUGE_DIMENSIONS and fold.state.windows:
             latest = fold.state.windows[-1]
             metrics.negative_share.labels(last.dimension, last.key).set(latest.share)

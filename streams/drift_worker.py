@@ -64,12 +64,16 @@ class DriftTracker:
 
     def _load(self, key: Key) -> None:
         """In a thread: a failure only disables drift for this version, the worker keeps scoring."""
+        from models.artifact import ArtifactError
         from models.train import reference_for
 
         model, version = key
         try:
             s = self._settings
             ref = reference_for(s.model_repository / model / version, s.run_dir / "drift", s.drift_reference_texts)
+        except ArtifactError as exc:  # a version without a Tonewatch artifact (e.g. the trivial bench models)
+            log.warning("no drift reference for %s v%s: drift not monitored (%s)", model, version, exc)
+            return
         except Exception:
             log.warning("no drift reference for %s v%s: drift not monitored", model, version, exc_info=True)
             return
