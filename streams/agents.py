@@ -238,12 +238,12 @@ def register_agents(
     async def _fold_key(key: str, items: list[tuple[Any, TrendEvent]]) -> list[Awaitable[Any]]:
         state = load_state(table.get(key))
         partition = items[-1][0].message.partition
-        replayed = [ev for ev, _ in items if state.holds(partition, ev.message.offset)]
-        if replayed:  # re-read after a restart, already in the restored state: folding again would count twice
-            metrics.trend_replays.inc(len({id(ev) for ev in replayed}))
-            items = [(ev, t) for ev, t in items if not state.holds(partition, ev.message.offset)]
-            if not items:
+        fresh = [(ev, t) for ev, t in items if not state.holds(partition, ev.message.offset)]
+        if len(fresh) < len(items):  # re-read after a restart, already in the restored state: not counted twice
+            metrics.trend_replays.inc(len({id(ev) for ev, _ in items} - {id(ev) for ev, _ in fresh}))
+            if not fresh:
                 return []
+            items = fresh
         fold = fold_events(state, (t for _, t in items), cfg)
         applied = replace(fold.state, applied=(partition, max(ev.message.offset for ev, _ in items)))
         value = dump_state(applied)

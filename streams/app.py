@@ -11,7 +11,7 @@ from streams.agents import register_agents
 from streams.knowledge import load_knowledge
 from streams.metrics import PipelineMetrics, create_metrics
 from streams.offsets import install as install_offset_fix
-from streams.topics import declare
+from streams.topics import declare, state_table
 from streams.windows import DetectorConfig
 from tonewatch.settings import Settings
 
@@ -69,7 +69,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
     )
     topics = declare(app, settings)
     state = app.Table(
-        f"{settings.topic_prefix}-trend-state", default=dict, partitions=settings.topic_partitions,
+        state_table(settings), default=dict, partitions=settings.topic_partitions,
         value_type=bytes,  # raw: JSON written by streams.fold.dump_state
     )
     knowledge = load_knowledge(settings.knowledge_path) if settings.knowledge_path else load_knowledge()

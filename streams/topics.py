@@ -12,6 +12,16 @@ NAMES = ("news", "chat", "scored", "trend-events", "trends", "alerts", "dead-let
 CONFIGS: dict[str, dict[str, str]] = {"feedback": {"cleanup.policy": "compact"}}
 
 
+def state_table(settings: Settings) -> str:
+    """The windows agent's per-key state table."""
+    return f"{settings.topic_prefix}-trend-state"
+
+
+def state_changelog(settings: Settings) -> str:
+    """The table's changelog topic, as Faust names it (``<app id>-<table>-changelog``)."""
+    return f"{settings.group_id}-{state_table(settings)}-changelog"
+
+
 @dataclass(frozen=True)
 class Topics:
     """Handles to the Faust topics (values are raw bytes; JSON is encoded explicitly)."""

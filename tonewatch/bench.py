@@ -129,7 +129,7 @@ def drain(settings: Settings, n: int, start_worker: Callable[[Settings], object]
     Measured between the first and last scored record's broker timestamps, so neither the worker's
     start-up nor this process's producer (a Python producer on the same cores) is counted.
     """
-    from streams.topics import NAMES
+    from streams.topics import NAMES, state_changelog
 
     ensure_topics(settings, [settings.topic(t) for t in NAMES])
     prod = producer(settings)
@@ -149,8 +149,7 @@ def drain(settings: Settings, n: int, start_worker: Callable[[Settings], object]
     span = max(stamps[-1] - stamps[0], 1e-6)
     # the windows agent writes its table's changelog once per key per batch: its last record is when the
     # last message's trend events were folded, so first scored -> last changelog is the whole pipeline
-    changelog = f"{settings.group_id}-{settings.topic_prefix}-trend-state-changelog"
-    folded = max(r.timestamp / 1000 for r in iter_topic(settings, changelog))
+    folded = max(r.timestamp / 1000 for r in iter_topic(settings, state_changelog(settings)))
     return {"messages": n, "drain_msgs_per_s": round((len(stamps) - 1) / span, 1),
             "drain_through_windows_msgs_per_s": round(len(stamps) / max(folded - stamps[0], 1e-6), 1),
             "start_to_through_trends_s": round(through_trends_s, 2)}
