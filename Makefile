@@ -22,13 +22,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create the venv with every Python dependency
 
-# Prometheus and Alertmanager from Debian: the local stack and the tests run the real ones
-APT_TOOLS := prometheus promtool prometheus-alertmanager
-system: ## Install the Debian packages (Prometheus, Alertmanager) when missing
+# Prometheus and Alertmanager from Debian: the local stack and the tests run the real ones;
+# openssl makes the throwaway CA of the SASL_SSL broker test
+APT_TOOLS := prometheus promtool prometheus-alertmanager openssl
+system: ## Install the Debian packages (Prometheus, Alertmanager, openssl) when missing
 	@missing=0; for t in $(APT_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
 	if [ $$missing = 1 ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q prometheus prometheus-alertmanager; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q prometheus prometheus-alertmanager openssl; \
 	fi
 
 setup: install system ## Also fetch the Kafka broker jars and train models v1 if missing

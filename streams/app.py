@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import faust
@@ -13,6 +12,7 @@ from streams.metrics import PipelineMetrics, create_metrics
 from streams.offsets import install as install_offset_fix
 from streams.topics import declare, state_table
 from streams.windows import DetectorConfig
+from tonewatch.kafka_io import ssl_context
 from tonewatch.settings import Settings
 
 
@@ -40,10 +40,10 @@ def detector_config(settings: Settings) -> DetectorConfig:
 
 def broker_credentials(settings: Settings) -> Any:
     """Faust credentials from the same settings the CLI's clients use (secrets unwrapped only here)."""
-    protocol = settings.kafka_security_protocol.upper()
+    protocol = settings.kafka_security_protocol
     if protocol == "PLAINTEXT":
         return None
-    ctx = ssl.create_default_context() if protocol in ("SSL", "SASL_SSL") else None
+    ctx = ssl_context(settings)
     if protocol.startswith("SASL"):
         password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
         return faust.SASLCredentials(username=settings.kafka_sasl_username, password=password,

@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 import json
 import logging
-import ssl
 from collections.abc import Mapping
 from typing import Any
 
 from streams.metrics import PipelineMetrics
 from streams.routing import InvalidEvent, ModelEvent, Route, apply_event
-from tonewatch.kafka_io import sasl_config
+from tonewatch.kafka_io import sasl_config, ssl_context
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -27,8 +26,8 @@ TOPIC = "model-events"
 def aiokafka_config(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
                             "security_protocol": settings.kafka_security_protocol.upper()}
-    if conf["security_protocol"] in ("SSL", "SASL_SSL"):
-        conf["ssl_context"] = ssl.create_default_context()
+    if (ctx := ssl_context(settings)) is not None:
+        conf["ssl_context"] = ctx
     return {**conf, **sasl_config(settings)}
 
 

@@ -334,5 +334,49 @@ for _area in (delivery, evaluation, rollout, retrain, report_cmds, faults):
     _area.register(app, alerts_app, models_app)
 
 
+class RefusedLogin(logging.Handler):
+    """Keeps kafka-python's last refused-login log line: the exception it raises afterwards names an
+    unsupported protocol version instead (the broker drops the connection after a failed SASL login)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.reason: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "SaslAuthenticate error" in text:
+            self.reason = text.split("SaslAuthenticate error: ", 1)[1]
+
+
+def kafka_failure(settings: Settings, exc: BaseException, refused: str | None = None) -> str:
+    """One line a user can act on, with the connection settings but never the password."""
+    how: str = settings.kafka_security_protocol
+    if settings.kafka_sasl_mechanism:
+        how += f", {settings.kafka_sasl_mechanism} as '{settings.kafka_sasl_username}'"
+    text = str(exc)
+    cause = refused or (text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}")
+    return (f"tonewatch: cannot use Kafka at {settings.kafka_bootstrap} ({how}): {cause.rstrip('.')}. "
+            "Check TONEWATCH_KAFKA_BOOTSTRAP and the TONEWATCH_KAFKA_SECURITY_PROTOCOL, _SASL_* and _SSL_* settings.")
+
+
 def main() -> None:
-    app()
+    """Configuration and Kafka connection errors end in one clear line and exit 2, not a traceback."""
+    import ssl
+
+    from kafka.errors import KafkaError
+    from pydantic import ValidationError
+
+    refused = RefusedLogin()
+    logging.getLogger("kafka.conn").addHandler(refused)
+    try:
+        app()
+    except ValidationError as exc:  # without pydantic's input values: they would print the secrets
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                             for e in exc.errors(include_input=False, include_url=False))
+        print(f"tonewatch: invalid settings: {problems}", file=sys.stderr)
+        sys.exit(2)
+    except (KafkaError, ssl.SSLError) as exc:
+        print(kafka_failure(Settings(), exc, refused.reason), file=sys.stderr)
+        sys.exit(2)
+    finally:
+        logging.getLogger("kafka.conn").removeHandler(refused)

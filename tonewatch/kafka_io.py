@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,13 +29,28 @@ def sasl_config(settings: Settings) -> dict[str, Any]:
     return conf
 
 
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The one TLS context of every client family (kafka-python, aiokafka, Faust): verified against
+    ``kafka_ssl_cafile`` (or the system store), hostname checked, client certificate when set."""
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    cafile = settings.kafka_ssl_cafile
+    ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    if settings.kafka_ssl_certfile is not None:
+        ctx.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile))
+    return ctx
+
+
 def client_config(settings: Settings) -> dict[str, Any]:
     """Connection settings shared by every kafka-python client."""
-    return {
+    conf = {
         "bootstrap_servers": settings.kafka_bootstrap.split(","),
         "security_protocol": settings.kafka_security_protocol,
         **sasl_config(settings),
     }
+    if (ctx := ssl_context(settings)) is not None:
+        conf["ssl_context"] = ctx
+    return conf
 
 
 def ensure_topics(settings: Settings, names: list[str]) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -46,7 +46,8 @@ class StackStateSource(PydanticBaseSettingsSource):
 class Settings(BaseSettings):
     """Everything configurable in Tonewatch."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+    # an empty variable is an unset one: compose files pass optional settings as ``${VAR:-}``
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore", env_ignore_empty=True)
 
     # --- local stack -------------------------------------------------------
     run_dir: Path = Field(Path(".tonewatch"), description="Runtime data, logs and the stack state file.")
@@ -57,10 +58,19 @@ class Settings(BaseSettings):
 
     # --- Kafka ---------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
-    kafka_security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
-    kafka_sasl_mechanism: str | None = Field(None, description="e.g. PLAIN or SCRAM-SHA-512.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client (worker, notifier, CLI) talks to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism; needed with SASL_PLAINTEXT or SASL_SSL."
+    )
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM CA bundle that signed the brokers' certificates; the system store when unset."
+    )
+    kafka_ssl_certfile: Path | None = Field(None, description="PEM client certificate, for brokers that want mTLS.")
+    kafka_ssl_keyfile: Path | None = Field(None, description="PEM private key of kafka_ssl_certfile.")
     topic_prefix: str = Field("tonewatch", description="Prefix of every topic; tests use a unique one.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of the topics the worker creates.")
 
@@ -178,6 +188,30 @@ class Settings(BaseSettings):
     kafka_session_timeout_s: float = Field(
         60.0, ge=6, description="Consumer group session timeout: how soon a crashed worker's partitions move."
     )
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Self:
+        """A half-configured secure connection fails here, at start-up, not as a broker timeout minutes later."""
+        sasl = self.kafka_security_protocol.startswith("SASL")
+        if sasl and not (self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(f"kafka_security_protocol={self.kafka_security_protocol} needs kafka_sasl_mechanism, "
+                             "kafka_sasl_username and kafka_sasl_password")
+        if not sasl and self.kafka_sasl_mechanism:
+            raise ValueError(f"kafka_sasl_mechanism is set but kafka_security_protocol is "
+                             f"{self.kafka_security_protocol}: use SASL_SSL or SASL_PLAINTEXT")
+        tls = self.kafka_security_protocol in ("SSL", "SASL_SSL")
+        files = {"kafka_ssl_cafile": self.kafka_ssl_cafile, "kafka_ssl_certfile": self.kafka_ssl_certfile,
+                 "kafka_ssl_keyfile": self.kafka_ssl_keyfile}
+        if not tls and any(files.values()):
+            raise ValueError(f"TLS files are set but kafka_security_protocol is {self.kafka_security_protocol}")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError("kafka_ssl_certfile and kafka_ssl_keyfile go together (client certificate and its key)")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from tonewatch.settings import Settings
 from tonewatch.stack.kafka import server_properties
@@ -82,3 +84,60 @@ def test_worker_and_cli_clients_share_the_kafka_security_settings() -> None:
     conf = client_config(sasl)
     assert conf["sasl_plain_password"] == "s3cret" and conf["security_protocol"] == "SASL_SSL"
     assert "s3cret" not in repr(sasl)  # secrets never show in logs of the settings object
+    assert conf["ssl_context"].verify_mode == ssl.CERT_REQUIRED and conf["ssl_context"].check_hostname
+
+
+@pytest.mark.parametrize(("kwargs", "problem"), [
+    ({"kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": "PLAIN"}, "needs kafka_sasl_mechanism"),
+    ({"kafka_sasl_mechanism": "PLAIN", "kafka_sasl_username": "u", "kafka_sasl_password": "p"}, "use SASL_SSL"),
+    ({"kafka_ssl_cafile": "/etc/ca.pem"}, "TLS files are set"),
+    ({"kafka_security_protocol": "SSL", "kafka_ssl_certfile": "/c.pem"}, "go together"),
+    ({"kafka_security_protocol": "TLS"}, "kafka_security_protocol"),
+])
+def test_half_configured_kafka_security_is_refused_at_start(kwargs: dict[str, str], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        Settings(**kwargs)
+
+
+def test_protocol_and_mechanism_are_case_insensitive() -> None:
+    s = Settings(kafka_security_protocol="sasl_plaintext", kafka_sasl_mechanism="scram-sha-256",
+                 kafka_sasl_username="u", kafka_sasl_password="p")
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_PLAINTEXT", "SCRAM-SHA-256")
+    from tonewatch.kafka_io import ssl_context
+
+    assert ssl_context(s) is None  # SASL without TLS
+
+
+def test_cli_settings_errors_are_one_line_without_secrets(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from tonewatch.cli import main
+
+    monkeypatch.setenv("TONEWATCH_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("TONEWATCH_KAFKA_SASL_PASSWORD", "hunter2-secret")
+    monkeypatch.setattr("sys.argv", ["tonewatch", "status"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("tonewatch: invalid settings:") and "needs kafka_sasl" in err
+    assert "hunter2-secret" not in err  # pydantic's own message would print every input value
+
+
+def test_kafka_failure_names_the_refused_login_not_the_follow_on_error() -> None:
+    from kafka.errors import IncompatibleBrokerVersion
+
+    from tonewatch.cli import kafka_failure
+
+    s = Settings(kafka_bootstrap="k:9093", kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="PLAIN",
+                 kafka_sasl_username="svc", kafka_sasl_password="pw-123")
+    line = kafka_failure(s, IncompatibleBrokerVersion("MetadataRequest_v0"), "SaslAuthenticationFailedError (bad)")
+    assert line.startswith("tonewatch: cannot use Kafka at k:9093 (SASL_SSL, PLAIN as 'svc'): "
+                           "SaslAuthenticationFailedError (bad). Check")
+    assert "pw-123" not in line and "\n" not in line
+
+
+def test_empty_variables_from_compose_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-compose.yml passes optional settings as ``${VAR:-}``: an empty mechanism is no mechanism."""
+    for name in ("KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE"):
+        monkeypatch.setenv(f"TONEWATCH_{name}", "")
+    s = Settings()
+    assert s.kafka_sasl_mechanism is None and s.kafka_sasl_password is None and s.kafka_ssl_cafile is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +15,42 @@ POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
 
 
 @dataclass(frozen=True)
+class SecureListener:
+    """A SASL_SSL listener beside the PLAINTEXT one, to run the secure client settings against a real broker.
+
+    The broker keeps PLAINTEXT for itself (inter-broker, readiness); clients given only ``port`` must
+    authenticate with PLAIN or SCRAM-SHA-512 over TLS. ``keystore`` is one PEM file: the unencrypted PKCS#8
+    private key and the certificate chain.
+    """
+
+    port: int
+    keystore: Path
+    users: Mapping[str, str]  # username -> password, for both mechanisms
+
+    def properties(self) -> list[str]:
+        plain = " ".join(f'user_{u}="{p}"' for u, p in self.users.items())
+        prefix, module = "listener.name.sasl_ssl", "org.apache.kafka.common.security"
+        return [
+            f"{prefix}.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512",
+            f"{prefix}.plain.sasl.jaas.config={module}.plain.PlainLoginModule required {plain};",
+            f"{prefix}.scram-sha-512.sasl.jaas.config={module}.scram.ScramLoginModule required;",
+            f"{prefix}.ssl.keystore.type=PEM",
+            f"{prefix}.ssl.keystore.location={self.keystore}",
+        ]
+
+    def scram_args(self) -> list[str]:
+        """SCRAM credentials live in the KRaft metadata log: written when the storage is formatted."""
+        return [a for u, p in self.users.items() for a in ("--add-scram", f"SCRAM-SHA-512=[name={u},password={p}]")]
+
+
+@dataclass(frozen=True)
 class KafkaProcess:
     pid: int
     bootstrap: str
     controller_port: int
     data_dir: Path
     log_path: Path
+    secure_bootstrap: str | None = None  # the SASL_SSL listener, when started with one
 
 
 def ensure_kafka_jars(settings: Settings) -> Path:
@@ -43,16 +74,19 @@ def ensure_kafka_jars(settings: Settings) -> Path:
     return lib
 
 
-def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def server_properties(data_dir: Path, port: int, controller_port: int, secure: SecureListener | None = None) -> str:
     """Loopback-only listeners; retention off so replayed feeds with old event times are not deleted."""
+    extra = f",SASL_SSL://127.0.0.1:{secure.port}" if secure else ""
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}{extra}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}{extra}",
         "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        *(secure.properties() if secure else []),
         f"log.dirs={data_dir / 'logs'}",
         "num.partitions=1",
         "auto.create.topics.enable=true",
@@ -87,7 +121,8 @@ def _ready(bootstrap: str) -> bool:
         admin.close()
 
 
-def start_kafka(settings: Settings, data_dir: Path, port: int | None = None, timeout_s: float = 90.0) -> KafkaProcess:
+def start_kafka(settings: Settings, data_dir: Path, port: int | None = None, timeout_s: float = 90.0,
+                secure: SecureListener | None = None) -> KafkaProcess:
     """Format storage on first start only, then run the broker and wait until it answers."""
     lib = ensure_kafka_jars(settings)
     data_dir = data_dir.resolve()
@@ -95,7 +130,7 @@ def start_kafka(settings: Settings, data_dir: Path, port: int | None = None, tim
     port = port or free_port()
     controller = free_port()
     props = data_dir / "server.properties"
-    props.write_text(server_properties(data_dir, port, controller))
+    props.write_text(server_properties(data_dir, port, controller, secure))
     (data_dir / "log4j.properties").write_text(LOG4J.format(path=data_dir / "server.log"))
     cp = f"{lib}/*"
     java = ["java", f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", cp]
@@ -103,13 +138,14 @@ def start_kafka(settings: Settings, data_dir: Path, port: int | None = None, tim
         cluster_id = subprocess.run(
             [*java, "kafka.tools.StorageTool", "random-uuid"], capture_output=True, text=True, check=True
         ).stdout.strip().splitlines()[-1]
-        subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                       capture_output=True, text=True, check=True)
+        subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
+                        *(secure.scram_args() if secure else [])], capture_output=True, text=True, check=True)
     log_path = data_dir / "kafka.out"
     pid = spawn([java[0], "-Xms256m", "-Xmx768m", *java[1:], "kafka.Kafka", str(props)], log_path)
     bootstrap = f"127.0.0.1:{port}"
     wait_ready("kafka", pid, log_path, lambda: _ready(bootstrap), timeout_s)
-    return KafkaProcess(pid, bootstrap, controller, data_dir, log_path)
+    return KafkaProcess(pid, bootstrap, controller, data_dir, log_path,
+                        f"127.0.0.1:{secure.port}" if secure else None)
 
 
 def stop_kafka(proc: KafkaProcess) -> None:
