@@ -7,6 +7,7 @@ from typing import Any
 import faust
 
 from streams.agents import register_agents
+from streams.fetch_wait import install as install_fetch_wait
 from streams.knowledge import load_knowledge
 from streams.metrics import PipelineMetrics, create_metrics
 from streams.offsets import install as install_offset_fix
@@ -54,6 +55,7 @@ def broker_credentials(settings: Settings) -> Any:
 def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> faust.App:
     """The worker's app; pass ``metrics`` to expose them (the CLI serves its registry)."""
     install_offset_fix()  # Faust's commit could skip an in-flight record (streams/offsets.py)
+    install_fetch_wait()  # Faust's 1.5 s broker long-poll stalled the windows agent (streams/fetch_wait.py)
     app = faust.App(
         settings.group_id,
         broker=f"kafka://{settings.kafka_bootstrap}",

@@ -31,3 +31,6 @@ class RecentIds:
         self._ids.move_to_end(message_id)
         while len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
+
+    def clear(self) -> None:
+        self._ids.clear()

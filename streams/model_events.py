@@ -1,7 +1,7 @@
 """A worker's view of the model-events topic: replayed at start, then followed.
 
 Every worker reads every partition without a consumer group (routing must be the same on all
-workers, not split between them), and the score agent does not start scoring until it has caught up,
+workers, not split between them), and the score stage does not start scoring until it has caught up,
 so a restarted worker never scores with a stale production version.
 """
 

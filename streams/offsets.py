@@ -1,5 +1,8 @@
 """Which offset a worker may commit: a fix for faust-streaming 0.15's ``Consumer._new_offset``.
 
+Faust's consumer now reads only the windows agent's ``trend-events`` (and the table's changelog); the
+score stage has its own consumer and commits after delivery (streams/score_stage.py).
+
 Faust commits the first run of consecutive acknowledged offsets. Two flaws in it lost and stalled
 records in the kill -9 fault test (issue #8):
 

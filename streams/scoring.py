@@ -58,8 +58,9 @@ def _version_gone(exc: InferenceServerException) -> bool:
 class TritonScorer:
     """Owns one gRPC channel for the worker's lifetime."""
 
-    def __init__(self, url: str, models: Sequence[str], timeout_s: float) -> None:
+    def __init__(self, url: str, models: Sequence[str], timeout_s: float, max_request: int | None = None) -> None:
         self._url = url
+        self._max_request = max_request  # rows per request; the model's max_batch_size caps it too
         self._names = tuple(models)
         self._timeout_s = timeout_s
         self._deadline_s = timeout_s  # grows while Triton is too slow for the deadline, see next_deadline
@@ -124,7 +125,7 @@ class TritonScorer:
         return probs.astype(np.float32), str(res.get_response().model_version)
 
     async def _infer_version(self, name: str, texts: Sequence[str], version: int | None) -> tuple[np.ndarray, str]:
-        step = self.specs[name].max_batch_size
+        step = min(self.specs[name].max_batch_size, self._max_request or self.specs[name].max_batch_size)
         parts = await asyncio.gather(
             *(self._infer_chunk(name, texts[i : i + step], version) for i in range(0, len(texts), step))
         )

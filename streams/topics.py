@@ -7,6 +7,7 @@ from typing import Any
 
 from tonewatch.settings import Settings
 
+INPUTS = ("news", "chat")  # read by the score stage (streams/score_stage.py), not by a Faust agent
 NAMES = ("news", "chat", "scored", "trend-events", "trends", "alerts", "dead-letter", "model-events", "feedback")
 # created with these configs (kafka_io.ensure_topics): Kafka keeps the latest correction per key, forever
 CONFIGS: dict[str, dict[str, str]] = {"feedback": {"cleanup.policy": "compact"}}

@@ -147,7 +147,10 @@ def group_lag(settings: Settings, topic: str, group: str | None = None) -> int:
     admin = KafkaAdminClient(**conf)
     consumer = KafkaConsumer(**conf, enable_auto_commit=False, group_id=None)
     try:
-        committed = admin.list_consumer_group_offsets(group or settings.group_id)
+        if group is None:  # the input topics belong to the score stage's group
+            inputs = {settings.topic("news"), settings.topic("chat")}
+            group = settings.score_group_id if topic in inputs else settings.group_id
+        committed = admin.list_consumer_group_offsets(group)
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in parts]
         ends = consumer.end_offsets(tps) if tps else {}

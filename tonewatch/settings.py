@@ -96,13 +96,17 @@ class Settings(BaseSettings):
     app_id: str = Field("tonewatch", description="Faust app id (consumer group); suffixed by the topic prefix.")
     metrics_host: str = Field("127.0.0.1", description="Interface of the worker's Prometheus endpoint.")
     metrics_port: int = Field(9108, ge=0, description="Worker's Prometheus /metrics port; 0 disables it.")
-    batch_size: int = Field(64, ge=1, description="Largest micro-batch sent to Triton.")
-    batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait to fill a micro-batch.")
+    batch_size: int = Field(64, ge=1, description="Largest request sent to Triton (capped by the model's own).")
+    batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait for input records when there are none.")
+    score_batch_records: int = Field(
+        512, ge=1, description="Input records the score stage takes at once: one produce batch and one commit; "
+        "Triton gets them in requests of batch_size.",
+    )
     agg_batch_size: int = Field(
         1000, ge=1, description="Records the fan-out and windows agents take at once (one state write per key)."
     )
     score_concurrency: int = Field(
-        2, ge=1, description="Micro-batches in flight per worker: one is produced while the next is inferred."
+        2, ge=1, description="Input batches in flight per worker: one is produced while the next is inferred."
     )
     dedup_capacity: int = Field(200_000, ge=1, description="Message ids a worker remembers to skip redeliveries.")
     max_text_chars: int = Field(2000, ge=1, description="Longer texts are dead-lettered.")
@@ -230,4 +234,10 @@ class Settings(BaseSettings):
 
     @property
     def group_id(self) -> str:
+        """The Faust app's consumer group (the windows agent and its table)."""
         return f"{self.app_id}-{self.topic_prefix}"
+
+    @property
+    def score_group_id(self) -> str:
+        """The score stage's consumer group, on the input topics."""
+        return f"{self.group_id}-score"
