@@ -370,6 +370,40 @@ class ScoreStage(Service):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    # --- upgrades -----------------------------------------------------------------------------------
+    async def adopt_faust_offsets(self, assigned: Iterable[TopicPartition]) -> None:
+        """Start an input partition this group never committed where the Faust app's group left it.
+
+        Before the score stage, a Faust agent in the app's own group read the inputs. Without this, the
+        first worker of a new version would read every input from the beginning and the windows agent would
+        dead-letter the whole history as late.
+        """
+        consumer = self.consumer
+        assert consumer is not None
+        fresh = [tp for tp in assigned if await consumer.committed(tp) is None]
+        if not fresh:
+            return
+        legacy = await self._faust_offsets()
+        for tp in fresh:
+            if (offset := legacy.get(tp)) is not None:
+                consumer.seek(tp, offset)
+                log.info("score stage starts %s at %d, where the Faust group %s left it",
+                         tp, offset, self.s.group_id)
+
+    async def _faust_offsets(self) -> dict[TopicPartition, int]:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(**aiokafka_config(self.s))
+        try:
+            await admin.start()
+            committed = await admin.list_consumer_group_offsets(self.s.group_id)
+        except Exception:  # no answer: the partitions start as configured (earliest), nothing is lost
+            log.warning("could not read the Faust group's input offsets", exc_info=True)
+            return {}
+        finally:
+            await admin.close()
+        return {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
+
     # --- observability ----------------------------------------------------------------------------
     async def lags(self) -> dict[tuple[str, int], int]:
         """Records behind the end per assigned input partition (the consumer-lag gauge)."""
@@ -395,4 +429,4 @@ class _Revoke(ConsumerRebalanceListener):
         await self.stage._settle(drain=True)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        return None
+        await self.stage.adopt_faust_offsets(assigned)
