@@ -151,6 +151,7 @@ class ScoreStage(Service):
         for short in NAMES:
             topic = self.s.topic(short)
             self._partitions[topic] = sorted(await self.producer.partitions_for(topic))
+        await self.adopt_faust_offsets()
         session_ms = int(self.s.kafka_session_timeout_s * 1000)
         self.consumer = AIOKafkaConsumer(
             **conf, group_id=self.s.score_group_id, enable_auto_commit=False, auto_offset_reset="earliest",
@@ -371,38 +372,44 @@ class ScoreStage(Service):
                 delay = min(delay * 2, 10.0)
 
     # --- upgrades -----------------------------------------------------------------------------------
-    async def adopt_faust_offsets(self, assigned: Iterable[TopicPartition]) -> None:
-        """Start an input partition this group never committed where the Faust app's group left it.
+    async def adopt_faust_offsets(self) -> None:
+        """Give this stage's group the Faust app group's input offsets when it has none of its own.
 
-        Before the score stage, a Faust agent in the app's own group read the inputs. Without this, the
-        first worker of a new version would read every input from the beginning and the windows agent would
-        dead-letter the whole history as late.
+        Before the score stage, a Faust agent in the app's own group read the inputs. Without this, the first
+        worker of a new version would read every input from the beginning and the windows agent would
+        dead-letter the whole history as late. Done before the stage's consumer joins, as a commit: a seek
+        from the rebalance listener raced with the fetcher, which had already started at the earliest offset.
         """
-        consumer = self.consumer
-        assert consumer is not None
-        fresh = [tp for tp in assigned if await consumer.committed(tp) is None]
-        if not fresh:
-            return
-        legacy = await self._faust_offsets()
-        for tp in fresh:
-            if (offset := legacy.get(tp)) is not None:
-                consumer.seek(tp, offset)
-                log.info("score stage starts %s at %d, where the Faust group %s left it",
-                         tp, offset, self.s.group_id)
-
-    async def _faust_offsets(self) -> dict[TopicPartition, int]:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(**aiokafka_config(self.s))
+        conf = aiokafka_config(self.s)
+        inputs = {self.s.topic(t) for t in INPUTS}
+        admin = AIOKafkaAdminClient(**conf)
         try:
             await admin.start()
-            committed = await admin.list_consumer_group_offsets(self.s.group_id)
+            mine = await admin.list_consumer_group_offsets(self.s.score_group_id)
+            if any(tp.topic in inputs for tp in mine):
+                return
+            theirs = {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(self.s.group_id)).items()
+                      if tp.topic in inputs and meta.offset >= 0}
         except Exception:  # no answer: the partitions start as configured (earliest), nothing is lost
-            log.warning("could not read the Faust group's input offsets", exc_info=True)
-            return {}
+            log.warning("could not read the consumer groups' input offsets", exc_info=True)
+            return
         finally:
             await admin.close()
-        return {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
+        if not theirs:
+            return
+        consumer = AIOKafkaConsumer(**conf, group_id=self.s.score_group_id, enable_auto_commit=False)
+        try:
+            await consumer.start()
+            consumer.assign(list(theirs))
+            await consumer.commit(theirs)
+            log.info("score stage starts where the Faust group %s left the inputs: %s", self.s.group_id,
+                     {f"{tp.topic}:{tp.partition}": o for tp, o in sorted(theirs.items())})
+        except Exception:  # e.g. another new worker joined first and adopted them; never fatal
+            log.warning("could not adopt the Faust group's input offsets", exc_info=True)
+        finally:
+            await consumer.stop()
 
     # --- observability ----------------------------------------------------------------------------
     async def lags(self) -> dict[tuple[str, int], int]:
@@ -429,4 +436,4 @@ class _Revoke(ConsumerRebalanceListener):
         await self.stage._settle(drain=True)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.stage.adopt_faust_offsets(assigned)
+        return None

@@ -48,6 +48,6 @@ def test_score_stage_resumes_from_the_faust_groups_input_offsets(stack_settings:
         wait_for(s, "scored", len(new), worker, timeout_s=180)
         scored = {r["id"] for r in read_json(s, s.topic("scored"))}
         assert scored == set(new), sorted(scored - set(new))[:5]
-        assert "where the Faust group" in worker.log_path.read_text()
+        assert "starts where the Faust group" in worker.log_path.read_text()
     finally:
         worker.stop()

@@ -258,31 +258,3 @@ def test_a_partition_ahead_is_cut_and_read_again_from_its_first_record_left_out(
     batch = stage._aligned(consumer, stage._parse(records))  # type: ignore[arg-type]
     assert [r.offset for r, _ in batch[chat]] == [0, 1] and len(batch[news]) == 2
     assert consumer.seeks == [(chat, 2)]
-
-
-def test_fresh_partitions_adopt_the_faust_groups_offsets_and_committed_ones_keep_theirs() -> None:
-    class Consumer:
-        def __init__(self) -> None:
-            self.seeks: list[tuple[TopicPartition, int]] = []
-
-        async def committed(self, tp: TopicPartition) -> int | None:
-            return 7 if tp.partition == 0 else None
-
-        def seek(self, tp: TopicPartition, offset: int) -> None:
-            self.seeks.append((tp, offset))
-
-    async def run() -> list[tuple[TopicPartition, int]]:
-        stage, _ = _stage()
-        consumer = Consumer()
-        stage.consumer = consumer  # type: ignore[assignment]
-        legacy = {TopicPartition("news", 0): 3, TopicPartition("news", 1): 42}
-
-        async def faust_offsets() -> dict[TopicPartition, int]:
-            return legacy
-
-        stage._faust_offsets = faust_offsets  # type: ignore[method-assign]
-        await stage.adopt_faust_offsets([TopicPartition("news", p) for p in range(3)])
-        return consumer.seeks
-
-    # partition 0 has its own commit; 1 starts where Faust left it; 2 was never committed anywhere (earliest)
-    assert asyncio.run(run()) == [(TopicPartition("news", 1), 42)]
