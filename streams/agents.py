@@ -9,7 +9,6 @@ are awaited before a batch is acknowledged, so offsets never move past unproduce
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable
 from dataclasses import replace
@@ -21,17 +20,13 @@ from streams.fold import decode_events, dump_state, encode_events, fold_events, 
 from streams.knowledge import Knowledge
 from streams.metrics import GAUGE_DIMENSIONS, PipelineMetrics
 from streams.offsets import HoleHealer, heal
-from streams.score_stage import ScoreStage
+from streams.score_stage import ScoreStage, dumps, partition_lags
 from streams.topics import Topics
 from streams.trends import trend_record
 from streams.windows import DetectorConfig, TrendEvent
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), default=str).encode()
 
 
 def register_agents(
@@ -46,7 +41,7 @@ def register_agents(
             reason, event.value if payload is None else payload, stage=stage, topic=msg.topic,
             partition=msg.partition, offset=msg.offset,
         )
-        return await topics.dead_letter.send(key=event.key, value=_dumps(record))
+        return await topics.dead_letter.send(key=event.key, value=dumps(record))
 
     stage = ScoreStage(settings, metrics, knowledge)
     app.service(stage)  # started once the table is recovered; stops after delivering what it has read
@@ -54,13 +49,8 @@ def register_agents(
     @app.timer(interval=5.0)
     async def consumer_lag() -> None:
         """Lag per assigned partition; the gauge of a revoked partition is dropped, not left stale."""
-        consumer = app.consumer
         try:
-            lags = await stage.lags()
-            for tp in consumer.assignment():
-                position = await consumer.position(tp)
-                if position is not None:
-                    lags[(tp.topic, tp.partition)] = max(consumer.highwater(tp) - position, 0)
+            lags = {**await stage.lags(), **await partition_lags(app.consumer)}
         except Exception:  # a rebalance in progress: try again at the next tick, never crash the worker
             log.debug("consumer lag not available", exc_info=True)
             return
@@ -125,12 +115,12 @@ def register_agents(
             accepted += 1
             for closed in update.closed:
                 record = trend_record(tev.dimension, tev.key, closed, cfg.window_s)
-                sends.append(await topics.trends.send(key=ev.key, value=_dumps(record)))
+                sends.append(await topics.trends.send(key=ev.key, value=dumps(record)))
             for t in update.transitions:
                 payload = alert_payload(t, tev, cfg.window_s, settings.dashboard_url)
                 log.info("alert %s %s %s=%s", t.status, t.severity, tev.dimension, tev.key)
                 metrics.alerts.labels(t.status, t.severity, tev.dimension).inc()
-                sends.append(await topics.alerts.send(key=t.alert_id.encode(), value=_dumps(payload)))
+                sends.append(await topics.alerts.send(key=t.alert_id.encode(), value=dumps(payload)))
         last = items[-1][1]
         metrics.trend_events.labels(last.dimension).inc(accepted)  # one key, so one dimension
         if last.dimension in GAUGE_DIMENSIONS and fold.state.windows:

@@ -16,19 +16,11 @@ from typing import Any
 
 from streams.metrics import PipelineMetrics
 from streams.routing import InvalidEvent, ModelEvent, Route, apply_event
-from tonewatch.kafka_io import sasl_config, ssl_context
+from tonewatch.kafka_io import aiokafka_config
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
 TOPIC = "model-events"
-
-
-def aiokafka_config(settings: Settings) -> dict[str, Any]:
-    conf: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
-                            "security_protocol": settings.kafka_security_protocol.upper()}
-    if (ctx := ssl_context(settings)) is not None:
-        conf["ssl_context"] = ctx
-    return {**conf, **sasl_config(settings)}
 
 
 class EventFollower:

@@ -53,7 +53,3 @@ class Outbox:
         for (topic, partition), batch in builders.items():
             futures.append(await producer.send_batch(batch, topic, partition=partition))
         return futures
-
-    async def deliver(self, producer: Any) -> None:
-        """Every record acknowledged by the broker (``acks`` as the producer is configured), or raise."""
-        await asyncio.gather(*await self.enqueue(producer))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import Counter, deque
@@ -37,13 +38,14 @@ from streams.fetch_wait import FETCH_MAX_WAIT_MS
 from streams.fold import encode_events, group_by_key
 from streams.knowledge import Knowledge
 from streams.metrics import PipelineMetrics
-from streams.model_events import EventFollower, aiokafka_config
+from streams.model_events import EventFollower
 from streams.outbox import Outbox
 from streams.records import InvalidMessage, Message, Scored, parse_message
 from streams.scoring import TritonScorer
 from streams.topics import INPUTS, NAMES
 from streams.trends import trend_events
 from streams.windows import TrendEvent
+from tonewatch.kafka_io import aiokafka_config
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,7 @@ MAX_EVENTS_PER_RECORD = 256  # a busy key's trend events span several records, e
 
 
 def dumps(obj: Any) -> bytes:
-    import json
-
+    """A JSON record value (datetimes as strings), for the records the worker writes outside the hot path."""
     return json.dumps(obj, separators=(",", ":"), default=str).encode()
 
 
@@ -414,16 +415,18 @@ class ScoreStage(Service):
     # --- observability ----------------------------------------------------------------------------
     async def lags(self) -> dict[tuple[str, int], int]:
         """Records behind the end per assigned input partition (the consumer-lag gauge)."""
-        consumer = self.consumer
-        if consumer is None:
-            return {}
-        lags = {}
-        for tp in consumer.assignment():
-            with contextlib.suppress(Exception):  # no position yet right after an assignment
-                high = consumer.highwater(tp)
-                if high is not None:
-                    lags[(tp.topic, tp.partition)] = max(high - await consumer.position(tp), 0)
-        return lags
+        return await partition_lags(self.consumer) if self.consumer is not None else {}
+
+
+async def partition_lags(consumer: Any) -> dict[tuple[str, int], int]:
+    """Records behind the end per assigned partition, for an aiokafka consumer or Faust's (same calls)."""
+    lags = {}
+    for tp in consumer.assignment():
+        with contextlib.suppress(Exception):  # no position yet right after an assignment
+            high, position = consumer.highwater(tp), await consumer.position(tp)
+            if high is not None and position is not None:
+                lags[(tp.topic, tp.partition)] = max(high - position, 0)
+    return lags
 
 
 class _Revoke(ConsumerRebalanceListener):

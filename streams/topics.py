@@ -25,15 +25,13 @@ def state_changelog(settings: Settings) -> str:
 
 @dataclass(frozen=True)
 class Topics:
-    """Handles to the Faust topics (values are raw bytes; JSON is encoded explicitly)."""
+    """Handles to the topics the windows agent reads and writes through Faust (values are raw bytes; JSON
+    is encoded explicitly). The score stage writes its topics with its own producer, by name."""
 
-    inputs: Any
-    scored: Any
     trend_events: Any
     trends: Any
     alerts: Any
     dead_letter: Any
-    model_events: Any
 
 
 def declare(app: Any, settings: Settings) -> Topics:
@@ -45,11 +43,8 @@ def declare(app: Any, settings: Settings) -> Topics:
         )
 
     return Topics(
-        inputs=topic("news", "chat"),
-        scored=topic("scored"),
         trend_events=topic("trend-events"),
         trends=topic("trends"),
         alerts=topic("alerts"),
         dead_letter=topic("dead-letter"),
-        model_events=topic("model-events"),
     )

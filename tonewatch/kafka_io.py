@@ -1,4 +1,4 @@
-"""Plain kafka-python clients for the CLI and tests (the worker itself uses Faust/aiokafka)."""
+"""Kafka connection settings for every client family, and the plain kafka-python clients of the CLI and tests."""
 
 from __future__ import annotations
 
@@ -51,6 +51,15 @@ def client_config(settings: Settings) -> dict[str, Any]:
     if (ctx := ssl_context(settings)) is not None:
         conf["ssl_context"] = ctx
     return conf
+
+
+def aiokafka_config(settings: Settings) -> dict[str, Any]:
+    """The same connection settings in aiokafka's spelling (the worker's score stage and model-events follower)."""
+    conf: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
+                            "security_protocol": settings.kafka_security_protocol}
+    if (ctx := ssl_context(settings)) is not None:
+        conf["ssl_context"] = ctx
+    return {**conf, **sasl_config(settings)}
 
 
 def ensure_topics(settings: Settings, names: list[str]) -> None:
@@ -148,8 +157,9 @@ def group_lag(settings: Settings, topic: str, group: str | None = None) -> int:
     consumer = KafkaConsumer(**conf, enable_auto_commit=False, group_id=None)
     try:
         if group is None:  # the input topics belong to the score stage's group
-            inputs = {settings.topic("news"), settings.topic("chat")}
-            group = settings.score_group_id if topic in inputs else settings.group_id
+            from streams.topics import INPUTS
+
+            group = settings.score_group_id if topic in {settings.topic(t) for t in INPUTS} else settings.group_id
         committed = admin.list_consumer_group_offsets(group)
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in parts]

@@ -52,13 +52,17 @@ class FakeProducer:
         return fut
 
 
+async def _deliver(out: Outbox, producer: FakeProducer) -> None:
+    await asyncio.gather(*await out.enqueue(producer))
+
+
 def test_outbox_packs_per_partition_in_order_and_splits_full_batches() -> None:
     out = Outbox({"a": [0], "b": [0, 1]})
     for i in range(5):
         out.add("a", b"k", f"v{i}".encode())
     out.add("b", b"ticker|AAPL", b"t")
     producer = FakeProducer(limit=2)
-    asyncio.run(out.deliver(producer))
+    asyncio.run(_deliver(out, producer))
     a_batches = [records for topic, _, records in producer.sent if topic == "a"]
     assert [[v for _, v in b] for b in a_batches] == [[b"v0", b"v1"], [b"v2", b"v3"], [b"v4"]]
     assert [(t, p) for t, p, _ in producer.sent if t == "b"] == [("b", partition_for(b"ticker|AAPL", [0, 1]))]
@@ -68,7 +72,7 @@ def test_outbox_delivery_failure_raises() -> None:
     out = Outbox({"a": [0]})
     out.add("a", b"k", b"v")
     with pytest.raises(RuntimeError, match="broker gone"):
-        asyncio.run(out.deliver(FakeProducer(fail=True)))
+        asyncio.run(_deliver(out, FakeProducer(fail=True)))
 
 
 def test_busy_keys_span_several_trend_records() -> None:
