@@ -16,14 +16,14 @@ from typing import Any
 
 from streams.alerts import alert_payload
 from streams.errors import dead_letter_record
-from streams.fold import decode_events, dump_state, encode_events, fold_events, load_state
+from streams.fold import decode_partials, dump_state, encode_partials, fold_events, load_state
 from streams.knowledge import Knowledge
 from streams.metrics import GAUGE_DIMENSIONS, PipelineMetrics
 from streams.offsets import HoleHealer, heal
 from streams.score_stage import ScoreStage, dumps, partition_lags
 from streams.topics import Topics
 from streams.trends import trend_record
-from streams.windows import DetectorConfig, TrendEvent
+from streams.windows import DetectorConfig, Partial
 from tonewatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,12 +73,12 @@ def register_agents(
     async def windows(stream: Any) -> None:
         # the table is read and written once per key per batch; the detector still sees every event in order
         async for events in stream.take_events(settings.agg_batch_size, within=settings.batch_timeout_s):
-            per_key: dict[str, list[tuple[Any, TrendEvent]]] = {}
+            per_key: dict[str, list[tuple[Any, Partial]]] = {}
             sends: list[Awaitable[Any]] = []
             for ev in events:
                 try:
                     key = ev.key.decode()
-                    per_key.setdefault(key, []).extend((ev, t) for t in decode_events(ev.value))
+                    per_key.setdefault(key, []).extend((ev, t) for t in decode_partials(ev.value))
                 except Exception as exc:
                     sends.append(await dead_letter(f"bad trend event: {exc}", ev, "windows"))
             for key, items in per_key.items():
@@ -89,7 +89,7 @@ def register_agents(
                         sends.append(await dead_letter(f"window update failed: {exc}", ev, "windows"))
             await asyncio.gather(*sends)
 
-    async def _fold_key(key: str, items: list[tuple[Any, TrendEvent]]) -> list[Awaitable[Any]]:
+    async def _fold_key(key: str, items: list[tuple[Any, Partial]]) -> list[Awaitable[Any]]:
         state = load_state(table.get(key))
         partition = items[-1][0].message.partition
         fresh = [(ev, t) for ev, t in items if not state.holds(partition, ev.message.offset)]
@@ -109,10 +109,11 @@ def register_agents(
         accepted = 0
         for (ev, tev), update in zip(items, fold.updates, strict=True):
             if not update.accepted:
+                # one dead letter per late partial: its payload lists every message id it sums
                 sends.append(await dead_letter(f"later than allowed lateness ({cfg.allowed_lateness_s}s)", ev,
-                                               "windows", payload=encode_events([tev])))
+                                               "windows", payload=encode_partials([tev])))
                 continue
-            accepted += 1
+            accepted += tev.count
             for closed in update.closed:
                 record = trend_record(tev.dimension, tev.key, closed, cfg.window_s)
                 sends.append(await topics.trends.send(key=ev.key, value=dumps(record)))

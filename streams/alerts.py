@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.windows import Transition, TrendEvent
+from streams.windows import Partial, Transition, TrendEvent
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
@@ -16,7 +16,7 @@ def _iso(ts: float) -> str:
 
 
 def alert_payload(
-    t: Transition, ev: TrendEvent, window_s: int, dashboard_url: str | None = None
+    t: Transition, ev: TrendEvent | Partial, window_s: int, dashboard_url: str | None = None
 ) -> dict[str, Any]:
     """Everything a subscriber needs to judge the alert without opening a dashboard."""
     start, end = t.window.start, t.window.start + window_s

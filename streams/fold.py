@@ -1,61 +1,93 @@
 """Per-key batching of trend events: one Kafka record and one state write per key per batch.
 
 A message fans out to about four keys, so sending and folding event by event cost about eight
-broker records per message and capped the worker at a few hundred messages a second. Grouping
-keeps the exact per-key order (the detector sees the same sequence, so the same alerts) while
-the record count follows the number of distinct keys in a batch instead of the message count.
+broker records per message and capped the worker at a few hundred messages a second. The score
+stage sends a key's events of one batch as one record of partials (streams/windows.py
+``Partial``: the events of one window, summed), in event-time order, so the record count and the
+fold follow the number of distinct keys and windows in a batch instead of the message count.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 
 import pydantic_core
 
-from streams.windows import DetectorConfig, KeyState, TrendEvent, Update, apply_event
+from streams.windows import DetectorConfig, Driver, KeyState, Partial, TrendEvent, Update, apply_partial
 
 
-def state_key(ev: TrendEvent) -> str:
+class _Keyed(Protocol):
+    dimension: str
+    key: str
+
+
+K = TypeVar("K", bound=_Keyed)
+
+
+def state_key(ev: _Keyed) -> str:
     """The table and partition key: every event of one key meets the same state."""
     return f"{ev.dimension}|{ev.key}"
 
 
-def group_by_key(events: Iterable[TrendEvent]) -> dict[str, list[TrendEvent]]:
-    """Events per key, each list in arrival order."""
-    groups: dict[str, list[TrendEvent]] = {}
+def group_by_key(events: Iterable[K]) -> dict[str, list[K]]:
+    """Events (or partials) per key, each list in arrival order."""
+    groups: dict[str, list[K]] = {}
     for ev in events:
         groups.setdefault(state_key(ev), []).append(ev)
     return groups
 
 
-def encode_events(events: Sequence[TrendEvent]) -> bytes:
-    return pydantic_core.to_json({"events": events})
+def encode_partials(partials: Sequence[Partial]) -> bytes:
+    return pydantic_core.to_json({"partials": partials})
 
 
-def decode_events(raw: bytes) -> list[TrendEvent]:
-    """A batch record; a single-event record (what workers before batching wrote) is read too."""
+def decode_partials(raw: bytes) -> list[Partial]:
+    """A record of partials; records of single events (what workers before the combiner wrote, as a
+    batch or one event alone) are read too, an event becoming a partial of one."""
     data: Any = pydantic_core.from_json(raw)
     if not isinstance(data, dict):
         raise ValueError("a trend-events record must be a JSON object")
+    if "partials" in data:
+        items = data["partials"]
+        if not isinstance(items, list) or not items:
+            raise ValueError("'partials' must be a non-empty list")
+        return [_partial(item) for item in items]
     items = data.get("events", [data])
     if not isinstance(items, list) or not items:
         raise ValueError("'events' must be a non-empty list")
-    return [TrendEvent(**item) for item in items]
+    return [Partial.of(TrendEvent(**item)) for item in items]
+
+
+def _partial(item: dict[str, Any]) -> Partial:
+    """Checked here, so a malformed record is dead-lettered alone instead of failing its key's whole fold."""
+    p = Partial(**item)
+    if not (isinstance(p.dimension, str) and isinstance(p.key, str) and _number(p.ts)
+            and _number(p.p_negative_sum) and isinstance(p.count, int) and isinstance(p.negative, int)):
+        raise ValueError("a partial needs string dimension and key, numeric ts and p_negative_sum, integer counts")
+    if p.count < 1 or not 0 <= p.negative <= p.count:
+        raise ValueError(f"a partial needs 1 <= count and 0 <= negative <= count, got {p.count}/{p.negative}")
+    return replace(p, drivers=tuple(Driver(**d) for d in item.get("drivers", ())),
+                   message_ids=tuple(p.message_ids))
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass(frozen=True)
 class Fold:
     state: KeyState
-    updates: list[Update]  # one per event, in order: what it changed (late ones not accepted)
+    updates: list[Update]  # one per partial, in order: what it changed (late ones not accepted)
 
 
-def fold_events(state: KeyState, events: Iterable[TrendEvent], cfg: DetectorConfig) -> Fold:
-    """Apply events one by one, exactly as if each had arrived alone; only the state write is batched."""
+def fold_events(state: KeyState, partials: Iterable[Partial], cfg: DetectorConfig) -> Fold:
+    """Apply partials one by one, as if each had arrived alone; only the state write is batched."""
     updates = []
-    for ev in events:
-        update = apply_event(state, ev, cfg)
+    for ev in partials:
+        update = apply_partial(state, ev, cfg)
         updates.append(update)
         if update.accepted:
             state = update.state

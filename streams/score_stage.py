@@ -35,7 +35,7 @@ from streams.drift_worker import DriftTracker, event_time
 from streams.enrich import extract_tickers, mask_pii
 from streams.errors import dead_letter_record
 from streams.fetch_wait import FETCH_MAX_WAIT_MS
-from streams.fold import encode_events, group_by_key
+from streams.fold import encode_partials
 from streams.knowledge import Knowledge
 from streams.metrics import PipelineMetrics
 from streams.model_events import EventFollower
@@ -43,8 +43,8 @@ from streams.outbox import Outbox
 from streams.records import InvalidMessage, Message, Scored, parse_message
 from streams.scoring import TritonScorer
 from streams.topics import INPUTS, NAMES
-from streams.trends import trend_events
-from streams.windows import TrendEvent
+from streams.trends import Combiner
+from streams.windows import Partial
 from tonewatch.kafka_io import aiokafka_config
 from tonewatch.settings import Settings
 
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 Records = dict[TopicPartition, list[Any]]  # what getmany returns
 Batch = dict[TopicPartition, list[tuple[Any, "Message | str"]]]  # each record parsed, or why it is invalid
 LAGGING_WAIT_MS = 200  # for a partition known to be behind, before a batch goes without it
-MAX_EVENTS_PER_RECORD = 256  # a busy key's trend events span several records, each well under 1 MB
+MAX_IDS_PER_RECORD = 4096  # a busy key's partials span several records, each well under 1 MB
 
 
 def dumps(obj: Any) -> bytes:
@@ -67,29 +67,42 @@ def to_scored(
     """Both models' outputs joined to their messages; chat text masked before it is stored anywhere."""
     sent, top = outputs[settings.sentiment_model], outputs[settings.topic_model]
     now = datetime.now(UTC)
+    # per batch, not per cell: rounding, argmax and the conversion to Python floats
+    sent_rows, top_rows = (o.probs.astype(np.float64).round(5).tolist() for o in (sent, top))
+    sent_best, top_best = (o.probs.argmax(1).tolist() for o in (sent, top))
+    sent_labels, top_labels = sent.labels, top.labels
+    names = (settings.sentiment_model, settings.topic_model)
+    candidates = [(n, out.candidate) for n, out in outputs.items() if out.candidate]
+    inference_ms = round(ms, 2)
     scored = []
-    sent_rows, top_rows = (o.probs.astype(np.float64).round(5).tolist() for o in (sent, top))  # per batch, not cell
     for i, m in enumerate(msgs):
-        sp = dict(zip(sent.labels, sent_rows[i], strict=True))
-        tp = dict(zip(top.labels, top_rows[i], strict=True))
         tickers = extract_tickers(m.text, m.tickers, knowledge.tickers_in(m.text))
         sectors = dict.fromkeys(s for s in map(knowledge.sector, tickers) if s)
-        # built from validated parts: model_construct skips re-validating what this function just made
-        scored.append(Scored.model_construct(
+        scored.append(Scored(
             id=m.id, source=m.source, ts=m.ts,
             text=mask_pii(m.text) if m.source == "chat" else m.text,
             tickers=tickers, sectors=tuple(sectors),
-            sentiment=max(sp, key=sp.__getitem__), sentiment_probs=sp,
-            topic=max(tp, key=tp.__getitem__), topic_probs=tp,
-            model_versions={settings.sentiment_model: sent.versions[i], settings.topic_model: top.versions[i]},
-            candidate={n: c for n, out in outputs.items() if out.candidate and (c := out.candidate[i]) is not None},
-            scored_at=now, inference_ms=round(ms, 2),
+            sentiment=sent_labels[sent_best[i]], sentiment_probs=dict(zip(sent_labels, sent_rows[i], strict=True)),
+            topic=top_labels[top_best[i]], topic_probs=dict(zip(top_labels, top_rows[i], strict=True)),
+            model_versions={names[0]: sent.versions[i], names[1]: top.versions[i]},
+            candidate={n: c for n, cand in candidates if (c := cand[i]) is not None},
+            scored_at=now, inference_ms=inference_ms,
         ))
     return scored
 
 
-def chunks(events: list[TrendEvent], size: int = MAX_EVENTS_PER_RECORD) -> Iterable[list[TrendEvent]]:
-    return (events[i : i + size] for i in range(0, len(events), size))
+def chunks(partials: list[Partial], size: int = MAX_IDS_PER_RECORD) -> Iterable[list[Partial]]:
+    """A key's partials in records of at most ``size`` message ids (a partial is never split)."""
+    part: list[Partial] = []
+    ids = 0
+    for p in partials:
+        if part and ids + p.count > size:
+            yield part
+            part, ids = [], 0
+        part.append(p)
+        ids += p.count
+    if part:
+        yield part
 
 
 class ScoreStage(Service):
@@ -325,28 +338,28 @@ class ScoreStage(Service):
             for r, _ in valid:
                 self._dead_letter(out, f"inference failed: {exc}", r, "score")
             return
-        trend: list[TrendEvent] = []
+        combiner = Combiner(s.window_s, s.alert_top_messages)
         sources: Counter[str] = Counter()
         scored_topic = s.topic("scored")
         for (r, _), sc in zip(valid, scored, strict=True):
             try:
-                events = list(trend_events(sc))
-                out.add(scored_topic, sc.id.encode(), sc.model_dump_json().encode())
+                value = sc.to_json()
+                combiner.add(sc)
             except Exception as exc:  # a bug in building one output: that message goes, the batch stays
                 self._dead_letter(out, f"output failed: {exc}", r, "score")
                 continue
+            out.add(scored_topic, sc.id.encode(), value)
             sources[sc.source] += 1
-            trend.extend(events)
-            for d in self.drift.observe(sc):
-                log.warning("drift: %s v%s %s PSI %.3f", d.model, d.version, d.kind, d.psi)
-                out.add(s.topic("model-events"), d.model.encode(), dumps(d.as_dict(event_time())))
+        for d in self.drift.observe(scored):
+            log.warning("drift: %s v%s %s PSI %.3f", d.model, d.version, d.kind, d.psi)
+            out.add(s.topic("model-events"), d.model.encode(), dumps(d.as_dict(event_time())))
         for source, n in sources.items():
             metrics.scored.labels(source).inc(n)
         # one record per key per batch (streams/fold.py), keyed for the windows agent's table partition
         trend_topic = s.topic("trend-events")
-        for key, group in group_by_key(trend).items():
-            for part in chunks(group):
-                out.add(trend_topic, key.encode(), encode_events(part))
+        for key, partials in combiner.partials().items():
+            for part in chunks(partials):
+                out.add(trend_topic, key.encode(), encode_partials(part))
 
     def _dead_letter(self, out: Outbox, reason: str, r: Any, stage: str) -> None:
         self.metrics.dead_letter.labels(stage).inc()

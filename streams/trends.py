@@ -2,24 +2,71 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from streams.records import Scored
-from streams.windows import ClosedWindow, TrendEvent
+from streams.windows import ClosedWindow, Driver, Partial, top_drivers, window_start
 
 DIMENSIONS = ("ticker", "sector", "topic", "source")
+DRIVER_TEXT_CHARS = 280
 
 
-def trend_events(s: Scored) -> Iterable[TrendEvent]:
+def dimension_keys(s: Scored) -> list[tuple[str, str]]:
     keys = [("ticker", t) for t in s.tickers] + [("sector", x) for x in s.sectors]
-    keys += [("topic", s.topic), ("source", s.source)]
-    for dim, key in keys:
-        yield TrendEvent(
-            dimension=dim, key=key, ts=s.ts.timestamp(), negative=s.sentiment == "negative",
-            p_negative=s.p_negative, message_id=s.id, text=s.text[:280], source=s.source,
-            model_versions=s.model_versions,
-        )
+    return [*keys, ("topic", s.topic), ("source", s.source)]
+
+
+@dataclass
+class _Sum:
+    ts: float
+    count: int = 0
+    negative: int = 0
+    p_negative_sum: float = 0.0
+    drivers: list[Driver] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+class Combiner:
+    """A batch's trend events, summed per key and window into partials (streams/windows.py ``Partial``).
+
+    Add messages in event-time order (the score stage sorts each batch): then folding a key's
+    partials gives the same windows as folding its events one by one.
+    """
+
+    def __init__(self, window_s: int, top: int) -> None:
+        self.window_s, self.top = window_s, top
+        self._sums: dict[tuple[str, str, float], _Sum] = {}
+
+    def add(self, s: Scored) -> None:
+        ts = s.ts.timestamp()
+        start = window_start(ts, self.window_s)
+        negative = s.sentiment == "negative"
+        p = s.p_negative
+        driver = Driver(s.id, s.text[:DRIVER_TEXT_CHARS], s.source, round(p, 4)) if negative and self.top else None
+        for dim, key in dimension_keys(s):
+            acc = self._sums.get((dim, key, start))
+            if acc is None:
+                acc = self._sums[(dim, key, start)] = _Sum(ts)
+            acc.count += 1
+            acc.negative += negative
+            acc.p_negative_sum += p
+            acc.ids.append(s.id)
+            if driver is not None:
+                acc.drivers.append(driver)
+            if ts >= acc.ts:  # the latest event's versions speak for the partial, as its time does
+                acc.ts, acc.versions = ts, s.model_versions
+
+    def partials(self) -> dict[str, list[Partial]]:
+        """Per state key (``dimension|key``), its partials in window order."""
+        out: dict[str, list[Partial]] = {}
+        for (dim, key, _), acc in sorted(self._sums.items(), key=lambda kv: kv[0][2]):
+            out.setdefault(f"{dim}|{key}", []).append(Partial(
+                dim, key, acc.ts, acc.count, acc.negative, acc.p_negative_sum,
+                top_drivers(tuple(acc.drivers), self.top), tuple(acc.ids), acc.versions,
+            ))
+        return out
 
 
 def trend_record(dimension: str, key: str, closed: ClosedWindow, window_s: int) -> dict[str, Any]:

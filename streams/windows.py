@@ -65,6 +65,34 @@ class Driver:
 
 
 @dataclass(frozen=True)
+class Partial:
+    """A batch's events of one key in one window, summed before they travel (a combiner).
+
+    The windows agent folds one partial where it would fold each event: a message fans out to
+    about four keys, and decoding and folding every event cost more than all the rest of the
+    worker. Its window is ``window_start(ts)``: the score stage and the agent share ``window_s``.
+    Folding the events of a batch sorted by event time gives the same windows as folding them one
+    by one; only an alert may fire at the end of the partial instead of at the event that crossed.
+    """
+
+    dimension: str
+    key: str
+    ts: float  # the latest event time among them: the key's watermark moves this far
+    count: int
+    negative: int
+    p_negative_sum: float
+    drivers: tuple[Driver, ...] = ()  # the most negative of them, at most ``top_messages``
+    message_ids: tuple[str, ...] = ()  # all of them: a late partial is dead-lettered with every id
+    model_versions: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, ev: TrendEvent) -> Partial:
+        drivers = (Driver(ev.message_id, ev.text, ev.source, round(ev.p_negative, 4)),) if ev.negative else ()
+        return cls(ev.dimension, ev.key, ev.ts, 1, int(ev.negative), ev.p_negative, drivers, (ev.message_id,),
+                   ev.model_versions)
+
+
+@dataclass(frozen=True)
 class Window:
     start: float
     count: int = 0
@@ -217,18 +245,21 @@ def _close(state: KeyState, w: Window, dimension: str, cfg: DetectorConfig) -> t
     return replace(closed, baseline=share, volume=volume), []
 
 
-def _add(w: Window, ev: TrendEvent, top: int) -> Window:
-    drivers = w.drivers
-    if ev.negative and top > 0:
-        drivers = (*drivers, Driver(ev.message_id, ev.text, ev.source, round(ev.p_negative, 4)))
-        drivers = tuple(sorted(drivers, key=lambda d: -d.p_negative)[:top])
+def top_drivers(drivers: tuple[Driver, ...], top: int) -> tuple[Driver, ...]:
+    """The ``top`` most negative, earlier first among equals (a stable sort): the same whether drivers
+    are merged one at a time or a batch at once."""
+    return tuple(sorted(drivers, key=lambda d: -d.p_negative)[:top]) if top > 0 else ()
+
+
+def _add(w: Window, p: Partial, top: int) -> Window:
     return Window(
-        start=w.start, count=w.count + 1, negative=w.negative + int(ev.negative),
-        p_negative_sum=w.p_negative_sum + ev.p_negative, drivers=drivers,
+        start=w.start, count=w.count + p.count, negative=w.negative + p.negative,
+        p_negative_sum=w.p_negative_sum + p.p_negative_sum,
+        drivers=top_drivers(w.drivers + p.drivers, top) if p.drivers else w.drivers,
     )
 
 
-def _maybe_fire(state: KeyState, w: Window, ev: TrendEvent, cfg: DetectorConfig) -> tuple[KeyState, list[Transition]]:
+def _maybe_fire(state: KeyState, w: Window, ev: Partial, cfg: DetectorConfig) -> tuple[KeyState, list[Transition]]:
     """Fire as soon as the open window breaks a baseline, unless the key is firing, young or cooling down."""
     if (
         state.firing is not None
@@ -247,11 +278,19 @@ def _maybe_fire(state: KeyState, w: Window, ev: TrendEvent, cfg: DetectorConfig)
 
 
 def apply_event(state: KeyState, ev: TrendEvent, cfg: DetectorConfig) -> Update:
-    """Add one event to its own window; close the windows the watermark has passed by the lateness.
+    """One event: a partial of one."""
+    return apply_partial(state, Partial.of(ev), cfg)
+
+
+def apply_partial(state: KeyState, ev: Partial, cfg: DetectorConfig) -> Update:
+    """Add a partial to its own window; close the windows the watermark has passed by the lateness;
+    then judge the window against the baselines those closes taught.
 
     Events up to ``allowed_lateness_s`` behind the key's watermark land in their own window, so
     results do not depend on partition interleaving; older ones are refused (``accepted`` False)
-    and the caller dead-letters them.
+    and the caller dead-letters them. Closing before judging makes a partial fire where its last
+    event, folded alone, would: an earlier window closed by the partial's own events is part of the
+    baseline by then.
     """
     start = window_start(ev.ts, cfg.window_s)
     if state.closed_until is not None and start < state.closed_until:
@@ -261,7 +300,7 @@ def apply_event(state: KeyState, ev: TrendEvent, cfg: DetectorConfig) -> Update:
     windows[start] = window
     watermark = ev.ts if state.watermark is None else max(state.watermark, ev.ts)
     state = replace(state, windows=tuple(windows[k] for k in sorted(windows)), watermark=watermark)
-    state, out = _maybe_fire(state, window, ev, cfg)
+    out: list[Transition] = []
     closed: list[ClosedWindow] = []
     while state.windows and state.windows[0].start + cfg.window_s + cfg.allowed_lateness_s <= watermark:
         oldest = state.windows[0]
@@ -272,4 +311,7 @@ def apply_event(state: KeyState, ev: TrendEvent, cfg: DetectorConfig) -> Update:
         out.extend(resolved)
         closed.append(ClosedWindow(oldest, state.baseline if state.baseline is not None else cfg.baseline_prior,
                                    alerting, rolling.view(recent, cfg.rolling_s)))
+    if state.windows and state.windows[0].start <= start:  # still open (a window behind a far watermark is not)
+        state, fired = _maybe_fire(state, window, ev, cfg)
+        out.extend(fired)
     return Update(state, out, closed, True)

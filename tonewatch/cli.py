@@ -82,7 +82,7 @@ def worker(ctx: typer.Context) -> None:
     import faust
     from prometheus_client import start_http_server
 
-    from streams.app import create_app
+    from streams.app import create_app, tune_gc
     from streams.metrics import create_metrics
     from streams.topics import NAMES
     from tonewatch.kafka_io import ensure_topics
@@ -95,6 +95,7 @@ def worker(ctx: typer.Context) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
     faust_app = create_app(settings, metrics)
+    tune_gc()
     faust.Worker(faust_app, loglevel="INFO").execute_from_commandline()
 
 

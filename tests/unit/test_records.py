@@ -76,3 +76,23 @@ def test_company_names_map_to_tickers_and_sectors(tmp_path: Path) -> None:
     custom = tmp_path / "map.csv"
     custom.write_text("ticker,sector,aliases\nACME,Industrials,Acme Corp|Acme\n")
     assert load_knowledge(custom).tickers_in("Acme Corp beats") == ["ACME"]
+
+
+def test_scored_record_is_the_documented_json() -> None:
+    """Downstream readers (reports, tests, dashboards' consumers) parse these exact fields."""
+    from datetime import UTC, datetime
+
+    from streams.records import Scored
+
+    ts = datetime(2026, 11, 24, 4, 16, 28, 469012, tzinfo=UTC)
+    sc = Scored(id="m1", source="news", ts=ts, text="Apple falls", tickers=("AAPL",), sentiment="negative",
+                sentiment_probs={"negative": 0.9, "neutral": 0.05, "positive": 0.05}, topic="Earnings",
+                topic_probs={"Earnings": 1.0}, model_versions={"sentiment": "1", "topic": "2"}, scored_at=ts,
+                inference_ms=1.5)
+    assert sc.to_json() == (
+        b'{"id":"m1","source":"news","ts":"2026-11-24T04:16:28.469012Z","text":"Apple falls","tickers":["AAPL"],'
+        b'"sectors":[],"sentiment":"negative","sentiment_probs":{"negative":0.9,"neutral":0.05,"positive":0.05},'
+        b'"topic":"Earnings","topic_probs":{"Earnings":1.0},"model_versions":{"sentiment":"1","topic":"2"},'
+        b'"candidate":{},"scored_at":"2026-11-24T04:16:28.469012Z","inference_ms":1.5}'
+    )
+    assert sc.p_negative == 0.9

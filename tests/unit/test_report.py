@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,13 +38,13 @@ def make_run(minutes: int = 30, surge: range = range(20, 23)) -> d.RunInput:
             text = f"{ticker} <b>falls</b> {minute}-{i}" if negative else f"{ticker} steady {minute}-{i}"
             ts = T0 + minute * 60 + i * 5
             p_neg = 0.9 if negative else 0.1
-            scored.append(Scored(
+            scored.append(json.loads(Scored(
                 id=f"m{minute}-{i}", source=source, ts=datetime.fromtimestamp(ts, UTC), text=text,
                 tickers=(ticker,), sentiment="negative" if negative else "neutral",
                 sentiment_probs={"negative": p_neg, "neutral": 1 - p_neg, "positive": 0.0}, topic="Stock Movement",
                 topic_probs={"Stock Movement": 1.0}, model_versions=versions,
                 scored_at=datetime.fromtimestamp(ts + 1, UTC), inference_ms=5.0,
-            ).model_dump(mode="json"))
+            ).to_json()))
             ev = TrendEvent("ticker", ticker, ts, negative, p_neg, f"m{minute}-{i}", text, source, versions)
             u = apply_event(states.get(ticker, KeyState()), ev, CFG)
             states[ticker] = u.state

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from streams.knowledge import load_knowledge
 from streams.metrics import create_metrics
-from streams.outbox import Outbox, partition_for
+from streams.outbox import Outbox, murmur2, partition_for
 from streams.score_stage import ScoreStage, chunks
+from streams.windows import Partial
 from tonewatch.settings import Settings
 
 
@@ -20,6 +23,13 @@ def test_partition_is_the_one_a_keyed_send_picks() -> None:
     parts = [0, 1, 2, 3]
     for key in (b"ticker|AAPL", b"topic|M&A", b"source|chat", b"x" * 300):
         assert partition_for(key, parts) == DefaultPartitioner()(key, parts, parts)
+
+
+def test_murmur2_is_kafkas() -> None:
+    rng = random.Random(7)
+    keys = [bytes(rng.randrange(256) for _ in range(n)) for n in range(70) for _ in range(20)]
+    assert [murmur2(k) for k in keys] == [aiokafka_murmur2(k) for k in keys]
+    assert murmur2(b"21") == -973932308 & 0xFFFFFFFF  # the Java client's own test vector (Utils.murmur2)
 
 
 class FakeBatch:
@@ -75,8 +85,13 @@ def test_outbox_delivery_failure_raises() -> None:
         asyncio.run(_deliver(out, FakeProducer(fail=True)))
 
 
-def test_busy_keys_span_several_trend_records() -> None:
-    assert [len(c) for c in chunks(list(range(600)), 256)] == [256, 256, 88]  # type: ignore[arg-type]
+def test_busy_keys_span_several_trend_records_and_a_partial_is_never_split() -> None:
+    parts = [Partial("ticker", "A", float(i), n, 0, 0.0, message_ids=tuple(map(str, range(n))))
+             for i, n in enumerate([100, 200, 50, 300, 10])]
+    records = list(chunks(parts, 300))
+    assert [[p.count for p in r] for r in records] == [[100, 200], [50], [300], [10]]
+    assert [p for r in records for p in r] == parts
+    assert list(chunks([Partial("ticker", "A", 0.0, 500, 0, 0.0)], 300)) == [[Partial("ticker", "A", 0.0, 500, 0, 0.0)]]
 
 
 class FakeConsumer:
