@@ -16,7 +16,7 @@ from typing import Any
 
 from streams.alerts import alert_payload
 from streams.errors import dead_letter_record
-from streams.fold import decode_partials, dump_state, encode_partials, fold_events, load_state
+from streams.fold import decode_partials, dump_state, encode_partials, fold_events, load_state, state_key
 from streams.knowledge import Knowledge
 from streams.metrics import GAUGE_DIMENSIONS, PipelineMetrics
 from streams.offsets import HoleHealer, heal
@@ -75,18 +75,22 @@ def register_agents(
         async for events in stream.take_events(settings.agg_batch_size, within=settings.batch_timeout_s):
             per_key: dict[str, list[tuple[Any, Partial]]] = {}
             sends: list[Awaitable[Any]] = []
-            for ev in events:
+            for ev in events:  # a record holds the partials of many keys of its partition
                 try:
-                    key = ev.key.decode()
-                    per_key.setdefault(key, []).extend((ev, t) for t in decode_partials(ev.value))
+                    partials = decode_partials(ev.value)
                 except Exception as exc:
                     sends.append(await dead_letter(f"bad trend event: {exc}", ev, "windows"))
+                    continue
+                for t in partials:
+                    per_key.setdefault(state_key(t), []).append((ev, t))
             for key, items in per_key.items():
                 try:
                     sends.extend(await _fold_key(key, items))
-                except Exception as exc:  # a bug in the fold: every record of the key goes, none is lost
+                except Exception as exc:  # a bug in the fold: the key's partials go, per record, none is lost
                     for ev in {id(e): e for e, _ in items}.values():
-                        sends.append(await dead_letter(f"window update failed: {exc}", ev, "windows"))
+                        mine = [t for e, t in items if e is ev]
+                        sends.append(await dead_letter(f"window update failed: {exc}", ev, "windows",
+                                                       payload=encode_partials(mine)))
             await asyncio.gather(*sends)
 
     async def _fold_key(key: str, items: list[tuple[Any, Partial]]) -> list[Awaitable[Any]]:
@@ -116,7 +120,7 @@ def register_agents(
             accepted += tev.count
             for closed in update.closed:
                 record = trend_record(tev.dimension, tev.key, closed, cfg.window_s)
-                sends.append(await topics.trends.send(key=ev.key, value=dumps(record)))
+                sends.append(await topics.trends.send(key=key.encode(), value=dumps(record)))
             for t in update.transitions:
                 payload = alert_payload(t, tev, cfg.window_s, settings.dashboard_url)
                 log.info("alert %s %s %s=%s", t.status, t.severity, tev.dimension, tev.key)

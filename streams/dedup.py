@@ -27,9 +27,11 @@ class RecentIds:
         return len(self._ids)
 
     def add(self, message_id: str) -> None:
+        if message_id in self._ids:
+            self._ids.move_to_end(message_id)
+            return
         self._ids[message_id] = None
-        self._ids.move_to_end(message_id)
-        while len(self._ids) > self.capacity:
+        if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
 
     def clear(self) -> None:

@@ -86,7 +86,11 @@ class DriftWindow:
     def add(self, probs: dict[str, float]) -> None:
         """One prediction (label -> probability, as in a scored record)."""
         label = max(probs, key=probs.__getitem__)
-        item = (self._index[label], confidence_bin(probs[label]))
+        self.add_top(label, probs[label])
+
+    def add_top(self, label: str, prob: float) -> None:
+        """One prediction by its top label and that label's probability (what ``add`` would find)."""
+        item = (self._index[label], confidence_bin(prob))
         if len(self._items) == self.size:
             old = self._items[0]
             self._class[old[0]] -= 1

@@ -41,7 +41,8 @@ class DriftTracker:
         s = self._settings
         touched: dict[Key, DriftWindow] = {}
         for scored in batch:
-            for model, probs in ((s.sentiment_model, scored.sentiment_probs), (s.topic_model, scored.topic_probs)):
+            for model, probs, label in ((s.sentiment_model, scored.sentiment_probs, scored.sentiment),
+                                        (s.topic_model, scored.topic_probs, scored.topic)):
                 version = scored.model_versions.get(model)
                 if version is None or not probs:
                     continue
@@ -51,7 +52,7 @@ class DriftTracker:
                     window = self._windows[key] = DriftWindow(model, version, list(probs), s.drift_window,
                                                               s.drift_threshold)
                 touched[key] = window
-                window.add(probs)
+                window.add_top(label, probs[label])  # the record's label is its top class
         events: list[DriftEvent] = []
         for (model, version), window in touched.items():
             reference = self._reference((model, version))

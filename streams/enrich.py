@@ -14,8 +14,9 @@ _HANDLE = re.compile(r"(?<![\w@])@\w{2,}")
 def extract_tickers(text: str, given: tuple[str, ...] = (), named: list[str] | None = None) -> tuple[str, ...]:
     """Producer-supplied tickers first, then cashtags, then companies named in the text; no duplicates."""
     seen: dict[str, None] = dict.fromkeys(given)
-    for match in _CASHTAG.finditer(text):
-        seen.setdefault(match.group(1).upper(), None)
+    if "$" in text:  # most texts have no cashtag: skip the regex scan
+        for match in _CASHTAG.finditer(text):
+            seen.setdefault(match.group(1).upper(), None)
     for ticker in named or ():
         seen.setdefault(ticker, None)
     return tuple(seen)

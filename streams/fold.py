@@ -10,7 +10,7 @@ fold follow the number of distinct keys and windows in a batch instead of the me
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
@@ -20,8 +20,10 @@ from streams.windows import DetectorConfig, Driver, KeyState, Partial, TrendEven
 
 
 class _Keyed(Protocol):
-    dimension: str
-    key: str
+    @property
+    def dimension(self) -> str: ...
+    @property
+    def key(self) -> str: ...
 
 
 K = TypeVar("K", bound=_Keyed)
@@ -40,8 +42,32 @@ def group_by_key(events: Iterable[K]) -> dict[str, list[K]]:
     return groups
 
 
+MAX_RECORD_BYTES = 512 * 1024  # well under Kafka's 1 MB default record limit
+
+
 def encode_partials(partials: Sequence[Partial]) -> bytes:
     return pydantic_core.to_json({"partials": partials})
+
+
+def pack_partials(partials: Iterable[Partial], max_bytes: int = MAX_RECORD_BYTES) -> Iterator[bytes]:
+    """Record values of ``{"partials": [...]}`` of at most ``max_bytes``, partials kept in order.
+
+    A record carries many keys: the windows agent pays Faust's per-record cost once per partition and
+    batch instead of once per key. A partial is never split (one alone may exceed ``max_bytes``; the
+    stage's batch limit keeps it far below 1 MB).
+    """
+    head, tail = b'{"partials":[', b"]}"
+    chunk: list[bytes] = []
+    size = len(head) + len(tail)
+    for p in partials:
+        encoded = pydantic_core.to_json(p)
+        if chunk and size + len(encoded) + 1 > max_bytes:
+            yield head + b",".join(chunk) + tail
+            chunk, size = [], len(head) + len(tail)
+        chunk.append(encoded)
+        size += len(encoded) + 1
+    if chunk:
+        yield head + b",".join(chunk) + tail
 
 
 def decode_partials(raw: bytes) -> list[Partial]:

@@ -49,8 +49,9 @@ def create_metrics() -> PipelineMetrics:
         offset_holes=Counter("tonewatch_offset_holes", "Records the consumer skipped after a restart: 'seek' reads the "
                              "partition again from one, 'skip' commits over offsets absent after re-reads.",
                              ["action"], registry=r),
-        batch_size=Histogram("tonewatch_batch_size", "Messages per micro-batch sent to Triton.", registry=r,
-                             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)),
+        batch_size=Histogram("tonewatch_batch_size", "Input records per score-stage batch (one getmany, one "
+                             "commit); Triton gets them in requests of TONEWATCH_BATCH_SIZE.", registry=r,
+                             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)),
         inference_seconds=Histogram("tonewatch_inference_seconds", "Triton round trip per micro-batch, both models.",
                                     registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
         trend_events=Counter("tonewatch_trend_events", "Per-key trend updates.", ["dimension"], registry=r),

@@ -49,13 +49,17 @@ class Outbox:
 
     def __init__(self, partitions: Mapping[str, Sequence[int]]) -> None:
         self._partitions = partitions
-        self.records: list[tuple[str, int, bytes, bytes]] = []  # topic, partition, key, value
+        self.records: list[tuple[str, int, bytes | None, bytes]] = []  # topic, partition, key, value
 
     def __len__(self) -> int:
         return len(self.records)
 
     def add(self, topic: str, key: bytes, value: bytes) -> None:
         self.records.append((topic, partition_for(key, self._partitions[topic]), key, value))
+
+    def add_to(self, topic: str, partition: int, value: bytes) -> None:
+        """A record without a key, on a partition the caller chose (a record of many keys of that partition)."""
+        self.records.append((topic, partition, None, value))
 
     async def enqueue(self, producer: Any) -> list[asyncio.Future[Any]]:
         """Hand every record to the producer; the futures resolve once the broker has them.

@@ -11,6 +11,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Literal
 
 import pydantic_core
@@ -67,8 +68,8 @@ class Message(BaseModel):
             raise ValueError(f"ticker longer than {_MAX_TICKER} characters")
         return tuple(t for t in symbols if t)
 
-    @property
-    def epoch(self) -> float:
+    @cached_property
+    def epoch(self) -> float:  # read several times per message on the hot path
         return self.ts.timestamp()
 
 
@@ -78,8 +79,10 @@ def parse_message(raw: bytes | str | None, max_text_chars: int, now: float | Non
         raise InvalidMessage("empty message")
     try:  # the common case in one pass of Rust; the reason of a failure comes from the slow path below
         msg = Message.model_validate_json(raw)
+        surrogates_possible = False  # pydantic's JSON parser refuses unpaired surrogate escapes
     except ValidationError:
         msg = _validate_slowly(raw)
+        surrogates_possible = True
     if msg.epoch > (time.time() if now is None else now) + MAX_FUTURE_S:
         raise InvalidMessage(f"timestamp {msg.ts.isoformat()} is more than {MAX_FUTURE_S // 86400} days in the future")
     if len(msg.text) > max_text_chars:
@@ -88,7 +91,9 @@ def parse_message(raw: bytes | str | None, max_text_chars: int, now: float | Non
         raise InvalidMessage("text contains control characters")
     if _CONTROL.search(msg.id):  # the id keys the scored topic and is logged
         raise InvalidMessage("id contains control characters")
-    if any(_SURROGATE.search(v) for v in (msg.id, msg.text, msg.author or "", msg.channel or "", *msg.tickers)):
+    if surrogates_possible and any(
+        _SURROGATE.search(v) for v in (msg.id, msg.text, msg.author or "", msg.channel or "", *msg.tickers)
+    ):
         raise InvalidMessage("unpaired UTF-16 surrogate escape (\\udXXX) in a text field")
     return msg
 

@@ -20,7 +20,6 @@ import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,11 +34,11 @@ from streams.drift_worker import DriftTracker, event_time
 from streams.enrich import extract_tickers, mask_pii
 from streams.errors import dead_letter_record
 from streams.fetch_wait import FETCH_MAX_WAIT_MS
-from streams.fold import encode_partials
+from streams.fold import pack_partials
 from streams.knowledge import Knowledge
 from streams.metrics import PipelineMetrics
 from streams.model_events import EventFollower
-from streams.outbox import Outbox
+from streams.outbox import Outbox, partition_for
 from streams.records import InvalidMessage, Message, Scored, parse_message
 from streams.scoring import TritonScorer
 from streams.topics import INPUTS, NAMES
@@ -53,7 +52,6 @@ log = logging.getLogger(__name__)
 Records = dict[TopicPartition, list[Any]]  # what getmany returns
 Batch = dict[TopicPartition, list[tuple[Any, "Message | str"]]]  # each record parsed, or why it is invalid
 LAGGING_WAIT_MS = 200  # for a partition known to be behind, before a batch goes without it
-MAX_IDS_PER_RECORD = 4096  # a busy key's partials span several records, each well under 1 MB
 
 
 def dumps(obj: Any) -> bytes:
@@ -89,20 +87,6 @@ def to_scored(
             scored_at=now, inference_ms=inference_ms,
         ))
     return scored
-
-
-def chunks(partials: list[Partial], size: int = MAX_IDS_PER_RECORD) -> Iterable[list[Partial]]:
-    """A key's partials in records of at most ``size`` message ids (a partial is never split)."""
-    part: list[Partial] = []
-    ids = 0
-    for p in partials:
-        if part and ids + p.count > size:
-            yield part
-            part, ids = [], 0
-        part.append(p)
-        ids += p.count
-    if part:
-        yield part
 
 
 class ScoreStage(Service):
@@ -356,10 +340,15 @@ class ScoreStage(Service):
         for source, n in sources.items():
             metrics.scored.labels(source).inc(n)
         # one record per key per batch (streams/fold.py), keyed for the windows agent's table partition
+        # per partition, one record of all its keys' partials (streams/fold.py); a key's partition is the one
+        # a record keyed by it would get, so the windows agent's table stays co-partitioned
         trend_topic = s.topic("trend-events")
+        by_partition: dict[int, list[Partial]] = {}
         for key, partials in combiner.partials().items():
-            for part in chunks(partials):
-                out.add(trend_topic, key.encode(), encode_partials(part))
+            by_partition.setdefault(partition_for(key.encode(), self._partitions[trend_topic]), []).extend(partials)
+        for partition, partials in by_partition.items():
+            for value in pack_partials(partials):
+                out.add_to(trend_topic, partition, value)
 
     def _dead_letter(self, out: Outbox, reason: str, r: Any, stage: str) -> None:
         self.metrics.dead_letter.labels(stage).inc()

@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from streams.fold import decode_partials, dump_state, encode_partials, fold_events, group_by_key, load_state
+from streams.fold import (
+    decode_partials,
+    dump_state,
+    encode_partials,
+    fold_events,
+    group_by_key,
+    load_state,
+    pack_partials,
+)
 from streams.records import Scored
 from streams.trends import Combiner, dimension_keys
 from streams.windows import DetectorConfig, KeyState, Partial, TrendEvent, Update, apply_event
@@ -113,6 +121,20 @@ def test_a_partial_sums_its_events_and_keeps_the_latest_versions() -> None:
             assert p.ts == max(s.ts.timestamp() for s in mine)
             assert p.model_versions == mine[-1].model_versions
             assert len(p.drivers) <= CFG.top_messages
+
+
+def test_records_pack_many_keys_in_order_under_the_size_limit() -> None:
+    msgs = sorted(_scored(8, 300), key=lambda s: s.ts)
+    combiner = Combiner(CFG.window_s, CFG.top_messages)
+    for s in msgs:
+        combiner.add(s)
+    partials = [p for ps in combiner.partials().values() for p in ps]
+    records = list(pack_partials(partials, max_bytes=2000))
+    assert len(records) > 3 and all(len(r) <= 2000 for r in records)
+    assert [p for r in records for p in decode_partials(r)] == partials
+    huge = replace(partials[0], message_ids=tuple(f"id-{i}" for i in range(1000)))
+    assert [decode_partials(r) for r in pack_partials([partials[1], huge, partials[2]], 2000)] == \
+        [[partials[1]], [huge], [partials[2]]]  # a partial is never split, even one over the limit
 
 
 def test_group_by_key_keeps_arrival_order_per_key() -> None:

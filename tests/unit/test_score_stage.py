@@ -14,8 +14,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from streams.knowledge import load_knowledge
 from streams.metrics import create_metrics
 from streams.outbox import Outbox, murmur2, partition_for
-from streams.score_stage import ScoreStage, chunks
-from streams.windows import Partial
+from streams.score_stage import ScoreStage
 from tonewatch.settings import Settings
 
 
@@ -83,15 +82,6 @@ def test_outbox_delivery_failure_raises() -> None:
     out.add("a", b"k", b"v")
     with pytest.raises(RuntimeError, match="broker gone"):
         asyncio.run(_deliver(out, FakeProducer(fail=True)))
-
-
-def test_busy_keys_span_several_trend_records_and_a_partial_is_never_split() -> None:
-    parts = [Partial("ticker", "A", float(i), n, 0, 0.0, message_ids=tuple(map(str, range(n))))
-             for i, n in enumerate([100, 200, 50, 300, 10])]
-    records = list(chunks(parts, 300))
-    assert [[p.count for p in r] for r in records] == [[100, 200], [50], [300], [10]]
-    assert [p for r in records for p in r] == parts
-    assert list(chunks([Partial("ticker", "A", 0.0, 500, 0, 0.0)], 300)) == [[Partial("ticker", "A", 0.0, 500, 0, 0.0)]]
 
 
 class FakeConsumer:

@@ -141,3 +141,11 @@ def test_empty_variables_from_compose_are_unset(monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setenv(f"TONEWATCH_{name}", "")
     s = Settings()
     assert s.kafka_sasl_mechanism is None and s.kafka_sasl_password is None and s.kafka_ssl_cafile is None
+
+
+def test_free_port_never_hands_out_a_port_twice() -> None:
+    """A port picked for a receiver that is started later must not go to the next server too."""
+    from tonewatch.stack.procs import free_port
+
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)

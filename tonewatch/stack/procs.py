@@ -15,11 +15,23 @@ class StackError(RuntimeError):
     """A component failed to start; the message carries its log tail."""
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free now and not handed out before by this process.
+
+    The kernel may offer the same free port twice; a caller that picks a port but binds it only later (a
+    receiver started after a test) would then share it with the next caller's server (seen in CI: a
+    webhook "down" on purpose answered with another process's metrics server).
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def spawn(cmd: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
