@@ -1,9 +1,10 @@
 """The windows agent (trend events → trends, alerts), the score stage, and the worker's timers.
 
 The score stage (streams/score_stage.py) reads the input topics itself, a batch at a time, and
-writes scored records and per-key trend events; the windows agent folds those into the state
-table. Every per-event failure goes through :func:`streams.errors.dead_letter_record`; outputs
-are awaited before a batch is acknowledged, so offsets never move past unproduced results.
+writes scored records and, per partition, a record of the batch's trend events summed per key and
+window; the windows agent folds those into the state table. Every per-event failure goes through
+:func:`streams.errors.dead_letter_record`; outputs are awaited before a batch is acknowledged, so
+offsets never move past unproduced results.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def register_agents(
 
     @app.agent(topics.trend_events, name="windows")
     async def windows(stream: Any) -> None:
-        # the table is read and written once per key per batch; the detector still sees every event in order
+        # the table is read and written once per key per batch; the detector sees every partial in order
         async for events in stream.take_events(settings.agg_batch_size, within=settings.batch_timeout_s):
             per_key: dict[str, list[tuple[Any, Partial]]] = {}
             sends: list[Awaitable[Any]] = []

@@ -47,7 +47,7 @@ class DriftTracker:
                 if version is None or not probs:
                     continue
                 key = (model, version)
-                window = touched.get(key) or self._windows.get(key)
+                window = self._windows.get(key)
                 if window is None:
                     window = self._windows[key] = DriftWindow(model, version, list(probs), s.drift_window,
                                                               s.drift_threshold)

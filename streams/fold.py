@@ -1,17 +1,17 @@
-"""Per-key batching of trend events: one Kafka record and one state write per key per batch.
+"""Trend-event records and the per-key fold: one record per partition and one state write per key per batch.
 
 A message fans out to about four keys, so sending and folding event by event cost about eight
 broker records per message and capped the worker at a few hundred messages a second. The score
-stage sends a key's events of one batch as one record of partials (streams/windows.py
-``Partial``: the events of one window, summed), in event-time order, so the record count and the
-fold follow the number of distinct keys and windows in a batch instead of the message count.
+stage sums a batch's events per key and window (streams/windows.py ``Partial``) and sends each
+partition's partials, in event-time order per key, as one record, so the record count follows the
+partitions and the fold the distinct keys and windows of a batch instead of the message count.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import pydantic_core
@@ -89,14 +89,14 @@ def decode_partials(raw: bytes) -> list[Partial]:
 
 def _partial(item: dict[str, Any]) -> Partial:
     """Checked here, so a malformed record is dead-lettered alone instead of failing its key's whole fold."""
-    p = Partial(**item)
+    p = Partial(**{**item, "drivers": tuple(Driver(**d) for d in item.get("drivers", ())),
+                   "message_ids": tuple(item.get("message_ids", ()))})
     if not (isinstance(p.dimension, str) and isinstance(p.key, str) and _number(p.ts)
             and _number(p.p_negative_sum) and isinstance(p.count, int) and isinstance(p.negative, int)):
         raise ValueError("a partial needs string dimension and key, numeric ts and p_negative_sum, integer counts")
     if p.count < 1 or not 0 <= p.negative <= p.count:
         raise ValueError(f"a partial needs 1 <= count and 0 <= negative <= count, got {p.count}/{p.negative}")
-    return replace(p, drivers=tuple(Driver(**d) for d in item.get("drivers", ())),
-                   message_ids=tuple(p.message_ids))
+    return p
 
 
 def _number(v: Any) -> bool:

@@ -339,7 +339,6 @@ class ScoreStage(Service):
             out.add(s.topic("model-events"), d.model.encode(), dumps(d.as_dict(event_time())))
         for source, n in sources.items():
             metrics.scored.labels(source).inc(n)
-        # one record per key per batch (streams/fold.py), keyed for the windows agent's table partition
         # per partition, one record of all its keys' partials (streams/fold.py); a key's partition is the one
         # a record keyed by it would get, so the windows agent's table stays co-partitioned
         trend_topic = s.topic("trend-events")

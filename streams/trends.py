@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.fold import group_by_key
 from streams.records import Scored
 from streams.windows import ClosedWindow, Driver, Partial, top_drivers, window_start
 
@@ -60,13 +61,11 @@ class Combiner:
 
     def partials(self) -> dict[str, list[Partial]]:
         """Per state key (``dimension|key``), its partials in window order."""
-        out: dict[str, list[Partial]] = {}
-        for (dim, key, _), acc in sorted(self._sums.items(), key=lambda kv: kv[0][2]):
-            out.setdefault(f"{dim}|{key}", []).append(Partial(
-                dim, key, acc.ts, acc.count, acc.negative, acc.p_negative_sum,
-                top_drivers(tuple(acc.drivers), self.top), tuple(acc.ids), acc.versions,
-            ))
-        return out
+        return group_by_key(
+            Partial(dim, key, acc.ts, acc.count, acc.negative, acc.p_negative_sum,
+                    top_drivers(tuple(acc.drivers), self.top), tuple(acc.ids), acc.versions)
+            for (dim, key, _), acc in sorted(self._sums.items(), key=lambda kv: kv[0][2])
+        )
 
 
 def trend_record(dimension: str, key: str, closed: ClosedWindow, window_s: int) -> dict[str, Any]:

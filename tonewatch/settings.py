@@ -100,11 +100,11 @@ class Settings(BaseSettings):
     batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait for input records when there are none.")
     score_batch_records: int = Field(
         512, ge=1, le=2048, description="Input records the score stage takes at once: one produce batch and one "
-        "commit; Triton gets them in requests of batch_size. At most 2048: a key's trend record of one batch lists "
-        "its message ids and must stay under Kafka's 1 MB record limit.",
+        "commit; Triton gets them in requests of batch_size. At most 2048: a key's partial of one batch lists its "
+        "message ids and must stay under Kafka's 1 MB record limit.",
     )
     agg_batch_size: int = Field(
-        1000, ge=1, description="Records the fan-out and windows agents take at once (one state write per key)."
+        1000, ge=1, description="Trend records the windows agent takes at once (one state write per key)."
     )
     score_concurrency: int = Field(
         2, ge=1, description="Input batches in flight per worker: one is produced while the next is inferred."
