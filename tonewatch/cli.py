@@ -356,8 +356,22 @@ def kafka_failure(settings: Settings, exc: BaseException, refused: str | None = 
         how += f", {settings.kafka_sasl_mechanism} as '{settings.kafka_sasl_username}'"
     text = str(exc)
     cause = refused or (text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}")
-    return (f"tonewatch: cannot use Kafka at {settings.kafka_bootstrap} ({how}): {cause.rstrip('.')}. "
+    cause = cause.rstrip(".") + _cert_hint(settings, text)
+    return (f"tonewatch: cannot use Kafka at {settings.kafka_bootstrap} ({how}): {cause}. "
             "Check TONEWATCH_KAFKA_BOOTSTRAP and the TONEWATCH_KAFKA_SECURITY_PROTOCOL, _SASL_* and _SSL_* settings.")
+
+
+def _cert_hint(settings: Settings, text: str) -> str:
+    """TLS alerts name the symptom; a broker that requires client certificates answers a missing or
+    untrusted one with the same alert, so say which of the two this client sent."""
+    if not any(alert in text for alert in ("ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN",
+                                           "CERTIFICATE_REQUIRED")):
+        return ""
+    if settings.kafka_ssl_certfile is None:
+        return (" (the broker requires a client certificate and none was sent: "
+                "set TONEWATCH_KAFKA_SSL_CERTFILE and TONEWATCH_KAFKA_SSL_KEYFILE)")
+    return (f" (the broker refused the client certificate {settings.kafka_ssl_certfile}: "
+            "is it signed by a CA the broker trusts, and still valid?)")
 
 
 def main() -> None:

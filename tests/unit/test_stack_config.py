@@ -135,6 +135,25 @@ def test_kafka_failure_names_the_refused_login_not_the_follow_on_error() -> None
     assert "pw-123" not in line and "\n" not in line
 
 
+@pytest.mark.parametrize("certfile", [None, "client.crt"])
+def test_kafka_failure_says_whether_a_refused_client_certificate_was_sent(tmp_path: Path, certfile: str | None) -> None:
+    from tonewatch.cli import kafka_failure
+
+    s = Settings(kafka_bootstrap="k:9093", kafka_security_protocol="SSL")
+    if certfile:
+        key = tmp_path / "client.key"
+        s = s.model_copy(update={"kafka_ssl_certfile": tmp_path / certfile, "kafka_ssl_keyfile": key})
+    alert = ssl.SSLError(1, "[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate (_ssl.c:2580)")
+    line = kafka_failure(s, alert)
+    assert line.startswith("tonewatch: cannot use Kafka at k:9093 (SSL): SSLError: ")
+    if certfile:
+        assert f"refused the client certificate {tmp_path / certfile}" in line
+    else:
+        assert "requires a client certificate and none was sent" in line
+    assert "\n" not in line
+    assert kafka_failure(s, ssl.SSLError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] x")).count("client certificate") == 0
+
+
 def test_empty_variables_from_compose_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     """docker-compose.yml passes optional settings as ``${VAR:-}``: an empty mechanism is no mechanism."""
     for name in ("KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE"):

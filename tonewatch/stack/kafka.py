@@ -16,27 +16,46 @@ POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
 
 @dataclass(frozen=True)
 class SecureListener:
-    """A SASL_SSL listener beside the PLAINTEXT one, to run the secure client settings against a real broker.
+    """A SASL_SSL listener beside the PLAINTEXT one, to run the secure client settings against a real broker;
+    with ``mtls_port`` and ``client_ca``, also an SSL listener that requires a client certificate (mTLS).
 
     The broker keeps PLAINTEXT for itself (inter-broker, readiness); clients given only ``port`` must
-    authenticate with PLAIN or SCRAM-SHA-512 over TLS. ``keystore`` is one PEM file: the unencrypted PKCS#8
+    authenticate with PLAIN or SCRAM-SHA-512 over TLS, clients given ``mtls_port`` with a certificate signed by
+    ``client_ca`` (a PEM file of CA certificates). ``keystore`` is one PEM file: the unencrypted PKCS#8
     private key and the certificate chain.
     """
 
     port: int
     keystore: Path
     users: Mapping[str, str]  # username -> password, for both mechanisms
+    mtls_port: int | None = None
+    client_ca: Path | None = None
+
+    def listeners(self) -> str:
+        mtls = f",SSL://127.0.0.1:{self.mtls_port}" if self.mtls_port else ""
+        return f",SASL_SSL://127.0.0.1:{self.port}{mtls}"
 
     def properties(self) -> list[str]:
         plain = " ".join(f'user_{u}="{p}"' for u, p in self.users.items())
         prefix, module = "listener.name.sasl_ssl", "org.apache.kafka.common.security"
-        return [
+        props = [
             f"{prefix}.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512",
             f"{prefix}.plain.sasl.jaas.config={module}.plain.PlainLoginModule required {plain};",
             f"{prefix}.scram-sha-512.sasl.jaas.config={module}.scram.ScramLoginModule required;",
             f"{prefix}.ssl.keystore.type=PEM",
             f"{prefix}.ssl.keystore.location={self.keystore}",
         ]
+        if self.mtls_port:
+            if self.client_ca is None:
+                raise ValueError("an mTLS listener needs client_ca, the CA that signs client certificates")
+            props += [
+                "listener.name.ssl.ssl.client.auth=required",
+                "listener.name.ssl.ssl.keystore.type=PEM",
+                f"listener.name.ssl.ssl.keystore.location={self.keystore}",
+                "listener.name.ssl.ssl.truststore.type=PEM",
+                f"listener.name.ssl.ssl.truststore.location={self.client_ca}",
+            ]
+        return props
 
     def scram_args(self) -> list[str]:
         """SCRAM credentials live in the KRaft metadata log: written when the storage is formatted."""
@@ -51,6 +70,7 @@ class KafkaProcess:
     data_dir: Path
     log_path: Path
     secure_bootstrap: str | None = None  # the SASL_SSL listener, when started with one
+    mtls_bootstrap: str | None = None  # the SSL listener that requires client certificates, when started with one
 
 
 def ensure_kafka_jars(settings: Settings) -> Path:
@@ -76,7 +96,7 @@ def ensure_kafka_jars(settings: Settings) -> Path:
 
 def server_properties(data_dir: Path, port: int, controller_port: int, secure: SecureListener | None = None) -> str:
     """Loopback-only listeners; retention off so replayed feeds with old event times are not deleted."""
-    extra = f",SASL_SSL://127.0.0.1:{secure.port}" if secure else ""
+    extra = secure.listeners() if secure else ""
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
@@ -85,7 +105,7 @@ def server_properties(data_dir: Path, port: int, controller_port: int, secure: S
         f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}{extra}",
         "controller.listener.names=CONTROLLER",
         "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL",
         *(secure.properties() if secure else []),
         f"log.dirs={data_dir / 'logs'}",
         "num.partitions=1",
@@ -145,7 +165,8 @@ def start_kafka(settings: Settings, data_dir: Path, port: int | None = None, tim
     bootstrap = f"127.0.0.1:{port}"
     wait_ready("kafka", pid, log_path, lambda: _ready(bootstrap), timeout_s)
     return KafkaProcess(pid, bootstrap, controller, data_dir, log_path,
-                        f"127.0.0.1:{secure.port}" if secure else None)
+                        f"127.0.0.1:{secure.port}" if secure else None,
+                        f"127.0.0.1:{secure.mtls_port}" if secure and secure.mtls_port else None)
 
 
 def stop_kafka(proc: KafkaProcess) -> None:
