@@ -54,7 +54,7 @@ def pack_partials(partials: Iterable[Partial], max_bytes: int = MAX_RECORD_BYTES
 
     A record carries many keys: the windows agent pays Faust's per-record cost once per partition and
     batch instead of once per key. A partial is never split (one alone may exceed ``max_bytes``; the
-    stage's batch limit keeps it far below 1 MB).
+    combiner's ``PARTIAL_ID_CHARS`` keeps it far below 1 MB).
     """
     head, tail = b'{"partials":[', b"]}"
     chunk: list[bytes] = []

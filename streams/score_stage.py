@@ -39,6 +39,7 @@ from streams.knowledge import Knowledge
 from streams.metrics import PipelineMetrics
 from streams.model_events import EventFollower
 from streams.outbox import Outbox, partition_for
+from streams.read_size import ReadSize
 from streams.records import InvalidMessage, Message, Scored, parse_message
 from streams.scoring import TritonScorer
 from streams.topics import INPUTS, NAMES
@@ -100,6 +101,7 @@ class ScoreStage(Service):
         self.follower = EventFollower(settings, metrics)
         self.drift = DriftTracker(settings, metrics)
         self.recent = RecentIds(settings.dedup_capacity)
+        self.read_size = ReadSize(settings.batch_size, settings.score_batch_records, settings.score_batch_target_s)
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, list[int]] = {}
@@ -170,10 +172,10 @@ class ScoreStage(Service):
         assert consumer is not None
         while not self._closing:
             try:
-                records = await consumer.getmany(timeout_ms=int(self.s.batch_timeout_s * 1000),
-                                                 max_records=self.s.score_batch_records)
+                size = self.read_size.next()
+                records = await consumer.getmany(timeout_ms=int(self.s.batch_timeout_s * 1000), max_records=size)
                 if records:
-                    records.update(await self._lagging_partitions(consumer, records))
+                    records.update(await self._lagging_partitions(consumer, records, size))
                     batch = self._aligned(consumer, self._parse(records))
                     turn = asyncio.get_running_loop().create_future()
                     self._pending.append(asyncio.create_task(self._process(batch, self._turn, turn)))
@@ -186,7 +188,7 @@ class ScoreStage(Service):
                 await asyncio.sleep(1.0)
         await self._settle(drain=True)
 
-    async def _lagging_partitions(self, consumer: AIOKafkaConsumer, records: Records) -> Records:
+    async def _lagging_partitions(self, consumer: AIOKafkaConsumer, records: Records, size: int) -> Records:
         """Records of assigned partitions that are behind but missing from ``records``, waiting briefly.
 
         After an outage the backlog is fetched a partition at a time: a batch of all of ``news`` up to now,
@@ -202,7 +204,7 @@ class ScoreStage(Service):
                 behind.append(tp)
         if not behind:
             return {}
-        return await consumer.getmany(*behind, timeout_ms=LAGGING_WAIT_MS, max_records=self.s.score_batch_records)
+        return await consumer.getmany(*behind, timeout_ms=LAGGING_WAIT_MS, max_records=size)
 
     def _parse(self, records: Records) -> Batch:
         """Each record with its message, or the reason it is invalid (dead-lettered by ``_process``)."""
@@ -316,6 +318,7 @@ class ScoreStage(Service):
             outputs = await self.scorer.score([m.text for m in msgs], [m.id for m in msgs], self.follower.routes)
             elapsed = time.perf_counter() - t0
             metrics.inference_seconds.observe(elapsed)
+            self.read_size.observe(len(msgs), elapsed)
             scored = to_scored(msgs, outputs, s, self.knowledge, elapsed * 1000)
         except Exception as exc:  # non-retryable inference error: dead-letter, keep the worker up
             log.exception("scoring failed for a batch of %d", len(valid))

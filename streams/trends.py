@@ -11,6 +11,9 @@ from streams.windows import ClosedWindow, Driver, Partial, top_drivers, window_s
 
 DIMENSIONS = ("ticker", "sector", "topic", "source")
 DRIVER_TEXT_CHARS = 280
+# a partial lists every message id it sums; past this many id characters (at most 6 bytes each in JSON) the
+# key's window goes on in a new partial, so one partial stays far below Kafka's 1 MB record limit
+PARTIAL_ID_CHARS = 64_000
 
 
 def dimension_keys(s: Scored) -> list[tuple[str, str]]:
@@ -27,6 +30,7 @@ class _Sum:
     drivers: list[Driver] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
+    id_chars: int = 0
 
 
 class Combiner:
@@ -36,9 +40,10 @@ class Combiner:
     partials gives the same windows as folding its events one by one.
     """
 
-    def __init__(self, window_s: int, top: int) -> None:
-        self.window_s, self.top = window_s, top
+    def __init__(self, window_s: int, top: int, id_chars: int = PARTIAL_ID_CHARS) -> None:
+        self.window_s, self.top, self.id_chars = window_s, top, id_chars
         self._sums: dict[tuple[str, str, float], _Sum] = {}
+        self._full: list[tuple[tuple[str, str, float], _Sum]] = []  # sums closed at ``id_chars``, in order
 
     def add(self, s: Scored) -> None:
         ts = s.ts.timestamp()
@@ -48,8 +53,11 @@ class Combiner:
         driver = Driver(s.id, s.text[:DRIVER_TEXT_CHARS], s.source, round(p, 4)) if negative and self.top else None
         for dim, key in dimension_keys(s):
             acc = self._sums.get((dim, key, start))
-            if acc is None:
+            if acc is None or acc.id_chars >= self.id_chars:
+                if acc is not None:
+                    self._full.append(((dim, key, start), acc))
                 acc = self._sums[(dim, key, start)] = _Sum(ts)
+            acc.id_chars += len(s.id)
             acc.count += 1
             acc.negative += negative
             acc.p_negative_sum += p
@@ -60,11 +68,11 @@ class Combiner:
                 acc.ts, acc.versions = ts, s.model_versions
 
     def partials(self) -> dict[str, list[Partial]]:
-        """Per state key (``dimension|key``), its partials in window order."""
+        """Per state key (``dimension|key``), its partials in window order (a window's closed sums first)."""
         return group_by_key(
             Partial(dim, key, acc.ts, acc.count, acc.negative, acc.p_negative_sum,
                     top_drivers(tuple(acc.drivers), self.top), tuple(acc.ids), acc.versions)
-            for (dim, key, _), acc in sorted(self._sums.items(), key=lambda kv: kv[0][2])
+            for (dim, key, _), acc in sorted([*self._full, *self._sums.items()], key=lambda kv: kv[0][2])
         )
 
 

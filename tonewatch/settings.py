@@ -99,9 +99,14 @@ class Settings(BaseSettings):
     batch_size: int = Field(64, ge=1, description="Largest request sent to Triton (capped by the model's own).")
     batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait for input records when there are none.")
     score_batch_records: int = Field(
-        512, ge=1, le=2048, description="Input records the score stage takes at once: one produce batch and one "
-        "commit; Triton gets them in requests of batch_size. At most 2048: a key's partial of one batch lists its "
-        "message ids and must stay under Kafka's 1 MB record limit.",
+        2048, ge=1, le=2048, description="Most input records the score stage takes at once: one produce batch and "
+        "one commit; Triton gets them in requests of batch_size. At most 2048, the largest measured "
+        "(benchmarks/README.md).",
+    )
+    score_batch_target_s: float = Field(
+        2.0, gt=0, description="Seconds of inference a score-stage batch should hold at the recent scoring rate "
+        "(whole requests of batch_size, up to score_batch_records): big batches when scoring is fast, small ones "
+        "when it is slow, so a burst's messages do not wait behind seconds of inference.",
     )
     agg_batch_size: int = Field(
         1000, ge=1, description="Trend records the windows agent takes at once (one state write per key)."

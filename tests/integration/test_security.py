@@ -68,30 +68,29 @@ def broker(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
         stop_kafka(kafka)
 
 
+def _listener(stack_settings: Settings, bootstrap: str | None, prefix: str, **connection: object) -> Settings:
+    """Settings for one of the broker's secure listeners, on topics of their own; Triton from the session stack."""
+    assert bootstrap is not None
+    return stack_settings.model_copy(update={"kafka_bootstrap": bootstrap, **connection,
+                                             "topic_prefix": f"{prefix}{uuid.uuid4().hex[:8]}",
+                                             "metrics_port": free_port()})
+
+
 @pytest.fixture(scope="module")
 def secure(stack_settings: Settings, broker: tuple[KafkaProcess, Path]) -> Settings:
-    """Settings for the SASL_SSL listener, Triton from the session stack."""
     kafka, d = broker
-    assert kafka.secure_bootstrap is not None
-    return stack_settings.model_copy(update={
-        "kafka_bootstrap": kafka.secure_bootstrap, "kafka_security_protocol": "SASL_SSL",
-        "kafka_sasl_mechanism": "SCRAM-SHA-512", "kafka_sasl_username": USER,
-        "kafka_sasl_password": SecretStr(PASSWORD), "kafka_ssl_cafile": d / "ca.pem",
-        "topic_prefix": f"sec{uuid.uuid4().hex[:8]}", "metrics_port": free_port(),
-    })
+    return _listener(stack_settings, kafka.secure_bootstrap, "sec", kafka_security_protocol="SASL_SSL",
+                     kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username=USER,
+                     kafka_sasl_password=SecretStr(PASSWORD), kafka_ssl_cafile=d / "ca.pem")
 
 
 @pytest.fixture(scope="module")
 def mtls(stack_settings: Settings, broker: tuple[KafkaProcess, Path]) -> Settings:
-    """Settings for the listener that requires a client certificate."""
+    """The listener that requires a client certificate."""
     kafka, d = broker
-    assert kafka.mtls_bootstrap is not None
-    return stack_settings.model_copy(update={
-        "kafka_bootstrap": kafka.mtls_bootstrap, "kafka_security_protocol": "SSL",
-        "kafka_ssl_cafile": d / "ca.pem", "kafka_ssl_certfile": d / "client.crt",
-        "kafka_ssl_keyfile": d / "client.key",
-        "topic_prefix": f"mtls{uuid.uuid4().hex[:8]}", "metrics_port": free_port(),
-    })
+    return _listener(stack_settings, kafka.mtls_bootstrap, "mtls", kafka_security_protocol="SSL",
+                     kafka_ssl_cafile=d / "ca.pem", kafka_ssl_certfile=d / "client.crt",
+                     kafka_ssl_keyfile=d / "client.key")
 
 
 def _cli(settings: Settings, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:

@@ -21,8 +21,8 @@ from streams.fold import (
     pack_partials,
 )
 from streams.records import Scored
-from streams.trends import Combiner, dimension_keys
-from streams.windows import DetectorConfig, KeyState, Partial, TrendEvent, Update, apply_event
+from streams.trends import PARTIAL_ID_CHARS, Combiner, dimension_keys
+from streams.windows import DetectorConfig, KeyState, Partial, TrendEvent, Update, apply_event, window_start
 
 CFG = DetectorConfig(window_s=10, allowed_lateness_s=5, rolling_s=30, min_volume=3, cooldown_s=20, top_messages=3)
 
@@ -66,8 +66,9 @@ def _outcome(updates: list[tuple[list[str], Update]]) -> dict[str, Any]:
     return {"closed": closed, "alerts": alerts, "late": late}
 
 
+@pytest.mark.parametrize("id_chars", [PARTIAL_ID_CHARS, 20])  # 20: a window of a batch goes in partials of 2-4
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_partials_fold_like_their_events_one_by_one(seed: int) -> None:
+def test_partials_fold_like_their_events_one_by_one(seed: int, id_chars: int) -> None:
     msgs = _scored(seed)
     batches = [sorted(msgs[i:i + 37], key=lambda s: s.ts) for i in range(0, len(msgs), 37)]  # as the stage sorts
     expected: dict[str, KeyState] = {}
@@ -83,7 +84,7 @@ def test_partials_fold_like_their_events_one_by_one(seed: int) -> None:
     got: dict[str, KeyState] = {}
     got_updates: dict[str, list[tuple[list[str], Update]]] = {}
     for batch in batches:
-        combiner = Combiner(CFG.window_s, CFG.top_messages)
+        combiner = Combiner(CFG.window_s, CFG.top_messages, id_chars)
         for s in batch:
             combiner.add(s)
         for key, partials in combiner.partials().items():
@@ -121,6 +122,24 @@ def test_a_partial_sums_its_events_and_keeps_the_latest_versions() -> None:
             assert p.ts == max(s.ts.timestamp() for s in mine)
             assert p.model_versions == mine[-1].model_versions
             assert len(p.drivers) <= CFG.top_messages
+
+
+def test_a_window_goes_on_in_a_new_partial_past_the_id_budget() -> None:
+    msgs = sorted(_scored(5, 200), key=lambda s: s.ts)
+    combiner = Combiner(CFG.window_s, CFG.top_messages, id_chars=50)
+    for s in msgs:
+        combiner.add(s)
+    per_window: dict[tuple[str, float], list[Partial]] = {}
+    for key, partials in combiner.partials().items():
+        for p in partials:
+            assert sum(map(len, p.message_ids[:-1])) < 50  # closed once it reached the budget
+            per_window.setdefault((key, window_start(p.ts, CFG.window_s)), []).append(p)
+    assert any(len(ps) > 1 for ps in per_window.values())
+    for (key, _), ps in per_window.items():
+        ids = [i for p in ps for i in p.message_ids]
+        expected = [s.id for s in msgs if key in {f"{d}|{k}" for d, k in dimension_keys(s)}
+                    and window_start(s.ts.timestamp(), CFG.window_s) == window_start(ps[0].ts, CFG.window_s)]
+        assert ids == expected  # every message once, in order, across the window's partials
 
 
 def test_records_pack_many_keys_in_order_under_the_size_limit() -> None:

@@ -1,0 +1,35 @@
+"""How many input records the score stage takes at once: sized by how fast it has been scoring.
+
+A large batch amortises the per-batch costs (a fetch, a produce request per partition, a commit) and
+the trivial-model pipeline drains 25-40% faster at 2,048 records than at 512. On slow models the same
+batch is seconds of inference that every message in it waits for, and a burst's median latency grows
+with it. So the batch holds about ``target_s`` of scoring at the recent rate, in whole Triton requests,
+between one request and ``ceiling``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ReadSize:
+    request: int  # records per Triton request: the smallest batch, and the step
+    ceiling: int  # the most records a batch may take
+    target_s: float  # seconds of scoring a batch should hold
+    rate: float | None = None  # records scored per second, smoothed; None until the first batch
+
+    def observe(self, records: int, seconds: float, weight: float = 0.5) -> None:
+        """One batch's inference: ``records`` in ``seconds``. Smoothed, so one slow request does not
+        shrink the next batch to nothing."""
+        if records <= 0 or seconds <= 0:
+            return
+        rate = records / seconds
+        self.rate = rate if self.rate is None else (1 - weight) * self.rate + weight * rate
+
+    def next(self) -> int:
+        """Records for the next batch: one request until a rate is known."""
+        if self.rate is None:
+            return min(self.request, self.ceiling)
+        whole = int(self.rate * self.target_s) // self.request * self.request
+        return max(min(self.request, self.ceiling), min(whole, self.ceiling))
