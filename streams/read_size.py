@@ -4,7 +4,9 @@ A large batch amortises the per-batch costs (a fetch, a produce request per part
 the trivial-model pipeline drains 25-40% faster at 2,048 records than at 512. On slow models the same
 batch is seconds of inference that every message in it waits for, and a burst's median latency grows
 with it. So the batch holds about ``target_s`` of scoring at the recent rate, in whole Triton requests,
-between one request and ``ceiling``.
+between ``min_requests`` requests and ``ceiling``. Two requests at least: with two batches in flight,
+Triton then has up to four requests per model to work on, as when its ceiling is measured (with one
+request per batch, five bench runs gave ratios of 0.81-0.92; with two, 0.90 and 0.93).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ class ReadSize:
     request: int  # records per Triton request: the smallest batch, and the step
     ceiling: int  # the most records a batch may take
     target_s: float  # seconds of scoring a batch should hold
+    min_requests: int = 2
     rate: float | None = None  # records scored per second, smoothed; None until the first batch
 
     def observe(self, records: int, seconds: float, weight: float = 0.5) -> None:
@@ -28,8 +31,9 @@ class ReadSize:
         self.rate = rate if self.rate is None else (1 - weight) * self.rate + weight * rate
 
     def next(self) -> int:
-        """Records for the next batch: one request until a rate is known."""
+        """Records for the next batch: the smallest batch until a rate is known."""
+        floor = min(self.request * self.min_requests, self.ceiling)
         if self.rate is None:
-            return min(self.request, self.ceiling)
+            return floor
         whole = int(self.rate * self.target_s) // self.request * self.request
-        return max(min(self.request, self.ceiling), min(whole, self.ceiling))
+        return max(floor, min(whole, self.ceiling))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from streams.read_size import ReadSize
 
 
-def test_one_request_until_a_rate_is_known() -> None:
-    assert ReadSize(64, 2048, 2.0).next() == 64
+def test_two_requests_until_a_rate_is_known() -> None:
+    assert ReadSize(64, 2048, 2.0).next() == 128
+    assert ReadSize(64, 2048, 2.0, min_requests=1).next() == 64
     assert ReadSize(64, 32, 2.0).next() == 32  # never past the ceiling
 
 
@@ -19,7 +20,7 @@ def test_fast_scoring_takes_big_batches_and_slow_scoring_small_ones() -> None:
     assert slow.next() == 192
     crawl = ReadSize(64, 2048, 2.0)
     crawl.observe(64, 10.0)
-    assert crawl.next() == 64  # one request at least
+    assert crawl.next() == 128  # two requests at least
 
 
 def test_the_rate_is_smoothed_and_ignores_empty_batches() -> None:
