@@ -50,6 +50,7 @@ class Combiner:
         start = window_start(ts, self.window_s)
         negative = s.sentiment == "negative"
         p = s.p_negative
+        id_chars = len(s.id)
         driver = Driver(s.id, s.text[:DRIVER_TEXT_CHARS], s.source, round(p, 4)) if negative and self.top else None
         for dim, key in dimension_keys(s):
             acc = self._sums.get((dim, key, start))
@@ -57,7 +58,7 @@ class Combiner:
                 if acc is not None:
                     self._full.append(((dim, key, start), acc))
                 acc = self._sums[(dim, key, start)] = _Sum(ts)
-            acc.id_chars += len(s.id)
+            acc.id_chars += id_chars
             acc.count += 1
             acc.negative += negative
             acc.p_negative_sum += p
