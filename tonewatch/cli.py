@@ -146,11 +146,13 @@ def models_bootstrap(ctx: typer.Context) -> None:
 def models_train(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="sentiment or topic")],
-    mode: Annotated[str, typer.Option(help="full, lora (merged into the encoder) or head (frozen encoder).")] = "full",
+    mode: Annotated[str, typer.Option(help="full, lora (merged into the encoder), top (only the top layers; "
+                                            "fast on CPU) or head (frozen encoder).")] = "full",
     epochs: Annotated[int, typer.Option(min=1)] = 5,
+    train_layers: Annotated[int, typer.Option(min=1, help="Mode top: encoder layers trained, from the top.")] = 3,
     max_length: Annotated[int, typer.Option(min=8, help="Tokens per text.")] = 96,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    lr: Annotated[float | None, typer.Option(help="Encoder (full) or adapter (lora) learning rate.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Encoder (full, top) or adapter (lora) learning rate.")] = None,
     patience: Annotated[int, typer.Option(min=1, help="Evaluations without macro-F1 gain before stopping.")] = 2,
     version: Annotated[int | None, typer.Option(help="Version number; default the next free one.")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N texts of each split (smoke runs).")] = None,
@@ -158,19 +160,17 @@ def models_train(
     seed: Annotated[int, typer.Option()] = 7,
 ) -> None:
     """Train a new version from the committed data, test the exported artifact, print its figures."""
-    from models.finetune import FinetuneConfig
+    from models.finetune import config_for
     from models.labels import LABELS
     from models.train import train_version
 
     if name not in LABELS:
         raise typer.BadParameter(f"unknown model '{name}' (known: {', '.join(LABELS)})")
-    if mode not in ("full", "lora", "head"):
-        raise typer.BadParameter("--mode must be full, lora or head")
-    base = FinetuneConfig()
-    cfg = FinetuneConfig(
-        mode=mode, epochs=epochs, max_length=max_length, batch_size=batch_size, patience=patience, seed=seed,  # type: ignore[arg-type]
-        lr=lr if lr and mode == "full" else base.lr, lora_lr=lr if lr and mode == "lora" else base.lora_lr,
-    )
+    try:
+        cfg = config_for(mode, lr, epochs=epochs, max_length=max_length, batch_size=batch_size, patience=patience,
+                         seed=seed, train_layers=train_layers)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     path = train_version(_settings(ctx), name, cfg, version=version, limit=limit, device=device,
                          command="tonewatch " + " ".join(sys.argv[1:]))
     from models.artifact import read_manifest

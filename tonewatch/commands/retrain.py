@@ -94,11 +94,12 @@ def feedback_export(
 def retrain(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="sentiment or topic")],
-    mode: Annotated[str, typer.Option(help="head (frozen encoder), full or lora.")] = "head",
+    mode: Annotated[str, typer.Option(help="head (frozen encoder), top (top layers), full or lora.")] = "head",
     margin: Annotated[float | None, typer.Option(help="Allowed weighted-F1 drop; default TONEWATCH_RETRAIN_MARGIN.")]
     = None,
     epochs: Annotated[int, typer.Option(min=1)] = 5,
-    lr: Annotated[float | None, typer.Option(help="Encoder (full) or adapter (lora) learning rate.")] = None,
+    train_layers: Annotated[int, typer.Option(min=1, help="Mode top: encoder layers trained, from the top.")] = 3,
+    lr: Annotated[float | None, typer.Option(help="Encoder (full, top) or adapter (lora) learning rate.")] = None,
     limit: Annotated[int | None, typer.Option(help="First N texts of each split (smoke runs, tests).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda; default cuda when available.")] = None,
     push: Annotated[bool, typer.Option("--push", help="Publish the candidate if the gate passes.")] = False,
@@ -109,7 +110,7 @@ def retrain(
 ) -> None:
     """Base data + feedback -> candidate; gate it against production; report (exit 0 passed, 3 refused)."""
     from models.feedback import read_feedback
-    from models.finetune import FinetuneConfig
+    from models.finetune import config_for
     from models.labels import LABELS
     from models.retrain import PASSED, REFUSED, parse_every, run_retrain
     from models.retrain import on_drift as follow_drift
@@ -118,15 +119,11 @@ def retrain(
     settings = ctx_settings(ctx)
     if name not in LABELS:
         raise typer.BadParameter(f"unknown model '{name}' (known: {', '.join(LABELS)})")
-    if mode not in ("full", "lora", "head"):
-        raise typer.BadParameter("--mode must be full, lora or head")
     try:
         interval = parse_every(every) if every else None
+        cfg = config_for(mode, lr, epochs=epochs, train_layers=train_layers)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    base = FinetuneConfig()
-    cfg = FinetuneConfig(mode=mode, epochs=epochs, lr=lr if lr and mode == "full" else base.lr,  # type: ignore[arg-type]
-                         lora_lr=lr if lr and mode == "lora" else base.lora_lr)
     command = "tonewatch " + " ".join(sys.argv[1:])
 
     def once(_: Any = None) -> dict[str, Any]:
