@@ -35,7 +35,7 @@ class FinetuneConfig:
     epochs: int = 5
     max_length: int = 96
     batch_size: int = 32
-    lr: float = 5e-5  # encoder (full); LoRA adapters use lora_lr
+    lr: float = 5e-5  # encoder (full); LoRA adapters use lora_lr, mode top top_lr
     lora_lr: float = 5e-4
     top_lr: float = 3e-4  # mode top: the few trained layers take a larger step (measured: 3e-4 beat 1e-4)
     head_lr: float = 1e-3
@@ -48,7 +48,7 @@ class FinetuneConfig:
     lora_dropout: float = 0.1
     seed: int = 7
     evals_per_epoch: int = 1
-    train_layers: int = 2  # mode top: transformer layers trained, counted from the output
+    train_layers: int = 3  # mode top: transformer layers trained, counted from the output
 
 
 MODES = ("full", "lora", "top", "head")

@@ -94,10 +94,11 @@ def feedback_export(
 def retrain(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="sentiment or topic")],
-    mode: Annotated[str, typer.Option(help="head (frozen encoder), top (top layers), full or lora.")] = "head",
+    mode: Annotated[str, typer.Option(help="top (top layers: how v1 is built), head (frozen encoder), full or lora."
+                                            )] = "top",
     margin: Annotated[float | None, typer.Option(help="Allowed weighted-F1 drop; default TONEWATCH_RETRAIN_MARGIN.")]
     = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 5,
+    epochs: Annotated[int, typer.Option(min=1, help="Default: v1's recipe, so the gate compares like with like.")] = 3,
     train_layers: Annotated[int, typer.Option(min=1, help="Mode top: encoder layers trained, from the top.")] = 3,
     lr: Annotated[float | None, typer.Option(help="Encoder (full, top) or adapter (lora) learning rate.")] = None,
     limit: Annotated[int | None, typer.Option(help="First N texts of each split (smoke runs, tests).")] = None,
