@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.encoder import encoder_path, load_encoder
-from models.finetune import FinetuneConfig, _pooled_model, buckets, finetune, predict_logits
+from models.finetune import FinetuneConfig, _pooled_model, buckets, config_for, finetune, predict_logits
 from models.head import build_head
 from models.partial import freeze_below, frozen_states, top_model
 
@@ -75,3 +75,14 @@ def test_top_mode_trains_the_top_layers_and_keeps_the_rest_bit_for_bit(tmp_path:
                           base.embeddings.word_embeddings.weight.detach().numpy())
     assert result.params == sum(p.numel() for p in base.parameters()) + sum(
         v.numel() for v in result.head_state.values())
+
+
+def test_config_for_sends_lr_to_the_rate_the_mode_trains_with() -> None:
+    base = FinetuneConfig()
+    assert config_for("top", 1e-3, train_layers=2).top_lr == 1e-3
+    assert config_for("top", None).top_lr == base.top_lr
+    full = config_for("full", 2e-5, epochs=4)
+    assert (full.lr, full.top_lr, full.lora_lr, full.epochs) == (2e-5, base.top_lr, base.lora_lr, 4)
+    assert config_for("lora", 1e-3).lora_lr == 1e-3 and config_for("head", 1e-3) == FinetuneConfig(mode="head")
+    with pytest.raises(ValueError, match="--mode must be one of full, lora, top, head, got 'fast'"):
+        config_for("fast")

@@ -94,8 +94,8 @@ def feedback_export(
 def retrain(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="sentiment or topic")],
-    mode: Annotated[str, typer.Option(help="top (top layers: how v1 is built), head (frozen encoder), full or lora."
-                                            )] = "top",
+    mode: Annotated[str, typer.Option(
+        help="top (top layers: how v1 is built), head (frozen encoder), full or lora.")] = "top",
     margin: Annotated[float | None, typer.Option(help="Allowed weighted-F1 drop; default TONEWATCH_RETRAIN_MARGIN.")]
     = None,
     epochs: Annotated[int, typer.Option(min=1, help="Default: v1's recipe, so the gate compares like with like.")] = 3,
