@@ -135,7 +135,7 @@ def alerts_tail(
 
 @models_app.command("bootstrap")
 def models_bootstrap(ctx: typer.Context) -> None:
-    """Train version 1 of each model (head on the frozen encoder) if none exists."""
+    """Train version 1 of each model (the encoder's top 3 layers fine-tuned) if none exists."""
     from models.bootstrap import ensure_models
 
     built = ensure_models(_settings(ctx))
