@@ -35,6 +35,16 @@ def load_encoder(path: Path, device: str = "cpu") -> tuple[Any, Any]:
     return tokenizer, model
 
 
+def length_buckets(lengths: list[int], size: int) -> list[list[int]]:
+    """Indices grouped into runs of ``size`` texts of similar length, shortest first.
+
+    Padding a batch of tweets to its longest text wastes about half the encoder's work; sorted runs of 16
+    made CPU inference 1.6-1.9x faster with the same probabilities (README *Models*).
+    """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
 def mean_pool(hidden: Any, mask: Any) -> Any:
     """Sentence-transformers pooling: mean over real tokens, then L2-normalised."""
     import torch
@@ -64,16 +74,15 @@ def embed(
     if cached is not None and cached.is_file():
         return np.load(cached)
     tokenizer, model = load_encoder(path, device)
-    # sort by length so each batch pads little: ~2x faster on CPU
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     t0 = time.monotonic()
-    for n, start in enumerate(range(0, len(texts), batch_size)):
-        idx = order[start : start + batch_size]
+    done = 0
+    # batches of similar length pad little: ~2x faster on CPU
+    for n, idx in enumerate(length_buckets([len(t) for t in texts], batch_size)):
         out[idx] = encode(tokenizer, model, [texts[i] for i in idx], max_length, device).float().cpu().numpy()
+        done += len(idx)
         if n % 20 == 0:
-            log.info("embedded %d/%d texts (%.0f/s)", start + len(idx), len(texts),
-                     (start + len(idx)) / max(time.monotonic() - t0, 1e-6))
+            log.info("embedded %d/%d texts (%.0f/s)", done, len(texts), done / max(time.monotonic() - t0, 1e-6))
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp.npy")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from models.encoder import load_encoder, mean_pool
+from models.encoder import length_buckets, load_encoder, mean_pool
 from models.head import Metrics, build_head, metrics
 from models.partial import freeze_below, frozen_states, pad_ids, pad_states, top_model
 
@@ -105,8 +105,8 @@ def buckets(lengths: list[int], batch_size: int, rng: random.Random, pool: int =
     out: list[list[int]] = []
     step = batch_size * pool
     for start in range(0, len(order), step):
-        chunk = sorted(order[start : start + step], key=lambda i: lengths[i])
-        out.extend(chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size))
+        chunk = order[start : start + step]
+        out.extend([chunk[j] for j in b] for b in length_buckets([lengths[i] for i in chunk], batch_size))
     rng.shuffle(out)
     return out
 
@@ -125,8 +125,7 @@ def _batches(inputs: list[Any], labels: np.ndarray | None, batches: list[list[in
 def predict_logits(model: Any, inputs: list[Any], pad_id: int, device: str, batch_size: int = 128) -> np.ndarray:
     import torch
 
-    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = length_buckets([len(x) for x in inputs], batch_size)
     chunks: list[tuple[list[int], np.ndarray]] = []
     model.eval()
     with torch.inference_mode(), _autocast(device):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from models.encoder import mean_pool
+from models.encoder import length_buckets, mean_pool
 
 if TYPE_CHECKING:
     import torch
@@ -43,12 +43,10 @@ def frozen_states(
     import torch
 
     layers = encoder.encoder.layer
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out: list[torch.Tensor | None] = [None] * len(ids)
     encoder.eval()
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in length_buckets([len(i) for i in ids], batch_size):
             x, mask = pad_ids([ids[i] for i in idx], pad_id)
             x, mask = x.to(device), mask.to(device)
             hidden = encoder.embeddings(input_ids=x)

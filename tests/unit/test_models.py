@@ -159,7 +159,7 @@ def test_onnx_graph_reproduces_torch_and_is_served_on_cpu(tmp_path: Path) -> Non
 
 
 def test_length_buckets_cover_every_text_once_shortest_first() -> None:
-    from models.onnx_export import length_buckets
+    from models.encoder import length_buckets
 
     lengths = [30, 5, 12, 5, 40, 7, 3]
     buckets = length_buckets(lengths, size=3)
