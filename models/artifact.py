@@ -42,11 +42,12 @@ class Manifest:
     command: str | None = None
     reference: dict[str, list[float]] | None = None  # predictions on val: the drift baseline (streams/drift.py)
     runtime: dict[str, Any] | None = None  # the ONNX graph served on CPU and its checks (models/onnx_export.py)
+    shared_data: list[str] | None = None  # ../shared sets it trained on (models/shared_sets.py): never served
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
         try:
-            optional = {"mode", "params", "command", "reference", "runtime"}
+            optional = {"mode", "params", "command", "reference", "runtime", "shared_data"}
             return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d or k not in optional})
         except KeyError as exc:
             raise ArtifactError(f"manifest is missing '{exc.args[0]}'") from exc
@@ -64,6 +65,14 @@ def read_manifest(version_dir: Path) -> Manifest:
         return Manifest.from_dict(json.loads(path.read_text()))
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: not JSON ({exc.msg})") from exc
+
+
+def experiment_only(version_dir: Path) -> bool:
+    """Trained on ``../shared`` data (``models.shared_sets``): never the version a start picks to serve."""
+    try:
+        return bool(read_manifest(version_dir).shared_data)
+    except ArtifactError:  # an unreadable version fails where it is loaded, with its own message
+        return False
 
 
 def validate_artifact(version_dir: Path) -> Manifest:
@@ -126,6 +135,8 @@ def model_card(m: Manifest) -> str:
              f"- mode: {m.mode}" + (f" ({m.params:,} parameters)" if m.params else ""),
              f"- encoder: {m.encoder}", f"- max length: {m.max_length} tokens", f"- labels: {', '.join(m.labels)}",
              f"- data: {m.data}"]
+    if m.shared_data:
+        lines.append(f"- **experiment only**: trained on {', '.join(m.shared_data)} (licences forbid serving it)")
     if m.command:
         lines.append(f"- command: `{m.command}`")
     lines += ["", "| split | accuracy | macro-F1 | weighted-F1 |", "|---|---|---|---|"]

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.artifact import MANIFEST, artifact_dir, next_version, read_manifest, validate_artifact, version_numbers
+from models.artifact import MANIFEST, artifact_dir, next_version, read_manifest, validate_artifact
 from models.data import Split, apply_corrections, load_dataset, norm_text
 from models.feedback import Feedback, as_split
 from models.finetune import FinetuneConfig
@@ -70,7 +70,7 @@ def parse_every(text: str) -> float:
 
 
 def production_version(settings: Settings, name: str) -> int | None:
-    """The version production serves: the rollout's record when that exists, else the newest version."""
+    """The version production serves: the rollout's record when that exists, else what a start would load."""
     try:
         from models.rollout.events import current_routes  # type: ignore[import-not-found,unused-ignore]
 
@@ -81,7 +81,9 @@ def production_version(settings: Settings, name: str) -> int | None:
         pass
     except Exception as exc:  # no broker (--no-feedback runs): the newest version, said in the log
         log.warning("model-events not readable (%s): comparing with the newest version", exc)
-    found = version_numbers(settings.model_repository, name)
+    from tonewatch.stack.loader import startup_versions
+
+    found = startup_versions(settings, name)
     return found[-1] if found else None
 
 

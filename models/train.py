@@ -33,6 +33,7 @@ from models.finetune import FinetuneConfig, finetune
 from models.head import metrics, train_head
 from models.onnx_export import export_onnx
 from models.serving import Classifier
+from models.shared_sets import SHARED_DIR, training_rows
 from streams.drift import reference_from_probs
 from tonewatch.settings import Settings
 
@@ -63,12 +64,14 @@ def _head_only(
 def train_version(
     settings: Settings, name: str, cfg: FinetuneConfig, *, version: int | None = None, limit: int | None = None,
     device: str | None = None, command: str | None = None, progress: bool = True, extra: Split | None = None,
-    out_repo: Path | None = None,
+    out_repo: Path | None = None, train_with: tuple[str, ...] = (), shared_dir: Path = SHARED_DIR,
 ) -> Path:
     """Train ``name`` in ``cfg.mode``, write ``<repo>/<name>/<version>``, test the written artifact.
 
     ``extra`` rows (analyst feedback) join the training split only; ``out_repo`` stages the version
     elsewhere (the retrain job) while numbering and lineage still follow the live repository.
+    ``train_with`` names ``../shared`` sets whose rows join the training split too (experiments only:
+    the version is marked and never served; see ``models.shared_sets``).
     """
     t0 = time.monotonic()
     repo = settings.model_repository
@@ -76,6 +79,10 @@ def train_version(
     version = version or next_version(repo, name)
     ds = load_dataset(name)
     ds = replace(ds, train=_limit(ds.train, limit), val=_limit(ds.val, limit), test=_limit(ds.test, limit))
+    shared_lines: list[str] = []
+    if train_with:
+        rows, shared_lines = training_rows(shared_dir, train_with, name, ds.labels, [ds.train, ds.val, ds.test])
+        ds = replace(ds, train=Split(ds.train.texts + rows.texts, ds.train.labels + rows.labels))
     new = None
     if extra is not None:
         corrected, new = apply_corrections(ds.train, extra)
@@ -103,8 +110,9 @@ def train_version(
         metrics={"val": val, "train_seconds": train_s, "device": dev},
         created=now_iso(), parent=max((v for v in existing if v != version), default=None),
         data=(f"committed MIT data, split seed 7: {len(ds.train.labels)} train / {len(ds.val.labels)} val / "
-              f"{len(ds.test.labels)} test" + (f"; + {len(extra.texts)} feedback rows in train" if extra else "")),
-        mode=cfg.mode, params=params, command=command,
+              f"{len(ds.test.labels)} test" + (f"; + {len(extra.texts)} feedback rows in train" if extra else "")
+              + "".join(f"; train includes {line}" for line in shared_lines)),
+        mode=cfg.mode, params=params, command=command, shared_data=list(dict.fromkeys(train_with)) or None,
     )
     path = write_version(out_repo or repo, manifest, head_state, encoder, tokenizer)
     manifest = attach_onnx(path, ds.val)  # before the test figures: they describe what CPU serving runs

@@ -158,10 +158,16 @@ def models_train(
     limit: Annotated[int | None, typer.Option(help="Use only the first N texts of each split (smoke runs).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda; default cuda when available.")] = None,
     seed: Annotated[int, typer.Option()] = 7,
+    train_with: Annotated[list[str] | None, typer.Option(
+        help="Experiments only: add a ../shared set to the training split (phrasebank, phrasebank100, "
+             "stockemotions; repeatable). Their licences forbid serving: the version is marked and never served.",
+    )] = None,
+    shared_dir: Annotated[Path, typer.Option(help="Where --train-with sets are read.")] = Path("../shared/data"),
 ) -> None:
     """Train a new version from the committed data, test the exported artifact, print its figures."""
     from models.finetune import config_for
     from models.labels import LABELS
+    from models.shared_sets import SharedDataError, by_key
     from models.train import train_version
 
     if name not in LABELS:
@@ -169,10 +175,16 @@ def models_train(
     try:
         cfg = config_for(mode, lr, epochs=epochs, max_length=max_length, batch_size=batch_size, patience=patience,
                          seed=seed, train_layers=train_layers)
+        for key in train_with or []:
+            by_key(key, name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    path = train_version(_settings(ctx), name, cfg, version=version, limit=limit, device=device,
-                         command="tonewatch " + " ".join(sys.argv[1:]))
+    try:
+        path = train_version(_settings(ctx), name, cfg, version=version, limit=limit, device=device,
+                             command="tonewatch " + " ".join(sys.argv[1:]), train_with=tuple(train_with or ()),
+                             shared_dir=shared_dir)
+    except SharedDataError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     from models.artifact import read_manifest
 
     m = read_manifest(path)

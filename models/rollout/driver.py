@@ -45,6 +45,14 @@ def thresholds(settings: Settings) -> Thresholds:
                       settings.rollout_max_class_shift, settings.rollout_max_golden_drop)
 
 
+def servable(settings: Settings, name: str, version: int) -> None:
+    """A valid artifact whose training data may be served: ``../shared`` sets' licences forbid production."""
+    manifest = validate_artifact(settings.model_repository / name / str(version))
+    if manifest.shared_data:
+        raise RolloutError(f"{name} v{version} was trained on {', '.join(manifest.shared_data)} (../shared data "
+                           "whose licences forbid production use): an experiment, never served")
+
+
 def serving_version(settings: Settings, name: str, route: Route) -> int:
     """Production per the events; before the first event, the newest version Triton has ready."""
     if route.production is not None:
@@ -135,7 +143,7 @@ def rollout(
         raise RolloutError(f"{name} v{route.candidate} is already in {route.mode}; promote or roll it back first")
     if version not in version_numbers(settings.model_repository, name):
         raise RolloutError(f"{name} v{version} is not in {settings.model_repository}; push it first")
-    validate_artifact(settings.model_repository / name / str(version))
+    servable(settings, name, version)
     production = serving_version(settings, name, route)
     if version == production:
         raise RolloutError(f"{name} v{version} is already production")
@@ -184,7 +192,7 @@ def promote(settings: Settings, name: str, version: int | None = None, reason: s
         raise RolloutError(f"{name} has no candidate; name the version to promote")
     if target == production:
         raise RolloutError(f"{name} v{target} is already production")
-    validate_artifact(settings.model_repository / name / str(target))
+    servable(settings, name, target)
     load_model(settings, name, versions=[production, target])  # no-op when it is already beside production
     served_smoke(settings, name, target)
     events.publish(settings, name, target, "promoted", reason=reason)
@@ -207,7 +215,7 @@ def rollback(settings: Settings, name: str, to: int | None = None, reason: str =
     target = to if to is not None else events.previous_production(history)
     if target is None or target == production:
         raise RolloutError(f"{name}: nothing to roll back to (production v{production}); use --to N")
-    validate_artifact(settings.model_repository / name / str(target))
+    servable(settings, name, target)
     load_model(settings, name, versions=[production, target])
     served_smoke(settings, name, target)
     events.publish(settings, name, production, "rolled_back", to=target, reason=reason)

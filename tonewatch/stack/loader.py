@@ -86,21 +86,28 @@ def precompile(settings: Settings, name: str, versions: list[int]) -> None:
                 log.warning("could not precompile %s (Triton will re-initialise it once): %s", source, exc)
 
 
+def startup_versions(settings: Settings, name: str) -> list[int]:
+    """The recorded production version if there is one (a rolled-back newer version on disk must not come
+    back on restart), else the newest version that is not an experiment trained on ``../shared`` data."""
+    from models.artifact import experiment_only, version_numbers
+
+    recorded = recorded_production(settings, name)
+    if recorded is not None:
+        return [recorded]
+    repo = settings.model_repository
+    return [v for v in version_numbers(repo, name) if not experiment_only(repo / name / str(v))][-1:]
+
+
 def load_model(settings: Settings, name: str, timeout_s: float = 300.0, versions: list[int] | None = None) -> None:
     """Load (or reload with a new version set) and wait until every asked version is ready.
 
-    Without ``versions``, the recorded production version if there is one (a rolled-back newer
-    version on disk must not come back on restart), else the newest version (the committed policy).
+    Without ``versions``, :func:`startup_versions`.
     """
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
     if versions is None:  # always a specific policy: changing its shape later makes Triton reload all versions
-        from models.artifact import version_numbers
-
-        recorded = recorded_production(settings, name)
-        on_disk = version_numbers(settings.model_repository, name)
-        versions = [recorded] if recorded is not None else on_disk[-1:] or None
+        versions = startup_versions(settings, name) or None
 
     precompile(settings, name, versions or [])
     client = httpclient.InferenceServerClient(settings.triton_http_url, network_timeout=timeout_s,
