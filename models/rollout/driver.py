@@ -22,7 +22,7 @@ from models.rollout import events
 from models.rollout.gates import LiveStats, Thresholds, Verdict, decide, golden_gate
 from streams.routing import Route, fold
 from tonewatch.settings import Settings
-from tonewatch.stack.loader import load_model, loaded_versions, record_production
+from tonewatch.stack.loader import load_model, loaded_versions, record_production, startup_versions
 
 
 class RolloutError(RuntimeError):
@@ -225,10 +225,18 @@ def rollback(settings: Settings, name: str, to: int | None = None, reason: str =
 
 
 def sync(settings: Settings, name: str) -> list[int]:
-    """Make Triton load what the model events say (after a Triton restart loaded the committed policy)."""
+    """Make Triton load what the model events say (after a Triton restart loaded the committed policy).
+
+    Before any event, what a stack start loads: the newest version that is not an experiment on
+    ``../shared`` data (Triton's own policy would load the newest, whatever it was trained on).
+    """
     route = fold(events.history(settings, name)).get(name, Route())
     if route.production is None:
-        raise RolloutError(f"no model events for '{name}' yet: nothing to sync")
+        versions = startup_versions(settings, name)
+        if not versions:
+            raise RolloutError(f"no servable version of '{name}' in {settings.model_repository}")
+        load_model(settings, name, versions=versions)
+        return versions
     versions = [route.production] + ([route.candidate] if route.candidate is not None else [])
     load_model(settings, name, versions=versions)
     record_production(settings, name, route.production)

@@ -329,3 +329,28 @@ def test_a_swap_initialises_only_the_new_version(rollout_triton: tuple[Settings,
     after = settled_pids(triton, "sentiment", {str(version)})
     assert after == {str(version): beside[str(version)]}, "the new production was re-initialised by the swap"
     print("\nswap load seconds:", json.dumps(seconds))
+
+
+def test_an_experiment_on_shared_data_is_never_served_and_sync_replaces_it(
+    rollout_triton: tuple[Settings, TritonProcess],
+) -> None:
+    """Triton's own policy loads the newest version; before any model event, sync serves the newest servable."""
+    import uuid
+
+    from models.publish import push_version
+
+    base, _ = rollout_triton
+    settings = base.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}"})  # no model events yet
+    version = push_version(settings, "sentiment", settings.model_repository / "sentiment" / "1")
+    manifest = settings.model_repository / "sentiment" / str(version) / "artifact" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "shared_data": ["phrasebank"]}))
+    load_model(settings, "sentiment", versions=[version])  # what a Triton restart does: the newest on disk
+    assert ready(settings) == {str(version)}
+
+    synced = cli(settings, "sync", "sentiment")
+    assert synced.returncode == 0 and "sentiment: loaded [1]" in synced.stdout, synced.stdout + synced.stderr
+    assert ready(settings) == {"1"}
+    refused = cli(settings, "rollout", "sentiment", str(version), "--canary", "0.5")
+    assert refused.returncode == 2
+    assert f"sentiment v{version} was trained on phrasebank" in refused.stdout + refused.stderr
+    assert ready(settings) == {"1"}
