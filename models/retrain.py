@@ -79,8 +79,8 @@ def production_version(settings: Settings, name: str) -> int | None:
             return int(route.production)
     except ImportError:
         pass
-    except Exception as exc:  # no broker (--no-feedback runs): the newest version, said in the log
-        log.warning("model-events not readable (%s): comparing with the newest version", exc)
+    except Exception as exc:  # no broker (--no-feedback runs): what a start would load, said in the log
+        log.warning("model-events not readable (%s): comparing with the version a start would load", exc)
     from tonewatch.stack.loader import startup_versions
 
     found = startup_versions(settings, name)

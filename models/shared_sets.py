@@ -2,8 +2,8 @@
 
 They serve two purposes: evaluation on data a version never trained on (``tonewatch models report``), and,
 opt-in, extra training rows for experiments (``tonewatch models train --train-with KEY``). Their licences
-do not allow production use, so a version trained on one lists it in its manifest (``shared_data``), and
-rollout and promote refuse to serve it.
+do not allow production use, so a version trained on one lists it in its manifest (``shared_data``):
+a stack start and ``models sync`` pass it over, and rollout, promote and rollback refuse it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ class SharedSet:
     label_column: str
     licence: str
     min_agreement: int | None = None
-    note: str = ""
 
 
 SHARED_SETS = (
@@ -36,9 +35,9 @@ SHARED_SETS = (
               "text", "label", "CC BY-NC-SA 3.0 (non-commercial)"),
     SharedSet("phrasebank100", "sentiment", "Financial PhraseBank (100% agreement)", "financial_phrasebank/data.csv",
               "text", "label", "CC BY-NC-SA 3.0 (non-commercial)", min_agreement=100),
+    # two classes (bullish/bearish as positive/negative): as evaluation data a 'neutral' prediction is an error
     SharedSet("stockemotions", "sentiment", "StockEmotions StockTwits (bullish/bearish only)",
-              "stockemotions/data.csv", "original", "senti_label", "none stated (research use)",
-              note="two classes: a 'neutral' prediction counts as an error"),
+              "stockemotions/data.csv", "original", "senti_label", "none stated (research use)"),
 )
 
 
