@@ -167,7 +167,7 @@ def models_train(
     """Train a new version from the committed data, test the exported artifact, print its figures."""
     from models.finetune import config_for
     from models.labels import LABELS
-    from models.shared_sets import SharedDataError, by_key
+    from models.shared_sets import SharedDataError
     from models.train import train_version
 
     if name not in LABELS:
@@ -175,8 +175,6 @@ def models_train(
     try:
         cfg = config_for(mode, lr, epochs=epochs, max_length=max_length, batch_size=batch_size, patience=patience,
                          seed=seed, train_layers=train_layers)
-        for key in train_with or []:
-            by_key(key, name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     try:

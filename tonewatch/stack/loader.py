@@ -95,7 +95,8 @@ def startup_versions(settings: Settings, name: str) -> list[int]:
     if recorded is not None:
         return [recorded]
     repo = settings.model_repository
-    return [v for v in version_numbers(repo, name) if not experiment_only(repo / name / str(v))][-1:]
+    newest = next((v for v in reversed(version_numbers(repo, name)) if not experiment_only(repo / name / str(v))), None)
+    return [] if newest is None else [newest]
 
 
 def load_model(settings: Settings, name: str, timeout_s: float = 300.0, versions: list[int] | None = None) -> None:
