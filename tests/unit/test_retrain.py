@@ -76,3 +76,31 @@ def test_only_the_newest_staged_candidates_of_the_model_are_kept(tmp_path: Path)
     assert prune_staged(tmp_path, "sentiment", keep=2) == []
     assert [p.name for p in prune_staged(tmp_path, "sentiment", keep=0)] == [f"sentiment-{s}" for s in stamps[2:]]
     assert prune_staged(tmp_path / "missing", "sentiment", keep=3) == []
+
+
+def test_retrain_trains_each_model_with_its_v1_recipe_unless_told(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    """The gate compares a candidate with production: same recipe, or a 'refused' only says the recipe differs."""
+    from dataclasses import replace
+    from typing import Any
+
+    from typer.testing import CliRunner
+
+    import models.retrain
+    from models.bootstrap import V1
+    from models.finetune import FinetuneConfig
+    from tonewatch.cli import app
+
+    seen: list[tuple[str, FinetuneConfig]] = []
+
+    def run_retrain(settings: Any, name: str, cfg: FinetuneConfig, feedback: list[Any], **_: Any) -> dict[str, Any]:
+        seen.append((name, cfg))
+        return {"decision": "passed", "gate": {"reason": "stub"}, "report": "r.json", "pushed_version": None}
+
+    monkeypatch.setattr(models.retrain, "run_retrain", run_retrain)
+    env = {"TONEWATCH_RUN_DIR": str(tmp_path)}
+    for args in (["sentiment"], ["topic"], ["topic", "--epochs", "2"]):
+        result = CliRunner().invoke(app, ["retrain", *args, "--no-feedback"], env=env)
+        assert result.exit_code == 0, result.output
+    assert V1["sentiment"].epochs != V1["topic"].epochs
+    assert seen == [("sentiment", V1["sentiment"]), ("topic", V1["topic"]), ("topic", replace(V1["topic"], epochs=2))]

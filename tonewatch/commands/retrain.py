@@ -98,7 +98,8 @@ def retrain(
         help="top (top layers: how v1 is built), head (frozen encoder), full or lora.")] = "top",
     margin: Annotated[float | None, typer.Option(help="Allowed weighted-F1 drop; default TONEWATCH_RETRAIN_MARGIN.")]
     = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Default: v1's recipe, so the gate compares like with like.")] = 3,
+    epochs: Annotated[int | None, typer.Option(
+        min=1, help="Default: v1's recipe for NAME, so the gate compares like with like.")] = None,
     train_layers: Annotated[int, typer.Option(min=1, help="Mode top: encoder layers trained, from the top.")] = 3,
     lr: Annotated[float | None, typer.Option(help="Encoder (full, top) or adapter (lora) learning rate.")] = None,
     limit: Annotated[int | None, typer.Option(help="First N texts of each split (smoke runs, tests).")] = None,
@@ -110,6 +111,7 @@ def retrain(
     on_drift: Annotated[bool, typer.Option("--on-drift", help="Run forever, once per drift event.")] = False,
 ) -> None:
     """Base data + feedback -> candidate; gate it against production; report (exit 0 passed, 3 refused)."""
+    from models.bootstrap import V1
     from models.feedback import read_feedback
     from models.finetune import config_for
     from models.labels import LABELS
@@ -122,7 +124,7 @@ def retrain(
         raise typer.BadParameter(f"unknown model '{name}' (known: {', '.join(LABELS)})")
     try:
         interval = parse_every(every) if every else None
-        cfg = config_for(mode, lr, epochs=epochs, train_layers=train_layers)
+        cfg = config_for(mode, lr, epochs=epochs or V1[name].epochs, train_layers=train_layers)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     command = "tonewatch " + " ".join(sys.argv[1:])
