@@ -6,7 +6,6 @@ on StockEmotions (its manifest says so) must not be reported on StockEmotions.
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +16,7 @@ from models.artifact import MANIFEST, read_manifest
 from models.benchmark import run_report
 from models.bootstrap import ensure_models
 from tests.integration.conftest import REPO
+from tests.unit.test_shared_sets import _csv  # the shared folder layout, as its unit tests write it
 from tonewatch.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -29,14 +29,6 @@ PHRASEBANK = [  # (text, label, agreement)
     ("Shares plunged after the group cut its full-year outlook.", "negative", 66),
 ]
 STOCKEMOTIONS = [("$AAPL to the moon, loading more calls", "bullish"), ("$TSLA is done, sold everything", "bearish")]
-
-
-def _csv(path: Path, header: list[str], rows: list[tuple[object, ...]]) -> None:
-    path.parent.mkdir(parents=True)
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def _rows(table: str) -> dict[tuple[str, str], list[str]]:
@@ -61,10 +53,10 @@ def test_report_prints_the_served_figures_and_skips_sets_a_version_trained_on(tm
     raw = json.loads((experiment / "artifact" / MANIFEST).read_text())
     (experiment / "artifact" / MANIFEST).write_text(json.dumps({**raw, "version": 2, "shared_data": ["stockemotions"]}))
     shared = tmp_path / "shared"
-    _csv(shared / "financial_phrasebank" / "data.csv", ["row_id", "text", "label", "agreement"],
-         [(i, *row) for i, row in enumerate(PHRASEBANK)])
-    _csv(shared / "stockemotions" / "data.csv", ["id", "original", "senti_label"],
-         [(i, *row) for i, row in enumerate(STOCKEMOTIONS)])
+    _csv(shared / "financial_phrasebank" / "data.csv", [
+        {"row_id": i, "text": t, "label": y, "agreement": a} for i, (t, y, a) in enumerate(PHRASEBANK)])
+    _csv(shared / "stockemotions" / "data.csv", [
+        {"id": i, "original": t, "senti_label": y} for i, (t, y) in enumerate(STOCKEMOTIONS)])
     out = tmp_path / "report.md"
 
     result = CliRunner().invoke(app, ["models", "report", "--shared", str(shared), "--out", str(out)],

@@ -100,7 +100,8 @@ def retrain(
     = None,
     epochs: Annotated[int | None, typer.Option(
         min=1, help="Default: v1's recipe for NAME, so the gate compares like with like.")] = None,
-    train_layers: Annotated[int, typer.Option(min=1, help="Mode top: encoder layers trained, from the top.")] = 3,
+    train_layers: Annotated[int | None, typer.Option(
+        min=1, help="Mode top: encoder layers trained, from the top. Default: v1's recipe for NAME.")] = None,
     lr: Annotated[float | None, typer.Option(help="Encoder (full, top) or adapter (lora) learning rate.")] = None,
     limit: Annotated[int | None, typer.Option(help="First N texts of each split (smoke runs, tests).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda; default cuda when available.")] = None,
@@ -124,7 +125,8 @@ def retrain(
         raise typer.BadParameter(f"unknown model '{name}' (known: {', '.join(LABELS)})")
     try:
         interval = parse_every(every) if every else None
-        cfg = config_for(mode, lr, epochs=epochs or V1[name].epochs, train_layers=train_layers)
+        cfg = config_for(mode, lr, epochs=epochs or V1[name].epochs,
+                         train_layers=train_layers or V1[name].train_layers)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     command = "tonewatch " + " ".join(sys.argv[1:])
