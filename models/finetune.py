@@ -49,6 +49,9 @@ class FinetuneConfig:
     seed: int = 7
     evals_per_epoch: int = 1
     train_layers: int = 3  # mode top: transformer layers trained, counted from the output
+    # Inverse-frequency loss weights favour the rare classes' recall (macro-F1); without them the loss follows
+    # the data's own mix, which is what weighted-F1 scores (sentiment: +1.4 points test on 3 seeds, README).
+    class_weights: bool = True
 
 
 MODES = ("full", "lora", "top", "head")
@@ -163,7 +166,8 @@ def finetune(
     encoder_dir: Path, train: tuple[list[str], np.ndarray], val: tuple[list[str], np.ndarray], n_labels: int,
     cfg: FinetuneConfig, device: str | None = None, progress: bool = True,
 ) -> FinetuneResult:
-    """Class-weighted cross-entropy, linear warm-up/decay, early stopping on validation macro-F1."""
+    """Cross-entropy (class-weighted unless ``cfg.class_weights`` is off), linear warm-up/decay, early stopping
+    on validation macro-F1."""
     import torch
     from tqdm import tqdm
 
@@ -210,7 +214,7 @@ def finetune(
     ], weight_decay=cfg.weight_decay)
     counts = np.bincount(y_train, minlength=n_labels).astype(np.float32)
     weights = torch.tensor(counts.sum() / (n_labels * np.maximum(counts, 1)), dtype=torch.float32, device=device)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights if cfg.class_weights else None)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warm = max(1, int(total * cfg.warmup))

@@ -98,6 +98,9 @@ def push_version(settings: Settings, name: str, path: Path) -> int:
             raise ArtifactError(f"{src}: manifest is for model '{raw.get('name')}', not '{name}'")
         if raw.get("labels") != labels:
             raise ArtifactError(f"{src}: label map {raw.get('labels')} differs from {name}'s labels {labels}")
+        if raw.get("shared_data"):  # the same refusal serving makes, before a version number is spent on it
+            raise ArtifactError(f"{src}: trained on {', '.join(map(str, raw['shared_data']))} (../shared data whose "
+                                "licences forbid production use): an experiment, never pushed")
         source_version = raw.get("version")
         manifest = Manifest.from_dict({**raw, "version": version,
                                        "parent": raw["parent"] if raw.get("parent") is not None else source_version})

@@ -150,6 +150,8 @@ def models_train(
                                             "fast on CPU) or head (frozen encoder).")] = "full",
     epochs: Annotated[int, typer.Option(min=1)] = 5,
     train_layers: Annotated[int, typer.Option(min=1, help="Mode top: encoder layers trained, from the top.")] = 3,
+    class_weights: Annotated[bool, typer.Option(
+        help="Inverse-frequency loss weights: rare classes' recall (macro-F1) over weighted-F1.")] = True,
     max_length: Annotated[int, typer.Option(min=8, help="Tokens per text.")] = 96,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float | None, typer.Option(help="Encoder (full, top) or adapter (lora) learning rate.")] = None,
@@ -174,7 +176,7 @@ def models_train(
         raise typer.BadParameter(f"unknown model '{name}' (known: {', '.join(LABELS)})")
     try:
         cfg = config_for(mode, lr, epochs=epochs, max_length=max_length, batch_size=batch_size, patience=patience,
-                         seed=seed, train_layers=train_layers)
+                         seed=seed, train_layers=train_layers, class_weights=class_weights)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     try:

@@ -86,3 +86,23 @@ def test_config_for_sends_lr_to_the_rate_the_mode_trains_with() -> None:
     assert config_for("lora", 1e-3).lora_lr == 1e-3 and config_for("head", 1e-3) == FinetuneConfig(mode="head")
     with pytest.raises(ValueError, match="--mode must be one of full, lora, top, head, got 'fast'"):
         config_for("fast")
+
+
+@pytest.mark.parametrize("class_weights", [True, False])
+def test_class_weights_follow_the_config(monkeypatch: pytest.MonkeyPatch, class_weights: bool) -> None:
+    """Weighted by inverse frequency, or plain: the sentiment v1 recipe turns them off for weighted-F1."""
+    import torch
+
+    seen: list[object] = []
+    loss = torch.nn.CrossEntropyLoss
+
+    def spy(weight: torch.Tensor | None = None) -> torch.nn.CrossEntropyLoss:
+        seen.append(None if weight is None else weight.tolist())
+        return loss(weight=weight)
+
+    monkeypatch.setattr(torch.nn, "CrossEntropyLoss", spy)
+    texts = ["shares jump on strong earnings"] * 6 + ["stock plunges after guidance cut", "company holds meeting"]
+    labels = np.array([2] * 6 + [0, 1])
+    cfg = FinetuneConfig(mode="top", train_layers=1, epochs=1, max_length=16, batch_size=8, class_weights=class_weights)
+    finetune(encoder_path(), (texts, labels), (texts, labels), 3, cfg, device="cpu", progress=False)
+    assert seen == [pytest.approx([8 / 3, 8 / 3, 8 / 18]) if class_weights else None]

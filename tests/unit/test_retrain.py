@@ -99,8 +99,10 @@ def test_retrain_trains_each_model_with_its_v1_recipe_unless_told(monkeypatch: p
 
     monkeypatch.setattr(models.retrain, "run_retrain", run_retrain)
     env = {"TONEWATCH_RUN_DIR": str(tmp_path)}
-    for args in (["sentiment"], ["topic"], ["topic", "--epochs", "2"]):
+    for args in (["sentiment"], ["topic"], ["topic", "--epochs", "2"], ["sentiment", "--class-weights"]):
         result = CliRunner().invoke(app, ["retrain", *args, "--no-feedback"], env=env)
         assert result.exit_code == 0, result.output
     assert V1["sentiment"].epochs != V1["topic"].epochs
-    assert seen == [("sentiment", V1["sentiment"]), ("topic", V1["topic"]), ("topic", replace(V1["topic"], epochs=2))]
+    assert V1["sentiment"].class_weights != V1["topic"].class_weights
+    assert seen == [("sentiment", V1["sentiment"]), ("topic", V1["topic"]), ("topic", replace(V1["topic"], epochs=2)),
+                    ("sentiment", replace(V1["sentiment"], class_weights=True))]

@@ -60,6 +60,11 @@ def _rename(p: Path) -> None:
     mf.write_text(json.dumps({**json.loads(mf.read_text()), "name": "topic"}))
 
 
+def _experiment(p: Path) -> None:
+    mf = p / "artifact" / "manifest.json"
+    mf.write_text(json.dumps({**json.loads(mf.read_text()), "shared_data": ["stockemotions"]}))
+
+
 @pytest.mark.parametrize(
     ("break_it", "message"),
     [
@@ -67,6 +72,7 @@ def _rename(p: Path) -> None:
         (lambda p: (p / "artifact" / "head.safetensors").write_bytes(b"junk"), "unreadable"),
         (_relabel, "label map"),
         (_rename, "for model 'topic'"),
+        (_experiment, "trained on stockemotions .* never pushed"),
         (lambda p: (p / "artifact" / "manifest.json").write_text("{"), "not JSON"),
         (lambda p: shutil.rmtree(p / "artifact"), "no manifest.json"),
     ],

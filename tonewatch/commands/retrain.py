@@ -102,6 +102,9 @@ def retrain(
         min=1, help="Default: v1's recipe for NAME, so the gate compares like with like.")] = None,
     train_layers: Annotated[int | None, typer.Option(
         min=1, help="Mode top: encoder layers trained, from the top. Default: v1's recipe for NAME.")] = None,
+    class_weights: Annotated[bool | None, typer.Option(
+        "--class-weights/--no-class-weights", help="Inverse-frequency loss weights. Default: v1's recipe for NAME.",
+    )] = None,
     lr: Annotated[float | None, typer.Option(help="Encoder (full, top) or adapter (lora) learning rate.")] = None,
     limit: Annotated[int | None, typer.Option(help="First N texts of each split (smoke runs, tests).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda; default cuda when available.")] = None,
@@ -126,7 +129,8 @@ def retrain(
     try:
         interval = parse_every(every) if every else None
         cfg = config_for(mode, lr, epochs=epochs or V1[name].epochs,
-                         train_layers=train_layers or V1[name].train_layers)
+                         train_layers=train_layers or V1[name].train_layers,
+                         class_weights=V1[name].class_weights if class_weights is None else class_weights)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     command = "tonewatch " + " ".join(sys.argv[1:])
