@@ -151,7 +151,8 @@ def models_train(
     epochs: Annotated[int, typer.Option(min=1)] = 5,
     train_layers: Annotated[int, typer.Option(min=1, help="Mode top: encoder layers trained, from the top.")] = 3,
     class_weights: Annotated[bool, typer.Option(
-        help="Inverse-frequency loss weights: rare classes' recall (macro-F1) over weighted-F1.")] = True,
+        help="Inverse-frequency loss weights (full, lora, top; head always weighs): rare classes' recall "
+             "(macro-F1) over weighted-F1.")] = True,
     max_length: Annotated[int, typer.Option(min=8, help="Tokens per text.")] = 96,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float | None, typer.Option(help="Encoder (full, top) or adapter (lora) learning rate.")] = None,

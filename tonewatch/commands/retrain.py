@@ -103,7 +103,8 @@ def retrain(
     train_layers: Annotated[int | None, typer.Option(
         min=1, help="Mode top: encoder layers trained, from the top. Default: v1's recipe for NAME.")] = None,
     class_weights: Annotated[bool | None, typer.Option(
-        "--class-weights/--no-class-weights", help="Inverse-frequency loss weights. Default: v1's recipe for NAME.",
+        "--class-weights/--no-class-weights",
+        help="Inverse-frequency loss weights (full, lora, top). Default: v1's recipe for NAME.",
     )] = None,
     lr: Annotated[float | None, typer.Option(help="Encoder (full, top) or adapter (lora) learning rate.")] = None,
     limit: Annotated[int | None, typer.Option(help="First N texts of each split (smoke runs, tests).")] = None,
