@@ -75,6 +75,11 @@ def experiment_only(version_dir: Path) -> bool:
         return False
 
 
+def experiment_reason(shared_data: list[str]) -> str:
+    """Why a version is never pushed or served; one wording for ``push``, ``rollout`` and the rest."""
+    return f"trained on {', '.join(map(str, shared_data))} (../shared data whose licences forbid production use)"
+
+
 def validate_artifact(version_dir: Path) -> Manifest:
     """Refuse anything Triton would fail on later: layout, label map, weights' shapes."""
     manifest = read_manifest(version_dir)

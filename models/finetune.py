@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from models.encoder import length_buckets, load_encoder, mean_pool
-from models.head import Metrics, build_head, metrics
+from models.head import Metrics, build_head, class_weights, metrics
 from models.partial import freeze_below, frozen_states, pad_ids, pad_states, top_model
 
 if TYPE_CHECKING:
@@ -212,9 +212,8 @@ def finetune(
     opt = torch.optim.AdamW([
         {"params": enc_params, "lr": enc_lr}, {"params": head.parameters(), "lr": cfg.head_lr},
     ], weight_decay=cfg.weight_decay)
-    counts = np.bincount(y_train, minlength=n_labels).astype(np.float32)
-    weights = torch.tensor(counts.sum() / (n_labels * np.maximum(counts, 1)), dtype=torch.float32, device=device)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights if cfg.class_weights else None)
+    weights = torch.from_numpy(class_weights(y_train, n_labels)).to(device) if cfg.class_weights else None
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warm = max(1, int(total * cfg.warmup))

@@ -55,19 +55,26 @@ def build_head(dim: int, n_labels: int, hidden: int) -> torch.nn.Module:
     )
 
 
+def class_weights(y_train: np.ndarray, n_labels: int) -> np.ndarray:
+    """Inverse-frequency loss weights: they favour the rare classes' recall (macro-F1) over the data's own mix."""
+    counts = np.bincount(y_train, minlength=n_labels).astype(np.float32)
+    return counts.sum() / (n_labels * np.maximum(counts, 1))
+
+
 def train_head(
     x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, n_labels: int, *,
     hidden: int = 256, epochs: int = 60, lr: float = 2e-3, batch_size: int = 256, patience: int = 8, seed: int = 7,
 ) -> tuple[dict[str, object], Metrics]:
-    """Class-weighted cross-entropy with early stopping on validation macro-F1; returns the best state dict."""
+    """Class-weighted cross-entropy with early stopping on validation macro-F1; returns the best state dict.
+
+    Always weighted, whatever ``--no-class-weights`` says for the other modes: unweighted, a head trained on 100
+    sentiment texts predicted neutral for everything (test weighted-F1 0.52, against 0.66 weighted)."""
     import torch
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     head = build_head(x_train.shape[1], n_labels, hidden)
-    counts = np.bincount(y_train, minlength=n_labels).astype(np.float32)
-    weights = torch.tensor(counts.sum() / (n_labels * np.maximum(counts, 1)), dtype=torch.float32)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(class_weights(y_train, n_labels)))
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train.astype(np.int64))
     xv = torch.from_numpy(x_val)

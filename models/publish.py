@@ -13,7 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifact import MANIFEST, MODEL_PY, ArtifactError, Manifest, artifact_dir, next_version, validate_artifact
+from models.artifact import (
+    MANIFEST,
+    MODEL_PY,
+    ArtifactError,
+    Manifest,
+    artifact_dir,
+    experiment_reason,
+    next_version,
+    validate_artifact,
+)
 from tonewatch.settings import Settings
 
 # a few headlines every model must score with finite, normalised probabilities
@@ -99,8 +108,7 @@ def push_version(settings: Settings, name: str, path: Path) -> int:
         if raw.get("labels") != labels:
             raise ArtifactError(f"{src}: label map {raw.get('labels')} differs from {name}'s labels {labels}")
         if raw.get("shared_data"):  # the same refusal serving makes, before a version number is spent on it
-            raise ArtifactError(f"{src}: trained on {', '.join(map(str, raw['shared_data']))} (../shared data whose "
-                                "licences forbid production use): an experiment, never pushed")
+            raise ArtifactError(f"{src}: {experiment_reason(raw['shared_data'])}: an experiment, never pushed")
         source_version = raw.get("version")
         manifest = Manifest.from_dict({**raw, "version": version,
                                        "parent": raw["parent"] if raw.get("parent") is not None else source_version})

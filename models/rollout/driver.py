@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.artifact import ArtifactError, validate_artifact, version_numbers
+from models.artifact import ArtifactError, experiment_reason, validate_artifact, version_numbers
 from models.publish import SMOKE_TEXTS, check_probs, config_labels
 from models.rollout import events
 from models.rollout.gates import LiveStats, Thresholds, Verdict, decide, golden_gate
@@ -49,8 +49,8 @@ def servable(settings: Settings, name: str, version: int) -> None:
     """A valid artifact whose training data may be served: ``../shared`` sets' licences forbid production."""
     manifest = validate_artifact(settings.model_repository / name / str(version))
     if manifest.shared_data:
-        raise RolloutError(f"{name} v{version} was trained on {', '.join(manifest.shared_data)} (../shared data "
-                           "whose licences forbid production use): an experiment, never served")
+        why = experiment_reason(manifest.shared_data)
+        raise RolloutError(f"{name} v{version} was {why}: an experiment, never served")
 
 
 def serving_version(settings: Settings, name: str, route: Route) -> int:
