@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from models.labels import LABELS
+from tonewatch.core.errors import InvalidInput
 
 MANIFEST = "manifest.json"
 HEAD_FILE = "head.safetensors"
@@ -21,7 +22,7 @@ ENCODER_DIR = "encoder"  # a fine-tuned encoder travels inside its version
 MODEL_PY = Path(__file__).resolve().parent / "triton_model.py"
 
 
-class ArtifactError(ValueError):
+class ArtifactError(InvalidInput):
     """A version folder that must not be served."""
 
 
@@ -40,7 +41,7 @@ class Manifest:
     mode: str = "head"
     params: int | None = None
     command: str | None = None
-    reference: dict[str, list[float]] | None = None  # predictions on val: the drift baseline (streams/drift.py)
+    reference: dict[str, list[float]] | None = None  # predictions on val: the drift baseline (streams/control/drift.py)
     runtime: dict[str, Any] | None = None  # the ONNX graph served on CPU and its checks (models/onnx_export.py)
     shared_data: list[str] | None = None  # ../shared sets it trained on (models/shared_sets.py): never served
 
@@ -65,6 +66,11 @@ def read_manifest(version_dir: Path) -> Manifest:
         return Manifest.from_dict(json.loads(path.read_text()))
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: not JSON ({exc.msg})") from exc
+
+
+def drift_reference(version_dir: Path) -> dict[str, list[float]] | None:
+    """The drift baseline a version's manifest stores (predictions on val); None if it predates drift."""
+    return read_manifest(version_dir).reference
 
 
 def experiment_only(version_dir: Path) -> bool:

@@ -12,7 +12,7 @@ import logging
 from models.artifact import ArtifactError, validate_artifact
 from models.finetune import FinetuneConfig
 from models.train import backfill_reference, train_version
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 MODELS = ("sentiment", "topic")

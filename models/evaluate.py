@@ -12,13 +12,14 @@ import numpy as np
 
 from models.data import Split
 from models.head import metrics, per_class
+from tonewatch.core.errors import InvalidInput
 
 Predictor = Callable[[list[str]], np.ndarray]
 # other datasets' names for our sentiment labels (twitter-financial-news, StockTwits)
 ALIASES = {"bearish": "negative", "bullish": "positive"}
 
 
-class EvalDataError(ValueError):
+class EvalDataError(InvalidInput):
     """A CSV that cannot be evaluated: missing columns, unknown labels."""
 
 

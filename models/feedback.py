@@ -18,12 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from models.data import Split
 from models.labels import LABELS
-from tonewatch.settings import Settings
+from tonewatch.core.errors import InvalidInput
+from tonewatch.core.settings import Settings
 
 TOPIC = "feedback"
 
 
-class FeedbackError(ValueError):
+class FeedbackError(InvalidInput):
     """Feedback that cannot be stored: unknown model or label, unknown message without a text."""
 
 
@@ -113,7 +114,7 @@ def ensure_topic(settings: Settings) -> str:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    from tonewatch.kafka_io import client_config
+    from tonewatch.core.kafka_io import client_config
 
     name = settings.topic(TOPIC)
     admin = KafkaAdminClient(**client_config(settings), client_id="tonewatch-feedback")
@@ -129,7 +130,7 @@ def ensure_topic(settings: Settings) -> str:
 
 def publish(settings: Settings, records: list[Feedback]) -> None:
     """Write corrections, keyed for compaction; returns once Kafka acknowledged every one."""
-    from tonewatch.kafka_io import producer
+    from tonewatch.core.kafka_io import producer
 
     topic = ensure_topic(settings)
     prod = producer(settings)
@@ -143,7 +144,7 @@ def publish(settings: Settings, records: list[Feedback]) -> None:
 
 def read_feedback(settings: Settings) -> list[Feedback]:
     """Every stored correction, the latest per message and model."""
-    from tonewatch.kafka_io import iter_topic
+    from tonewatch.core.kafka_io import iter_topic
 
     return latest(Feedback.model_validate_json(r.value) for r in iter_topic(settings, settings.topic(TOPIC))
                   if r.value)
@@ -151,7 +152,7 @@ def read_feedback(settings: Settings) -> list[Feedback]:
 
 def scored_texts(settings: Settings, ids: set[str]) -> dict[str, str]:
     """Texts (masked for chat, as stored) of scored messages, by id."""
-    from tonewatch.kafka_io import iter_topic
+    from tonewatch.core.kafka_io import iter_topic
 
     found: dict[str, str] = {}
     for r in iter_topic(settings, settings.topic("scored")):
@@ -166,7 +167,7 @@ def scored_texts(settings: Settings, ids: set[str]) -> dict[str, str]:
 
 def find_alert(settings: Settings, alert_id: str) -> dict[str, Any]:
     """The latest firing record of an alert (it carries the messages that drove it)."""
-    from tonewatch.kafka_io import iter_topic
+    from tonewatch.core.kafka_io import iter_topic
 
     found: dict[str, Any] | None = None
     for r in iter_topic(settings, settings.topic("alerts")):

@@ -18,7 +18,7 @@ import numpy as np
 
 from models.encoder import length_buckets, load_encoder, mean_pool
 from models.head import Metrics, build_head, class_weights, metrics
-from models.partial import freeze_below, frozen_states, pad_ids, pad_states, top_model
+from models.top_layers import freeze_below, frozen_states, pad_ids, pad_states, top_model
 
 if TYPE_CHECKING:
     import torch
@@ -115,7 +115,7 @@ def buckets(lengths: list[int], batch_size: int, rng: random.Random, pool: int =
 
 
 def _batches(inputs: list[Any], labels: np.ndarray | None, batches: list[list[int]], pad_id: int, device: str) -> Any:
-    """Dynamic padding per batch, of token ids or of cached hidden states (``models.partial``)."""
+    """Dynamic padding per batch, of token ids or of cached hidden states (``models.top_layers``)."""
     import torch
 
     for idx in batches:

@@ -18,12 +18,10 @@ from typing import Any
 import numpy as np
 
 from models.artifact import artifact_dir, weights_digest
-from models.encoder import length_buckets
 from models.head import metrics
+from models.onnx_runtime import FP32_FILE, INT8_FILE, run, session
 
 log = logging.getLogger(__name__)
-FP32_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
 INT8_MIN_AGREEMENT = 0.99
 INT8_MAX_F1_DROP = 0.005
 OPSET = 17
@@ -44,38 +42,6 @@ def _fused(encoder: Any, head: Any) -> Any:
             return torch.softmax(self.head(mean_pool(hidden, attention_mask)), dim=-1)
 
     return Fused().eval()
-
-
-def session(path: Path, threads: int | None = None) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-SUB_BATCH = 16  # texts per forward pass on CPU: sorted by length, so each pass pads little
-
-
-def run(sess: Any, tokenizer: Any, texts: list[str], max_length: int, sub_batch: int = SUB_BATCH) -> np.ndarray:
-    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    lengths = [len(x) for x in ids]
-    out: np.ndarray | None = None
-    for bucket in length_buckets(lengths, sub_batch):
-        width = max(lengths[i] for i in bucket)
-        input_ids = np.full((len(bucket), width), tokenizer.pad_token_id or 0, dtype=np.int64)
-        mask = np.zeros((len(bucket), width), dtype=np.int64)
-        for row, i in enumerate(bucket):
-            input_ids[row, : lengths[i]] = ids[i]
-            mask[row, : lengths[i]] = 1
-        probs = sess.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
-        if out is None:
-            out = np.empty((len(texts), probs.shape[1]), dtype=np.float32)
-        out[bucket] = probs
-    assert out is not None, "run() needs at least one text"
-    return out
 
 
 def _batched(predict: Callable[[list[str]], np.ndarray], texts: list[str], batch: int = 64) -> np.ndarray:

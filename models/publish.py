@@ -23,7 +23,7 @@ from models.artifact import (
     next_version,
     validate_artifact,
 )
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 
 # a few headlines every model must score with finite, normalised probabilities
 SMOKE_TEXTS = [
@@ -37,7 +37,7 @@ SMOKE_TEXTS = [
 
 def config_labels(settings: Settings, name: str) -> list[str]:
     """The label order the deployed model promises (config.pbtxt's ``labels`` parameter)."""
-    from tonewatch.stack.loader import parse_model_config
+    from models.triton_admin import parse_model_config
 
     path = settings.model_repository / name / "config.pbtxt"
     if not path.is_file():

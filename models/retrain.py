@@ -23,7 +23,7 @@ from models.data import Split, apply_corrections, load_dataset, norm_text
 from models.feedback import Feedback, as_split
 from models.finetune import FinetuneConfig
 from models.retrain_triggers import Job, OnError, follow_drift
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 PASSED, REFUSED = 0, 3  # the command's exit codes
@@ -81,7 +81,7 @@ def production_version(settings: Settings, name: str) -> int | None:
         pass
     except Exception as exc:  # no broker (--no-feedback runs): what a start would load, said in the log
         log.warning("model-events not readable (%s): comparing with the version a start would load", exc)
-    from tonewatch.stack.loader import startup_versions
+    from models.triton_admin import startup_versions
 
     found = startup_versions(settings, name)
     return found[-1] if found else None
@@ -208,7 +208,7 @@ def markdown(r: dict[str, Any]) -> str:
 def on_drift(settings: Settings, name: str, job: Job, on_error: OnError,
              stop: Callable[[], bool] | None = None) -> int:
     """Follow ``model-events`` (until ``stop``); run ``job`` once per due drift event of ``name``."""
-    from tonewatch.kafka_io import ensure_topics, iter_topic
+    from tonewatch.core.kafka_io import ensure_topics, iter_topic
 
     topic = settings.topic("model-events")
     ensure_topics(settings, [topic])

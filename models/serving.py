@@ -15,7 +15,7 @@ import numpy as np
 from models.artifact import HEAD_FILE, Manifest, artifact_dir, validate_artifact
 from models.encoder import encode, encoder_path, load_encoder
 from models.head import build_head
-from models.onnx_export import run, session
+from models.onnx_runtime import run, session
 
 Runtime = Literal["auto", "torch", "onnx"]
 

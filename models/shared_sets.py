@@ -14,6 +14,7 @@ from pathlib import Path
 
 from models.data import Split, norm_text
 from models.evaluate import EvalDataError, read_labelled_csv
+from tonewatch.core.errors import InvalidInput
 
 SHARED_DIR = Path("../shared/data")  # beside the checkout, as the project's machines have it
 
@@ -41,7 +42,7 @@ SHARED_SETS = (
 )
 
 
-class SharedDataError(ValueError):
+class SharedDataError(InvalidInput):
     """A shared set that was asked for but cannot be used: unknown key, wrong model, file absent."""
 
 

@@ -34,8 +34,8 @@ from models.head import metrics, train_head
 from models.onnx_export import export_onnx
 from models.serving import Classifier
 from models.shared_sets import SHARED_DIR, training_rows
-from streams.drift import reference_from_probs
-from tonewatch.settings import Settings
+from streams.control.drift import reference_from_probs
+from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 HEAD_MAX_LENGTH = 128
@@ -150,29 +150,6 @@ def evaluate_version(version_dir: Path, part: Split, device: str | None = None) 
     """Figures of the exported artifact on a split, computed by the class Triton serves it with."""
     clf = Classifier(version_dir, device or "cpu")
     return metrics(np.array(part.labels), predict_all(clf, part.texts).argmax(1), len(clf.labels)).as_dict()
-
-
-def reference_for(version_dir: Path, cache_dir: Path, limit: int = 1000) -> dict[str, list[float]]:
-    """The drift baseline of a version: from its manifest, else computed once on val and cached.
-
-    Versions trained before drift existed lack it; their reference is the served class's predictions
-    on (up to ``limit`` texts of) the validation split they were selected on.
-    """
-    manifest = read_manifest(version_dir)
-    if manifest.reference:
-        return manifest.reference
-    stamp = manifest.created.replace(":", "")
-    cached = cache_dir / f"reference-{manifest.name}-v{manifest.version}-{stamp}-{limit}.json"
-    if cached.is_file():
-        ref: dict[str, list[float]] = json.loads(cached.read_text())
-        return ref
-    clf = Classifier(version_dir, "cpu")
-    ref = reference_from_probs(predict_all(clf, load_dataset(manifest.name).val.texts[:limit]))
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    tmp.write_text(json.dumps(ref))
-    tmp.replace(cached)
-    return ref
 
 
 def backfill_reference(version_dir: Path, limit: int | None = None) -> dict[str, list[float]]:

@@ -1,6 +1,6 @@
 """The windows agent (trend events → trends, alerts), the score stage, and the worker's timers.
 
-The score stage (streams/score_stage.py) reads the input topics itself, a batch at a time, and
+The score stage (streams/score/stage.py) reads the input topics itself, a batch at a time, and
 writes scored records and, per partition, a record of the batch's trend events summed per key and
 window; the windows agent folds those into the state table. Every per-event failure goes through
 :func:`streams.errors.dead_letter_record`; outputs are awaited before a batch is acknowledged, so
@@ -15,24 +15,25 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
-from streams.alerts import alert_payload
+from streams.control.drift_tracker import ReferenceLoader
 from streams.errors import dead_letter_record
-from streams.fold import decode_partials, dump_state, encode_partials, fold_events, load_state, state_key
 from streams.knowledge import Knowledge
 from streams.metrics import GAUGE_DIMENSIONS, PipelineMetrics
-from streams.offsets import HoleHealer, heal
-from streams.score_stage import ScoreStage, dumps, partition_lags
+from streams.score.offsets import HoleHealer, heal
+from streams.score.stage import ScoreStage, dumps, partition_lags
 from streams.topics import Topics
-from streams.trends import trend_record
-from streams.windows import DetectorConfig, Partial
-from tonewatch.settings import Settings
+from streams.windows.alerts import alert_payload
+from streams.windows.detector import DetectorConfig, Partial
+from streams.windows.fold import decode_partials, dump_state, encode_partials, fold_events, load_state, state_key
+from streams.windows.trends import trend_record
+from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def register_agents(
     app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorConfig, metrics: PipelineMetrics,
-    knowledge: Knowledge,
+    knowledge: Knowledge, load_reference: ReferenceLoader | None = None,
 ) -> None:
     async def dead_letter(reason: str, event: Any, stage: str, payload: bytes | None = None) -> Awaitable[Any]:
         """``payload`` names the part of a batch record that failed; by default the whole record."""
@@ -44,7 +45,7 @@ def register_agents(
         )
         return await topics.dead_letter.send(key=event.key, value=dumps(record))
 
-    stage = ScoreStage(settings, metrics, knowledge)
+    stage = ScoreStage(settings, metrics, knowledge, load_reference=load_reference)
     app.service(stage)  # started once the table is recovered; stops after delivering what it has read
 
     @app.timer(interval=5.0)
@@ -63,7 +64,7 @@ def register_agents(
 
     @app.timer(interval=5.0)
     async def offset_holes() -> None:
-        """Re-read a partition whose commit is held back by a record no agent ever got (streams/offsets.py)."""
+        """Re-read a partition whose commit is held back by a record no agent ever got (streams/score/offsets.py)."""
         try:
             for action, _, _ in await heal(app.consumer, healer):
                 metrics.offset_holes.labels(action).inc()

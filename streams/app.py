@@ -8,14 +8,16 @@ from typing import Any
 import faust
 
 from streams.agents import register_agents
-from streams.fetch_wait import install as install_fetch_wait
+from streams.control.drift_tracker import ReferenceLoader
 from streams.knowledge import load_knowledge
 from streams.metrics import PipelineMetrics, create_metrics
-from streams.offsets import install as install_offset_fix
-from streams.topics import declare, state_table
-from streams.windows import DetectorConfig
-from tonewatch.kafka_io import ssl_context
-from tonewatch.settings import Settings
+from streams.score.fetch_wait import shorten_fetch_wait
+from streams.score.offsets import patch_new_offset
+from streams.topics import declare
+from streams.windows.detector import DetectorConfig
+from tonewatch.core.kafka_io import ssl_context
+from tonewatch.core.settings import Settings
+from tonewatch.core.topics import state_table
 
 
 def detector_config(settings: Settings) -> DetectorConfig:
@@ -68,10 +70,12 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 10)
 
 
-def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> faust.App:
-    """The worker's app; pass ``metrics`` to expose them (the CLI serves its registry)."""
-    install_offset_fix()  # Faust's commit could skip an in-flight record (streams/offsets.py)
-    install_fetch_wait()  # Faust's 1.5 s broker long-poll stalled the windows agent (streams/fetch_wait.py)
+def create_app(settings: Settings, metrics: PipelineMetrics | None = None,
+               load_reference: ReferenceLoader | None = None) -> faust.App:
+    """The worker's app; pass ``metrics`` to expose them (the CLI serves its registry), and
+    ``load_reference`` to monitor drift (it reads a version's stored reference)."""
+    patch_new_offset()  # Faust's commit could skip an in-flight record (streams/score/offsets.py)
+    shorten_fetch_wait()  # Faust's 1.5 s broker long-poll stalled the windows agent (streams/score/fetch_wait.py)
     app = faust.App(
         settings.group_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -88,10 +92,10 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
     topics = declare(app, settings)
     state = app.Table(
         state_table(settings), default=dict, partitions=settings.topic_partitions,
-        value_type=bytes,  # raw: JSON written by streams.fold.dump_state
+        value_type=bytes,  # raw: JSON written by streams.windows.fold.dump_state
     )
     knowledge = load_knowledge(settings.knowledge_path) if settings.knowledge_path else load_knowledge()
     register_agents(
-        app, settings, topics, state, detector_config(settings), metrics or create_metrics(), knowledge
+        app, settings, topics, state, detector_config(settings), metrics or create_metrics(), knowledge, load_reference
     )
     return app

@@ -17,6 +17,8 @@ from typing import Any, Literal
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tonewatch.core.errors import InvalidInput
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")  # JSON may escape them; no UTF-8 output can carry them
 _MAX_TICKER = 16
@@ -25,7 +27,7 @@ _MAX_TICKER = 16
 MAX_FUTURE_S = 7 * 86400
 
 
-class InvalidMessage(ValueError):
+class InvalidMessage(InvalidInput):
     """A message that cannot enter the pipeline; ``reason`` goes to the dead-letter topic."""
 
     def __init__(self, reason: str) -> None:

@@ -1,26 +1,11 @@
-"""Topic names and declarations in one place, so producers, workers and tests agree."""
+"""The Faust topic handles of the windows agent; names and configs live in tonewatch.core.topics."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from tonewatch.settings import Settings
-
-INPUTS = ("news", "chat")  # read by the score stage (streams/score_stage.py), not by a Faust agent
-NAMES = ("news", "chat", "scored", "trend-events", "trends", "alerts", "dead-letter", "model-events", "feedback")
-# created with these configs (kafka_io.ensure_topics): Kafka keeps the latest correction per key, forever
-CONFIGS: dict[str, dict[str, str]] = {"feedback": {"cleanup.policy": "compact"}}
-
-
-def state_table(settings: Settings) -> str:
-    """The windows agent's per-key state table."""
-    return f"{settings.topic_prefix}-trend-state"
-
-
-def state_changelog(settings: Settings) -> str:
-    """The table's changelog topic, as Faust names it (``<app id>-<table>-changelog``)."""
-    return f"{settings.group_id}-{state_table(settings)}-changelog"
+from tonewatch.core.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from streams.alerts import SEVERITY_RANK
-from tonewatch.kafka_io import iter_topic
-from tonewatch.settings import Settings
+from streams.windows.alerts import SEVERITY_RANK
+from tonewatch.core.kafka_io import iter_topic
+from tonewatch.core.settings import Settings
 
 
 def matches(alert: dict[str, Any], ticker: str | None, topic: str | None, min_severity: str | None) -> bool:

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from tonewatch.core.kafka_io import end_offsets_total, ensure_topics, group_lag, iter_topic, offsets_consumer, producer
+from tonewatch.core.settings import Settings
 from tonewatch.feed import DATA
-from tonewatch.kafka_io import end_offsets_total, ensure_topics, group_lag, iter_topic, offsets_consumer, producer
-from tonewatch.settings import Settings
 
 PIPELINE_MESSAGES_PER_E2E = 25  # pipeline-only messages per end-to-end message
 
@@ -131,7 +131,7 @@ def drain(settings: Settings, n: int, start_worker: Callable[[Settings], object]
     Measured between the first and last scored record's broker timestamps, so neither the worker's
     start-up nor this process's producer (a Python producer on the same cores) is counted.
     """
-    from streams.topics import NAMES, state_changelog
+    from tonewatch.core.topics import NAMES, state_changelog
 
     ensure_topics(settings, [settings.topic(t) for t in NAMES])
     prod = producer(settings)

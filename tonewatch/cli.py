@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from tonewatch.commands import ctx_settings, delivery, evaluation, faults, retrain, rollout
+from tonewatch.commands import ctx_settings, delivery, evaluation, retrain, rollout
 from tonewatch.commands import report as report_cmds
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 
 app = typer.Typer(help="Tonewatch: streaming financial-sentiment risk monitor.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Read alerts.", no_args_is_help=True)
@@ -82,10 +82,11 @@ def worker(ctx: typer.Context) -> None:
     import faust
     from prometheus_client import start_http_server
 
+    from models.artifact import drift_reference
     from streams.app import create_app, tune_gc
     from streams.metrics import create_metrics
-    from streams.topics import NAMES
-    from tonewatch.kafka_io import ensure_topics
+    from tonewatch.core.kafka_io import ensure_topics
+    from tonewatch.core.topics import NAMES
 
     settings = _settings(ctx)
     (settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,7 @@ def worker(ctx: typer.Context) -> None:
     metrics = create_metrics()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
-    faust_app = create_app(settings, metrics)
+    faust_app = create_app(settings, metrics, load_reference=drift_reference)
     tune_gc()
     faust.Worker(faust_app, loglevel="INFO").execute_from_commandline()
 
@@ -344,7 +345,7 @@ def demo(
 
 
 # command groups that live in their own modules, one per area (declarative, like the decorators above)
-for _area in (delivery, evaluation, rollout, retrain, report_cmds, faults):
+for _area in (delivery, evaluation, rollout, retrain, report_cmds):
     _area.register(app, alerts_app, models_app)
 
 

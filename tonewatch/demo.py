@@ -16,14 +16,14 @@ from kafka.structs import TopicPartition
 from pydantic import SecretStr
 
 from tonewatch.alerts_cli import format_alert
+from tonewatch.core.kafka_io import client_config, group_lag, topic_size
+from tonewatch.core.settings import Settings
 from tonewatch.feed import SURGE_START_MIN
-from tonewatch.kafka_io import client_config, group_lag, topic_size
 from tonewatch.notify.sink import WebhookSink
 from tonewatch.notify.store import save_subscription
 from tonewatch.notify.subscriptions import new_subscription
 from tonewatch.replay import replay
 from tonewatch.report.read import report_from_topics
-from tonewatch.settings import Settings
 from tonewatch.stack import down, up
 from tonewatch.stack.state import StackState
 

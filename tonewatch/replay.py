@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tonewatch.kafka_io import ensure_topics, producer
-from tonewatch.settings import Settings
+from tonewatch.core.kafka_io import ensure_topics, producer
+from tonewatch.core.settings import Settings
 
 
 @dataclass

@@ -20,12 +20,13 @@ from models.artifact import ArtifactError, experiment_reason, validate_artifact,
 from models.publish import SMOKE_TEXTS, check_probs, config_labels
 from models.rollout import events
 from models.rollout.gates import LiveStats, Thresholds, Verdict, decide, golden_gate
-from streams.routing import Route, fold
-from tonewatch.settings import Settings
-from tonewatch.stack.loader import load_model, loaded_versions, record_production, startup_versions
+from models.triton_admin import load_model, loaded_versions, record_production, startup_versions
+from streams.control.routing import Route, fold
+from tonewatch.core.errors import ServiceError
+from tonewatch.core.settings import Settings
 
 
-class RolloutError(RuntimeError):
+class RolloutError(ServiceError):
     """A rollout that cannot start (nothing serving, another rollout running, unknown version)."""
 
 
@@ -94,7 +95,7 @@ def watch(settings: Settings, name: str, production: int, candidate: int, mode: 
     """Follow the scored topic from now; stop early on a failed gate, else decide at the end."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from tonewatch.kafka_io import client_config
+    from tonewatch.core.kafka_io import client_config
 
     th, stats, start = thresholds(settings), LiveStats(), time.time()
     topic, lf = settings.topic("scored"), label_field(settings, name)

@@ -10,10 +10,10 @@ import json
 import socket
 
 from models.artifact import now_iso
-from streams.model_events import TOPIC
-from streams.routing import ModelEvent, Route, fold
-from tonewatch.kafka_io import ensure_topics, iter_topic, producer
-from tonewatch.settings import Settings
+from streams.control.model_events import TOPIC
+from streams.control.routing import ModelEvent, Route, fold
+from tonewatch.core.kafka_io import ensure_topics, iter_topic, producer
+from tonewatch.core.settings import Settings
 
 
 def who() -> str:

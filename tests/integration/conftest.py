@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tonewatch.kafka_io import read_json
-from tonewatch.settings import Settings
+from tonewatch.core.kafka_io import read_json
+from tonewatch.core.settings import Settings
 from tonewatch.stack import worker_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Kafka + Triton serving the repo's models; bootstraps models v1 once if they are missing."""
     from models.bootstrap import ensure_models
+    from models.triton_admin import load_model
     from tonewatch.stack.kafka import ensure_kafka_jars, start_kafka, stop_kafka
-    from tonewatch.stack.loader import load_model
     from tonewatch.stack.triton import start_triton, stop_triton
 
     run_dir = tmp_path_factory.mktemp("stack")

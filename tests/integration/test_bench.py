@@ -6,11 +6,15 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import Worker
 from tonewatch.bench import drain, measure
-from tonewatch.kafka_io import read_json
-from tonewatch.settings import Settings
+from tonewatch.core.kafka_io import read_json
+from tonewatch.core.settings import Settings
 from tonewatch.stack.procs import free_port
+
+pytestmark = pytest.mark.integration
 
 
 def test_live_measurement_times_every_message_through_the_running_worker(
@@ -36,7 +40,7 @@ def test_drain_starts_the_worker_only_after_the_backlog_is_written(stack_setting
     backlog: list[int] = []
 
     def start(s: Settings) -> int:
-        from tonewatch.kafka_io import topic_size
+        from tonewatch.core.kafka_io import topic_size
 
         backlog.append(topic_size(s, s.topic("news")))  # what is waiting when the worker starts
         workers.append(Worker(s, tmp_path / "worker.log"))

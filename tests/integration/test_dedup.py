@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Worker, wait_for
-from tonewatch.kafka_io import read_json
+from tonewatch.core.kafka_io import read_json
 from tonewatch.replay import replay
 
 pytestmark = pytest.mark.integration

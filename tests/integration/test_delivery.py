@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from tonewatch.kafka_io import producer, read_json
+from tonewatch.core.kafka_io import producer, read_json
+from tonewatch.core.settings import Settings
 from tonewatch.notify.signing import verify
-from tonewatch.settings import Settings
 from tonewatch.stack import worker_env
 from tonewatch.stack.procs import free_port
 

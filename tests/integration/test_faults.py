@@ -23,9 +23,9 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.integration.conftest import REPO, Worker
-from tonewatch.kafka_io import group_lag, producer, read_json, topic_size
+from tonewatch.core.kafka_io import group_lag, producer, read_json, topic_size
+from tonewatch.core.settings import Settings
 from tonewatch.perf.trivial import ports_of, start_trivial_triton
-from tonewatch.settings import Settings
 from tonewatch.stack.kafka import KafkaProcess, start_kafka, stop_kafka
 from tonewatch.stack.procs import free_port
 from tonewatch.stack.triton import TritonProcess, stop_triton

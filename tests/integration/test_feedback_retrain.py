@@ -17,9 +17,9 @@ import pytest
 from models.data import load_dataset
 from models.feedback import make_feedback, publish
 from tests.integration.conftest import REPO, Worker
-from tonewatch.kafka_io import ensure_topics, producer, read_json
+from tonewatch.core.kafka_io import ensure_topics, producer, read_json
+from tonewatch.core.settings import Settings
 from tonewatch.replay import replay
-from tonewatch.settings import Settings
 from tonewatch.stack import worker_env
 
 pytestmark = pytest.mark.integration
@@ -164,7 +164,7 @@ def _wait_log(worker: Worker, text: str, timeout_s: float) -> None:
 
 @pytest.mark.timeout(1200)  # a version without a stored reference has it computed by the worker
 def test_a_worker_fed_only_bad_news_reports_drift(pipeline: Callable[..., Worker], tmp_path: Path) -> None:
-    worker = pipeline(drift_window=20, drift_threshold=0.2, drift_reference_texts=100)
+    worker = pipeline(drift_window=20, drift_threshold=0.2)
     s = worker.settings
     replay(s, _negative_feed(tmp_path / "a.jsonl", 0, 10))  # the first record starts loading the reference
     _wait_log(worker, "drift reference for sentiment v1 ready", 600)

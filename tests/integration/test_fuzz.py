@@ -20,7 +20,7 @@ import pytest
 from streams.errors import MAX_PAYLOAD_BYTES
 from streams.records import InvalidMessage, parse_message
 from tests.integration.conftest import Worker, wait_for
-from tonewatch.kafka_io import producer, read_json, topic_size
+from tonewatch.core.kafka_io import producer, read_json, topic_size
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 
 from models.rollout import events
 from tests.integration.conftest import Worker, wait_for
-from tonewatch.kafka_io import ensure_topics, producer, read_json
-from tonewatch.settings import Settings
+from tonewatch.core.kafka_io import ensure_topics, producer, read_json
+from tonewatch.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from models.evaluate import local_predictor, triton_predictor
 from models.finetune import FinetuneConfig
 from models.serving import Classifier
 from models.train import train_version
-from tonewatch.settings import Settings
-from tonewatch.stack.loader import load_model
+from models.triton_admin import load_model
+from tonewatch.core.settings import Settings
 from tonewatch.stack.triton import start_triton, stop_triton
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from models.benchmark import run_report
 from models.bootstrap import ensure_models
 from tests.integration.conftest import REPO
 from tests.unit.test_shared_sets import _csv  # the shared folder layout, as its unit tests write it
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -21,11 +21,11 @@ import yaml
 from pydantic import SecretStr
 
 from tests.integration.conftest import REPO, Worker, wait_for
-from tonewatch.kafka_io import client_config
+from tonewatch.core.kafka_io import client_config
+from tonewatch.core.settings import Settings
 from tonewatch.notify.store import save_subscription
 from tonewatch.notify.subscriptions import new_subscription
 from tonewatch.replay import replay
-from tonewatch.settings import Settings
 from tonewatch.stack import worker_env
 from tonewatch.stack.alertmanager import start_alertmanager, stop_alertmanager
 from tonewatch.stack.procs import free_port
@@ -164,7 +164,7 @@ def test_every_dashboard_and_rule_expression_returns_data(
     # CPU Triton shared with other test sessions making progress instead of timing out whole batches
     # a 50-message drift window fills during the replay, so drift PSI is exported (references from 50 val texts)
     worker = pipeline(allowed_lateness_s=600, batch_size=16, triton_timeout_s=120.0,
-                      drift_window=50, drift_reference_texts=50)
+                      drift_window=50)
     s = worker.settings
     assert _cleanup_policy(s, s.topic("feedback")) == "compact"  # created by the worker with the others
     am = start_alertmanager(tmp_path / "alertmanager")

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO, Worker, wait_for
-from tonewatch.kafka_io import group_lag, producer, read_json
+from tonewatch.core.kafka_io import group_lag, producer, read_json
+from tonewatch.core.settings import Settings
 from tonewatch.replay import replay
-from tonewatch.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO, Worker, wait_for
+from tonewatch.core.kafka_io import read_json
 from tonewatch.feed import SURGE_START_MIN, SURGE_TICKER
-from tonewatch.kafka_io import read_json
 from tonewatch.replay import replay
 from tonewatch.stack import worker_env
 

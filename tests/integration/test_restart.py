@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration.conftest import REPO, Worker, wait_for
 from tests.integration.test_pipeline import assert_trends_match_offline
-from tonewatch.kafka_io import group_lag, read_json
+from tonewatch.core.kafka_io import group_lag, read_json
 from tonewatch.replay import replay
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 
 from models.retrain import on_drift
 from models.rollout import events
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from models.triton_admin import load_model, loaded_versions
 from tests.integration.conftest import REPO, Worker, wait_for
-from tonewatch.kafka_io import iter_topic, producer, read_json
-from tonewatch.settings import Settings
+from tonewatch.core.kafka_io import iter_topic, producer, read_json
+from tonewatch.core.settings import Settings
 from tonewatch.stack import worker_env
-from tonewatch.stack.loader import load_model, loaded_versions
 from tonewatch.stack.triton import TritonProcess, start_triton, stop_triton
 
 pytestmark = pytest.mark.integration

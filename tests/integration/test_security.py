@@ -21,10 +21,12 @@ import pytest
 from pydantic import SecretStr
 
 from tests.integration.conftest import REPO, Worker, wait_for
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 from tonewatch.stack import worker_env
 from tonewatch.stack.kafka import KafkaProcess, SecureListener, start_kafka, stop_kafka
 from tonewatch.stack.procs import free_port
+
+pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "tonewatch-svc", "s3cret-Pa55-for-tests"
 
@@ -173,7 +175,7 @@ def test_kafka_python_clients_connect_reliably_over_mtls(mtls: Settings) -> None
     flight: 8-14 of 60 fresh clients failed (3 runs) before ``client_config`` capped them at TLS 1.2."""
     from kafka.admin import KafkaAdminClient
 
-    from tonewatch.kafka_io import client_config
+    from tonewatch.core.kafka_io import client_config
 
     failures = []
     for i in range(60):

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tonewatch.settings import Settings
+from models.triton_admin import load_model, unload_model
+from tonewatch.core.settings import Settings
 from tonewatch.stack.kafka import start_kafka, stop_kafka
-from tonewatch.stack.loader import load_model, unload_model
 from tonewatch.stack.procs import alive
 from tonewatch.stack.triton import start_triton, stop_triton
 

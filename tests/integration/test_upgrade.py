@@ -13,8 +13,8 @@ from kafka import KafkaConsumer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from tests.integration.conftest import Worker, wait_for
-from tonewatch.kafka_io import client_config, ensure_topics, producer, read_json
-from tonewatch.settings import Settings
+from tonewatch.core.kafka_io import client_config, ensure_topics, producer, read_json
+from tonewatch.core.settings import Settings
 from tonewatch.stack.procs import free_port
 
 pytestmark = pytest.mark.integration

@@ -1,8 +1,8 @@
-"""Event-time alignment of a batch across partitions (streams/align.py)."""
+"""Event-time alignment of a batch across partitions (streams/score/align.py)."""
 
 from __future__ import annotations
 
-from streams.align import horizon, keep_counts
+from streams.score.align import horizon, keep_counts
 
 
 def test_a_partition_ahead_waits_for_one_with_more_to_read() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from models.triton_admin import parse_model_config
 from streams.records import parse_message
 from tonewatch.bench import bench_messages
 from tonewatch.perf.ceiling import METHOD, batches
 from tonewatch.perf.trivial import TRIVIAL_REPO, ports_of
-from tonewatch.stack.loader import parse_model_config
 from tonewatch.stack.triton import TritonProcess
 
 

@@ -292,7 +292,7 @@ def test_worker_imports_no_torch_and_does_no_work_at_import() -> None:
 
     code = (
         "import sys\n"
-        "from tonewatch.settings import Settings\n"
+        "from tonewatch.core.settings import Settings\n"
         "import streams.app, tonewatch.cli\n"
         "app = streams.app.create_app(Settings(kafka_bootstrap='127.0.0.1:1'))\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'\n"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.dedup import RecentIds
+from streams.score.dedup import RecentIds
 
 
 def test_remembers_ids_and_forgets_the_oldest_beyond_capacity() -> None:

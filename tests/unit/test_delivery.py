@@ -163,8 +163,8 @@ def test_grafana_annotation_spans_the_window() -> None:
 
 
 def test_webhook_without_a_secret_is_a_permanent_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tonewatch.core.settings import Settings
     from tonewatch.notify.senders import deliver
-    from tonewatch.settings import Settings
 
     monkeypatch.delenv("HOOK_SECRET", raising=False)
     closed = "http://127.0.0.1:9/hook"  # discard port: nothing listens

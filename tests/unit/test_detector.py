@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from streams.alerts import alert_payload
-from streams.baseline import Level, binomial_z, count_z, update_level
-from streams.windows import DetectorConfig, KeyState, Transition, TrendEvent, apply_event
+from streams.windows.alerts import alert_payload
+from streams.windows.baseline import Level, binomial_z, count_z, update_level
+from streams.windows.detector import DetectorConfig, KeyState, Transition, TrendEvent, apply_event
 
 CFG = DetectorConfig(window_s=60, allowed_lateness_s=120, baseline_min_windows=3, min_volume=5, cooldown_s=600,
                      volume_min_windows=10)

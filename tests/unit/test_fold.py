@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from streams.fold import (
+from streams.records import Scored
+from streams.windows.detector import DetectorConfig, KeyState, Partial, TrendEvent, Update, apply_event, window_start
+from streams.windows.fold import (
     decode_partials,
     dump_state,
     encode_partials,
@@ -20,9 +22,7 @@ from streams.fold import (
     load_state,
     pack_partials,
 )
-from streams.records import Scored
-from streams.trends import PARTIAL_ID_CHARS, Combiner, dimension_keys
-from streams.windows import DetectorConfig, KeyState, Partial, TrendEvent, Update, apply_event, window_start
+from streams.windows.trends import PARTIAL_ID_CHARS, Combiner, dimension_keys
 
 CFG = DetectorConfig(window_s=10, allowed_lateness_s=5, rolling_s=30, min_volume=3, cooldown_s=20, top_messages=3)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from streams.control.model_events import EventFollower
+from streams.control.routing import Route
 from streams.metrics import PipelineMetrics, create_metrics
-from streams.model_events import EventFollower
-from streams.routing import Route
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 
 
 def _series(metrics: PipelineMetrics, name: str) -> dict[tuple[str, ...], float]:

@@ -15,7 +15,7 @@ from models.artifact import ArtifactError, Manifest, now_iso, validate_artifact,
 from models.data import load_dataset, split
 from models.head import metrics
 from models.labels import LABELS
-from tonewatch.stack.loader import parse_model_config
+from models.triton_admin import parse_model_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""The commit rule (streams/offsets.py), pure and inside a real Faust consumer."""
+"""The commit rule (streams/score/offsets.py), pure and inside a real Faust consumer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import faust
 import pytest
 from faust.types import TP
 
-from streams.offsets import HoleHealer, committable, hole, install
+from streams.score.offsets import HoleHealer, committable, hole, patch_new_offset
 
 
 def test_never_commits_past_the_record_at_the_committed_offset() -> None:
@@ -41,7 +41,7 @@ def test_nothing_acked_nothing_to_commit() -> None:
 
 @pytest.fixture
 def consumer() -> Any:
-    install()
+    patch_new_offset()
     return faust.App("offsets-test", broker="kafka://127.0.0.1:1").consumer  # never started
 
 

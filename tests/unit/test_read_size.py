@@ -1,8 +1,8 @@
-"""The score stage's batch size follows its scoring rate (streams/read_size.py)."""
+"""The score stage's batch size follows its scoring rate (streams/score/read_size.py)."""
 
 from __future__ import annotations
 
-from streams.read_size import ReadSize
+from streams.score.read_size import ReadSize
 
 
 def test_two_requests_until_a_rate_is_known() -> None:

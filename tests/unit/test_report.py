@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from streams.alerts import alert_payload
 from streams.errors import dead_letter_record
 from streams.records import Scored
-from streams.trends import trend_record
-from streams.windows import DetectorConfig, KeyState, TrendEvent, apply_event
+from streams.windows.alerts import alert_payload
+from streams.windows.detector import DetectorConfig, KeyState, TrendEvent, apply_event
+from streams.windows.trends import trend_record
 from tonewatch.report import data as d
 from tonewatch.report.render import render_html, write_report
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from streams.rolling import push, view
-from streams.trends import trend_record
-from streams.windows import DetectorConfig, KeyState, TrendEvent, apply_event
+from streams.windows.detector import DetectorConfig, KeyState, TrendEvent, apply_event
+from streams.windows.rolling import push, view
+from streams.windows.trends import trend_record
 
 
 def test_push_keeps_only_windows_inside_the_span_ending_with_the_new_one() -> None:

@@ -12,7 +12,7 @@ import pytest
 from models.artifact import ArtifactError, Manifest, now_iso, read_manifest, version_numbers, write_version
 from models.labels import LABELS
 from models.publish import push_version
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,7 +96,7 @@ def test_a_head_that_outputs_nan_fails_the_offline_smoke_inference(tmp_path: Pat
 
 
 def test_load_override_pins_production_beside_the_candidate(tmp_path: Path) -> None:
-    from tonewatch.stack.loader import load_config, record_production, recorded_production
+    from models.triton_admin import load_config, record_production, recorded_production
 
     settings = _settings(tmp_path)
     cfg = json.loads(load_config(settings, "sentiment", [3, 2, 3]))
@@ -114,7 +114,7 @@ def test_a_precompiled_version_folder_is_not_touched_by_the_first_import(tmp_pat
     import subprocess
     import sys
 
-    from tonewatch.stack.loader import precompile
+    from models.triton_admin import precompile
 
     settings = _settings(tmp_path)
     folder = settings.model_repository / "sentiment" / "2"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.routing import InvalidEvent, ModelEvent, Route, bucket, fold, pick_version, shadow_version
+from streams.control.routing import InvalidEvent, ModelEvent, Route, bucket, fold, pick_version, shadow_version
 
 
 def ev(event: str, version: int, **kw: object) -> ModelEvent:

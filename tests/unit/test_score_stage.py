@@ -13,9 +13,9 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from streams.knowledge import load_knowledge
 from streams.metrics import create_metrics
-from streams.outbox import Outbox, murmur2, partition_for
-from streams.score_stage import ScoreStage
-from tonewatch.settings import Settings
+from streams.score.outbox import Outbox, murmur2, partition_for
+from streams.score.stage import ScoreStage
+from tonewatch.core.settings import Settings
 
 
 def test_partition_is_the_one_a_keyed_send_picks() -> None:
@@ -168,7 +168,7 @@ def test_outputs_reach_the_producer_in_read_order_when_a_later_batch_scores_firs
 
     import numpy as np
 
-    from streams.scoring import ModelOutput
+    from streams.score.scoring import ModelOutput
 
     async def run() -> list[str]:
         stage, _ = _stage(concurrency=2)
@@ -210,7 +210,7 @@ def test_a_batch_spanning_partitions_is_emitted_in_event_time_order() -> None:
 
     import numpy as np
 
-    from streams.scoring import ModelOutput
+    from streams.score.scoring import ModelOutput
 
     async def run() -> list[str]:
         stage, _ = _stage()

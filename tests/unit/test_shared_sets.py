@@ -15,9 +15,9 @@ from models.data import Split
 from models.labels import LABELS
 from models.rollout.driver import RolloutError, servable
 from models.shared_sets import SharedDataError, training_rows
+from models.triton_admin import startup_versions
 from tests.unit.test_models import _tiny_version
-from tonewatch.settings import Settings
-from tonewatch.stack.loader import startup_versions
+from tonewatch.core.settings import Settings
 
 SENTIMENT = LABELS["sentiment"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tonewatch.settings import Settings
+from models.triton_admin import load_config
+from tonewatch.core.settings import Settings
 from tonewatch.stack.kafka import server_properties
-from tonewatch.stack.loader import load_config
 from tonewatch.stack.state import StackState, read_state, write_state
 from tonewatch.stack.triton import assemble_backends, find_install, server_env
 
@@ -72,7 +72,7 @@ def test_settings_read_the_stack_state_but_env_wins(tmp_path: Path, monkeypatch:
 
 def test_worker_and_cli_clients_share_the_kafka_security_settings() -> None:
     from streams.app import broker_credentials
-    from tonewatch.kafka_io import client_config
+    from tonewatch.core.kafka_io import client_config
 
     plain = Settings()
     assert broker_credentials(plain) is None and client_config(plain)["security_protocol"] == "PLAINTEXT"
@@ -103,7 +103,7 @@ def test_protocol_and_mechanism_are_case_insensitive() -> None:
     s = Settings(kafka_security_protocol="sasl_plaintext", kafka_sasl_mechanism="scram-sha-256",
                  kafka_sasl_username="u", kafka_sasl_password="p")
     assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_PLAINTEXT", "SCRAM-SHA-256")
-    from tonewatch.kafka_io import ssl_context
+    from tonewatch.core.kafka_io import ssl_context
 
     assert ssl_context(s) is None  # SASL without TLS
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from streams.windows import DetectorConfig, KeyState, Transition, TrendEvent, apply_event, surge_score, window_start
+from streams.windows.detector import (
+    DetectorConfig,
+    KeyState,
+    Transition,
+    TrendEvent,
+    apply_event,
+    surge_score,
+    window_start,
+)
 
 CFG = DetectorConfig(window_s=60, allowed_lateness_s=120, baseline_min_windows=3, min_volume=5, min_delta=0.25, z=3.0)
 
@@ -117,7 +125,7 @@ def test_state_round_trips_through_json_dict() -> None:
 
 
 def test_surge_score_is_zero_for_empty_window() -> None:
-    from streams.windows import Window
+    from streams.windows.detector import Window
 
     assert surge_score(Window(start=0), 0.2) == 0.0
     assert surge_score(Window(start=0, count=10, negative=10), 0.2) > 5  # exact tail 0.2 ** 10: z 5.2

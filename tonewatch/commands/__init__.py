@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 
 
 def ctx_settings(ctx: typer.Context) -> Settings:

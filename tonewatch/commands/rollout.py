@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from tonewatch.commands import ctx_settings
+from tonewatch.core.errors import TonewatchError
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -40,16 +41,14 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Load beside production, smoke-test through Triton, canary or shadow, then promote or roll back."""
-        from models.artifact import ArtifactError
-        from models.rollout.driver import RolloutError, rollout
-        from tonewatch.stack.procs import StackError
+        from models.rollout.driver import rollout
 
         if shadow and canary is not None:
             raise _fail(ValueError("choose --canary or --shadow, not both"))
         try:
             out = rollout(ctx_settings(ctx), name, version, mode="shadow" if shadow else "canary", share=canary,
                           duration_s=duration, echo=typer.echo)
-        except (RolloutError, ArtifactError, StackError) as exc:
+        except TonewatchError as exc:
             raise _fail(exc) from exc
         typer.echo(json.dumps(out.__dict__) if as_json else
                    f"{name} v{version}: {out.action} ({'; '.join(out.reasons)}); golden {out.golden}")
@@ -59,13 +58,11 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
     @models_app.command("promote")
     def promote_cmd(ctx: typer.Context, name: str, version: Annotated[int | None, typer.Argument()] = None) -> None:
         """Make the candidate (or VERSION) production now, then unload the old production version."""
-        from models.artifact import ArtifactError
-        from models.rollout.driver import RolloutError, promote
-        from tonewatch.stack.procs import StackError
+        from models.rollout.driver import promote
 
         try:
             v = promote(ctx_settings(ctx), name, version)
-        except (RolloutError, ArtifactError, StackError) as exc:
+        except TonewatchError as exc:
             raise _fail(exc) from exc
         typer.echo(f"{name} v{v} is production")
 
@@ -75,25 +72,22 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
         to: Annotated[int | None, typer.Option("--to", help="Version to serve instead of production.")] = None,
     ) -> None:
         """Drop the candidate; with no candidate, serve the previous production version (or --to N)."""
-        from models.artifact import ArtifactError
-        from models.rollout.driver import RolloutError, rollback
-        from tonewatch.stack.procs import StackError
+        from models.rollout.driver import rollback
 
         try:
             v = rollback(ctx_settings(ctx), name, to)
-        except (RolloutError, ArtifactError, StackError) as exc:
+        except TonewatchError as exc:
             raise _fail(exc) from exc
         typer.echo(f"{name} v{v} is production")
 
     @models_app.command("sync")
     def sync_cmd(ctx: typer.Context, name: str) -> None:
         """Load exactly the versions the model events name (run after Triton restarts)."""
-        from models.rollout.driver import RolloutError, sync
-        from tonewatch.stack.procs import StackError
+        from models.rollout.driver import sync
 
         try:
             versions = sync(ctx_settings(ctx), name)
-        except (RolloutError, StackError) as exc:
+        except TonewatchError as exc:
             raise _fail(exc) from exc
         typer.echo(f"{name}: loaded {versions}")
 

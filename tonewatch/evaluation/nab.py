@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.baseline import Level, count_z, logistic, update_level
+from streams.windows.baseline import Level, count_z, logistic, update_level
+from tonewatch.core.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def surge_scores(values: Sequence[float], cfg: NabConfig) -> list[float]:
     return scores
 
 
-class NotNabFormat(ValueError):
+class NotNabFormat(InvalidInput):
     """A CSV without the timestamp,value header: reported and skipped, never half-scored."""
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streams.windows import DetectorConfig, KeyState, TrendEvent, apply_event
+from streams.windows.detector import DetectorConfig, KeyState, TrendEvent, apply_event
 
 KINDS = ("share", "volume", "both")
 

@@ -15,13 +15,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from tonewatch.kafka_io import producer
+from tonewatch.core.kafka_io import producer
+from tonewatch.core.settings import Settings
 from tonewatch.notify.ledger import ensure_delivery_topics
 from tonewatch.notify.metrics import create_notifier_metrics
 from tonewatch.notify.notifier import Notifier
 from tonewatch.notify.store import save_subscription
 from tonewatch.notify.subscriptions import new_subscription
-from tonewatch.settings import Settings
 
 
 def _receiver(received: dict[str, float]) -> ThreadingHTTPServer:

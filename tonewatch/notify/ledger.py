@@ -7,8 +7,8 @@ import contextlib
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from tonewatch.kafka_io import client_config
-from tonewatch.settings import Settings
+from tonewatch.core.kafka_io import client_config
+from tonewatch.core.settings import Settings
 
 COMPACTED = ("subscriptions", "deliveries", "acks")
 PLAIN = ("alerts", "delivery-dead-letter")

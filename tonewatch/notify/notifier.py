@@ -22,7 +22,8 @@ from kafka.consumer import KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from tonewatch.kafka_io import client_config, producer
+from tonewatch.core.kafka_io import client_config, producer
+from tonewatch.core.settings import Settings
 from tonewatch.notify import senders
 from tonewatch.notify.ledger import ensure_delivery_topics, ledger_key
 from tonewatch.notify.metrics import NotifierMetrics
@@ -30,7 +31,6 @@ from tonewatch.notify.policy import Outcome, backoff_s, due_escalation
 from tonewatch.notify.reader import StateReader
 from tonewatch.notify.state import State, delivery_entry
 from tonewatch.notify.subscriptions import Subscription
-from tonewatch.settings import Settings
 
 log = logging.getLogger("tonewatch.notifier")
 
@@ -52,7 +52,7 @@ class Job:
 
 class Notifier:
     def __init__(self, settings: Settings, metrics: NotifierMetrics) -> None:
-        self.s, self.m = settings, metrics
+        self.settings, self.metrics = settings, metrics
         self.state = State()
         self.queues: dict[str, deque[Job]] = {}
         self.queued: set[str] = set()
@@ -79,7 +79,7 @@ class Notifier:
 
     def _enqueue(self, job: Job, sub: Subscription) -> None:
         if job.key in self.state.ledger or job.key in self.queued:
-            self.m.deliveries.labels(sub.kind, "duplicate").inc()
+            self.metrics.deliveries.labels(sub.kind, "duplicate").inc()
             return
         self.queued.add(job.key)
         self.queues.setdefault(job.sub_id, deque()).append(job)
@@ -95,16 +95,17 @@ class Notifier:
             alert = latest[2]
             acked = aid in self.state.acks
             # nothing more will ever be due for this pair; Grafana annotations record events, they don't page
-            if alert["status"] != "firing" or acked or n.sent >= self.s.escalation_max or sub.kind == "grafana":
+            if alert["status"] != "firing" or acked or n.sent >= self.settings.escalation_max or sub.kind == "grafana":
                 del self.state.notified[(sid, aid)]
                 continue
             due = due_escalation(severity=alert.get("severity", ""), status=alert["status"], acked=acked,
                                  notified_at=n.at, sent=n.sent, now=now,
-                                 interval_s=self.s.escalation_interval_s, max_escalations=self.s.escalation_max)
+                                 interval_s=self.settings.escalation_interval_s,
+                                 max_escalations=self.settings.escalation_max)
             if due is not None:
                 job = Job(sid, {**alert, "escalation": due}, f"escalation-{due}", None, now)
                 if job.key not in self.queued and job.key not in self.state.ledger:
-                    self.m.escalations.inc()
+                    self.metrics.escalations.inc()
                     self._enqueue(job, sub)
 
     # --- sending -------------------------------------------------------------------------------
@@ -112,7 +113,7 @@ class Notifier:
         """Runs in the pool; any surprise becomes a retry, never a dead notifier."""
         t0 = time.monotonic()
         try:
-            outcome, detail = senders.deliver(self.s, sub, alert)
+            outcome, detail = senders.deliver(self.settings, sub, alert)
         except Exception as exc:
             log.exception("delivery to %s raised", sub.id)
             outcome, detail = "retry", f"{type(exc).__name__}: {exc}"
@@ -137,16 +138,17 @@ class Notifier:
             sub = self.state.subs.get(sid)
             kind = sub.kind if sub else "unknown"
             outcome, detail, took = fut.result()
-            self.m.seconds.labels(kind).observe(took)
+            self.metrics.seconds.labels(kind).observe(took)
             if outcome == "delivered":
                 entry = delivery_entry(job.key, sid, kind, job.alert, job.kind, time.time(), job.attempts)
-                self.producer.send(self.s.topic("deliveries"), key=job.key.encode(), value=json.dumps(entry).encode())
+                self.producer.send(self.settings.topic("deliveries"), key=job.key.encode(),
+                                   value=json.dumps(entry).encode())
                 self.state.note_delivery(entry)
                 self._finish(job, "delivered", detail, kind)
-            elif outcome == "retry" and now - job.first_at < self.s.delivery_give_up_s:
-                job.next_at = now + backoff_s(job.attempts, self.s.delivery_backoff_base_s,
-                                              self.s.delivery_backoff_cap_s, self.rng.random())
-                self.m.deliveries.labels(kind, "retry").inc()
+            elif outcome == "retry" and now - job.first_at < self.settings.delivery_give_up_s:
+                job.next_at = now + backoff_s(job.attempts, self.settings.delivery_backoff_base_s,
+                                              self.settings.delivery_backoff_cap_s, self.rng.random())
+                self.metrics.deliveries.labels(kind, "retry").inc()
                 log.info("delivery %s failed (%s); retry %d in %.1fs", job.key, detail, job.attempts,
                          job.next_at - now)
             else:
@@ -158,10 +160,10 @@ class Notifier:
             doc = {"reason": detail, "subscription": job.sub_id, "alert_id": job.alert["id"],
                    "status": job.alert["status"], "kind": job.kind, "attempts": job.attempts,
                    "alert": job.alert, "at": time.time()}
-            self.producer.send(self.s.topic("delivery-dead-letter"), key=job.alert["id"].encode(),
+            self.producer.send(self.settings.topic("delivery-dead-letter"), key=job.alert["id"].encode(),
                                value=json.dumps(doc).encode())
             log.warning("delivery %s dead-lettered: %s", job.key, detail)
-        self.m.deliveries.labels(kind, outcome).inc()
+        self.metrics.deliveries.labels(kind, outcome).inc()
         self.queues[job.sub_id].popleft()
         self.queued.discard(job.key)
         if job.origin is not None:
@@ -188,14 +190,14 @@ class Notifier:
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, stop: Callable[[], bool]) -> None:
-        ensure_delivery_topics(self.s)
-        self.producer = producer(self.s)
-        reader = StateReader(self.s, self.state)
+        ensure_delivery_topics(self.settings)
+        self.producer = producer(self.settings)
+        reader = StateReader(self.settings, self.state)
         reader.catch_up()
         log.info("notifier ready: %d subscriptions, %d ledger entries, %d acks",
                  len(self.state.subs), len(self.state.ledger), len(self.state.acks))
-        alerts = KafkaConsumer(self.s.topic("alerts"), **client_config(self.s), enable_auto_commit=False,
-                               group_id=f"{self.s.app_id}-notifier-{self.s.topic_prefix}",
+        alerts = KafkaConsumer(self.settings.topic("alerts"), **client_config(self.settings), enable_auto_commit=False,
+                               group_id=f"{self.settings.app_id}-notifier-{self.settings.topic_prefix}",
                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
         pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="deliver")
         try:

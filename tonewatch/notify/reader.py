@@ -12,9 +12,9 @@ from typing import Any
 from kafka.consumer import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from tonewatch.kafka_io import client_config
+from tonewatch.core.kafka_io import client_config
+from tonewatch.core.settings import Settings
 from tonewatch.notify.state import State
-from tonewatch.settings import Settings
 
 log = logging.getLogger("tonewatch.notifier")
 STATE_TOPICS = ("subscriptions", "acks", "deliveries", "alerts")
@@ -22,7 +22,7 @@ STATE_TOPICS = ("subscriptions", "acks", "deliveries", "alerts")
 
 class StateReader:
     def __init__(self, settings: Settings, state: State) -> None:
-        self.s, self.state = settings, state
+        self.settings, self.state = settings, state
         self.names = {settings.topic(n): n for n in STATE_TOPICS}
         self.consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
 

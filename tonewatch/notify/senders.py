@@ -14,10 +14,10 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
+from tonewatch.core.settings import Settings
 from tonewatch.notify.policy import Outcome, classify_status
 from tonewatch.notify.signing import sign
 from tonewatch.notify.subscriptions import Subscription
-from tonewatch.settings import Settings
 
 ALERTNAME = "TonewatchNegativeSurge"
 Result = tuple[Outcome, str]

@@ -8,10 +8,10 @@ from typing import Any
 
 from kafka.errors import KafkaError
 
-from tonewatch.kafka_io import iter_topic, producer
+from tonewatch.core.kafka_io import iter_topic, producer
+from tonewatch.core.settings import Settings
 from tonewatch.notify.ledger import ensure_delivery_topics
 from tonewatch.notify.subscriptions import Subscription, apply_record
-from tonewatch.settings import Settings
 
 
 def _put(settings: Settings, topic: str, key: str, value: dict[str, Any] | None) -> None:

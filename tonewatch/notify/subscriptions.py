@@ -48,7 +48,7 @@ class Subscription(BaseModel):
     @field_validator("dimension")
     @classmethod
     def _dimension(cls, v: str | None) -> str | None:
-        from streams.trends import DIMENSIONS
+        from streams.windows.trends import DIMENSIONS
 
         if v is not None and v not in DIMENSIONS:
             raise ValueError(f"dimension must be one of {', '.join(DIMENSIONS)}")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tonewatch.settings import Settings
-from tonewatch.stack.loader import load_model
+from models.triton_admin import load_model
+from tonewatch.core.settings import Settings
 from tonewatch.stack.triton import TritonProcess, start_triton, stop_triton
 
 TRIVIAL_REPO = Path(__file__).resolve().parents[2] / "benchmarks" / "trivial_repo"

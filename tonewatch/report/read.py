@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tonewatch.kafka_io import read_json
+from tonewatch.core.kafka_io import read_json
+from tonewatch.core.settings import Settings
 from tonewatch.report.data import RunInput
 from tonewatch.report.render import write_report
-from tonewatch.settings import Settings
 
 
 def read_run(settings: Settings) -> RunInput:

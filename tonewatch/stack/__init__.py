@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from tonewatch.settings import ENV_PREFIX, Settings
+from models.triton_admin import load_model
+from tonewatch.core.settings import ENV_PREFIX, Settings
 from tonewatch.stack.alertmanager import BINARIES as AM_BINARIES
 from tonewatch.stack.alertmanager import start_alertmanager
 from tonewatch.stack.kafka import start_kafka
-from tonewatch.stack.loader import load_model
 from tonewatch.stack.procs import StackError, alive, free_port, spawn, stop, wait_ready
 from tonewatch.stack.prometheus import start_prometheus
 from tonewatch.stack.state import StackState, clear_state, read_state, write_state

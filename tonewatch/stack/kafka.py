@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 from tonewatch.stack.procs import StackError, free_port, spawn, stop, wait_ready
 
 POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"

@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tonewatch.core.errors import ServiceError
 
-class StackError(RuntimeError):
+
+class StackError(ServiceError):
     """A component failed to start; the message carries its log tail."""
 
 

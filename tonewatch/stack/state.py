@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tonewatch.settings import STATE_FILE
+from tonewatch.core.settings import STATE_FILE
 
 
 class StackState(BaseModel):

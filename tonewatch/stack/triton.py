@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 from tonewatch.stack.procs import StackError, free_port, spawn, stop, wait_ready
 
 
@@ -83,7 +83,7 @@ def start_triton(
     grpc_port: int | None = None,
     metrics_port: int | None = None,
 ) -> TritonProcess:
-    """Explicit model control: nothing loads until :func:`tonewatch.stack.loader.load_model` asks."""
+    """Explicit model control: nothing loads until :func:`models.triton_admin.load_model` asks."""
     install = find_install()
     work_dir = work_dir.resolve()
     backends = assemble_backends(install, work_dir / "backends")

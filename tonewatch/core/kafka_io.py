@@ -15,7 +15,7 @@ from kafka.errors import TopicAlreadyExistsError
 from kafka.producer import KafkaProducer
 from kafka.structs import TopicPartition
 
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 
 
 def sasl_config(settings: Settings) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def aiokafka_config(settings: Settings) -> dict[str, Any]:
 
 def ensure_topics(settings: Settings, names: list[str]) -> None:
     """Create missing topics with the configured partition count and streams.topics' configs (idempotent)."""
-    from streams.topics import CONFIGS
+    from tonewatch.core.topics import CONFIGS
 
     configs = {settings.topic(short): conf for short, conf in CONFIGS.items()}
     admin = KafkaAdminClient(**client_config(settings), client_id="tonewatch-admin")
@@ -166,7 +166,7 @@ def group_lag(settings: Settings, topic: str, group: str | None = None) -> int:
     consumer = KafkaConsumer(**conf, enable_auto_commit=False, group_id=None)
     try:
         if group is None:  # the input topics belong to the score stage's group
-            from streams.topics import INPUTS
+            from tonewatch.core.topics import INPUTS
 
             group = settings.score_group_id if topic in {settings.topic(t) for t in INPUTS} else settings.group_id
         committed = admin.list_consumer_group_offsets(group)

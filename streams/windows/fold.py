@@ -2,7 +2,7 @@
 
 A message fans out to about four keys, so sending and folding event by event cost about eight
 broker records per message and capped the worker at a few hundred messages a second. The score
-stage sums a batch's events per key and window (streams/windows.py ``Partial``) and sends each
+stage sums a batch's events per key and window (streams/windows/detector.py ``Partial``) and sends each
 partition's partials, in event-time order per key, as one record, so the record count follows the
 partitions and the fold the distinct keys and windows of a batch instead of the message count.
 """
@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 import pydantic_core
 
-from streams.windows import DetectorConfig, Driver, KeyState, Partial, TrendEvent, Update, apply_partial
+from streams.windows.detector import DetectorConfig, Driver, KeyState, Partial, TrendEvent, Update, apply_partial
 
 
 class _Keyed(Protocol):

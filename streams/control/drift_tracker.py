@@ -1,30 +1,36 @@
 """The worker's side of drift: one window per model version, references loaded off the event loop.
 
-A version's reference comes from its manifest, or is computed once (model inference on its
-validation split) in a thread and cached in the run dir; until it is ready the window still fills,
-so PSI is exported as soon as both are there. A version without a reachable artifact has no drift.
+A version's reference is read from its manifest by the loader the entry point passes in (the worker
+never imports training code); until it is ready the window still fills, so PSI is exported as soon
+as both are there. A version without a reachable artifact or a stored reference has no drift.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
-from streams.drift import DriftEvent, DriftWindow
+from streams.control.drift import DriftEvent, DriftWindow
 from streams.metrics import PipelineMetrics
 from streams.records import Scored
-from tonewatch.settings import Settings
+from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (model, version)
+Reference = dict[str, list[float]]
+ReferenceLoader = Callable[[Path], Reference | None]  # a version folder -> its stored reference, if any
 
 
 class DriftTracker:
-    def __init__(self, settings: Settings, metrics: PipelineMetrics) -> None:
+    def __init__(self, settings: Settings, metrics: PipelineMetrics, load_reference: ReferenceLoader | None = None
+                 ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._load_reference = load_reference
         self._windows: dict[Key, DriftWindow] = {}
         self._refs: dict[Key, dict[str, list[float]]] = {}
         self._loading: dict[Key, asyncio.Future[None]] = {}
@@ -73,18 +79,16 @@ class DriftTracker:
 
     def _load(self, key: Key) -> None:
         """In a thread: a failure only disables drift for this version, the worker keeps scoring."""
-        from models.artifact import ArtifactError
-        from models.train import reference_for
-
         model, version = key
+        if self._load_reference is None:
+            return
         try:
-            s = self._settings
-            ref = reference_for(s.model_repository / model / version, s.run_dir / "drift", s.drift_reference_texts)
-        except ArtifactError as exc:  # a version without a Tonewatch artifact (e.g. the trivial bench models)
+            ref = self._load_reference(self._settings.model_repository / model / version)
+        except Exception as exc:  # e.g. the trivial bench models: no Tonewatch artifact
             log.warning("no drift reference for %s v%s: drift not monitored (%s)", model, version, exc)
             return
-        except Exception:
-            log.warning("no drift reference for %s v%s: drift not monitored", model, version, exc_info=True)
+        if ref is None:
+            log.warning("%s v%s has no drift reference in its manifest: drift not monitored", model, version)
             return
         self._refs[key] = ref
         log.info("drift reference for %s v%s ready: %s", model, version, ref)

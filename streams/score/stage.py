@@ -3,8 +3,8 @@
 It reads the input topics with its own aiokafka consumer instead of a Faust agent. Faust hands an
 agent one record at a time: an event object, an ack and offset bookkeeping per record cost about as
 much as everything Tonewatch does with a message, and its commit rule lost records after a kill -9
-(streams/offsets.py). Here a batch is one ``getmany``, its outputs one produce batch per partition
-(streams/outbox.py), and its offsets one commit once those outputs are acknowledged:
+(streams/score/offsets.py). Here a batch is one ``getmany``, its outputs one produce batch per partition
+(streams/score/outbox.py), and its offsets one commit once those outputs are acknowledged:
 at-least-once by construction. Batches are scored ``score_concurrency`` at a time and committed in
 the order they were read, so a later batch never commits over an earlier one still in flight.
 
@@ -28,25 +28,25 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from streams.align import keep_counts
-from streams.dedup import RecentIds
-from streams.drift_worker import DriftTracker, event_time
+from streams.control.drift_tracker import DriftTracker, ReferenceLoader, event_time
+from streams.control.model_events import EventFollower
 from streams.enrich import extract_tickers, mask_pii
 from streams.errors import dead_letter_record
-from streams.fetch_wait import FETCH_MAX_WAIT_MS
-from streams.fold import pack_partials
 from streams.knowledge import Knowledge
 from streams.metrics import PipelineMetrics
-from streams.model_events import EventFollower
-from streams.outbox import Outbox, partition_for
-from streams.read_size import ReadSize
 from streams.records import InvalidMessage, Message, Scored, parse_message
-from streams.scoring import TritonScorer
-from streams.topics import INPUTS, NAMES
-from streams.trends import Combiner
-from streams.windows import Partial
-from tonewatch.kafka_io import aiokafka_config
-from tonewatch.settings import Settings
+from streams.score.align import keep_counts
+from streams.score.dedup import RecentIds
+from streams.score.fetch_wait import FETCH_MAX_WAIT_MS
+from streams.score.outbox import Outbox, partition_for
+from streams.score.read_size import ReadSize
+from streams.score.scoring import TritonScorer
+from streams.windows.detector import Partial
+from streams.windows.fold import pack_partials
+from streams.windows.trends import Combiner
+from tonewatch.core.kafka_io import aiokafka_config
+from tonewatch.core.settings import Settings
+from tonewatch.core.topics import INPUTS, NAMES
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,14 @@ def to_scored(
 class ScoreStage(Service):
     """Started with the Faust app (``app.service``); stops after its in-flight batches are delivered."""
 
-    def __init__(self, settings: Settings, metrics: PipelineMetrics, knowledge: Knowledge, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, metrics: PipelineMetrics, knowledge: Knowledge,
+                 load_reference: ReferenceLoader | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.s, self.metrics, self.knowledge = settings, metrics, knowledge
         self.scorer = TritonScorer(settings.triton_grpc_url, [settings.sentiment_model, settings.topic_model],
                                    settings.triton_timeout_s, max_request=settings.batch_size)
         self.follower = EventFollower(settings, metrics)
-        self.drift = DriftTracker(settings, metrics)
+        self.drift = DriftTracker(settings, metrics, load_reference)
         self.recent = RecentIds(settings.dedup_capacity)
         self.read_size = ReadSize(settings.batch_size, settings.score_batch_records, settings.score_batch_target_s)
         self.consumer: AIOKafkaConsumer | None = None
@@ -223,7 +224,7 @@ class ScoreStage(Service):
         return batch
 
     def _aligned(self, consumer: AIOKafkaConsumer, batch: Batch) -> Batch:
-        """The batch cut at the event time every partition with more to read has reached (streams/align.py);
+        """The batch cut at the event time every partition with more to read has reached (streams/score/align.py);
         a partition cut short is read again from its first record left out."""
         times = {tp: [m.epoch if isinstance(m, Message) else None for _, m in items] for tp, items in batch.items()}
         unfinished = {tp for tp, items in batch.items()
@@ -342,7 +343,7 @@ class ScoreStage(Service):
             out.add(s.topic("model-events"), d.model.encode(), dumps(d.as_dict(event_time())))
         for source, n in sources.items():
             metrics.scored.labels(source).inc(n)
-        # per partition, one record of all its keys' partials (streams/fold.py); a key's partition is the one
+        # per partition, one record of all its keys' partials (streams/windows/fold.py); a key's partition is the one
         # a record keyed by it would get, so the windows agent's table stays co-partitioned
         trend_topic = s.topic("trend-events")
         by_partition: dict[int, list[Partial]] = {}

@@ -16,7 +16,7 @@ from typing import Any
 FETCH_MAX_WAIT_MS = 100  # an idle consumer sends ten small fetches a second: nothing next to a 1 s stall
 
 
-def install() -> None:
+def shorten_fetch_wait() -> None:
     """Wrap Faust's consumer factory; refuse loudly if Faust no longer has it (the fix needs review)."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 

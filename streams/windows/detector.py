@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from streams import rolling
-from streams.baseline import Level, binomial_z, count_z, decay_level, update_level, update_share
-from streams.rolling import Recent, RollingView
+from streams.windows import rolling
+from streams.windows.baseline import Level, binomial_z, count_z, decay_level, update_level, update_share
+from streams.windows.rolling import Recent, RollingView
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from tonewatch.core.errors import InvalidInput
+
 EVENTS = ("loaded", "canary", "shadow", "promoted", "rolled_back", "unloaded", "drift")
 Mode = Literal["none", "canary", "shadow"]
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(InvalidInput):
     """A model-events record that cannot be applied."""
 
 

@@ -190,9 +190,6 @@ class Settings(BaseSettings):
     )
     drift_window: int = Field(500, ge=10, description="Recent scored messages per model the drift PSI is computed on.")
     drift_threshold: float = Field(0.2, gt=0, description="PSI above which a drift event is published.")
-    drift_reference_texts: int = Field(
-        1000, ge=50, description="Validation texts a worker scores for a version whose manifest has no reference."
-    )
 
     # --- reliability and performance (#8) ----------------------------------------------------------------
     kafka_session_timeout_s: float = Field(

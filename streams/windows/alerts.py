@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.windows import Partial, Transition, TrendEvent
+from streams.windows.detector import Partial, Transition, TrendEvent
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 

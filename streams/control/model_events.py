@@ -14,10 +14,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from streams.control.routing import InvalidEvent, ModelEvent, Route, apply_event
 from streams.metrics import PipelineMetrics
-from streams.routing import InvalidEvent, ModelEvent, Route, apply_event
-from tonewatch.kafka_io import aiokafka_config
-from tonewatch.settings import Settings
+from tonewatch.core.kafka_io import aiokafka_config
+from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 TOPIC = "model-events"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.fold import group_by_key
 from streams.records import Scored
-from streams.windows import ClosedWindow, Driver, Partial, top_drivers, window_start
+from streams.windows.detector import ClosedWindow, Driver, Partial, top_drivers, window_start
+from streams.windows.fold import group_by_key
 
 DIMENSIONS = ("ticker", "sector", "topic", "source")
 DRIVER_TEXT_CHARS = 280
@@ -34,7 +34,7 @@ class _Sum:
 
 
 class Combiner:
-    """A batch's trend events, summed per key and window into partials (streams/windows.py ``Partial``).
+    """A batch's trend events, summed per key and window into partials (streams/windows/detector.py ``Partial``).
 
     Add messages in event-time order (the score stage sorts each batch): then folding a key's
     partials gives the same windows as folding its events one by one.

@@ -17,7 +17,8 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from streams.routing import Route, pick_version, shadow_version
+from streams.control.routing import Route, pick_version, shadow_version
+from tonewatch.core.errors import TritonError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ INPUT, OUTPUT = "TEXT", "PROBS"
 RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "NOT_FOUND")
 
 
-class ModelMismatch(RuntimeError):
+class ModelMismatch(TritonError):
     """The deployed model does not have the inputs/outputs/batch size the worker needs."""
 
 

@@ -11,7 +11,7 @@ import pytest
 from models.encoder import encoder_path, load_encoder
 from models.finetune import FinetuneConfig, _pooled_model, buckets, config_for, finetune, predict_logits
 from models.head import build_head
-from models.partial import freeze_below, frozen_states, top_model
+from models.top_layers import freeze_below, frozen_states, top_model
 
 TEXTS = ["$AAPL beats estimates, shares up 5%", "Fed holds rates", "a",
          "Tesla recalls two million cars over autopilot concerns, shares slide in pre-market trading"]

@@ -1,4 +1,6 @@
-"""Loading models into Triton explicitly, with the local Python env injected at load time.
+"""The Triton admin client: loading and unloading model versions explicitly, and the production record.
+
+Used by the local stack, rollout and publishing alike; the local Python env is injected at load time.
 
 The committed config.pbtxt stays production-clean (the Triton image has the deps installed);
 locally, EXECUTION_ENV_PATH is added through Triton's load API as a config override.
@@ -15,8 +17,8 @@ from pathlib import Path
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
-from tonewatch.settings import Settings
-from tonewatch.stack.procs import StackError
+from tonewatch.core.errors import TritonError
+from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +119,11 @@ def load_model(settings: Settings, name: str, timeout_s: float = 300.0, versions
         try:
             client.load_model(name, config=load_config(settings, name, versions))
         except InferenceServerException as exc:
-            raise StackError(f"Triton failed to load '{name}' {versions or ''}: {exc.message()}") from exc
+            raise TritonError(f"Triton failed to load '{name}' {versions or ''}: {exc.message()}") from exc
         deadline = time.monotonic() + timeout_s
         while not all(client.is_model_ready(name, v) for v in ([str(v) for v in versions] if versions else [""])):
             if time.monotonic() > deadline:
-                raise StackError(f"model '{name}' not ready after {timeout_s:.0f}s")
+                raise TritonError(f"model '{name}' not ready after {timeout_s:.0f}s")
             time.sleep(0.5)
     finally:
         client.close()

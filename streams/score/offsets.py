@@ -1,7 +1,7 @@
 """Which offset a worker may commit: a fix for faust-streaming 0.15's ``Consumer._new_offset``.
 
 Faust's consumer now reads only the windows agent's ``trend-events`` (and the table's changelog); the
-score stage has its own consumer and commits after delivery (streams/score_stage.py).
+score stage has its own consumer and commits after delivery (streams/score/stage.py).
 
 Faust commits the first run of consecutive acknowledged offsets. Two flaws in it lost and stalled
 records in the kill -9 fault test (issue #8):
@@ -76,12 +76,12 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     return offset
 
 
-def install() -> None:
+def patch_new_offset() -> None:
     """Replace ``Consumer._new_offset``; refuse loudly if Faust no longer has it (the fix needs review)."""
     from faust.transport.consumer import Consumer
 
     if not hasattr(Consumer, "_new_offset"):
-        raise RuntimeError("faust.transport.consumer.Consumer._new_offset is gone: review streams/offsets.py")
+        raise RuntimeError("faust.transport.consumer.Consumer._new_offset is gone: review streams/score/offsets.py")
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
 
 
