@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install system setup demo bench test lint typecheck unit integration down clean
+.PHONY: help install system setup demo bench test lint typecheck unit integration docs down clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ integration: setup ## Tests on the real Kafka and Triton, started by fixtures
 
 test: setup lint typecheck ## Lint, typecheck, unit and integration tests
 	$(BIN)/pytest
+
+docs: install ## Regenerate docs/reference from the CLI and the settings
+	$(BIN)/python -m tonewatch.reference --write
 
 down: ## Stop a local stack left running
 	-$(BIN)/tonewatch down

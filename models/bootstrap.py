@@ -1,8 +1,7 @@
 """Version 1 of each model: the encoder's top layers fine-tuned with the head, from committed data only.
 
-Minutes on a laptop CPU, so a fresh clone serves fine-tuned models (sentiment test weighted-F1 about 0.84,
-topic accuracy about 0.88, against 0.74 for a head on the frozen encoder); full fine-tunes come from
-``tonewatch models train --mode full`` (see the README's model section).
+Minutes on a laptop CPU, so a fresh clone serves fine-tuned models; full fine-tunes come from
+``tonewatch models train --mode full``. Figures: docs/models.md.
 """
 
 from __future__ import annotations
@@ -10,16 +9,15 @@ from __future__ import annotations
 import logging
 
 from models.artifact import ArtifactError, validate_artifact
+from models.data import DATA_DIR
 from models.finetune import FinetuneConfig
 from models.train import backfill_reference, train_version
+from models.v1_cache import cache_key, cache_root, restore, store
 from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 MODELS = ("sentiment", "topic")
-# Epochs per model, measured on 2 CPU cores (benchmarks/models.md): topic's validation figure still rose at
-# epoch 5 (0.882 -> 0.893, test accuracy 0.857 -> 0.883); sentiment's did not after 3 (0.837 at 3, 0.835 at 6).
-# Sentiment trains without class weights: on seeds 7/8/9 test weighted-F1 rose on each (mean 0.833 -> 0.847);
-# topic keeps them (without: test accuracy 0.883 -> 0.881, macro-F1 0.896 -> 0.868, seed 7). About 4 + 15 minutes.
+# Epochs and class weights per model: why, in docs/decisions/2026-12-07-top-layer-v1.md; figures in docs/models.md.
 V1 = {
     "sentiment": FinetuneConfig(mode="top", train_layers=3, epochs=3, class_weights=False),
     "topic": FinetuneConfig(mode="top", train_layers=3, epochs=5),
@@ -44,7 +42,14 @@ def ensure_models(settings: Settings, names: tuple[str, ...] = MODELS) -> list[s
             continue
         except ArtifactError as exc:
             log.info("building %s v1: %s", name, exc)
-        path = train_version(settings, name, V1[name], version=1, progress=False, command=v1_command(name))
+        version_dir = settings.model_repository / name / "1"
+        entry = cache_root() / f"{name}-v1-{cache_key(name, repr(V1[name]), DATA_DIR)}"
+        if restore(version_dir, entry):
+            log.info("%s v1 restored from the cache %s", name, entry)
+            path = version_dir
+        else:
+            path = train_version(settings, name, V1[name], version=1, progress=False, command=v1_command(name))
+            store(path, entry)
         m = validate_artifact(path).metrics["test"]
         print(f"{name} v1 test: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, "
               f"weighted-F1 {m['weighted_f1']:.3f}", flush=True)

@@ -38,8 +38,8 @@ def load_encoder(path: Path, device: str = "cpu") -> tuple[Any, Any]:
 def length_buckets(lengths: list[int], size: int) -> list[list[int]]:
     """Indices grouped into runs of ``size`` texts of similar length, shortest first.
 
-    Padding a batch of tweets to its longest text wastes about half the encoder's work; sorted runs of 16
-    made CPU inference 1.6-1.9x faster with the same probabilities (README *Models*).
+    Padding a batch of tweets to its longest text wastes about half the encoder's work
+    (docs/decisions/2026-12-07-onnx-cpu-serving.md).
     """
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     return [order[i : i + size] for i in range(0, len(order), size)]
@@ -77,7 +77,7 @@ def embed(
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     t0 = time.monotonic()
     done = 0
-    # batches of similar length pad little: ~2x faster on CPU
+    # batches of similar length pad little, so CPU embedding does less work
     for n, idx in enumerate(length_buckets([len(t) for t in texts], batch_size)):
         out[idx] = encode(tokenizer, model, [texts[i] for i in idx], max_length, device).float().cpu().numpy()
         done += len(idx)

@@ -12,7 +12,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -168,9 +168,6 @@ def finetune(
 ) -> FinetuneResult:
     """Cross-entropy (class-weighted unless ``cfg.class_weights`` is off), linear warm-up/decay, early stopping
     on validation macro-F1."""
-    import torch
-    from tqdm import tqdm
-
     device = pick_device(device)
     seed_everything(cfg.seed)
     t0 = time.monotonic()
@@ -187,6 +184,49 @@ def finetune(
     y_train, y_val = train[1], val[1]
     lengths = [len(x) for x in x_train]
     pad_id = tokenizer.pad_token_id or 0
+    run = _trainable(encoder, head, x_train, x_val, pad_id, cfg, device, t0)
+    optim = _optimiser(run, y_train, n_labels, cfg, device)
+    best, epoch = _fit(run, optim, y_train, y_val, lengths, pad_id, n_labels, cfg, device, progress)
+    encoder = run.encoder
+    encoder.load_state_dict(best[1])
+    head.load_state_dict(best[2])
+    if cfg.mode == "lora":
+        encoder = encoder.merge_and_unload()
+    encoder = encoder.float().cpu().eval()
+    params = sum(p.numel() for p in encoder.parameters()) + sum(p.numel() for p in head.parameters())
+    return FinetuneResult(
+        encoder=encoder, tokenizer=tokenizer, head_state=_cpu_state(head), val=best[3], epochs_run=epoch,
+        seconds=time.monotonic() - t0, device=device, params=params,
+    )
+
+
+@dataclass
+class _Run:
+    """What ``cfg.mode`` trains. ``finetune`` builds it after the head, then the optimiser: the head's and LoRA's
+    initial weights come from the seeded generator, so another order would train another model."""
+
+    encoder: Any  # LoRA: the PEFT wrapper until the best state is merged back
+    head: Any
+    model: Any  # what the loop calls: encoder + pooling + head, or mode top's cached-states model
+    enc_params: list[Any]
+    enc_lr: float
+    x_train: list[Any]  # token ids, or mode top's cached hidden states
+    x_val: list[Any]
+
+
+class _Optimiser(NamedTuple):
+    opt: Any
+    sched: Any
+    loss_fn: Any
+    steps_per_epoch: int
+    total: int
+
+
+def _trainable(
+    encoder: Any, head: Any, x_train: list[Any], x_val: list[Any], pad_id: int, cfg: FinetuneConfig, device: str,
+    t0: float,
+) -> _Run:
+    """The parameters ``cfg.mode`` trains and the model the loop calls."""
     if cfg.mode == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -209,17 +249,38 @@ def finetune(
         model = top_model(encoder, head, frozen)
     else:
         raise ValueError(f"finetune() trains the encoder; mode '{cfg.mode}' is trained by models.head")
+    return _Run(encoder, head, model, enc_params, enc_lr, x_train, x_val)
+
+
+def _optimiser(run: _Run, y_train: np.ndarray, n_labels: int, cfg: FinetuneConfig, device: str) -> _Optimiser:
+    """AdamW (encoder and head at their own rates), the loss, and linear warm-up then decay to 0."""
+    import torch
+
     opt = torch.optim.AdamW([
-        {"params": enc_params, "lr": enc_lr}, {"params": head.parameters(), "lr": cfg.head_lr},
+        {"params": run.enc_params, "lr": run.enc_lr}, {"params": run.head.parameters(), "lr": cfg.head_lr},
     ], weight_decay=cfg.weight_decay)
     weights = torch.from_numpy(class_weights(y_train, n_labels)).to(device) if cfg.class_weights else None
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
-    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(run.x_train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warm = max(1, int(total * cfg.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm)))
     )
+    return _Optimiser(opt, sched, loss_fn, steps_per_epoch, total)
+
+
+def _fit(
+    run: _Run, optim: _Optimiser, y_train: np.ndarray, y_val: np.ndarray, lengths: list[int], pad_id: int,
+    n_labels: int, cfg: FinetuneConfig, device: str, progress: bool,
+) -> tuple[tuple[float, dict[str, Any], dict[str, Any], Metrics], int]:
+    """The epochs, evaluated ``cfg.evals_per_epoch`` times each: the best (macro-F1, states, metrics) and the
+    epoch the run stopped in."""
+    import torch
+    from tqdm import tqdm
+
+    model, encoder, head, x_train, x_val = run.model, run.encoder, run.head, run.x_train, run.x_val
+    opt, sched, loss_fn, steps_per_epoch, total = optim
     eval_every = max(1, steps_per_epoch // max(1, cfg.evals_per_epoch))
     rng = random.Random(cfg.seed)
     best: tuple[float, dict[str, Any], dict[str, Any], Metrics] | None = None
@@ -256,16 +317,7 @@ def finetune(
     bar.close()
     if best is None:
         raise RuntimeError("no training step ran: is the training set empty?")
-    encoder.load_state_dict(best[1])
-    head.load_state_dict(best[2])
-    if cfg.mode == "lora":
-        encoder = encoder.merge_and_unload()
-    encoder = encoder.float().cpu().eval()
-    params = sum(p.numel() for p in encoder.parameters()) + sum(p.numel() for p in head.parameters())
-    return FinetuneResult(
-        encoder=encoder, tokenizer=tokenizer, head_state=_cpu_state(head), val=best[3], epochs_run=epoch,
-        seconds=time.monotonic() - t0, device=device, params=params,
-    )
+    return best, epoch
 
 
 def _cpu_state(module: torch.nn.Module) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def train_head(
     """Class-weighted cross-entropy with early stopping on validation macro-F1; returns the best state dict.
 
     Always weighted, whatever ``--no-class-weights`` says for the other modes: unweighted, a head trained on 100
-    sentiment texts predicted neutral for everything (test weighted-F1 0.52, against 0.66 weighted)."""
+    sentiment texts predicted neutral for everything (docs/decisions/2026-12-07-top-layer-v1.md)."""
     import torch
 
     torch.manual_seed(seed)

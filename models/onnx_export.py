@@ -3,8 +3,7 @@
 Exported beside the torch weights when a version is written. int8 (dynamic, per-channel) is adopted only
 when it agrees with fp32 on the validation split at least ``INT8_MIN_AGREEMENT`` of the time and loses at
 most ``INT8_MAX_F1_DROP`` weighted-F1 against the validation labels: agreement alone would pass a model that
-predicts one class in both precisions. int8 is 2x faster but agreed 0.955-0.964 on head-only models and
-0.976-0.985 on top-layer fine-tunes, so fp32 is what usually ships.
+predicts one class in both precisions (docs/decisions/2026-12-07-onnx-cpu-serving.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Inference for one model version: what Triton's model.py calls, testable without Triton.
 
 On CPU a version with an ONNX graph (models/onnx_export.py) runs in ONNX Runtime in length-sorted
-sub-batches, about 2.5x faster than torch with the same probabilities; on GPU, or with ``runtime="torch"``,
-the torch weights run (fp16 on GPU), where whole batches keep the GPU busy.
+sub-batches; on GPU, or with ``runtime="torch"``, the torch weights run (fp16 on GPU), where whole batches
+keep the GPU busy (docs/decisions/2026-12-07-onnx-cpu-serving.md; speeds in docs/models.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Third-party labelled sets read in place from ``../shared/data``: never copied into the repository.
 
-They serve two purposes: evaluation on data a version never trained on (``tonewatch models report``), and,
-opt-in, extra training rows for experiments (``tonewatch models train --train-with KEY``). Their licences
-do not allow production use, so a version trained on one lists it in its manifest (``shared_data``):
-a stack start and ``models sync`` pass it over, and rollout, promote and rollback refuse it.
+Evaluation on data a version never trained on (``tonewatch models report``) and, opt-in, extra training
+rows for experiments (``--train-with KEY``); a version trained on one is never served
+(docs/decisions/2026-12-07-shared-sets-experiment-only.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Fine-tuning only the encoder's top layers, over the frozen layers' outputs computed once.
 
-On CPU a full fine-tune spends most of each step in the lower layers' forward and backward passes.
-With those frozen, their output per text never changes, so it is computed once and every epoch runs
-only the top ``k`` layers: several times cheaper, and the saved encoder is an ordinary one.
+The frozen layers' output per text never changes, so it is computed once and every epoch runs only the
+top ``k`` layers; the saved encoder is an ordinary one (docs/decisions/2026-12-07-top-layer-v1.md).
 """
 
 from __future__ import annotations

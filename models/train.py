@@ -61,6 +61,24 @@ def _head_only(
     return state, val.as_dict(), {"kind": "package", "package": ENCODER_PACKAGE}
 
 
+def _training_data(
+    name: str, limit: int | None, extra: Split | None, train_with: tuple[str, ...], shared_dir: Path
+) -> tuple[Dataset, list[str], Split | None]:
+    """The committed splits (first ``limit`` rows), with ``train_with`` sets' rows and ``extra`` corrections
+    applied to the training split; also the shared sets' description lines and the feedback rows that are new."""
+    ds = load_dataset(name)
+    ds = replace(ds, train=_limit(ds.train, limit), val=_limit(ds.val, limit), test=_limit(ds.test, limit))
+    shared_lines: list[str] = []
+    if train_with:
+        rows, shared_lines = training_rows(shared_dir, train_with, name, ds.labels, [ds.train, ds.val, ds.test])
+        ds = replace(ds, train=Split(ds.train.texts + rows.texts, ds.train.labels + rows.labels))
+    new = None
+    if extra is not None:
+        corrected, new = apply_corrections(ds.train, extra)
+        ds = replace(ds, train=corrected)
+    return ds, shared_lines, new
+
+
 def train_version(
     settings: Settings, name: str, cfg: FinetuneConfig, *, version: int | None = None, limit: int | None = None,
     device: str | None = None, command: str | None = None, progress: bool = True, extra: Split | None = None,
@@ -77,16 +95,7 @@ def train_version(
     repo = settings.model_repository
     existing = version_numbers(repo, name)
     version = version or next_version(repo, name)
-    ds = load_dataset(name)
-    ds = replace(ds, train=_limit(ds.train, limit), val=_limit(ds.val, limit), test=_limit(ds.test, limit))
-    shared_lines: list[str] = []
-    if train_with:
-        rows, shared_lines = training_rows(shared_dir, train_with, name, ds.labels, [ds.train, ds.val, ds.test])
-        ds = replace(ds, train=Split(ds.train.texts + rows.texts, ds.train.labels + rows.labels))
-    new = None
-    if extra is not None:
-        corrected, new = apply_corrections(ds.train, extra)
-        ds = replace(ds, train=corrected)
+    ds, shared_lines, new = _training_data(name, limit, extra, train_with, shared_dir)
     encoder_spec: dict[str, str]
     if cfg.mode == "head":
         head_state, val, encoder_spec = _head_only(settings, ds, cfg.hidden, new)

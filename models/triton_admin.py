@@ -70,10 +70,9 @@ def record_production(settings: Settings, name: str, version: int) -> None:
 def precompile(settings: Settings, name: str, versions: list[int]) -> None:
     """Write each version's model.py bytecode before Triton's first load of it, if it has none yet.
 
-    Otherwise Triton's Python stub writes ``__pycache__`` into the version folder as it loads it, and
-    the newer folder timestamp makes Triton re-initialise that version on the next load that lists
-    it: the promote swap re-initialised the new production version (about 5 s of CPU mid-traffic).
-    Only a cost saving: a folder that cannot be written is left to the stub, as before.
+    Otherwise the stub's ``__pycache__`` makes Triton re-initialise the version on its next load
+    (docs/decisions/2026-12-07-rollout-order.md). Only a cost saving: a folder that cannot be written is
+    left to the stub.
     """
     import importlib.util
     import py_compile

@@ -1,8 +1,8 @@
 """The windows agent (trend events → trends, alerts), the score stage, and the worker's timers.
 
-The score stage (streams/score/stage.py) reads the input topics itself, a batch at a time, and
-writes scored records and, per partition, a record of the batch's trend events summed per key and
-window; the windows agent folds those into the state table. Every per-event failure goes through
+The score stage (streams/score/stage.py) reads the input topics itself, a batch at a time, and writes
+scored records and, per partition, a record of the batch's trend events summed per key and window; the
+windows agent folds those into the state table. Every per-event failure goes through
 :func:`streams.errors.dead_letter_record`; outputs are awaited before a batch is acknowledged, so
 offsets never move past unproduced results.
 """
@@ -20,7 +20,9 @@ from streams.errors import dead_letter_record
 from streams.knowledge import Knowledge
 from streams.metrics import GAUGE_DIMENSIONS, PipelineMetrics
 from streams.score.offsets import HoleHealer, heal
-from streams.score.stage import ScoreStage, dumps, partition_lags
+from streams.score.publisher import dumps
+from streams.score.reader import partition_lags
+from streams.score.stage import build_score_stage
 from streams.topics import Topics
 from streams.windows.alerts import alert_payload
 from streams.windows.detector import DetectorConfig, Partial
@@ -35,24 +37,16 @@ def register_agents(
     app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorConfig, metrics: PipelineMetrics,
     knowledge: Knowledge, load_reference: ReferenceLoader | None = None,
 ) -> None:
-    async def dead_letter(reason: str, event: Any, stage: str, payload: bytes | None = None) -> Awaitable[Any]:
-        """``payload`` names the part of a batch record that failed; by default the whole record."""
-        msg = event.message
-        metrics.dead_letter.labels(stage).inc()
-        record = dead_letter_record(
-            reason, event.value if payload is None else payload, stage=stage, topic=msg.topic,
-            partition=msg.partition, offset=msg.offset,
-        )
-        return await topics.dead_letter.send(key=event.key, value=dumps(record))
-
-    stage = ScoreStage(settings, metrics, knowledge, load_reference=load_reference)
+    """The score stage as a service, the lag and offset-hole timers, and the windows agent."""
+    stage = build_score_stage(settings, metrics, knowledge, load_reference=load_reference)
     app.service(stage)  # started once the table is recovered; stops after delivering what it has read
+    folder = WindowFolder(settings, topics, table, cfg, metrics)
 
     @app.timer(interval=5.0)
     async def consumer_lag() -> None:
         """Lag per assigned partition; the gauge of a revoked partition is dropped, not left stale."""
         try:
-            lags = {**await stage.lags(), **await partition_lags(app.consumer)}
+            lags = {**await stage.reader.lags(), **await partition_lags(app.consumer)}
         except Exception:  # a rebalance in progress: try again at the next tick, never crash the worker
             log.debug("consumer lag not available", exc_info=True)
             return
@@ -75,27 +69,50 @@ def register_agents(
     async def windows(stream: Any) -> None:
         # the table is read and written once per key per batch; the detector sees every partial in order
         async for events in stream.take_events(settings.agg_batch_size, within=settings.batch_timeout_s):
-            per_key: dict[str, list[tuple[Any, Partial]]] = {}
-            sends: list[Awaitable[Any]] = []
-            for ev in events:  # a record holds the partials of many keys of its partition
-                try:
-                    partials = decode_partials(ev.value)
-                except Exception as exc:
-                    sends.append(await dead_letter(f"bad trend event: {exc}", ev, "windows"))
-                    continue
-                for t in partials:
-                    per_key.setdefault(state_key(t), []).append((ev, t))
-            for key, items in per_key.items():
-                try:
-                    sends.extend(await _fold_key(key, items))
-                except Exception as exc:  # a bug in the fold: the key's partials go, per record, none is lost
-                    for ev in {id(e): e for e, _ in items}.values():
-                        mine = [t for e, t in items if e is ev]
-                        sends.append(await dead_letter(f"window update failed: {exc}", ev, "windows",
-                                                       payload=encode_partials(mine)))
-            await asyncio.gather(*sends)
+            await folder.fold(events)
 
-    async def _fold_key(key: str, items: list[tuple[Any, Partial]]) -> list[Awaitable[Any]]:
+
+class WindowFolder:
+    """The windows agent's work on one batch of trend-event records: each key's partials folded into its
+    state, closed windows and alert transitions sent, every failure dead-lettered."""
+
+    def __init__(self, settings: Settings, topics: Topics, table: Any, cfg: DetectorConfig,
+                 metrics: PipelineMetrics) -> None:
+        self.settings, self.topics, self.table, self.cfg, self.metrics = settings, topics, table, cfg, metrics
+
+    async def dead_letter(self, reason: str, event: Any, stage: str, payload: bytes | None = None) -> Awaitable[Any]:
+        """``payload`` names the part of a batch record that failed; by default the whole record."""
+        msg = event.message
+        self.metrics.dead_letter.labels(stage).inc()
+        record = dead_letter_record(
+            reason, event.value if payload is None else payload, stage=stage, topic=msg.topic,
+            partition=msg.partition, offset=msg.offset,
+        )
+        return await self.topics.dead_letter.send(key=event.key, value=dumps(record))
+
+    async def fold(self, events: list[Any]) -> None:
+        per_key: dict[str, list[tuple[Any, Partial]]] = {}
+        sends: list[Awaitable[Any]] = []
+        for ev in events:  # a record holds the partials of many keys of its partition
+            try:
+                partials = decode_partials(ev.value)
+            except Exception as exc:
+                sends.append(await self.dead_letter(f"bad trend event: {exc}", ev, "windows"))
+                continue
+            for t in partials:
+                per_key.setdefault(state_key(t), []).append((ev, t))
+        for key, items in per_key.items():
+            try:
+                sends.extend(await self._fold_key(key, items))
+            except Exception as exc:  # a bug in the fold: the key's partials go, per record, none is lost
+                for ev in {id(e): e for e, _ in items}.values():
+                    mine = [t for e, t in items if e is ev]
+                    sends.append(await self.dead_letter(f"window update failed: {exc}", ev, "windows",
+                                                        payload=encode_partials(mine)))
+        await asyncio.gather(*sends)
+
+    async def _fold_key(self, key: str, items: list[tuple[Any, Partial]]) -> list[Awaitable[Any]]:
+        cfg, metrics, table = self.cfg, self.metrics, self.table
         state = load_state(table.get(key))
         partition = items[-1][0].message.partition
         fresh = [(ev, t) for ev, t in items if not state.holds(partition, ev.message.offset)]
@@ -116,18 +133,18 @@ def register_agents(
         for (ev, tev), update in zip(items, fold.updates, strict=True):
             if not update.accepted:
                 # one dead letter per late partial: its payload lists every message id it sums
-                sends.append(await dead_letter(f"later than allowed lateness ({cfg.allowed_lateness_s}s)", ev,
-                                               "windows", payload=encode_partials([tev])))
+                sends.append(await self.dead_letter(f"later than allowed lateness ({cfg.allowed_lateness_s}s)", ev,
+                                                    "windows", payload=encode_partials([tev])))
                 continue
             accepted += tev.count
             for closed in update.closed:
                 record = trend_record(tev.dimension, tev.key, closed, cfg.window_s)
-                sends.append(await topics.trends.send(key=key.encode(), value=dumps(record)))
+                sends.append(await self.topics.trends.send(key=key.encode(), value=dumps(record)))
             for t in update.transitions:
-                payload = alert_payload(t, tev, cfg.window_s, settings.dashboard_url)
+                payload = alert_payload(t, tev, cfg.window_s, self.settings.dashboard_url)
                 log.info("alert %s %s %s=%s", t.status, t.severity, tev.dimension, tev.key)
                 metrics.alerts.labels(t.status, t.severity, tev.dimension).inc()
-                sends.append(await topics.alerts.send(key=t.alert_id.encode(), value=dumps(payload)))
+                sends.append(await self.topics.alerts.send(key=t.alert_id.encode(), value=dumps(payload)))
         last = items[-1][1]
         metrics.trend_events.labels(last.dimension).inc(accepted)  # one key, so one dimension
         if last.dimension in GAUGE_DIMENSIONS and fold.state.windows:

@@ -62,9 +62,8 @@ def tune_gc() -> None:
     """Collect cyclic garbage every 50,000 allocations instead of 700, and never scan start-up objects.
 
     The worker allocates a few dozen short-lived objects per message and makes almost no cycles, so at
-    the default threshold the collector ran every few messages and scanned the young heap each time:
-    25% of the score stage's CPU in a micro-benchmark (42 -> 31 µs a message). Cyclic garbage is still
-    collected, only in larger and rarer steps (a few MB at most).
+    the default threshold the collector ran every few messages and scanned the young heap each time (its
+    cost: benchmarks/README.md). Cyclic garbage is still collected, only in larger and rarer steps.
     """
     gc.freeze()  # modules, settings, the app: survivors of every collection, moved out of its way
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 10)

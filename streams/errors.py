@@ -1,8 +1,7 @@
 """The one error policy for agents: a bad event is dead-lettered with its reason, never fatal.
 
-Faust acks an event even when an agent raises, so swallowing would lose it and raising
-would crash the worker; instead every per-event failure becomes a dead-letter record
-carrying the reason, the original payload and where it came from.
+Every per-event failure becomes a dead-letter record with the reason, the original payload and where it
+came from (docs/decisions/2026-12-07-dead-letter-never-fatal.md).
 """
 
 from __future__ import annotations

@@ -129,9 +129,9 @@ def _validate_slowly(raw: bytes | str) -> Message:
 class Scored:
     """A message with both models' outputs; the unit of the scored topic.
 
-    A plain slotted dataclass, not a pydantic model: the worker builds one per message from parts it
-    has just validated, and constructing and dumping a model cost a fifth of its CPU. Treat it as
-    immutable; ``to_json`` writes the record (datetimes as ISO-8601 with ``Z``).
+    A slotted dataclass, not a pydantic model, to keep the per-message path cheap
+    (docs/decisions/2026-12-07-slotted-scored-record.md). Treat it as immutable; ``to_json`` writes the
+    record (datetimes as ISO-8601 with ``Z``).
     """
 
     id: str

@@ -56,9 +56,8 @@ def _size(consumer: Any, topic: str) -> int:
 def _wait_size(settings: Settings, topic: str, n: int, deadline: float, interval_s: float = 0.5) -> int:
     """Wait until ``topic`` holds ``n`` records; returns its size.
 
-    One consumer for the whole wait, polled twice a second: a new client every 0.2 s cost the broker
-    15-45% of a core, taken from Triton while it was being measured. Rates come from record timestamps,
-    so the polling interval does not blur them.
+    One consumer for the whole wait, polled twice a second: new clients would load the broker and take CPU
+    from Triton while it is measured. Rates come from record timestamps, so polling does not blur them.
     """
     consumer = offsets_consumer(settings)
     try:
@@ -211,7 +210,7 @@ def run_bench(settings: Settings, n: int = 2000, timeout_s: float = 600.0) -> di
     result["triton_max_method"] = method
     result["ratio"] = round(result["e2e_msgs_per_s"] / max(ceiling, 1e-9), 3)
     _progress(result)
-    # the pipeline alone works off 10,000 messages in about a second: 25x gives a drain long enough to measure
+    # the pipeline alone drains 10,000 messages too fast to measure: 25x gives a drain long enough
     pipeline_n = PIPELINE_MESSAGES_PER_E2E * n
     pipeline = pipeline_only(settings, pipeline_n, settings.run_dir.resolve() / "bench")
     live, drained = pipeline["live"], pipeline["drain"]

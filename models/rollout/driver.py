@@ -1,9 +1,7 @@
 """Rollout, promote and roll back: Triton loads, model events and gates in the one safe order.
 
-Order matters for "no message lost or failed": a version is loaded and smoke-tested before any
-event routes traffic to it, and unloaded only after the event that routes traffic away from it
-has had ``rollout_settle_s`` to reach the workers (a worker that still asks for it retries with
-fresh routes rather than dead-lettering the message).
+Loaded and smoke-tested before any event routes traffic to a version; unloaded ``rollout_settle_s`` after
+the event that routes traffic away from it (docs/decisions/2026-12-07-rollout-order.md).
 """
 
 from __future__ import annotations

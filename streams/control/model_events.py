@@ -1,8 +1,7 @@
 """A worker's view of the model-events topic: replayed at start, then followed.
 
-Every worker reads every partition without a consumer group (routing must be the same on all
-workers, not split between them), and the score stage does not start scoring until it has caught up,
-so a restarted worker never scores with a stale production version.
+Every partition, no consumer group; scoring waits until it has caught up
+(docs/decisions/2026-12-07-model-events-routing.md).
 """
 
 from __future__ import annotations
@@ -126,10 +125,8 @@ class EventFollower:
     async def _partitions(self, topic: str) -> set[int]:
         """The topic's partitions from freshly fetched metadata (empty while the topic does not exist).
 
-        Not ``consumer.partitions_for_topic``: it reads the client's cache, which knows only topics the
-        consumer already tracks, so an existing topic looked missing at start and the first batches were
-        routed without the events until the follower looked again 5 s later. aiokafka has no public
-        call that returns the fetched partitions, hence its client.
+        Not ``consumer.partitions_for_topic``: its cache knows only topics the consumer already tracks.
+        aiokafka has no public call that returns the fetched partitions, hence its client.
         """
         cluster = await self._consumer._client.fetch_all_metadata()
         return set(cluster.partitions_for_topic(topic) or ())

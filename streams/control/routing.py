@@ -1,9 +1,7 @@
 """Which model version scores which message: a pure fold of the model-events topic.
 
-The ``<prefix>.model-events`` topic is the source of truth for production and candidate versions;
-every worker replays it from the beginning and follows it, so all workers route the same way.
-Canary routing hashes the message id, so a message is scored by the same version on every worker
-and on every redelivery.
+Canary routing hashes the message id: the same version on every worker and every redelivery
+(docs/decisions/2026-12-07-model-events-routing.md).
 """
 
 from __future__ import annotations

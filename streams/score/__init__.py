@@ -1,4 +1,5 @@
 """The score stage: news and chat records in; scored records, trend partials and dead letters out.
 
-Reading and sizing batches, aligning them in event time, scoring on Triton, producing the outbox and committing offsets.
+stage.py wires it: reader.py reads and sizes batches, aligner.py cuts them in event time, scorer.py scores
+them on Triton, publisher.py builds and produces the outputs, committer.py commits offsets in read order.
 """

@@ -5,8 +5,7 @@ aiokafka keeps one fetch request in flight per broker, built from the partitions
 buffered records at that moment. When only idle partitions are in it (the table's changelog, a
 quiet input partition), the broker holds it for ``fetch_max_wait_ms`` waiting for data that does
 not come, and partitions drained in the meantime cannot be fetched until it returns. Faust hard-codes
-1,500 ms: the windows agent stalled for a second at a time, four or five times per 30,000 messages,
-while trend events waited on the broker (a third of its drain time in the pipeline-only benchmark).
+1.5 s, long enough to stall the windows agent (figures: benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -1,28 +1,6 @@
 """Which offset a worker may commit: a fix for faust-streaming 0.15's ``Consumer._new_offset``.
 
-Faust's consumer now reads only the windows agent's ``trend-events`` (and the table's changelog); the
-score stage has its own consumer and commits after delivery (streams/score/stage.py).
-
-Faust commits the first run of consecutive acknowledged offsets. Two flaws in it lost and stalled
-records in the kill -9 fault test (issue #8):
-
-- **It can commit past one unacknowledged record.** Its guard ``min(acked) - committed > 1`` lets
-  the run start one past the committed offset (the next one to read). With two scoring actors, the
-  record at the committed offset can still be in flight while the next one is acknowledged; the
-  commit then moves past it, and a kill -9 before its output is written loses it for good.
-- **A repeated offset in the acked list stalls commits.** After a restart the same offset can be
-  acknowledged twice; its run of "consecutive numbers" then ends at the repeat, so each commit moved
-  one offset, every 2.8 s, and a backlog of a few hundred took minutes to commit.
-- **It counts records it never delivered as done.** When a fetched offset jumps, Faust assumes the
-  offsets in between do not exist (transaction markers, compaction) and commits them. Right after a
-  restart the jump is usually Faust's own: its fetch loop is still delivering a batch read before it
-  seeked back to the committed offsets, and the re-read records then count as already read. The test
-  lost 10-14 consecutive messages that way.
-
-:func:`committable` is the rule as a pure function; :func:`install` puts it in Faust's consumer. Gaps
-no longer count, so a hole in the acknowledged offsets holds the commit back instead of losing records;
-:class:`HoleHealer` seeks the partition back to the hole so it is read again, and only a hole that
-survives several re-reads (offsets that really are absent) is committed over, with a warning.
+Why, and what it changes: docs/decisions/2026-12-07-offset-commit-fix.md.
 """
 
 from __future__ import annotations
@@ -65,7 +43,7 @@ def in_flight(consumer: Any, tp: Any) -> list[int]:
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
-    """Faust's method with the rule above; gaps are dropped (see the module docstring)."""
+    """Faust's method with the rule above; gaps are dropped, so a hole holds the commit back."""
     self._gap[tp].clear()
     acked = self._acked[tp]
     if not acked:

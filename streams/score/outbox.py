@@ -1,9 +1,8 @@
 """A consumer batch's output records, produced as one Kafka record batch per partition.
 
-``AIOKafkaProducer.send`` costs about 30 µs a record in Python (a future, callbacks and a
-partitioner call each); appending to a ``BatchBuilder`` costs about 8 µs and the whole
-partition's batch gets one future. At thousands of messages a second, with two or more output
-records per message, that difference is most of the produce cost.
+``AIOKafkaProducer.send`` pays for a future, callbacks and a partitioner call per record; appending to
+a ``BatchBuilder`` is a fraction of that and the whole partition's batch gets one future. With two or
+more output records per message, that is most of the produce cost (figures: benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ _M32 = 0xFFFFFFFF
 
 
 def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (``Utils.murmur2``), as aiokafka's but reading 4-byte words at once: 1.8x faster,
-    and it runs for every output record."""
+    """Kafka's murmur2 (``Utils.murmur2``), as aiokafka's but reading 4-byte words at once: it runs for
+    every output record."""
     length, m = len(data), 0x5BD1E995
     h = (0x9747B28C ^ length) & _M32
     for k in struct.unpack_from(f"<{length // 4}I", data):

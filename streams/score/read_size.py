@@ -1,12 +1,10 @@
 """How many input records the score stage takes at once: sized by how fast it has been scoring.
 
-A large batch amortises the per-batch costs (a fetch, a produce request per partition, a commit) and
-the trivial-model pipeline drained 20-35% faster at 2,048 records than at 512. On slow models the same
-batch is seconds of inference that every message in it waits for, and a burst's median latency grows
-with it. So the batch holds about ``target_s`` of scoring at the recent rate, in whole Triton requests,
-between ``min_requests`` requests and ``ceiling``. Two requests at least: with two batches in flight,
-Triton then has up to four requests per model to work on, as when its ceiling is measured (with one
-request per batch, five bench runs gave ratios of 0.81-0.92; with two, 0.90 and 0.93).
+A large batch amortises the per-batch costs (a fetch, a produce request per partition, a commit); on
+slow models the same batch is seconds of inference that every message in it waits for, and a burst's
+median latency grows with it. So the batch holds about ``target_s`` of scoring at the recent rate, in
+whole Triton requests, between ``min_requests`` requests and ``ceiling``. Two requests at least: with two
+batches in flight, Triton then has several requests per model to work on (figures: benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Robust, incremental baselines: pure math shared by the stream detector and its evaluations.
 
-Each baseline is a few floats per key (an EWMA location and an EWMA absolute deviation), so it
-fits the changelog-backed state. Updates are winsorised: a value is clipped to a few scales
-around the current level before it is folded in, so one outlier window moves the baseline by
-a bounded step, while a lasting shift is still learnt, a bounded step at a time.
+A few floats per key (an EWMA location and absolute deviation), updated winsorised so one outlier window
+moves a baseline by a bounded step (docs/decisions/2026-12-07-two-baselines.md).
 """
 
 from __future__ import annotations
@@ -88,8 +86,7 @@ def update_share(base: float, share: float, count: int, alpha: float, min_volume
 def binomial_z(share: float, count: int, baseline: float) -> float:
     """How surprising a window's negative share is under the baseline share, as a one-sided z-score.
 
-    From the exact binomial tail for small windows: the normal approximation overstates
-    5-out-of-10 at a 5 % baseline by a couple of z, the top cause of false alerts on quiet keys.
+    From the exact binomial tail for small windows, where the normal approximation overstates surprise.
     """
     if count == 0:
         return 0.0

@@ -68,11 +68,8 @@ class Driver:
 class Partial:
     """A batch's events of one key in one window, summed before they travel (a combiner).
 
-    The windows agent folds one partial where it would fold each event: a message fans out to
-    about four keys, and decoding and folding every event cost more than all the rest of the
-    worker. Its window is ``window_start(ts)``: the score stage and the agent share ``window_s``.
-    Folding the events of a batch sorted by event time gives the same windows as folding them one
-    by one; only an alert may fire at the end of the partial instead of at the event that crossed.
+    Its window is ``window_start(ts)``: the score stage and the agent share ``window_s``. Why, and what
+    it changes: docs/decisions/2026-12-07-trend-partials.md.
     """
 
     dimension: str
@@ -286,11 +283,8 @@ def apply_partial(state: KeyState, ev: Partial, cfg: DetectorConfig) -> Update:
     """Add a partial to its own window; close the windows the watermark has passed by the lateness;
     then judge the window against the baselines those closes taught.
 
-    Events up to ``allowed_lateness_s`` behind the key's watermark land in their own window, so
-    results do not depend on partition interleaving; older ones are refused (``accepted`` False)
-    and the caller dead-letters them. Closing before judging makes a partial fire where its last
-    event, folded alone, would: an earlier window closed by the partial's own events is part of the
-    baseline by then.
+    Events more than ``allowed_lateness_s`` behind the key's watermark are refused (``accepted`` False)
+    and the caller dead-letters them. Why close before judging: docs/decisions/2026-12-07-windows-judged-per-batch.md.
     """
     start = window_start(ev.ts, cfg.window_s)
     if state.closed_until is not None and start < state.closed_until:

@@ -1,10 +1,8 @@
 """Trend-event records and the per-key fold: one record per partition and one state write per key per batch.
 
-A message fans out to about four keys, so sending and folding event by event cost about eight
-broker records per message and capped the worker at a few hundred messages a second. The score
-stage sums a batch's events per key and window (streams/windows/detector.py ``Partial``) and sends each
-partition's partials, in event-time order per key, as one record, so the record count follows the
-partitions and the fold the distinct keys and windows of a batch instead of the message count.
+The score stage sums a batch's events per key and window (streams/windows/detector.py ``Partial``) and
+sends each partition's partials, in event-time order per key, as one record
+(docs/decisions/2026-12-07-trend-partials.md).
 """
 
 from __future__ import annotations
@@ -52,9 +50,8 @@ def encode_partials(partials: Sequence[Partial]) -> bytes:
 def pack_partials(partials: Iterable[Partial], max_bytes: int = MAX_RECORD_BYTES) -> Iterator[bytes]:
     """Record values of ``{"partials": [...]}`` of at most ``max_bytes``, partials kept in order.
 
-    A record carries many keys: the windows agent pays Faust's per-record cost once per partition and
-    batch instead of once per key. A partial is never split (one alone may exceed ``max_bytes``; the
-    combiner's ``PARTIAL_ID_CHARS`` keeps it far below 1 MB).
+    A partial is never split (one alone may exceed ``max_bytes``; the combiner's ``PARTIAL_ID_CHARS``
+    keeps it far below 1 MB).
     """
     head, tail = b'{"partials":[', b"]}"
     chunk: list[bytes] = []

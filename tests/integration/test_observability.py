@@ -178,83 +178,101 @@ def test_every_dashboard_and_rule_expression_returns_data(
         "notifier": [f"{n.metrics_host}:{n.notifier_metrics_port}"], "alertmanager": [am_target],
     }, interval_s=1.0, alertmanagers=[am_target])
     try:
-        start = time.time()
-        expected = _feed_slice(tmp_path / "feed.jsonl")
-        replay(s, tmp_path / "feed.jsonl", speed=120)
-        wait_for(s, "scored", expected, worker, timeout_s=600)
-        assert wait_for(s, "dead-letter", 1, worker)
-        alerts = wait_for(s, "alerts", 1, worker)
-        fired = sum(a["status"] == "firing" for a in alerts)
-        assert fired, "the replay raises no alert"
-        firing_ids = {a["id"] for a in alerts if a["status"] == "firing"}
-        deadline = time.monotonic() + 120
-        while not firing_ids <= {b["id"] for b in sink.bodies if b["status"] == "firing"}:
-            assert time.monotonic() < deadline, f"webhook got {len(sink.bodies)} deliveries, not {firing_ids}"
-            time.sleep(1.0)
-        assert any(a["labels"].get("alertname", "").startswith("Tonewatch") for a in _am_alerts(am.url))
-        time.sleep(10)  # the lag gauge refreshes every 5 s; then a few scrapes and rule evaluations
-
-        up = {r["metric"]["job"]: r["value"][1] for r in api(prom.url, "query", query="up")["result"]}
-        assert up == {"worker": "1", "triton": "1", "notifier": "1", "alertmanager": "1"}, up
-        delivered = api(prom.url, "query", query='sum by (kind) (tonewatch_deliveries_total{outcome="delivered"})')
-        assert {r["metric"]["kind"]: float(r["value"][1]) >= 1 for r in delivered["result"]} == \
-            {"webhook": True, "alertmanager": True, "grafana": False}
-        assert [a["url"] for a in api(prom.url, "alertmanagers")["activeAlertmanagers"]] == \
-            [f"{am.url}/api/v2/alerts"]
-
-        # no rollout ran: each model's production version is the one Triton serves, and no canary
-        roles = api(prom.url, "query", query="tonewatch_model_version_info")["result"]
-        assert {(r["metric"]["model"], r["metric"]["role"]) for r in roles} == \
-            {(s.sentiment_model, "production"), (s.topic_model, "production")}, roles
-        shares = api(prom.url, "query", query="tonewatch_canary_share")["result"]
-        assert {r["metric"]["model"]: r["value"][1] for r in shares} == {s.sentiment_model: "0", s.topic_model: "0"}
-        psi = api(prom.url, "query", query="tonewatch_drift_psi")["result"]
-        assert {(r["metric"]["model"], r["metric"]["kind"]) for r in psi} == \
-            {(m, k) for m in (s.sentiment_model, s.topic_model) for k in ("class_mix", "confidence")}, psi
-
-        end = time.time()
-        window = {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": "2"}
-        variables = {"__rate_interval": "1m", "__interval": "2s", "__range": f"{math.ceil(end - start)}s",
-                     "dimension": "sector", "key": ".*", "instance": ".*", "model": ".*"}
-        checked = 0
-        for path in DASHBOARDS:
-            dashboard = json.loads(path.read_text())
-            _check_variables(prom.url, dashboard, variables)
-            for where, expr in dashboard_queries(dashboard):
-                query = _substitute(expr, variables)
-                assert "$" not in query, f"{path.name}: {where} uses a variable this test does not set: {query}"
-                result = api(prom.url, "query_range", query=query, **window)["result"]
-                assert _has_value(result), f"{path.name}: {where} returns no data: {expr}"
-                checked += 1
-        assert checked >= 40, checked
-        # and the numbers are right, not just present: the Risk overview's count is the alerts topic's
-        risk = json.loads((REPO / "dashboards" / "json" / "risk-overview.json").read_text())
-        count = _substitute(risk["panels"][0]["targets"][0]["expr"], variables)
-        value = float(api(prom.url, "query", query=count, time=f"{end:.3f}")["result"][0]["value"][1])
-        assert abs(value - fired) < 0.5, (value, fired)
-
-        rules = [r for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"]]
-        for rule in rules:
-            if "record" in rule:
-                assert _has_value(api(prom.url, "query", query=rule["expr"])["result"]), rule["record"]
-                assert _has_value(api(prom.url, "query", query=rule["record"])["result"]), \
-                    f"recording rule {rule['record']} produced no series"
-            else:  # rightly empty while healthy: each series it watches must exist instead
-                api(prom.url, "query", query=rule["expr"])  # parses and evaluates
-                selectors = vector_selectors(rule["expr"])
-                assert selectors, rule["alert"]
-                for selector in selectors:
-                    assert api(prom.url, "query", query=selector)["result"], f"{rule['alert']}: {selector} is empty"
-
-        loaded = [r for g in api(prom.url, "rules")["groups"] for r in g["rules"]]
-        assert len(loaded) == len(rules)
-        assert all(r["health"] == "ok" for r in loaded), [(r["name"], r.get("lastError")) for r in loaded]
-        # a CPU-only Triton on a shared machine may rightly be slow, and a 50-message drift window over a feed
-        # slice may rightly be above 0.2 (pending: it needs 30 min); nothing else may be pending or firing
-        raised = [(r["name"], r["state"]) for r in loaded if r["type"] == "alerting" and r["state"] != "inactive"]
-        assert {name for name, _ in raised} <= {"TonewatchInferenceSlow", "TonewatchDriftHigh"}, \
-            f"a healthy pipeline raises platform alerts: {raised}"
-        assert ("TonewatchDriftHigh", "firing") not in raised
+        start, fired = _replay_and_deliver(s, worker, sink, am.url, tmp_path)
+        _check_targets_and_models(prom.url, am.url, s)
+        _check_dashboards(prom.url, start, fired)
+        _check_rules(prom.url)
     finally:
         stop_prometheus(prom)
         stop_alertmanager(am)
+
+
+def _replay_and_deliver(s: Settings, worker: Worker, sink: Sink, am_url: str, tmp_path: Path) -> tuple[float, int]:
+    """Replays the feed slice until it is scored and its alerts reached both destinations: (start, alerts fired)."""
+    start = time.time()
+    expected = _feed_slice(tmp_path / "feed.jsonl")
+    replay(s, tmp_path / "feed.jsonl", speed=120)
+    wait_for(s, "scored", expected, worker, timeout_s=600)
+    assert wait_for(s, "dead-letter", 1, worker)
+    alerts = wait_for(s, "alerts", 1, worker)
+    fired = sum(a["status"] == "firing" for a in alerts)
+    assert fired, "the replay raises no alert"
+    firing_ids = {a["id"] for a in alerts if a["status"] == "firing"}
+    deadline = time.monotonic() + 120
+    while not firing_ids <= {b["id"] for b in sink.bodies if b["status"] == "firing"}:
+        assert time.monotonic() < deadline, f"webhook got {len(sink.bodies)} deliveries, not {firing_ids}"
+        time.sleep(1.0)
+    assert any(a["labels"].get("alertname", "").startswith("Tonewatch") for a in _am_alerts(am_url))
+    time.sleep(10)  # the lag gauge refreshes every 5 s; then a few scrapes and rule evaluations
+    return start, fired
+
+
+def _check_targets_and_models(prom_url: str, am_url: str, s: Settings) -> None:
+    """Every target is up, both destinations delivered, and the model gauges show production only."""
+    up = {r["metric"]["job"]: r["value"][1] for r in api(prom_url, "query", query="up")["result"]}
+    assert up == {"worker": "1", "triton": "1", "notifier": "1", "alertmanager": "1"}, up
+    delivered = api(prom_url, "query", query='sum by (kind) (tonewatch_deliveries_total{outcome="delivered"})')
+    assert {r["metric"]["kind"]: float(r["value"][1]) >= 1 for r in delivered["result"]} == \
+        {"webhook": True, "alertmanager": True, "grafana": False}
+    assert [a["url"] for a in api(prom_url, "alertmanagers")["activeAlertmanagers"]] == \
+        [f"{am_url}/api/v2/alerts"]
+
+    # no rollout ran: each model's production version is the one Triton serves, and no canary
+    roles = api(prom_url, "query", query="tonewatch_model_version_info")["result"]
+    assert {(r["metric"]["model"], r["metric"]["role"]) for r in roles} == \
+        {(s.sentiment_model, "production"), (s.topic_model, "production")}, roles
+    shares = api(prom_url, "query", query="tonewatch_canary_share")["result"]
+    assert {r["metric"]["model"]: r["value"][1] for r in shares} == {s.sentiment_model: "0", s.topic_model: "0"}
+    psi = api(prom_url, "query", query="tonewatch_drift_psi")["result"]
+    assert {(r["metric"]["model"], r["metric"]["kind"]) for r in psi} == \
+        {(m, k) for m in (s.sentiment_model, s.topic_model) for k in ("class_mix", "confidence")}, psi
+
+
+def _check_dashboards(prom_url: str, start: float, fired: int) -> None:
+    """Every panel query and template variable returns data over the run, and the alert count is right."""
+    end = time.time()
+    window = {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": "2"}
+    variables = {"__rate_interval": "1m", "__interval": "2s", "__range": f"{math.ceil(end - start)}s",
+                 "dimension": "sector", "key": ".*", "instance": ".*", "model": ".*"}
+    checked = 0
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        _check_variables(prom_url, dashboard, variables)
+        for where, expr in dashboard_queries(dashboard):
+            query = _substitute(expr, variables)
+            assert "$" not in query, f"{path.name}: {where} uses a variable this test does not set: {query}"
+            result = api(prom_url, "query_range", query=query, **window)["result"]
+            assert _has_value(result), f"{path.name}: {where} returns no data: {expr}"
+            checked += 1
+    assert checked >= 40, checked
+    # and the numbers are right, not just present: the Risk overview's count is the alerts topic's
+    risk = json.loads((REPO / "dashboards" / "json" / "risk-overview.json").read_text())
+    count = _substitute(risk["panels"][0]["targets"][0]["expr"], variables)
+    value = float(api(prom_url, "query", query=count, time=f"{end:.3f}")["result"][0]["value"][1])
+    assert abs(value - fired) < 0.5, (value, fired)
+
+
+def _check_rules(prom_url: str) -> None:
+    """Recording rules produce series, alerting rules watch series that exist, and none fires while healthy."""
+    rules = [r for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"] for r in g["rules"]]
+    for rule in rules:
+        if "record" in rule:
+            assert _has_value(api(prom_url, "query", query=rule["expr"])["result"]), rule["record"]
+            assert _has_value(api(prom_url, "query", query=rule["record"])["result"]), \
+                f"recording rule {rule['record']} produced no series"
+        else:  # rightly empty while healthy: each series it watches must exist instead
+            api(prom_url, "query", query=rule["expr"])  # parses and evaluates
+            selectors = vector_selectors(rule["expr"])
+            assert selectors, rule["alert"]
+            for selector in selectors:
+                assert api(prom_url, "query", query=selector)["result"], f"{rule['alert']}: {selector} is empty"
+
+    loaded = [r for g in api(prom_url, "rules")["groups"] for r in g["rules"]]
+    assert len(loaded) == len(rules)
+    assert all(r["health"] == "ok" for r in loaded), [(r["name"], r.get("lastError")) for r in loaded]
+    # a CPU-only Triton on a shared machine may rightly be slow, and a 50-message drift window over a feed
+    # slice may rightly be above 0.2 (pending: it needs 30 min); nothing else may be pending or firing
+    raised = [(r["name"], r["state"]) for r in loaded if r["type"] == "alerting" and r["state"] != "inactive"]
+    assert {name for name, _ in raised} <= {"TonewatchInferenceSlow", "TonewatchDriftHigh"}, \
+        f"a healthy pipeline raises platform alerts: {raised}"
+    assert ("TonewatchDriftHigh", "firing") not in raised

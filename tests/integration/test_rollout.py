@@ -2,6 +2,7 @@
 
 Triton serves a COPY of the repository (versions are added), with explicit loads, exactly as
 production; the worker is the real ``tonewatch worker`` subprocess. Swap figures are printed.
+Shadow rollouts are in test_rollout_shadow.py, which shares these fixtures and helpers.
 """
 
 from __future__ import annotations
@@ -139,6 +140,25 @@ def on_rollout_triton(base: Settings) -> dict[str, Any]:
             ("model_repository", "run_dir", "triton_http_url", "triton_grpc_url", "triton_cpu_threads")}
 
 
+def rollout_worker(
+    rollout_triton: tuple[Settings, TritonProcess], pipeline: Callable[..., Worker], duration_s: float
+) -> Worker:
+    """A pipeline worker on the module's Triton that judges a rollout on ``duration_s`` of live traffic."""
+    base, _ = rollout_triton
+    return pipeline(**on_rollout_triton(base),
+                    rollout_duration_s=duration_s, rollout_settle_s=3.0, rollout_min_samples=10)
+
+
+def scored_once(settings: Settings, worker: Worker, replay: PacedReplay) -> list[dict[str, Any]]:
+    """The scored records once every produced id is in, each exactly once, with nothing dead-lettered."""
+    n = len(replay.produced)
+    records = wait_for(settings, "scored", n, worker, timeout_s=400)
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids)) == n and set(ids) == set(replay.produced)  # each id scored exactly once
+    assert read_json(settings, settings.topic("dead-letter")) == []
+    return records
+
+
 def figures(replay: PacedReplay, scored: list[Any], windows: dict[str, tuple[float, float]]) -> dict[str, Any]:
     """Per phase (by produce time): scored msgs/s and produce->scored latency p50/p99."""
     ts = {json.loads(r.value)["id"]: r.timestamp / 1000 for r in scored}
@@ -159,9 +179,7 @@ def figures(replay: PacedReplay, scored: list[Any], windows: dict[str, tuple[flo
 def test_push_canary_promote_then_auto_rollback_and_refusal_without_losing_a_message(
     rollout_triton: tuple[Settings, TritonProcess], pipeline: Callable[..., Worker], tmp_path: Path
 ) -> None:
-    base, _ = rollout_triton
-    worker = pipeline(**on_rollout_triton(base),
-                      rollout_duration_s=20.0, rollout_settle_s=3.0, rollout_min_samples=10)
+    worker = rollout_worker(rollout_triton, pipeline, duration_s=20.0)
     settings = worker.settings
     repo = settings.model_repository / "sentiment"
     bad = tmp_path / "bad"
@@ -200,11 +218,7 @@ def test_push_canary_promote_then_auto_rollback_and_refusal_without_losing_a_mes
         time.sleep(10)
         windows["after"] = (t_after, time.time())
 
-    n = len(replay.produced)
-    records = wait_for(settings, "scored", n, worker, timeout_s=400)
-    ids = [r["id"] for r in records]
-    assert len(ids) == len(set(ids)) == n and set(ids) == set(replay.produced)  # each id scored exactly once
-    assert read_json(settings, settings.topic("dead-letter")) == []
+    records = scored_once(settings, worker, replay)
     by_id = {r["id"]: r["model_versions"] for r in records}
     assert {v["sentiment"] for v in by_id.values()} == {"1", "2"} and {v["topic"] for v in by_id.values()} == {"1"}
     late = [i for i, t in replay.produced.items() if t > t_promoted]
@@ -221,68 +235,6 @@ def test_push_canary_promote_then_auto_rollback_and_refusal_without_losing_a_mes
     assert kinds == ["promoted", "loaded", "canary", "promoted", "unloaded", "loaded", "rolled_back", "unloaded"]
     print("\nrollout figures:", json.dumps(figures(replay, list(iter_topic(settings, settings.topic("scored"))),
                                                     windows), indent=2))
-
-
-@pytest.mark.timeout(1800)
-def test_shadow_scores_with_production_and_the_agreement_gate_decides(
-    rollout_triton: tuple[Settings, TritonProcess], pipeline: Callable[..., Worker], tmp_path: Path
-) -> None:
-    """Identical weights in shadow are promoted; a rotated head is rolled back on agreement, not golden."""
-    base, _ = rollout_triton
-    worker = pipeline(**on_rollout_triton(base),
-                      rollout_duration_s=15.0, rollout_settle_s=3.0, rollout_min_samples=10)
-    settings = worker.settings
-    repo = settings.model_repository / "sentiment"
-    rotated = worse_copy(repo / "1", tmp_path / "rotated", shift=1)  # every label changes
-    lenient = settings.model_copy(update={"rollout_max_golden_drop": 1.0})  # only the live gates may refuse it
-
-    windows: dict[str, tuple[float, float]] = {}
-    with PacedReplay(settings, rate=4.0) as replay:
-        time.sleep(8)
-        assert cli(settings, "push", "sentiment", str(repo / "1")).returncode == 0
-        t_shadow = time.time()
-        out = cli(settings, "rollout", "sentiment", "2", "--shadow", "--json")
-        assert out.returncode == 0, out.stdout + out.stderr + worker.log_tail()
-        same = json.loads(out.stdout.strip().splitlines()[-1])
-        t_promoted = time.time()
-        windows["shadow of identical v2, promoted"] = (t_shadow, t_promoted)
-        assert same["action"] == "promoted" and same["live"]["compared"] >= 10, same
-        assert same["live"]["agreements"] == same["live"]["compared"] and same["live"]["errors"] == 0, same
-        assert ready(settings) == {"2"}
-
-        assert cli(settings, "push", "sentiment", str(rotated)).returncode == 0
-        t_rotated = time.time()
-        out = cli(lenient, "rollout", "sentiment", "3", "--shadow", "--json")
-        assert out.returncode == 1, out.stdout + out.stderr + worker.log_tail()
-        bad = json.loads(out.stdout.strip().splitlines()[-1])
-        windows["shadow of rotated v3, rolled back"] = (t_rotated, time.time())
-        assert bad["action"] == "rolled_back" and bad["live"]["compared"] >= 10, bad
-        assert any(r.startswith("agreement") for r in bad["reasons"]) and bad["live"]["agreements"] == 0, bad
-        assert ready(settings) == {"2"}
-        time.sleep(3)
-
-    n = len(replay.produced)
-    records = wait_for(settings, "scored", n, worker, timeout_s=400)
-    ids = [r["id"] for r in records]
-    assert len(ids) == len(set(ids)) == n and set(ids) == set(replay.produced)  # each id scored exactly once
-    assert read_json(settings, settings.topic("dead-letter")) == []
-    shadowed = {r["id"]: r for r in records if "sentiment" in r.get("candidate", {})}
-    by_candidate: dict[str, list[dict[str, Any]]] = {"2": [], "3": []}
-    for r in shadowed.values():  # a candidate's errors (none expected) would carry no label
-        if "label" in r["candidate"]["sentiment"]:
-            by_candidate[r["candidate"]["sentiment"]["version"]].append(r)
-    # production published every message; the shadow's label rode along in `candidate`
-    assert len(by_candidate["2"]) >= 10 and all(r["model_versions"]["sentiment"] == "1" for r in by_candidate["2"])
-    assert all(r["candidate"]["sentiment"]["label"] == r["sentiment"] for r in by_candidate["2"])
-    assert len(by_candidate["3"]) >= 10 and all(r["model_versions"]["sentiment"] == "2" for r in by_candidate["3"])
-    assert all(r["candidate"]["sentiment"]["label"] != r["sentiment"] for r in by_candidate["3"])
-    late = {i for i, t in replay.produced.items() if t > t_promoted}
-    assert late and all(r["model_versions"]["sentiment"] == "2" for r in records if r["id"] in late)
-    kinds = [json.loads(r.value)["event"] for r in iter_topic(settings, settings.topic("model-events"))]
-    assert kinds == ["promoted", "loaded", "shadow", "promoted", "unloaded", "loaded", "shadow", "rolled_back",
-                     "unloaded"]
-    print("\nshadow figures:", json.dumps(figures(replay, list(iter_topic(settings, settings.topic("scored"))),
-                                                   windows), indent=2))
 
 
 def stub_pids(triton: TritonProcess, name: str) -> dict[str, list[str]]:

@@ -1,4 +1,7 @@
-"""The score stage's produce packing and ordered commits, without a broker."""
+"""The score stage's produce packing and ordered commits, without a broker.
+
+The stage is built from its real collaborators around fakes of Kafka and Triton, passed in through
+their constructors."""
 
 from __future__ import annotations
 
@@ -11,9 +14,17 @@ from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
+from streams.control.drift_tracker import DriftTracker
+from streams.control.routing import Route
 from streams.knowledge import load_knowledge
 from streams.metrics import create_metrics
+from streams.score.aligner import Aligner
+from streams.score.batch import Batch, Records, parse_batch
+from streams.score.committer import Committer
+from streams.score.dedup import RecentIds
 from streams.score.outbox import Outbox, murmur2, partition_for
+from streams.score.publisher import Publisher
+from streams.score.scorer import Scorer
 from streams.score.stage import ScoreStage
 from tonewatch.core.settings import Settings
 
@@ -47,6 +58,15 @@ class FakeProducer:
     def __init__(self, limit: int = 2, fail: bool = False) -> None:
         self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
         self.limit, self.fail = limit, fail
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
 
     def create_batch(self) -> FakeBatch:
         return FakeBatch(self.limit)
@@ -96,11 +116,70 @@ class FakeConsumer:
         self.rewound = True
 
 
-def _stage(concurrency: int = 2) -> tuple[ScoreStage, FakeConsumer]:
-    stage = ScoreStage(Settings(score_concurrency=concurrency), create_metrics(), load_knowledge())
-    consumer = FakeConsumer()
-    stage.consumer = consumer
-    return stage, consumer
+class FakeReader(FakeConsumer):
+    """The reader as the stage, aligner and committer see it: batches to hand out, offsets to commit."""
+
+    def __init__(self, batches: list[Records] | None = None) -> None:
+        super().__init__()
+        self.batches = list(batches or [])
+
+    async def start(self, on_revoke: Any) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def read(self) -> Batch:
+        return parse_batch(self.batches.pop(0), Settings().max_text_chars) if self.batches else {}
+
+    async def lags(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return None  # no end known: the aligner never cuts a batch
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        raise AssertionError("nothing to seek")
+
+
+class FakeTriton:
+    def __init__(self, score: Any = None) -> None:
+        self._score = score
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def score(self, texts: Any, keys: Any, routes: Any) -> Any:
+        assert self._score is not None, "this test scores nothing"
+        return await self._score(texts, keys, routes)
+
+
+class FakeFollower:
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def routes(self) -> dict[str, Route]:
+        return {}
+
+
+def _stage(concurrency: int = 2, reader: FakeReader | None = None, score: Any = None,
+           producer: FakeProducer | None = None) -> tuple[ScoreStage, FakeReader]:
+    """The stage from its real collaborators, with fakes for Kafka (``reader``, ``producer``) and Triton."""
+    settings, metrics = Settings(score_concurrency=concurrency), create_metrics()
+    reader = reader or FakeReader()
+    made = producer or FakeProducer()
+    scorer = Scorer(FakeTriton(score), FakeFollower(), (settings.sentiment_model, settings.topic_model),
+                    load_knowledge(), metrics)
+    publisher = Publisher(settings, metrics, DriftTracker(settings, metrics), producer=lambda: made)
+    stage = ScoreStage(reader, Aligner(reader), scorer, publisher, Committer(reader, concurrency),
+                       RecentIds(settings.dedup_capacity), metrics)
+    return stage, reader
 
 
 def test_batches_commit_in_read_order_even_when_a_later_one_finishes_first() -> None:
@@ -114,13 +193,13 @@ def test_batches_commit_in_read_order_even_when_a_later_one_finishes_first() -> 
                 await wait.wait()
             return {tp: offset}
 
-        stage._pending.append(asyncio.create_task(batch(10, first_done)))
-        stage._pending.append(asyncio.create_task(batch(20, None)))
+        stage.committer.track(asyncio.create_task(batch(10, first_done)))
+        stage.committer.track(asyncio.create_task(batch(20, None)))
         await asyncio.sleep(0)
-        await stage._settle()  # the second is done, the first is not: nothing may be committed yet
+        await stage.committer.settle()  # the second is done, the first is not: nothing may be committed yet
         assert consumer.commits == []
         first_done.set()
-        await stage._settle(drain=True)
+        await stage.committer.settle(drain=True)
         return consumer.commits
 
     assert asyncio.run(run()) == [{TopicPartition("news", 0): 10}, {TopicPartition("news", 0): 20}]
@@ -134,9 +213,9 @@ def test_a_full_pipeline_waits_for_its_oldest_batch() -> None:
             await asyncio.sleep(0.05)
             return {TopicPartition("chat", 1): 5}
 
-        stage._pending.append(asyncio.create_task(slow()))
-        await stage._settle()  # one in flight with concurrency 1: wait for it
-        return len(stage._pending), len(consumer.commits)
+        stage.committer.track(asyncio.create_task(slow()))
+        await stage.committer.settle()  # one in flight with concurrency 1: wait for it
+        return len(stage.committer), len(consumer.commits)
 
     assert asyncio.run(run()) == (0, 1)
 
@@ -152,9 +231,10 @@ def test_a_failed_batch_rewinds_to_the_last_commit_and_forgets_its_ids() -> None
         async def later() -> dict[TopicPartition, int]:
             return {TopicPartition("news", 0): 99}
 
-        stage._pending.extend([asyncio.create_task(broken()), asyncio.create_task(later())])
-        await stage._settle(drain=True)
-        return consumer.rewound, len(stage.recent), consumer.commits, len(stage._pending)
+        stage.committer.track(asyncio.create_task(broken()))
+        stage.committer.track(asyncio.create_task(later()))
+        await stage.committer.settle(drain=True)
+        return consumer.rewound, len(stage.recent), consumer.commits, len(stage.committer)
 
     rewound, remembered, commits, pending = asyncio.run(run())
     assert rewound and remembered == 0 and pending == 0
@@ -171,11 +251,13 @@ def test_outputs_reach_the_producer_in_read_order_when_a_later_batch_scores_firs
     from streams.score.scoring import ModelOutput
 
     async def run() -> list[str]:
-        stage, _ = _stage(concurrency=2)
-        s = stage.s
-        stage._partitions = {s.topic(t): [0] for t in ("scored", "trend-events", "dead-letter", "model-events")}
-        producer = FakeProducer(limit=1000)
-        stage.producer = producer
+        s = Settings()
+        tp = TopicPartition(s.topic("news"), 0)
+
+        def records(start: int) -> dict[TopicPartition, list[Any]]:
+            return {tp: [SimpleNamespace(topic=tp.topic, partition=0, offset=i, key=None, value=json.dumps(
+                {"id": f"m{i}", "source": "news", "ts": "2026-11-24T00:00:00Z", "text": f"headline {i}"}).encode())
+                for i in range(start, start + 2)]}
 
         async def score(texts: list[str], keys: list[str], routes: Any) -> dict[str, ModelOutput]:
             if keys[0] == "m0":
@@ -185,18 +267,14 @@ def test_outputs_reach_the_producer_in_read_order_when_a_later_batch_scores_firs
                                                    ("negative", "neutral", "positive"), ("1",) * n),
                     s.topic_model: ModelOutput(np.full((n, 2), 0.5, np.float32), ("a", "b"), ("1",) * n)}
 
-        stage.scorer.score = score  # type: ignore[method-assign,assignment]
-        tp = TopicPartition(s.topic("news"), 0)
-
-        def records(start: int) -> dict[TopicPartition, list[Any]]:
-            return {tp: [SimpleNamespace(topic=tp.topic, partition=0, offset=i, key=None, value=json.dumps(
-                {"id": f"m{i}", "source": "news", "ts": "2026-11-24T00:00:00Z", "text": f"headline {i}"}).encode())
-                for i in range(start, start + 2)]}
-
-        first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        second: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        offsets = await asyncio.gather(stage._process(stage._parse(records(0)), None, first),
-                                       stage._process(stage._parse(records(2)), first, second))
+        producer = FakeProducer(limit=1000)
+        stage, reader = _stage(concurrency=2, reader=FakeReader([records(0), records(2)]), score=score,
+                               producer=producer)
+        await stage.publisher.start()
+        await stage.step()  # both batches in flight: the second one's inference finishes first
+        await stage.step()
+        await stage.committer.drain()
+        offsets = reader.commits
         assert offsets == [{tp: 2}, {tp: 4}]
         return [json.loads(v)["id"] for t, _, recs in producer.sent if t == s.topic("scored") for _, v in recs]
 
@@ -213,19 +291,13 @@ def test_a_batch_spanning_partitions_is_emitted_in_event_time_order() -> None:
     from streams.score.scoring import ModelOutput
 
     async def run() -> list[str]:
-        stage, _ = _stage()
-        s = stage.s
-        stage._partitions = {s.topic(t): [0] for t in ("scored", "trend-events", "dead-letter", "model-events")}
-        producer = FakeProducer(limit=1000)
-        stage.producer = producer
+        s = Settings()
 
         async def score(texts: list[str], keys: list[str], routes: Any) -> dict[str, ModelOutput]:
             n = len(texts)
             return {s.sentiment_model: ModelOutput(np.full((n, 3), 1 / 3, np.float32),
                                                    ("negative", "neutral", "positive"), ("1",) * n),
                     s.topic_model: ModelOutput(np.full((n, 2), 0.5, np.float32), ("a", "b"), ("1",) * n)}
-
-        stage.scorer.score = score  # type: ignore[method-assign,assignment]
 
         def rec(topic: str, offset: int, minute: int) -> Any:
             body = {"id": f"{topic}-{minute}", "source": topic, "ts": f"2026-11-24T00:{minute:02d}:00Z",
@@ -234,8 +306,11 @@ def test_a_batch_spanning_partitions_is_emitted_in_event_time_order() -> None:
 
         batch = {TopicPartition("news", 0): [rec("news", 0, 5), rec("news", 1, 9)],
                  TopicPartition("chat", 0): [rec("chat", 0, 1), rec("chat", 1, 7)]}
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await stage._process(stage._parse(batch), None, turn)
+        producer = FakeProducer(limit=1000)
+        stage, _ = _stage(reader=FakeReader([batch]), score=score, producer=producer)
+        await stage.publisher.start()
+        await stage.step()
+        await stage.committer.drain()
         return [json.loads(v)["id"] for t, _, recs in producer.sent if t == s.topic("scored") for _, v in recs]
 
     assert asyncio.run(run()) == ["chat-1", "news-5", "chat-7", "news-9"]
@@ -259,11 +334,21 @@ def test_a_partition_ahead_is_cut_and_read_again_from_its_first_record_left_out(
         body = {"id": f"{topic}-{offset}", "source": topic, "ts": f"2026-11-24T00:{minute:02d}:00Z", "text": "x"}
         return SimpleNamespace(topic=topic, partition=0, offset=offset, key=None, value=json.dumps(body).encode())
 
-    stage, _ = _stage()
     news, chat = TopicPartition("news", 0), TopicPartition("chat", 0)
     records = {chat: [rec("chat", 0, 1), rec("chat", 1, 3), rec("chat", 2, 8), rec("chat", 3, 9)],
                news: [rec("news", 0, 2), rec("news", 1, 4)]}
     consumer = Consumer()
-    batch = stage._aligned(consumer, stage._parse(records))  # type: ignore[arg-type]
+    batch = Aligner(consumer).align(parse_batch(records, Settings().max_text_chars))
     assert [r.offset for r, _ in batch[chat]] == [0, 1] and len(batch[news]) == 2
     assert consumer.seeks == [(chat, 2)]
+
+
+def test_the_factory_wires_one_reader_into_the_aligner_committer_and_read_sizing() -> None:
+    from streams.score.stage import build_score_stage
+
+    stage = build_score_stage(Settings(score_concurrency=3), create_metrics(), load_knowledge())
+    reader = stage.reader
+    assert stage.aligner.positions is reader and stage.committer.offsets is reader
+    assert stage.committer.concurrency == 3
+    stage.scorer.observe(64, 0.5)  # the scorer's inference times size the reader's next batches
+    assert reader.read_size.rate == 128  # type: ignore[attr-defined]

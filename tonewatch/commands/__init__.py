@@ -18,3 +18,12 @@ def ctx_settings(ctx: typer.Context) -> Settings:
         root.obj = Settings()
     settings: Settings = root.obj
     return settings
+
+
+def fail(exc: Exception, code: int = 2) -> typer.Exit:
+    """Print ``error: <exc>`` on stderr and return the Exit to raise: every refusal reads the same.
+
+    Commands refuse with 2; ``tonewatch.cli.main`` uses 1 for a ``TonewatchError`` no command handled.
+    """
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(code)

@@ -1,4 +1,5 @@
-"""Alert delivery: subscriptions, webhooks, Alertmanager, Grafana annotations, ack (issue #5)."""
+"""Alerts: reading them (``alerts tail``) and delivering them (issue #5): the notifier, subscriptions,
+webhooks, Alertmanager, Grafana annotations, ack."""
 
 from __future__ import annotations
 
@@ -11,117 +12,143 @@ import typer
 from tonewatch.commands import ctx_settings
 
 
-def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer) -> None:
-    """The ``notifier`` service and ``alerts subscribe/unsubscribe/list/ack``."""
+def alerts_tail(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new alerts.")] = False,
+    ticker: Annotated[str | None, typer.Option(help="Only this ticker.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only this topic label.")] = None,
+    min_severity: Annotated[str | None, typer.Option(help="warning or critical.")] = None,
+) -> None:
+    """Print every alert in the alerts topic, then exit once caught up (or follow)."""
+    from tonewatch.alerts_cli import dumps, format_alert, tail
 
-    @app.command("notifier")
-    def notifier(ctx: typer.Context) -> None:
-        """Deliver alerts to subscriptions (webhooks, Alertmanager, Grafana) until SIGTERM/SIGINT."""
-        from prometheus_client import start_http_server
+    if min_severity not in (None, "info", "warning", "critical"):
+        raise typer.BadParameter("--min-severity must be info, warning or critical")
+    try:
+        for alert in tail(ctx_settings(ctx), follow=follow, ticker=ticker, topic=topic, min_severity=min_severity):
+            typer.echo(dumps(alert) if as_json else format_alert(alert))
+    except KeyboardInterrupt:
+        pass
 
-        from tonewatch.notify.metrics import create_notifier_metrics
-        from tonewatch.notify.notifier import Notifier
 
-        settings = ctx_settings(ctx)
-        metrics = create_notifier_metrics()
-        if settings.notifier_metrics_port:
-            start_http_server(settings.notifier_metrics_port, settings.metrics_host, registry=metrics.registry)
-        stopping: list[int] = []
+def notifier(ctx: typer.Context) -> None:
+    """Deliver alerts to subscriptions (webhooks, Alertmanager, Grafana) until SIGTERM/SIGINT."""
+    from prometheus_client import start_http_server
 
-        def _stop(signum: int, _frame: Any) -> None:
-            stopping.append(signum)
+    from tonewatch.notify.metrics import create_notifier_metrics
+    from tonewatch.notify.notifier import Notifier
 
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
-        Notifier(settings, metrics).run(lambda: bool(stopping))
+    settings = ctx_settings(ctx)
+    metrics = create_notifier_metrics()
+    if settings.notifier_metrics_port:
+        start_http_server(settings.notifier_metrics_port, settings.metrics_host, registry=metrics.registry)
+    stopping: list[int] = []
 
-    @alerts_app.command("subscribe")
-    def subscribe(
-        ctx: typer.Context,
-        webhook: Annotated[str | None, typer.Option(help="POST signed JSON to this URL.")] = None,
-        alertmanager: Annotated[str | None, typer.Option(help="Alertmanager base URL (v2 API).")] = None,
-        grafana: Annotated[str | None, typer.Option(help="Grafana base URL (annotations).")] = None,
-        name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
-        ticker: Annotated[str | None, typer.Option(help="Only this ticker.")] = None,
-        topic: Annotated[str | None, typer.Option(help="Only this topic label.")] = None,
-        dimension: Annotated[str | None, typer.Option(help="Only ticker, sector, topic or source alerts.")] = None,
-        min_severity: Annotated[str | None, typer.Option(help="info, warning or critical.")] = None,
-        secret_env: Annotated[str | None, typer.Option(
-            help="Webhook only: NAME of the env var holding this subscription's signing secret.")] = None,
-    ) -> None:
-        """Add a subscription (filters + one destination) and print its id."""
-        from pydantic import ValidationError
+    def _stop(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
 
-        from tonewatch.notify.store import save_subscription
-        from tonewatch.notify.subscriptions import new_subscription
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    Notifier(settings, metrics).run(lambda: bool(stopping))
 
-        dests = {k: v for k, v in (("webhook", webhook), ("alertmanager", alertmanager), ("grafana", grafana)) if v}
-        if len(dests) != 1:
-            raise typer.BadParameter("give exactly one of --webhook, --alertmanager, --grafana")
-        if secret_env and "webhook" not in dests:
-            raise typer.BadParameter("--secret-env applies to --webhook only")
-        kind, url = next(iter(dests.items()))
+
+def subscribe(
+    ctx: typer.Context,
+    webhook: Annotated[str | None, typer.Option(help="POST signed JSON to this URL.")] = None,
+    alertmanager: Annotated[str | None, typer.Option(help="Alertmanager base URL (v2 API).")] = None,
+    grafana: Annotated[str | None, typer.Option(help="Grafana base URL (annotations).")] = None,
+    name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
+    ticker: Annotated[str | None, typer.Option(help="Only this ticker.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only this topic label.")] = None,
+    dimension: Annotated[str | None, typer.Option(help="Only ticker, sector, topic or source alerts.")] = None,
+    min_severity: Annotated[str | None, typer.Option(help="info, warning or critical.")] = None,
+    secret_env: Annotated[str | None, typer.Option(
+        help="Webhook only: NAME of the env var holding this subscription's signing secret.")] = None,
+) -> None:
+    """Add a subscription (filters + one destination) and print its id."""
+    from pydantic import ValidationError
+
+    from tonewatch.notify.store import save_subscription
+    from tonewatch.notify.subscriptions import new_subscription
+
+    dests = {k: v for k, v in (("webhook", webhook), ("alertmanager", alertmanager), ("grafana", grafana)) if v}
+    if len(dests) != 1:
+        raise typer.BadParameter("give exactly one of --webhook, --alertmanager, --grafana")
+    if secret_env and "webhook" not in dests:
+        raise typer.BadParameter("--secret-env applies to --webhook only")
+    kind, url = next(iter(dests.items()))
+    try:
+        sub = new_subscription(kind=kind, url=url, name=name, ticker=ticker, topic=topic, dimension=dimension,
+                               min_severity=min_severity, secret_env=secret_env)
+    except ValidationError as exc:
+        raise typer.BadParameter("; ".join(e["msg"] for e in exc.errors())) from exc
+    save_subscription(ctx_settings(ctx), sub)
+    typer.echo(sub.id)
+
+
+def unsubscribe(ctx: typer.Context, sub_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Remove a subscription; queued deliveries to it are dead-lettered."""
+    from tonewatch.notify.store import remove_subscription
+
+    if not remove_subscription(ctx_settings(ctx), sub_id):
+        typer.echo(f"error: no subscription '{sub_id}'", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"removed {sub_id}")
+
+
+def list_subs(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the current subscriptions."""
+    from tonewatch.notify.store import list_subscriptions
+
+    for sub in list_subscriptions(ctx_settings(ctx)).values():
+        typer.echo(json.dumps(sub.model_dump(exclude_none=True)) if as_json else sub.describe())
+
+
+def ack(
+    ctx: typer.Context,
+    alert_id: Annotated[str, typer.Argument(metavar="ID")],
+    by: Annotated[str | None, typer.Option(help="Who acknowledges.")] = None,
+    note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
+) -> None:
+    """Acknowledge an alert: the notifier stops re-notifying it."""
+    from tonewatch.notify.store import acknowledge
+
+    acknowledge(ctx_settings(ctx), alert_id, by, note)
+    typer.echo(f"acknowledged {alert_id}")
+
+
+def bench(
+    ctx: typer.Context,
+    alerts: Annotated[int, typer.Option(min=1, help="Alerts to deliver.")] = 500,
+    local: Annotated[bool, typer.Option(help="Start (and stop) a throwaway Kafka broker for the run.")] = True,
+) -> None:
+    """Print one JSON line: webhook delivery rate and produce->received p50/p99 latency."""
+    import tempfile
+    from pathlib import Path
+
+    from tonewatch.notify.bench import run_delivery_bench
+    from tonewatch.stack.kafka import start_kafka, stop_kafka
+
+    settings = ctx_settings(ctx)
+    if not local:
+        typer.echo(json.dumps(run_delivery_bench(settings, alerts)))
+        return
+    with tempfile.TemporaryDirectory(prefix="tonewatch-nbench-") as tmp:
+        kafka = start_kafka(settings, Path(tmp) / "kafka")
         try:
-            sub = new_subscription(kind=kind, url=url, name=name, ticker=ticker, topic=topic, dimension=dimension,
-                                   min_severity=min_severity, secret_env=secret_env)
-        except ValidationError as exc:
-            raise typer.BadParameter("; ".join(e["msg"] for e in exc.errors())) from exc
-        save_subscription(ctx_settings(ctx), sub)
-        typer.echo(sub.id)
+            result = run_delivery_bench(settings.model_copy(update={"kafka_bootstrap": kafka.bootstrap}), alerts)
+        finally:
+            stop_kafka(kafka)
+    typer.echo(json.dumps(result))
 
-    @alerts_app.command("unsubscribe")
-    def unsubscribe(ctx: typer.Context, sub_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-        """Remove a subscription; queued deliveries to it are dead-lettered."""
-        from tonewatch.notify.store import remove_subscription
 
-        if not remove_subscription(ctx_settings(ctx), sub_id):
-            typer.echo(f"error: no subscription '{sub_id}'", err=True)
-            raise typer.Exit(1)
-        typer.echo(f"removed {sub_id}")
-
-    @alerts_app.command("list")
-    def list_subs(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """Show the current subscriptions."""
-        from tonewatch.notify.store import list_subscriptions
-
-        for sub in list_subscriptions(ctx_settings(ctx)).values():
-            typer.echo(json.dumps(sub.model_dump(exclude_none=True)) if as_json else sub.describe())
-
-    @alerts_app.command("ack")
-    def ack(
-        ctx: typer.Context,
-        alert_id: Annotated[str, typer.Argument(metavar="ID")],
-        by: Annotated[str | None, typer.Option(help="Who acknowledges.")] = None,
-        note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
-    ) -> None:
-        """Acknowledge an alert: the notifier stops re-notifying it."""
-        from tonewatch.notify.store import acknowledge
-
-        acknowledge(ctx_settings(ctx), alert_id, by, note)
-        typer.echo(f"acknowledged {alert_id}")
-
-    @alerts_app.command("bench")
-    def bench(
-        ctx: typer.Context,
-        alerts: Annotated[int, typer.Option(min=1, help="Alerts to deliver.")] = 500,
-        local: Annotated[bool, typer.Option(help="Start (and stop) a throwaway Kafka broker for the run.")] = True,
-    ) -> None:
-        """Print one JSON line: webhook delivery rate and produce->received p50/p99 latency."""
-        import tempfile
-        from pathlib import Path
-
-        from tonewatch.notify.bench import run_delivery_bench
-        from tonewatch.stack.kafka import start_kafka, stop_kafka
-
-        settings = ctx_settings(ctx)
-        if not local:
-            typer.echo(json.dumps(run_delivery_bench(settings, alerts)))
-            return
-        with tempfile.TemporaryDirectory(prefix="tonewatch-nbench-") as tmp:
-            kafka = start_kafka(settings, Path(tmp) / "kafka")
-            try:
-                result = run_delivery_bench(settings.model_copy(update={"kafka_bootstrap": kafka.bootstrap}), alerts)
-            finally:
-                stop_kafka(kafka)
-        typer.echo(json.dumps(result))
-
+def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer) -> None:
+    """The ``notifier`` service and ``alerts tail/subscribe/unsubscribe/list/ack/bench``."""
+    alerts_app.command("tail")(alerts_tail)
+    app.command("notifier")(notifier)
+    alerts_app.command("subscribe")(subscribe)
+    alerts_app.command("unsubscribe")(unsubscribe)
+    alerts_app.command("list")(list_subs)
+    alerts_app.command("ack")(ack)
+    alerts_app.command("bench")(bench)

@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tonewatch.commands import ctx_settings
+from tonewatch.commands import ctx_settings, fail
+
+if TYPE_CHECKING:
+    from models.finetune import FinetuneConfig
 
 feedback_app = typer.Typer(help="Analyst labels that correct the models (the retrain job's input).",
                            no_args_is_help=True)
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(2)
 
 
 @feedback_app.command("add")
@@ -39,7 +37,7 @@ def feedback_add(
         text = text or scored_texts(settings, {message_id}).get(message_id)
         fb = make_feedback(message_id=message_id, model=model, label=label, text=text, by=by, note=note)
     except FeedbackError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     publish(settings, [fb])
     typer.echo(f"stored: {fb.model} {fb.message_id} -> {fb.label}")
 
@@ -60,7 +58,7 @@ def feedback_alert(
         canonical_label("sentiment", label)
         records = alert_feedback(find_alert(settings, alert_id), label, by, note)
     except FeedbackError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     publish(settings, records)
     typer.echo(f"stored {len(records)} labels from alert {alert_id}: " + ", ".join(r.message_id for r in records))
 
@@ -86,9 +84,24 @@ def feedback_export(
     from models.labels import LABELS
 
     if model not in LABELS:
-        raise _fail(FeedbackError(f"unknown model '{model}' (known: {', '.join(LABELS)})"))
+        raise fail(FeedbackError(f"unknown model '{model}' (known: {', '.join(LABELS)})"))
     n = write_csv(read_feedback(ctx_settings(ctx)), model, out)
     typer.echo(f"wrote {n} {model} rows to {out}")
+
+
+def _recipe(name: str, mode: str, lr: float | None, epochs: int | None, train_layers: int | None,
+            class_weights: bool | None) -> FinetuneConfig:
+    """The command line's config, with v1's recipe for NAME wherever it leaves a choice open."""
+    from models.bootstrap import V1
+    from models.finetune import config_for
+
+    return config_for(mode, lr, epochs=epochs or V1[name].epochs,
+                      train_layers=train_layers or V1[name].train_layers,
+                      class_weights=V1[name].class_weights if class_weights is None else class_weights)
+
+
+def _failed(exc: Exception) -> None:  # the compose retrain service: reported; the next run still happens
+    typer.echo(f"retrain failed: {exc}", err=True)
 
 
 def retrain(
@@ -116,9 +129,7 @@ def retrain(
     on_drift: Annotated[bool, typer.Option("--on-drift", help="Run forever, once per drift event.")] = False,
 ) -> None:
     """Base data + feedback -> candidate; gate it against production; report (exit 0 passed, 3 refused)."""
-    from models.bootstrap import V1
     from models.feedback import read_feedback
-    from models.finetune import config_for
     from models.labels import LABELS
     from models.retrain import PASSED, REFUSED, parse_every, run_retrain
     from models.retrain import on_drift as follow_drift
@@ -129,9 +140,7 @@ def retrain(
         raise typer.BadParameter(f"unknown model '{name}' (known: {', '.join(LABELS)})")
     try:
         interval = parse_every(every) if every else None
-        cfg = config_for(mode, lr, epochs=epochs or V1[name].epochs,
-                         train_layers=train_layers or V1[name].train_layers,
-                         class_weights=V1[name].class_weights if class_weights is None else class_weights)
+        cfg = _recipe(name, mode, lr, epochs, train_layers, class_weights)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     command = "tonewatch " + " ".join(sys.argv[1:])
@@ -145,13 +154,10 @@ def retrain(
                    + (f"; pushed as v{report['pushed_version']}" if report["pushed_version"] else ""))
         return report
 
-    def failed(exc: Exception) -> None:  # the compose retrain service: reported; the next run still happens
-        typer.echo(f"retrain failed: {exc}", err=True)
-
     if on_drift:
-        follow_drift(settings, name, once, failed)
+        follow_drift(settings, name, once, _failed)
     elif interval:
-        run_every(once, interval, failed)
+        run_every(once, interval, _failed)
     raise typer.Exit(PASSED if once()["decision"] == "passed" else REFUSED)
 
 

@@ -44,11 +44,9 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
 def client_config(settings: Settings) -> dict[str, Any]:
     """Connection settings shared by every kafka-python client.
 
-    With a client certificate, kafka-python speaks TLS 1.2 at most. A Java broker that requires client
-    certificates sends TLS 1.3 post-handshake data that kafka-python 2.2 can read while no request is in
-    flight, and it closes such a connection as out of sync: 8-14 of 60 fresh admin clients failed that way,
-    none over TLS 1.2 (tests/integration/test_security.py). The worker's aiokafka clients read continuously
-    and keep TLS 1.3.
+    With a client certificate, kafka-python speaks TLS 1.2 at most: it drops connections that receive a
+    Java broker's TLS 1.3 post-handshake data (docs/decisions/2026-12-07-kafka-python-tls12.md).
+    The worker's aiokafka clients keep TLS 1.3.
     """
     conf = {
         "bootstrap_servers": settings.kafka_bootstrap.split(","),

@@ -1,11 +1,8 @@
 """Triton's serving ceiling for the worker's model pair, measured the way perf_analyzer does.
 
-PyPI's ``perf-analyzer`` is a 2 KB placeholder (0.1.0, no binary) and tritonclient no longer
-ships one, so this drives the same models with tritonclient's async gRPC client at a fixed
-concurrency: every request is one micro-batch sent to BOTH models, as the worker sends it, and
-a message counts once both have scored it. Batches cycle through the texts the end-to-end run
-sent: on CPU the cost of a batch follows its text lengths, so one fixed batch would measure another
-workload (the first 64 bench headlines are 18% shorter than the 2,000 sent).
+Every request is one micro-batch sent to BOTH models, as the worker sends it, over tritonclient's async
+gRPC client at a fixed concurrency; batches cycle through the texts the end-to-end run sent
+(docs/decisions/2026-12-07-serving-ceiling.md).
 """
 
 from __future__ import annotations

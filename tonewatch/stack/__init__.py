@@ -97,7 +97,7 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
             "run_dir": run_dir, "kafka_bootstrap": kafka.bootstrap, "triton_grpc_url": triton.grpc_url,
             "triton_http_url": triton.http_url, "triton_metrics_url": triton.metrics_url,
             "model_env_path": settings.model_env_path or Path(sys.prefix),
-            # two CPU models share the cores: one torch pool each avoids oversubscription (+37% here)
+            # two CPU models share the cores: one torch pool each avoids oversubscription
             "triton_cpu_threads": settings.triton_cpu_threads or max(1, (os.cpu_count() or 2) // 2),
             "metrics_port": free_port(), "notifier_metrics_port": free_port(),
         })

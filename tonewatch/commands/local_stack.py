@@ -1,0 +1,77 @@
+"""The local stack and its worker: ``up``, ``down``, ``status``, ``setup``, ``worker``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from tonewatch.commands import ctx_settings
+
+
+def up(
+    ctx: typer.Context,
+    worker: Annotated[bool, typer.Option(help="Also start a worker and the alert notifier.")] = True,
+    monitoring: Annotated[bool, typer.Option(help="Also start Prometheus and Alertmanager when installed.")] = True,
+) -> None:
+    """Start the local stack: Kafka, Triton with the models, a worker, the notifier, Prometheus, Alertmanager."""
+    from tonewatch import stack
+
+    state = stack.up(ctx_settings(ctx), start_worker=worker, monitoring=None if monitoring else False)
+    typer.echo(json.dumps({**state.endpoints, **state.urls}, indent=2))
+
+
+def down(ctx: typer.Context) -> None:
+    """Stop the local stack started by ``tonewatch up``."""
+    from tonewatch import stack
+
+    stack.down(ctx_settings(ctx))
+    typer.echo("stack stopped")
+
+
+def status(ctx: typer.Context) -> None:
+    """Show each local component: pid, endpoint, readiness."""
+    from tonewatch import stack
+
+    typer.echo(json.dumps(stack.status(ctx_settings(ctx)), indent=2, default=str))
+
+
+def setup(ctx: typer.Context) -> None:
+    """Fetch the Kafka broker jars and train models v1 if missing (idempotent)."""
+    from models.bootstrap import ensure_models
+    from tonewatch.stack.kafka import ensure_kafka_jars
+
+    settings = ctx_settings(ctx)
+    typer.echo(f"kafka jars: {ensure_kafka_jars(settings)}")
+    built = ensure_models(settings)
+    typer.echo(f"models built: {', '.join(built) if built else 'none needed'}")
+
+
+def worker(ctx: typer.Context) -> None:
+    """Run the Faust worker against the configured Kafka and Triton (any, not only local)."""
+    import faust
+    from prometheus_client import start_http_server
+
+    from models.artifact import drift_reference
+    from streams.app import create_app, tune_gc
+    from streams.metrics import create_metrics
+    from tonewatch.core.kafka_io import ensure_topics
+    from tonewatch.core.topics import NAMES
+
+    settings = ctx_settings(ctx)
+    (settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)
+    # every topic exists before the first send: a send to a missing topic stalls the producer
+    ensure_topics(settings, [settings.topic(n) for n in NAMES])
+    metrics = create_metrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
+    faust_app = create_app(settings, metrics, load_reference=drift_reference)
+    tune_gc()
+    faust.Worker(faust_app, loglevel="INFO").execute_from_commandline()
+
+
+def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer) -> None:
+    """Add the stack commands to the root app, in the order ``tonewatch --help`` lists them."""
+    for command in (up, down, status, setup, worker):
+        app.command(command.__name__)(command)
