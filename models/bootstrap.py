@@ -36,13 +36,13 @@ def ensure_models(settings: Settings, names: tuple[str, ...] = MODELS) -> list[s
     built = []
     for name in names:
         try:
-            if validate_artifact(settings.model_repository / name / "1").reference is None:
+            if validate_artifact(settings.triton.model_repository / name / "1").reference is None:
                 log.info("storing the drift reference of %s v1", name)
-                backfill_reference(settings.model_repository / name / "1")
+                backfill_reference(settings.triton.model_repository / name / "1")
             continue
         except ArtifactError as exc:
             log.info("building %s v1: %s", name, exc)
-        version_dir = settings.model_repository / name / "1"
+        version_dir = settings.triton.model_repository / name / "1"
         entry = cache_root() / f"{name}-v1-{cache_key(name, repr(V1[name]), DATA_DIR)}"
         if restore(version_dir, entry):
             log.info("%s v1 restored from the cache %s", name, entry)

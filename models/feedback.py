@@ -116,12 +116,12 @@ def ensure_topic(settings: Settings) -> str:
 
     from tonewatch.core.kafka_io import client_config
 
-    name = settings.topic(TOPIC)
+    name = settings.kafka.topic(TOPIC)
     admin = KafkaAdminClient(**client_config(settings), client_id="tonewatch-feedback")
     try:
         if name not in set(admin.list_topics()):
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(name, settings.topic_partitions, 1,
+                admin.create_topics([NewTopic(name, settings.kafka.topic_partitions, 1,
                                               topic_configs={"cleanup.policy": "compact"})])
     finally:
         admin.close()
@@ -146,7 +146,7 @@ def read_feedback(settings: Settings) -> list[Feedback]:
     """Every stored correction, the latest per message and model."""
     from tonewatch.core.kafka_io import iter_topic
 
-    return latest(Feedback.model_validate_json(r.value) for r in iter_topic(settings, settings.topic(TOPIC))
+    return latest(Feedback.model_validate_json(r.value) for r in iter_topic(settings, settings.kafka.topic(TOPIC))
                   if r.value)
 
 
@@ -155,7 +155,7 @@ def scored_texts(settings: Settings, ids: set[str]) -> dict[str, str]:
     from tonewatch.core.kafka_io import iter_topic
 
     found: dict[str, str] = {}
-    for r in iter_topic(settings, settings.topic("scored")):
+    for r in iter_topic(settings, settings.kafka.topic("scored")):
         try:
             rec = json.loads(r.value)
         except (TypeError, json.JSONDecodeError):
@@ -170,7 +170,7 @@ def find_alert(settings: Settings, alert_id: str) -> dict[str, Any]:
     from tonewatch.core.kafka_io import iter_topic
 
     found: dict[str, Any] | None = None
-    for r in iter_topic(settings, settings.topic("alerts")):
+    for r in iter_topic(settings, settings.kafka.topic("alerts")):
         try:
             rec = json.loads(r.value)
         except (TypeError, json.JSONDecodeError):
@@ -178,7 +178,7 @@ def find_alert(settings: Settings, alert_id: str) -> dict[str, Any]:
         if isinstance(rec, dict) and rec.get("id") == alert_id and (rec.get("status") == "firing" or not found):
             found = rec
     if found is None:
-        raise FeedbackError(f"alert '{alert_id}' is not in {settings.topic('alerts')}")
+        raise FeedbackError(f"alert '{alert_id}' is not in {settings.kafka.topic('alerts')}")
     return found
 
 

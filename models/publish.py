@@ -39,7 +39,7 @@ def config_labels(settings: Settings, name: str) -> list[str]:
     """The label order the deployed model promises (config.pbtxt's ``labels`` parameter)."""
     from models.triton_admin import parse_model_config
 
-    path = settings.model_repository / name / "config.pbtxt"
+    path = settings.triton.model_repository / name / "config.pbtxt"
     if not path.is_file():
         raise ArtifactError(f"{path}: no such model in the repository")
     cfg = parse_model_config(path)
@@ -89,8 +89,8 @@ def push_version(settings: Settings, name: str, path: Path) -> int:
     """
     labels = config_labels(settings, name)
     src = _source_artifact(Path(path))
-    folder = settings.model_repository / name
-    version = next_version(settings.model_repository, name)
+    folder = settings.triton.model_repository / name
+    version = next_version(settings.triton.model_repository, name)
     tmp = folder / f".tmp-push-{version}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:

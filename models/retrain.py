@@ -120,7 +120,7 @@ def push(settings: Settings, name: str, staged: Path) -> int:
     try:
         from models.publish import push_version  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        return install(settings.model_repository, name, staged)
+        return install(settings.triton.model_repository, name, staged)
     return int(push_version(settings, name, staged))
 
 
@@ -134,7 +134,7 @@ def run_retrain(
 
     t0 = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    for path in prune_staged(settings.run_dir / "retrain", name, settings.retrain_keep_staged):
+    for path in prune_staged(settings.run_dir / "retrain", name, settings.retrain.keep_staged):
         log.info("removed old staged candidate %s", path)
     ds = load_dataset(name)
     rows, dropped = held_out_filter(as_split(feedback, name), [ds.val, ds.test])
@@ -151,7 +151,8 @@ def run_retrain(
                     version=f"{read_manifest(path).version} (candidate)", data=what)
     prod_report = None
     if prod is not None:
-        prod_report = evaluate(local_predictor(settings.model_repository / name / str(prod), device or "cpu"), test,
+        prod_dir = settings.triton.model_repository / name / str(prod)
+        prod_report = evaluate(local_predictor(prod_dir, device or "cpu"), test,
                                ds.labels, model=name, version=str(prod), data=what)
     decision = gate(cand.weighted_f1, prod_report.weighted_f1 if prod_report else None, margin)
     pushed = push(settings, name, path) if decision.passed and do_push else None
@@ -169,7 +170,7 @@ def run_retrain(
         "gate": asdict(decision), "decision": "passed" if decision.passed else "refused", "pushed_version": pushed,
         "seconds": round(time.monotonic() - t0, 1),
     }
-    write_report(settings.retrain_reports_dir, report)
+    write_report(settings.retrain.reports_dir, report)
     return report
 
 
@@ -210,7 +211,7 @@ def on_drift(settings: Settings, name: str, job: Job, on_error: OnError,
     """Follow ``model-events`` (until ``stop``); run ``job`` once per due drift event of ``name``."""
     from tonewatch.core.kafka_io import ensure_topics, iter_topic
 
-    topic = settings.topic("model-events")
+    topic = settings.kafka.topic("model-events")
     ensure_topics(settings, [topic])
     values = (rec.value for rec in iter_topic(settings, topic, follow=True, stop=stop))
-    return follow_drift(values, name, job, settings.retrain_drift_cooldown_s, on_error)
+    return follow_drift(values, name, job, settings.retrain.drift_cooldown_s, on_error)

@@ -52,7 +52,7 @@ def _head_only(
     """Head on cached embeddings; ``new`` rows (feedback) are embedded apart so the base cache still hits."""
     cache = settings.run_dir / "cache"
     parts = [("train", ds.train), ("val", ds.val)] + ([("new", new)] if new and new.texts else [])
-    x = {k: embed(p.texts, max_length=HEAD_MAX_LENGTH, cache_dir=cache, encoder_dir=settings.encoder_dir)
+    x = {k: embed(p.texts, max_length=HEAD_MAX_LENGTH, cache_dir=cache, encoder_dir=settings.retrain.encoder_dir)
          for k, p in parts}
     x_train, y_train = x["train"], np.array(ds.train.labels)
     if "new" in x and new is not None:
@@ -92,7 +92,7 @@ def train_version(
     the version is marked and never served; see ``models.shared_sets``).
     """
     t0 = time.monotonic()
-    repo = settings.model_repository
+    repo = settings.triton.model_repository
     existing = version_numbers(repo, name)
     version = version or next_version(repo, name)
     ds, shared_lines, new = _training_data(name, limit, extra, train_with, shared_dir)
@@ -106,7 +106,7 @@ def train_version(
         if new is not None:
             ds = replace(ds, train=Split(ds.train.texts + new.texts, ds.train.labels + new.labels))
         result = finetune(
-            settings.encoder_dir or encoder_path(), (ds.train.texts, np.array(ds.train.labels)),
+            settings.retrain.encoder_dir or encoder_path(), (ds.train.texts, np.array(ds.train.labels)),
             (ds.val.texts, np.array(ds.val.labels)), len(ds.labels), cfg, device=device, progress=progress,
         )
         head_state, val = result.head_state, result.val.as_dict()

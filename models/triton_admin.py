@@ -34,13 +34,13 @@ def load_config(settings: Settings, name: str, versions: list[int] | None = None
     ``versions`` pins exactly those versions (production beside a candidate); Triton loads the new
     ones while the others keep serving, and unloads any version left out.
     """
-    cfg = parse_model_config(settings.model_repository / name / "config.pbtxt")
+    cfg = parse_model_config(settings.triton.model_repository / name / "config.pbtxt")
     if versions:
         cfg.version_policy.specific.versions[:] = sorted(set(versions))
-    if settings.model_env_path is not None:
-        cfg.parameters["EXECUTION_ENV_PATH"].string_value = str(settings.model_env_path.resolve())
-    if settings.triton_cpu_threads:
-        cfg.parameters["threads"].string_value = str(settings.triton_cpu_threads)
+    if settings.triton.model_env_path is not None:
+        cfg.parameters["EXECUTION_ENV_PATH"].string_value = str(settings.triton.model_env_path.resolve())
+    if settings.triton.cpu_threads:
+        cfg.parameters["threads"].string_value = str(settings.triton.cpu_threads)
     return json_format.MessageToJson(cfg, preserving_proto_field_name=True)
 
 
@@ -78,7 +78,7 @@ def precompile(settings: Settings, name: str, versions: list[int]) -> None:
     import py_compile
 
     for version in versions:
-        source = settings.model_repository / name / str(version) / "model.py"
+        source = settings.triton.model_repository / name / str(version) / "model.py"
         cache = Path(importlib.util.cache_from_source(str(source)))
         if source.is_file() and not cache.exists():
             try:
@@ -95,7 +95,7 @@ def startup_versions(settings: Settings, name: str) -> list[int]:
     recorded = recorded_production(settings, name)
     if recorded is not None:
         return [recorded]
-    repo = settings.model_repository
+    repo = settings.triton.model_repository
     newest = next((v for v in reversed(version_numbers(repo, name)) if not experiment_only(repo / name / str(v))), None)
     return [] if newest is None else [newest]
 
@@ -112,7 +112,7 @@ def load_model(settings: Settings, name: str, timeout_s: float = 300.0, versions
         versions = startup_versions(settings, name) or None
 
     precompile(settings, name, versions or [])
-    client = httpclient.InferenceServerClient(settings.triton_http_url, network_timeout=timeout_s,
+    client = httpclient.InferenceServerClient(settings.triton.http_url, network_timeout=timeout_s,
                                               connection_timeout=timeout_s)
     try:
         try:
@@ -131,7 +131,7 @@ def load_model(settings: Settings, name: str, timeout_s: float = 300.0, versions
 def unload_model(settings: Settings, name: str) -> None:
     import tritonclient.http as httpclient
 
-    client = httpclient.InferenceServerClient(settings.triton_http_url)
+    client = httpclient.InferenceServerClient(settings.triton.http_url)
     try:
         client.unload_model(name)
     finally:
@@ -142,7 +142,7 @@ def loaded_versions(settings: Settings, name: str) -> dict[str, str]:
     """Version -> state (READY, UNAVAILABLE...) of one model, from Triton's repository index."""
     import tritonclient.http as httpclient
 
-    client = httpclient.InferenceServerClient(settings.triton_http_url)
+    client = httpclient.InferenceServerClient(settings.triton.http_url)
     try:
         index = client.get_model_repository_index()
     finally:

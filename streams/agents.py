@@ -25,16 +25,17 @@ from streams.score.reader import partition_lags
 from streams.score.stage import build_score_stage
 from streams.topics import Topics
 from streams.windows.alerts import alert_payload
-from streams.windows.detector import DetectorConfig, Partial
+from streams.windows.detector import Partial
 from streams.windows.fold import decode_partials, dump_state, encode_partials, fold_events, load_state, state_key
 from streams.windows.trends import trend_record
+from tonewatch.core.sections import DetectorSettings
 from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def register_agents(
-    app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorConfig, metrics: PipelineMetrics,
+    app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorSettings, metrics: PipelineMetrics,
     knowledge: Knowledge, load_reference: ReferenceLoader | None = None,
 ) -> None:
     """The score stage as a service, the lag and offset-hole timers, and the windows agent."""
@@ -68,7 +69,8 @@ def register_agents(
     @app.agent(topics.trend_events, name="windows")
     async def windows(stream: Any) -> None:
         # the table is read and written once per key per batch; the detector sees every partial in order
-        async for events in stream.take_events(settings.agg_batch_size, within=settings.batch_timeout_s):
+        take, within = settings.detector.batch_records, settings.scoring.batch_timeout_s
+        async for events in stream.take_events(take, within=within):
             await folder.fold(events)
 
 
@@ -76,7 +78,7 @@ class WindowFolder:
     """The windows agent's work on one batch of trend-event records: each key's partials folded into its
     state, closed windows and alert transitions sent, every failure dead-lettered."""
 
-    def __init__(self, settings: Settings, topics: Topics, table: Any, cfg: DetectorConfig,
+    def __init__(self, settings: Settings, topics: Topics, table: Any, cfg: DetectorSettings,
                  metrics: PipelineMetrics) -> None:
         self.settings, self.topics, self.table, self.cfg, self.metrics = settings, topics, table, cfg, metrics
 
@@ -141,7 +143,7 @@ class WindowFolder:
                 record = trend_record(tev.dimension, tev.key, closed, cfg.window_s)
                 sends.append(await self.topics.trends.send(key=key.encode(), value=dumps(record)))
             for t in update.transitions:
-                payload = alert_payload(t, tev, cfg.window_s, self.settings.dashboard_url)
+                payload = alert_payload(t, tev, cfg.window_s, self.settings.delivery.dashboard_url)
                 log.info("alert %s %s %s=%s", t.status, t.severity, tev.dimension, tev.key)
                 metrics.alerts.labels(t.status, t.severity, tev.dimension).inc()
                 sends.append(await self.topics.alerts.send(key=t.alert_id.encode(), value=dumps(payload)))

@@ -14,44 +14,21 @@ from streams.metrics import PipelineMetrics, create_metrics
 from streams.score.fetch_wait import shorten_fetch_wait
 from streams.score.offsets import patch_new_offset
 from streams.topics import declare
-from streams.windows.detector import DetectorConfig
 from tonewatch.core.kafka_io import ssl_context
 from tonewatch.core.settings import Settings
 from tonewatch.core.topics import state_table
 
 
-def detector_config(settings: Settings) -> DetectorConfig:
-    return DetectorConfig(
-        window_s=settings.window_s,
-        rolling_s=max(settings.rolling_window_s, settings.window_s),
-        allowed_lateness_s=settings.allowed_lateness_s,
-        baseline_alpha=settings.baseline_alpha,
-        baseline_prior=settings.baseline_prior,
-        baseline_min_windows=settings.baseline_min_windows,
-        min_volume=settings.alert_min_volume,
-        min_delta=settings.alert_min_delta,
-        z=settings.alert_z,
-        critical_z=settings.alert_critical_z,
-        top_messages=settings.alert_top_messages,
-        min_volume_by_dimension=dict(settings.alert_min_volume_by_dimension),
-        volume_z=settings.alert_volume_z,
-        volume_min_ratio=settings.alert_volume_min_ratio,
-        volume_min_windows=settings.alert_volume_min_windows,
-        robust_clip=settings.alert_robust_clip,
-        cooldown_s=settings.alert_cooldown_s,
-    )
-
-
 def broker_credentials(settings: Settings) -> Any:
     """Faust credentials from the same settings the CLI's clients use (secrets unwrapped only here)."""
-    protocol = settings.kafka_security_protocol
+    protocol = settings.kafka.security_protocol
     if protocol == "PLAINTEXT":
         return None
     ctx = ssl_context(settings)
     if protocol.startswith("SASL"):
-        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
-        return faust.SASLCredentials(username=settings.kafka_sasl_username, password=password,
-                                     mechanism=settings.kafka_sasl_mechanism or "PLAIN", ssl_context=ctx)
+        password = settings.kafka.sasl_password.get_secret_value() if settings.kafka.sasl_password else None
+        return faust.SASLCredentials(username=settings.kafka.sasl_username, password=password,
+                                     mechanism=settings.kafka.sasl_mechanism or "PLAIN", ssl_context=ctx)
     return faust.SSLCredentials(ctx)
 
 
@@ -76,25 +53,25 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None,
     patch_new_offset()  # Faust's commit could skip an in-flight record (streams/score/offsets.py)
     shorten_fetch_wait()  # Faust's 1.5 s broker long-poll stalled the windows agent (streams/score/fetch_wait.py)
     app = faust.App(
-        settings.group_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        settings.kafka.group_id,
+        broker=f"kafka://{settings.kafka.bootstrap}",
         broker_credentials=broker_credentials(settings),
         store="memory://",  # tables are rebuilt from their changelog topics on restart
-        topic_partitions=settings.topic_partitions,
+        topic_partitions=settings.kafka.topic_partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        broker_session_timeout=settings.kafka_session_timeout_s,
-        datadir=str(settings.run_dir / "faust" / settings.group_id),
+        broker_session_timeout=settings.kafka.session_timeout_s,
+        datadir=str(settings.run_dir / "faust" / settings.kafka.group_id),
         web_enabled=False,
     )
     topics = declare(app, settings)
     state = app.Table(
-        state_table(settings), default=dict, partitions=settings.topic_partitions,
+        state_table(settings), default=dict, partitions=settings.kafka.topic_partitions,
         value_type=bytes,  # raw: JSON written by streams.windows.fold.dump_state
     )
-    knowledge = load_knowledge(settings.knowledge_path) if settings.knowledge_path else load_knowledge()
+    knowledge = load_knowledge(settings.scoring.knowledge_path) if settings.scoring.knowledge_path else load_knowledge()
     register_agents(
-        app, settings, topics, state, detector_config(settings), metrics or create_metrics(), knowledge, load_reference
+        app, settings, topics, state, settings.detector, metrics or create_metrics(), knowledge, load_reference
     )
     return app

@@ -50,7 +50,7 @@ def create_metrics() -> PipelineMetrics:
                              "partition again from one, 'skip' commits over offsets absent after re-reads.",
                              ["action"], registry=r),
         batch_size=Histogram("tonewatch_batch_size", "Input records per score-stage batch (one getmany, one "
-                             "commit); Triton gets them in requests of TONEWATCH_BATCH_SIZE.", registry=r,
+                             "commit); Triton gets them in requests of TONEWATCH_SCORING__BATCH_SIZE.", registry=r,
                              buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)),
         inference_seconds=Histogram("tonewatch_inference_seconds", "Triton round trip per micro-batch, both models.",
                                     registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),

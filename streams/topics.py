@@ -22,9 +22,9 @@ class Topics:
 def declare(app: Any, settings: Settings) -> Topics:
     def topic(*names: str) -> Any:
         return app.topic(
-            *(settings.topic(n) for n in names),
+            *(settings.kafka.topic(n) for n in names),
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-            partitions=settings.topic_partitions, internal=True,
+            partitions=settings.kafka.topic_partitions, internal=True,
         )
 
     return Topics(

@@ -86,20 +86,20 @@ def measure(settings: Settings, n: int = 2000, timeout_s: float = 600.0, wait_tr
     One warm-up message goes first and the clock starts once it is scored, so worker start-up
     and the first Triton call are not counted as throughput.
     """
-    scored_topic = settings.topic("scored")
-    ensure_topics(settings, [settings.topic("news")])
+    scored_topic = settings.kafka.topic("scored")
+    ensure_topics(settings, [settings.kafka.topic("news")])
     run = uuid.uuid4().hex[:8]
     deadline = time.monotonic() + timeout_s
     before = _wait_size(settings, scored_topic, 0, deadline)
     prod = producer(settings)
-    _produce(prod, settings.topic("news"), bench_messages(1, f"{run}-warmup"))
+    _produce(prod, settings.kafka.topic("news"), bench_messages(1, f"{run}-warmup"))
     base = _wait_size(settings, scored_topic, before + 1, deadline)
     t0 = time.time()
-    produced = _produce(prod, settings.topic("news"), bench_messages(n, run))
+    produced = _produce(prod, settings.kafka.topic("news"), bench_messages(n, run))
     prod.close()
     t_produced = time.time()
     _wait_size(settings, scored_topic, base + n, deadline)
-    while wait_trends and group_lag(settings, settings.topic("trend-events")) > 0 and time.monotonic() < deadline:
+    while wait_trends and group_lag(settings, settings.kafka.topic("trend-events")) > 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     t_trends = time.time()
     latencies = []
@@ -119,7 +119,7 @@ def measure(settings: Settings, n: int = 2000, timeout_s: float = 600.0, wait_tr
         "produce_msgs_per_s": round(n / (t_produced - t0), 1),
         "scoring_msgs_per_s": round(n / max(t_scored - first_scored, 1e-6), 1),
         "trends_caught_up_s": round(t_trends - t0, 2),
-        "batch_size": settings.batch_size,
+        "batch_size": settings.scoring.batch_size,
     }
 
 
@@ -132,20 +132,20 @@ def drain(settings: Settings, n: int, start_worker: Callable[[Settings], object]
     """
     from tonewatch.core.topics import NAMES, state_changelog
 
-    ensure_topics(settings, [settings.topic(t) for t in NAMES])
+    ensure_topics(settings, [settings.kafka.topic(t) for t in NAMES])
     prod = producer(settings)
     try:
-        ids = set(_produce(prod, settings.topic("news"), bench_messages(n, uuid.uuid4().hex[:8])))
+        ids = set(_produce(prod, settings.kafka.topic("news"), bench_messages(n, uuid.uuid4().hex[:8])))
     finally:
         prod.close()
     deadline = time.monotonic() + timeout_s
     start_worker(settings)
     t0 = time.time()
-    _wait_size(settings, settings.topic("scored"), n, deadline)
-    while group_lag(settings, settings.topic("trend-events")) > 0 and time.monotonic() < deadline:
+    _wait_size(settings, settings.kafka.topic("scored"), n, deadline)
+    while group_lag(settings, settings.kafka.topic("trend-events")) > 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     through_trends_s = time.time() - t0
-    stamps = sorted(r.timestamp / 1000 for r in iter_topic(settings, settings.topic("scored"))
+    stamps = sorted(r.timestamp / 1000 for r in iter_topic(settings, settings.kafka.topic("scored"))
                     if json.loads(r.value)["id"] in ids)
     span = max(stamps[-1] - stamps[0], 1e-6)
     # the windows agent writes its table's changelog once per key per batch: its last record is when the
@@ -176,8 +176,8 @@ def pipeline_only(settings: Settings, n: int, work_dir: Path) -> dict[str, Any]:
         return pids[-1]
 
     def fresh(s: Settings) -> Settings:
-        return s.model_copy(update={"topic_prefix": f"{settings.topic_prefix}-p{uuid.uuid4().hex[:6]}",
-                                    "metrics_port": free_port()})
+        return s.updated(kafka__topic_prefix=f"{settings.kafka.topic_prefix}-p{uuid.uuid4().hex[:6]}",
+                                    scoring__metrics_port=free_port())
 
     try:
         live = fresh(local)
@@ -203,9 +203,10 @@ def run_bench(settings: Settings, n: int = 2000, timeout_s: float = 600.0) -> di
 
     result = measure(settings, n, timeout_s)
     _progress(result)
-    models = (settings.sentiment_model, settings.topic_model)
+    models = (settings.triton.sentiment_model, settings.triton.topic_model)
     sent = [m["text"] for m in bench_messages(n)]  # the same workload as the end-to-end figure
-    ceiling, method = triton_ceiling(settings.triton_grpc_url, models, sent, batch=settings.batch_size, concurrency=4)
+    ceiling, method = triton_ceiling(settings.triton.grpc_url, models, sent, batch=settings.scoring.batch_size,
+                                     concurrency=4)
     result["triton_max_msgs_per_s"] = round(ceiling, 1)
     result["triton_max_method"] = method
     result["ratio"] = round(result["e2e_msgs_per_s"] / max(ceiling, 1e-9), 3)

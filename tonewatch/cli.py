@@ -14,7 +14,7 @@ import typer
 
 from tonewatch.commands import delivery, evaluation, fail, feeds, local_stack, model_build, retrain, rollout
 from tonewatch.commands import report as report_cmds
-from tonewatch.core.errors import TonewatchError
+from tonewatch.core.errors import ConfigError, TonewatchError
 from tonewatch.core.settings import Settings
 
 app = typer.Typer(help="Tonewatch: streaming financial-sentiment risk monitor.", no_args_is_help=True)
@@ -54,14 +54,14 @@ class RefusedLogin(logging.Handler):
 
 def kafka_failure(settings: Settings, exc: BaseException, refused: str | None = None) -> str:
     """One line a user can act on, with the connection settings but never the password."""
-    how: str = settings.kafka_security_protocol
-    if settings.kafka_sasl_mechanism:
-        how += f", {settings.kafka_sasl_mechanism} as '{settings.kafka_sasl_username}'"
+    how: str = settings.kafka.security_protocol
+    if settings.kafka.sasl_mechanism:
+        how += f", {settings.kafka.sasl_mechanism} as '{settings.kafka.sasl_username}'"
     text = str(exc)
     cause = refused or (text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}")
     cause = cause.rstrip(".") + _cert_hint(settings, text)
-    return (f"tonewatch: cannot use Kafka at {settings.kafka_bootstrap} ({how}): {cause}. "
-            "Check TONEWATCH_KAFKA_BOOTSTRAP and the TONEWATCH_KAFKA_SECURITY_PROTOCOL, _SASL_* and _SSL_* settings.")
+    return (f"tonewatch: cannot use Kafka at {settings.kafka.bootstrap} ({how}): {cause}. "
+            "Check TONEWATCH_KAFKA__BOOTSTRAP and the TONEWATCH_KAFKA__SECURITY_PROTOCOL, _SASL_* and _SSL_* settings.")
 
 
 def _cert_hint(settings: Settings, text: str) -> str:
@@ -70,10 +70,10 @@ def _cert_hint(settings: Settings, text: str) -> str:
     if not any(alert in text for alert in ("ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_UNKNOWN",
                                            "CERTIFICATE_REQUIRED")):
         return ""
-    if settings.kafka_ssl_certfile is None:
+    if settings.kafka.ssl_certfile is None:
         return (" (the broker requires a client certificate and none was sent: "
-                "set TONEWATCH_KAFKA_SSL_CERTFILE and TONEWATCH_KAFKA_SSL_KEYFILE)")
-    return (f" (the broker refused the client certificate {settings.kafka_ssl_certfile}: "
+                "set TONEWATCH_KAFKA__SSL_CERTFILE and TONEWATCH_KAFKA__SSL_KEYFILE)")
+    return (f" (the broker refused the client certificate {settings.kafka.ssl_certfile}: "
             "is it signed by a CA the broker trusts, and still valid?)")
 
 
@@ -93,6 +93,9 @@ def main() -> None:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
                              for e in exc.errors(include_input=False, include_url=False))
         print(f"tonewatch: invalid settings: {problems}", file=sys.stderr)
+        sys.exit(2)
+    except ConfigError as exc:
+        print(f"tonewatch: invalid settings: {exc}", file=sys.stderr)
         sys.exit(2)
     except (KafkaError, ssl.SSLError) as exc:
         print(kafka_failure(Settings(), exc, refused.reason), file=sys.stderr)

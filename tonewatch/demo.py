@@ -33,7 +33,7 @@ REPORT_DIR = Path("reports/demo")
 def watch(settings: Settings, expected: int, timeout_s: float = 900.0) -> dict[str, Any]:
     """Print alerts as they fire until every message is accounted for and trends are caught up."""
     consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
-    alerts_topic = settings.topic("alerts")
+    alerts_topic = settings.kafka.topic("alerts")
     t0 = time.monotonic()
     first_alert_s: float | None = None
     alerts: list[dict[str, Any]] = []
@@ -52,9 +52,9 @@ def watch(settings: Settings, expected: int, timeout_s: float = 900.0) -> dict[s
                     alerts.append(alert)
                     first_alert_s = first_alert_s or time.monotonic() - t0
                     print(format_alert(alert), flush=True)
-            scored = topic_size(settings, settings.topic("scored"))
-            dead = topic_size(settings, settings.topic("dead-letter"))
-            if scored + dead >= expected and group_lag(settings, settings.topic("trend-events")) == 0:
+            scored = topic_size(settings, settings.kafka.topic("scored"))
+            dead = topic_size(settings, settings.kafka.topic("dead-letter"))
+            if scored + dead >= expected and group_lag(settings, settings.kafka.topic("trend-events")) == 0:
                 break
             time.sleep(1.0)
     finally:
@@ -90,24 +90,26 @@ def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
     t_start = time.monotonic()
     # fresh topics each run: the local broker keeps earlier runs' data, which must not count here
     # and a replay faster than real time compresses the lateness a live feed would get: widen it
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_hex(16)
-    settings = settings.model_copy(update={
-        "topic_prefix": f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
-        "allowed_lateness_s": max(settings.allowed_lateness_s, int(5 * speed)),
-        "webhook_secret": SecretStr(secret),
-    })
+    given = settings.delivery.webhook_secret
+    secret = given.get_secret_value() if given else secrets.token_hex(16)
+    settings = settings.updated(
+        kafka__topic_prefix=f"demo-{time.strftime('%Y%m%d-%H%M%S')}",
+        detector__allowed_lateness_s=max(settings.detector.allowed_lateness_s, int(5 * speed)),
+        delivery__webhook_secret=SecretStr(secret),
+    )
     print("== starting the local stack (Kafka, Triton, worker, notifier, Prometheus, Alertmanager); "
           "first run trains models v1 ...", flush=True)
     state = up(settings)
-    local = settings.model_copy(update={k: v for k, v in state.endpoints.items() if k in Settings.model_fields})
+    local = settings.with_endpoints(state.endpoints)
     delivered: dict[str, int] = {}
     verified = rejected = 0
     try:
         with WebhookSink(secret) as sink:
             print("== alert subscriptions: " + "; ".join(_subscribe(local, state, sink)), flush=True)
             expected = sum(1 for line in feed.read_bytes().splitlines() if line.strip())
-            print(f"== stack up in {time.monotonic() - t_start:.0f}s (topics {settings.topic_prefix}.*); replaying "
-                  f"{expected} messages from {feed} at {speed:g}x event time; alerts as they fire:", flush=True)
+            print(f"== stack up in {time.monotonic() - t_start:.0f}s (topics {settings.kafka.topic_prefix}.*); "
+                  f"replaying {expected} messages from {feed} at {speed:g}x event time; alerts as they fire:",
+                  flush=True)
             with ThreadPoolExecutor(1) as pool:
                 sending = pool.submit(replay, local, feed, speed)
                 result = watch(local, expected)

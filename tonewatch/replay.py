@@ -23,11 +23,11 @@ def _route(line: str, settings: Settings) -> tuple[str, bytes | None, int | None
     try:
         data = json.loads(line)
     except json.JSONDecodeError:
-        return settings.topic("news"), None, None
+        return settings.kafka.topic("news"), None, None
     if not isinstance(data, dict):
-        return settings.topic("news"), None, None
+        return settings.kafka.topic("news"), None, None
     source = data.get("source")
-    topic = settings.topic("chat" if source == "chat" else "news")
+    topic = settings.kafka.topic("chat" if source == "chat" else "news")
     key = str(data["id"]).encode() if data.get("id") is not None else None
     ts_ms = None
     if isinstance(data.get("ts"), str):
@@ -44,7 +44,7 @@ def replay(settings: Settings, path: Path, speed: float | None = None) -> Replay
     With ``speed`` the feed is paced in event time (60 = an hour in a minute), as a live
     source would arrive; without it, as fast as the broker takes it.
     """
-    ensure_topics(settings, [settings.topic("news"), settings.topic("chat")])
+    ensure_topics(settings, [settings.kafka.topic("news"), settings.kafka.topic("chat")])
     prod = producer(settings)
     report = ReplayReport()
     first_ts: int | None = None

@@ -17,7 +17,7 @@ import numpy as np
 from models.artifact import ArtifactError, experiment_reason, validate_artifact, version_numbers
 from models.publish import SMOKE_TEXTS, check_probs, config_labels
 from models.rollout import events
-from models.rollout.gates import LiveStats, Thresholds, Verdict, decide, golden_gate
+from models.rollout.gates import LiveStats, Verdict, decide, golden_gate
 from models.triton_admin import load_model, loaded_versions, record_production, startup_versions
 from streams.control.routing import Route, fold
 from tonewatch.core.errors import ServiceError
@@ -39,14 +39,9 @@ class Outcome:
     live: dict[str, Any] = field(default_factory=dict)
 
 
-def thresholds(settings: Settings) -> Thresholds:
-    return Thresholds(settings.rollout_min_samples, settings.rollout_max_error_rate, settings.rollout_min_agreement,
-                      settings.rollout_max_class_shift, settings.rollout_max_golden_drop)
-
-
 def servable(settings: Settings, name: str, version: int) -> None:
     """A valid artifact whose training data may be served: ``../shared`` sets' licences forbid production."""
-    manifest = validate_artifact(settings.model_repository / name / str(version))
+    manifest = validate_artifact(settings.triton.model_repository / name / str(version))
     if manifest.shared_data:
         why = experiment_reason(manifest.shared_data)
         raise RolloutError(f"{name} v{version} was {why}: an experiment, never served")
@@ -58,14 +53,14 @@ def serving_version(settings: Settings, name: str, route: Route) -> int:
         return route.production
     ready = [int(v) for v, state in loaded_versions(settings, name).items() if state == "READY"]
     if not ready:
-        raise RolloutError(f"no version of '{name}' is loaded in Triton at {settings.triton_http_url}")
+        raise RolloutError(f"no version of '{name}' is loaded in Triton at {settings.triton.http_url}")
     return max(ready)
 
 
 def served_smoke(settings: Settings, name: str, version: int) -> None:
     from models.evaluate import triton_predictor
 
-    probs = triton_predictor(settings.triton_grpc_url, name, str(version))(SMOKE_TEXTS)
+    probs = triton_predictor(settings.triton.grpc_url, name, str(version))(SMOKE_TEXTS)
     check_probs(probs, len(SMOKE_TEXTS), len(config_labels(settings, name)), f"{name} v{version} through Triton")
 
 
@@ -75,17 +70,17 @@ def golden_accuracy(settings: Settings, name: str, versions: list[int]) -> dict[
     from models.evaluate import triton_predictor
 
     test = load_dataset(name).test
-    texts, labels = test.texts[: settings.rollout_golden_size], np.array(test.labels[: settings.rollout_golden_size])
+    texts, labels = test.texts[: settings.rollout.golden_size], np.array(test.labels[: settings.rollout.golden_size])
     out = {}
     for v in versions:
-        probs = triton_predictor(settings.triton_grpc_url, name, str(v))(texts)
+        probs = triton_predictor(settings.triton.grpc_url, name, str(v))(texts)
         out[v] = float((probs.argmax(axis=1) == labels).mean())
     return out
 
 
 def label_field(settings: Settings, name: str) -> str:
     """The scored record's label field of a model (``sentiment`` or ``topic``)."""
-    return "sentiment" if name == settings.sentiment_model else "topic"
+    return "sentiment" if name == settings.triton.sentiment_model else "topic"
 
 
 def watch(settings: Settings, name: str, production: int, candidate: int, mode: Literal["canary", "shadow"],
@@ -95,8 +90,8 @@ def watch(settings: Settings, name: str, production: int, candidate: int, mode: 
 
     from tonewatch.core.kafka_io import client_config
 
-    th, stats, start = thresholds(settings), LiveStats(), time.time()
-    topic, lf = settings.topic("scored"), label_field(settings, name)
+    th, stats, start = settings.rollout, LiveStats(), time.time()
+    topic, lf = settings.kafka.topic("scored"), label_field(settings, name)
     consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
@@ -108,7 +103,7 @@ def watch(settings: Settings, name: str, production: int, candidate: int, mode: 
         verdict, last_report = Verdict("wait", ("no traffic yet",)), start
         # judge for at least duration_s, and longer (up to rollout_max_wait_s) while traffic is too thin
         while time.time() - start < duration_s or (
-            verdict.action == "wait" and time.time() - start < max(duration_s, settings.rollout_max_wait_s)
+            verdict.action == "wait" and time.time() - start < max(duration_s, settings.rollout.max_wait_s)
         ):
             for records in consumer.poll(timeout_ms=500).values():
                 for r in records:
@@ -127,7 +122,7 @@ def watch(settings: Settings, name: str, production: int, candidate: int, mode: 
 
 def _swap_to(settings: Settings, name: str, keep: int, drop: int) -> None:
     """After the routing event: let workers follow it, then leave only ``keep`` loaded."""
-    time.sleep(settings.rollout_settle_s)
+    time.sleep(settings.rollout.settle_s)
     load_model(settings, name, versions=[keep])
     events.publish(settings, name, drop, "unloaded", reason=f"retired; v{keep} serves")
 
@@ -140,8 +135,8 @@ def rollout(
     route = events.current_routes(settings).get(name, Route())
     if route.candidate is not None:
         raise RolloutError(f"{name} v{route.candidate} is already in {route.mode}; promote or roll it back first")
-    if version not in version_numbers(settings.model_repository, name):
-        raise RolloutError(f"{name} v{version} is not in {settings.model_repository}; push it first")
+    if version not in version_numbers(settings.triton.model_repository, name):
+        raise RolloutError(f"{name} v{version} is not in {settings.triton.model_repository}; push it first")
     servable(settings, name, version)
     production = serving_version(settings, name, route)
     if version == production:
@@ -149,7 +144,7 @@ def rollout(
     if route.production is None:  # pin what serves now before a second version exists beside it
         events.publish(settings, name, production, "promoted", reason="serving when the first rollout began")
         record_production(settings, name, production)
-        time.sleep(settings.rollout_settle_s)
+        time.sleep(settings.rollout.settle_s)
     echo(f"loading {name} v{version} beside production v{production}")
     load_model(settings, name, versions=[production, version])
     events.publish(settings, name, version, "loaded", reason=f"beside production v{production}")
@@ -158,17 +153,17 @@ def rollout(
         served_smoke(settings, name, version)
         acc = golden_accuracy(settings, name, [production, version])
         outcome.golden = {f"v{v}": round(a, 4) for v, a in acc.items()}
-        verdict = golden_gate(acc[production], acc[version], thresholds(settings))
+        verdict = golden_gate(acc[production], acc[version], settings.rollout)
     except ArtifactError as exc:
         verdict = Verdict("rollback", (str(exc),))
     echo(f"served checks: {verdict.action}: {'; '.join(verdict.reasons)}")
     if verdict.action == "promote":
-        share = share if share is not None else settings.rollout_canary_share
+        share = share if share is not None else settings.rollout.canary_share
         events.publish(settings, name, version, mode, share=share if mode == "canary" else None,
                        reason="; ".join(verdict.reasons))
         echo(f"{mode} of {name} v{version}" + (f" on {share:.0%} of message ids" if mode == "canary" else ""))
         verdict, stats = watch(settings, name, production, version, mode,
-                               duration_s or settings.rollout_duration_s, echo)
+                               duration_s or settings.rollout.duration_s, echo)
         outcome.live = {"candidate": dict(stats.candidate), "production": dict(stats.production),
                         "errors": stats.errors, "agreements": stats.agreements, "compared": stats.compared}
     outcome.reasons = list(verdict.reasons)
@@ -233,7 +228,7 @@ def sync(settings: Settings, name: str) -> list[int]:
     if route.production is None:
         versions = startup_versions(settings, name)
         if not versions:
-            raise RolloutError(f"no servable version of '{name}' in {settings.model_repository}")
+            raise RolloutError(f"no servable version of '{name}' in {settings.triton.model_repository}")
         load_model(settings, name, versions=versions)
         return versions
     versions = [route.production] + ([route.candidate] if route.candidate is not None else [])
@@ -251,7 +246,7 @@ def status(settings: Settings, name: str) -> dict[str, Any]:
     except Exception as exc:  # Triton down: still show disk and routing
         loaded = f"Triton unreachable: {exc}"
     return {
-        "model": name, "on_disk": version_numbers(settings.model_repository, name), "loaded": loaded,
+        "model": name, "on_disk": version_numbers(settings.triton.model_repository, name), "loaded": loaded,
         "production": route.production, "candidate": route.candidate, "mode": route.mode, "share": route.share,
         "last_events": [e.to_dict() for e in history[-5:]],
     }

@@ -13,14 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-
-@dataclass(frozen=True)
-class Thresholds:
-    min_samples: int = 20
-    max_error_rate: float = 0.01
-    min_agreement: float = 0.8
-    max_class_shift: float = 0.25
-    max_golden_drop: float = 0.05
+from tonewatch.core.sections import RolloutSettings
 
 
 @dataclass
@@ -90,14 +83,14 @@ class Verdict:
     reasons: tuple[str, ...]
 
 
-def golden_gate(production_acc: float, candidate_acc: float, th: Thresholds) -> Verdict:
+def golden_gate(production_acc: float, candidate_acc: float, th: RolloutSettings) -> Verdict:
     if candidate_acc < production_acc - th.max_golden_drop:
         return Verdict("rollback", (f"golden accuracy {candidate_acc:.3f} vs production {production_acc:.3f} "
                                     f"(allowed drop {th.max_golden_drop})",))
     return Verdict("promote", (f"golden accuracy {candidate_acc:.3f} vs production {production_acc:.3f}",))
 
 
-def decide(stats: LiveStats, mode: Literal["canary", "shadow"], th: Thresholds) -> Verdict:
+def decide(stats: LiveStats, mode: Literal["canary", "shadow"], th: RolloutSettings) -> Verdict:
     """Roll back on the first failed gate; promote only once enough candidate traffic passed all."""
     failed: list[str] = []
     if stats.errors and stats.error_rate > th.max_error_rate:

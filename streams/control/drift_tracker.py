@@ -47,16 +47,16 @@ class DriftTracker:
         s = self._settings
         touched: dict[Key, DriftWindow] = {}
         for scored in batch:
-            for model, probs, label in ((s.sentiment_model, scored.sentiment_probs, scored.sentiment),
-                                        (s.topic_model, scored.topic_probs, scored.topic)):
+            for model, probs, label in ((s.triton.sentiment_model, scored.sentiment_probs, scored.sentiment),
+                                        (s.triton.topic_model, scored.topic_probs, scored.topic)):
                 version = scored.model_versions.get(model)
                 if version is None or not probs:
                     continue
                 key = (model, version)
                 window = self._windows.get(key)
                 if window is None:
-                    window = self._windows[key] = DriftWindow(model, version, list(probs), s.drift_window,
-                                                              s.drift_threshold)
+                    window = self._windows[key] = DriftWindow(model, version, list(probs), s.retrain.drift_window,
+                                                              s.retrain.drift_threshold)
                 touched[key] = window
                 window.add_top(label, probs[label])  # the record's label is its top class
         events: list[DriftEvent] = []
@@ -83,7 +83,7 @@ class DriftTracker:
         if self._load_reference is None:
             return
         try:
-            ref = self._load_reference(self._settings.model_repository / model / version)
+            ref = self._load_reference(self._settings.triton.model_repository / model / version)
         except Exception as exc:  # e.g. the trivial bench models: no Tonewatch artifact
             log.warning("no drift reference for %s v%s: drift not monitored (%s)", model, version, exc)
             return

@@ -83,8 +83,8 @@ class EventFollower:
         not a candidate; Triton's default policy loads only the newest)."""
         import tritonclient.grpc.aio as grpcclient
 
-        models = (self._settings.sentiment_model, self._settings.topic_model)
-        client = grpcclient.InferenceServerClient(self._settings.triton_grpc_url)
+        models = (self._settings.triton.sentiment_model, self._settings.triton.topic_model)
+        client = grpcclient.InferenceServerClient(self._settings.triton.grpc_url)
         try:
             for model in models:
                 route = self._routes.get(model, Route())
@@ -102,7 +102,7 @@ class EventFollower:
     async def _catch_up(self) -> None:
         from aiokafka import TopicPartition
 
-        topic = self._settings.topic(TOPIC)
+        topic = self._settings.kafka.topic(TOPIC)
         parts: set[int] = set()
         for _ in range(10):  # a topic created a moment ago can be missing from the first metadata
             parts = await self._partitions(topic)

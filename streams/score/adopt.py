@@ -26,14 +26,15 @@ async def adopt_faust_offsets(settings: Settings) -> None:
     fetcher that has already started at the earliest offset.
     """
     conf = aiokafka_config(settings)
-    inputs = {settings.topic(t) for t in INPUTS}
+    inputs = {settings.kafka.topic(t) for t in INPUTS}
     admin = AIOKafkaAdminClient(**conf)
     try:
         await admin.start()
-        mine = await admin.list_consumer_group_offsets(settings.score_group_id)
+        mine = await admin.list_consumer_group_offsets(settings.kafka.score_group_id)
         if any(tp.topic in inputs for tp in mine):
             return
-        theirs = {tp: meta.offset for tp, meta in (await admin.list_consumer_group_offsets(settings.group_id)).items()
+        committed = await admin.list_consumer_group_offsets(settings.kafka.group_id)
+        theirs = {tp: meta.offset for tp, meta in committed.items()
                   if tp.topic in inputs and meta.offset >= 0}
     except Exception:  # no answer: the partitions start as configured (earliest), nothing is lost
         log.warning("could not read the consumer groups' input offsets", exc_info=True)
@@ -42,12 +43,12 @@ async def adopt_faust_offsets(settings: Settings) -> None:
         await admin.close()
     if not theirs:
         return
-    consumer = AIOKafkaConsumer(**conf, group_id=settings.score_group_id, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**conf, group_id=settings.kafka.score_group_id, enable_auto_commit=False)
     try:
         await consumer.start()
         consumer.assign(list(theirs))
         await consumer.commit(theirs)
-        log.info("score stage starts where the Faust group %s left the inputs: %s", settings.group_id,
+        log.info("score stage starts where the Faust group %s left the inputs: %s", settings.kafka.group_id,
                  {f"{tp.topic}:{tp.partition}": o for tp, o in sorted(theirs.items())})
     except Exception:  # e.g. another new worker joined first and adopted them; never fatal
         log.warning("could not adopt the Faust group's input offsets", exc_info=True)

@@ -51,7 +51,7 @@ class Publisher:
         self.producer = self._make_producer()
         await self.producer.start()
         for short in NAMES:
-            topic = self.settings.topic(short)
+            topic = self.settings.kafka.topic(short)
             self.partitions[topic] = sorted(await self.producer.partitions_for(topic))
 
     async def stop(self) -> None:
@@ -66,13 +66,13 @@ class Publisher:
         self.metrics.dead_letter.labels(stage).inc()
         record = dead_letter_record(reason, r.value, stage=stage, topic=r.topic, partition=r.partition,
                                     offset=r.offset)
-        out.add(self.settings.topic("dead-letter"), r.key or b"", dumps(record))
+        out.add(self.settings.kafka.topic("dead-letter"), r.key or b"", dumps(record))
 
     def add_scored(self, out: Outbox, valid: list[tuple[Any, Message]], scored: list[Scored]) -> None:
         """Each scored record, then the batch's drift events, then its trend partials per partition."""
-        combiner = Combiner(self.settings.window_s, self.settings.alert_top_messages)
+        combiner = Combiner(self.settings.detector.window_s, self.settings.detector.top_messages)
         sources: Counter[str] = Counter()
-        scored_topic = self.settings.topic("scored")
+        scored_topic = self.settings.kafka.topic("scored")
         for (r, _), sc in zip(valid, scored, strict=True):
             try:
                 value = sc.to_json()
@@ -84,7 +84,7 @@ class Publisher:
             sources[sc.source] += 1
         for d in self.drift.observe(scored):
             log.warning("drift: %s v%s %s PSI %.3f", d.model, d.version, d.kind, d.psi)
-            out.add(self.settings.topic("model-events"), d.model.encode(), dumps(d.as_dict(event_time())))
+            out.add(self.settings.kafka.topic("model-events"), d.model.encode(), dumps(d.as_dict(event_time())))
         for source, n in sources.items():
             self.metrics.scored.labels(source).inc(n)
         self._add_partials(out, combiner)
@@ -92,7 +92,7 @@ class Publisher:
     def _add_partials(self, out: Outbox, combiner: Combiner) -> None:
         # per partition, one record of all its keys' partials (streams/windows/fold.py); a key's partition is the
         # one a record keyed by it would get, so the windows agent's table stays co-partitioned
-        trend_topic = self.settings.topic("trend-events")
+        trend_topic = self.settings.kafka.topic("trend-events")
         by_partition: dict[int, list[Partial]] = {}
         for key, partials in combiner.partials().items():
             by_partition.setdefault(partition_for(key.encode(), self.partitions[trend_topic]), []).extend(partials)

@@ -46,14 +46,14 @@ class Reader:
         """Join the score group; ``on_revoke`` delivers and commits what was read before partitions move."""
         await adopt_faust_offsets(self.settings)
         settings = self.settings
-        session_ms = int(settings.kafka_session_timeout_s * 1000)
+        session_ms = int(settings.kafka.session_timeout_s * 1000)
         self.consumer = AIOKafkaConsumer(
-            **aiokafka_config(settings), group_id=settings.score_group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_poll_records=settings.score_batch_records,
+            **aiokafka_config(settings), group_id=settings.kafka.score_group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_poll_records=settings.scoring.batch_records,
             session_timeout_ms=session_ms, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             heartbeat_interval_ms=max(session_ms // 3, 100),
         )
-        self.consumer.subscribe([settings.topic(t) for t in INPUTS], listener=_Revoke(on_revoke))
+        self.consumer.subscribe([settings.kafka.topic(t) for t in INPUTS], listener=_Revoke(on_revoke))
         await self.consumer.start()
 
     async def stop(self) -> None:
@@ -68,11 +68,11 @@ class Reader:
         """The next batch, parsed; empty when nothing came within ``batch_timeout_s``."""
         consumer = self._require()
         size = self.read_size.next()
-        records = await consumer.getmany(timeout_ms=int(self.settings.batch_timeout_s * 1000), max_records=size)
+        records = await consumer.getmany(timeout_ms=int(self.settings.scoring.batch_timeout_s * 1000), max_records=size)
         if not records:
             return {}
         records.update(await self._lagging_partitions(consumer, records, size))
-        return parse_batch(records, self.settings.max_text_chars)
+        return parse_batch(records, self.settings.scoring.max_text_chars)
 
     async def _lagging_partitions(self, consumer: AIOKafkaConsumer, records: Records, size: int) -> Records:
         """Records of assigned partitions that are behind but missing from ``records``, waiting briefly.

@@ -1,4 +1,4 @@
-"""The score stage's scorer: a batch's messages through both Triton models (streams/score/scoring.py),
+"""The score stage's scorer: a batch's messages through both Triton models (streams/score/triton_client.py),
 routed by the model-events follower, joined into ``Scored`` records."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from streams.enrich import extract_tickers, mask_pii
 from streams.knowledge import Knowledge
 from streams.metrics import PipelineMetrics
 from streams.records import Message, Scored
-from streams.score.scoring import ModelOutput
+from streams.score.triton_client import ModelOutput
 
 Routes = Callable[[], Mapping[str, Route]]
 

@@ -31,7 +31,7 @@ from streams.score.publisher import Publisher, kafka_producer
 from streams.score.read_size import ReadSize
 from streams.score.reader import BatchSource, Reader
 from streams.score.scorer import Scorer
-from streams.score.scoring import TritonScorer
+from streams.score.triton_client import TritonScorer
 from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -168,14 +168,14 @@ class ScoreStage(Service):
 def build_score_stage(settings: Settings, metrics: PipelineMetrics, knowledge: Knowledge,
                       load_reference: ReferenceLoader | None = None) -> ScoreStage:
     """The stage with its real collaborators: Kafka clients and Triton's channel open when it starts."""
-    models = (settings.sentiment_model, settings.topic_model)
-    triton = TritonScorer(settings.triton_grpc_url, list(models), settings.triton_timeout_s,
-                          max_request=settings.batch_size)
-    read_size = ReadSize(settings.batch_size, settings.score_batch_records, settings.score_batch_target_s)
+    models = (settings.triton.sentiment_model, settings.triton.topic_model)
+    triton = TritonScorer(settings.triton.grpc_url, list(models), settings.triton.timeout_s,
+                          max_request=settings.scoring.batch_size)
+    read_size = ReadSize(settings.scoring.batch_size, settings.scoring.batch_records, settings.scoring.batch_target_s)
     reader = Reader(settings, read_size)
     scorer = Scorer(triton, EventFollower(settings, metrics), models, knowledge, metrics, observe=read_size.observe)
     publisher = Publisher(settings, metrics, DriftTracker(settings, metrics, load_reference),
                           producer=partial(kafka_producer, settings))
-    committer = Committer(reader, settings.score_concurrency)
-    return ScoreStage(reader, Aligner(reader), scorer, publisher, committer, RecentIds(settings.dedup_capacity),
+    committer = Committer(reader, settings.scoring.concurrency)
+    return ScoreStage(reader, Aligner(reader), scorer, publisher, committer, RecentIds(settings.scoring.dedup_capacity),
                       metrics)

@@ -8,37 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from streams.windows import rolling
 from streams.windows.baseline import Level, binomial_z, count_z, decay_level, update_level, update_share
 from streams.windows.rolling import Recent, RollingView
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    window_s: int = 60
-    allowed_lateness_s: int = 120
-    baseline_alpha: float = 0.2
-    baseline_prior: float = 0.2
-    baseline_min_windows: int = 3
-    min_volume: int = 5
-    min_delta: float = 0.25
-    z: float = 4.0
-    critical_z: float = 6.0
-    top_messages: int = 5
-    min_volume_by_dimension: Mapping[str, int] = field(default_factory=dict)
-    volume_z: float = 4.0  # robust z of the negative COUNT against its own baseline
-    volume_min_ratio: float = 2.0  # and at least this multiple of it: busy calm keys stay quiet
-    volume_min_windows: int = 10  # a count baseline needs more history than a share one
-    robust_clip: float = 3.0  # winsorise volume updates at this many scales
-    cooldown_s: int = 300  # no re-fire of a key this long (event time) after it resolved
-    rolling_s: int = 900  # the longer view each trends record carries besides its own window
-
-    def min_volume_for(self, dimension: str) -> int:
-        return self.min_volume_by_dimension.get(dimension, self.min_volume)
+from tonewatch.core.sections import DetectorSettings
 
 
 @dataclass(frozen=True)
@@ -206,7 +182,7 @@ def alert_id(dimension: str, key: str, started: float) -> str:
     return hashlib.sha1(f"{dimension}|{key}|{started:.0f}".encode()).hexdigest()[:16]
 
 
-def _surge(state: KeyState, w: Window, dimension: str, cfg: DetectorConfig, strictness: float = 1.0
+def _surge(state: KeyState, w: Window, dimension: str, cfg: DetectorSettings, strictness: float = 1.0
            ) -> tuple[str | None, float]:
     """Which baselines the window breaks (share, volume or both) and the larger z; ``strictness``
     below 1 lowers every bar, for the hysteresis of resolving."""
@@ -225,7 +201,7 @@ def _surge(state: KeyState, w: Window, dimension: str, cfg: DetectorConfig, stri
     return reason, score if reason else 0.0
 
 
-def _close(state: KeyState, w: Window, dimension: str, cfg: DetectorConfig) -> tuple[KeyState, list[Transition]]:
+def _close(state: KeyState, w: Window, dimension: str, cfg: DetectorSettings) -> tuple[KeyState, list[Transition]]:
     """Fold a closed window into the baselines, and resolve an alert once the window is calm again."""
     base = cfg.baseline_prior if state.baseline is None else state.baseline
     gap = 0 if state.closed_until is None else round((w.start - state.closed_until) / cfg.window_s)
@@ -256,7 +232,7 @@ def _add(w: Window, p: Partial, top: int) -> Window:
     )
 
 
-def _maybe_fire(state: KeyState, w: Window, ev: Partial, cfg: DetectorConfig) -> tuple[KeyState, list[Transition]]:
+def _maybe_fire(state: KeyState, w: Window, ev: Partial, cfg: DetectorSettings) -> tuple[KeyState, list[Transition]]:
     """Fire as soon as the open window breaks a baseline, unless the key is firing, young or cooling down."""
     if (
         state.firing is not None
@@ -274,12 +250,12 @@ def _maybe_fire(state: KeyState, w: Window, ev: Partial, cfg: DetectorConfig) ->
     return fired, [Transition("firing", aid, w, base, score, severity, reason)]
 
 
-def apply_event(state: KeyState, ev: TrendEvent, cfg: DetectorConfig) -> Update:
+def apply_event(state: KeyState, ev: TrendEvent, cfg: DetectorSettings) -> Update:
     """One event: a partial of one."""
     return apply_partial(state, Partial.of(ev), cfg)
 
 
-def apply_partial(state: KeyState, ev: Partial, cfg: DetectorConfig) -> Update:
+def apply_partial(state: KeyState, ev: Partial, cfg: DetectorSettings) -> Update:
     """Add a partial to its own window; close the windows the watermark has passed by the lateness;
     then judge the window against the baselines those closes taught.
 

@@ -14,7 +14,8 @@ from typing import Any, Protocol, TypeVar
 
 import pydantic_core
 
-from streams.windows.detector import DetectorConfig, Driver, KeyState, Partial, TrendEvent, Update, apply_partial
+from streams.windows.detector import Driver, KeyState, Partial, TrendEvent, Update, apply_partial
+from tonewatch.core.sections import DetectorSettings
 
 
 class _Keyed(Protocol):
@@ -106,7 +107,7 @@ class Fold:
     updates: list[Update]  # one per partial, in order: what it changed (late ones not accepted)
 
 
-def fold_events(state: KeyState, partials: Iterable[Partial], cfg: DetectorConfig) -> Fold:
+def fold_events(state: KeyState, partials: Iterable[Partial], cfg: DetectorSettings) -> Fold:
     """Apply partials one by one, as if each had arrived alone; only the state write is batched."""
     updates = []
     for ev in partials:

@@ -29,18 +29,19 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     from tonewatch.stack.triton import start_triton, stop_triton
 
     run_dir = tmp_path_factory.mktemp("stack")
-    base = Settings(run_dir=REPO / ".tonewatch", model_repository=REPO / "triton_repo", model_env_path=Path(sys.prefix))
+    base = Settings().updated(run_dir=REPO / ".tonewatch", triton__model_repository=REPO / "triton_repo",
+                              triton__model_env_path=Path(sys.prefix))
     ensure_kafka_jars(base)  # cached in the repo's run dir across sessions
     ensure_models(base)
     kafka = start_kafka(base, run_dir / "kafka")
     triton = None
     try:
         triton = start_triton(base, run_dir / "triton")
-        settings = base.model_copy(update={
-            "kafka_bootstrap": kafka.bootstrap, "triton_grpc_url": triton.grpc_url,
-            "triton_http_url": triton.http_url, "triton_metrics_url": triton.metrics_url, "run_dir": run_dir,
-        })
-        for name in (settings.sentiment_model, settings.topic_model):
+        settings = base.updated(
+            kafka__bootstrap=kafka.bootstrap, triton__grpc_url=triton.grpc_url,
+            triton__http_url=triton.http_url, triton__metrics_url=triton.metrics_url, run_dir=run_dir,
+        )
+        for name in (settings.triton.sentiment_model, settings.triton.topic_model):
             load_model(settings, name)
         yield settings
     finally:
@@ -68,7 +69,7 @@ class Worker:
 
         from prometheus_client.parser import text_string_to_metric_families
 
-        url = f"http://{self.settings.metrics_host}:{self.settings.metrics_port}/metrics"
+        url = f"http://{self.settings.metrics_host}:{self.settings.scoring.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as resp:
             text = resp.read().decode()
         out = {}
@@ -117,7 +118,7 @@ def pipeline(stack_settings: Settings, tmp_path: Path) -> Iterator[Callable[...,
         prefix = overrides.pop("topic_prefix", f"t{uuid.uuid4().hex[:10]}")
         from tonewatch.stack.procs import free_port
 
-        settings = stack_settings.model_copy(update={"topic_prefix": prefix, "metrics_port": free_port(), **overrides})
+        settings = stack_settings.updated(kafka__topic_prefix=prefix, scoring__metrics_port=free_port(), **overrides)
         w = Worker(settings, tmp_path / f"worker-{len(workers)}.log")
         workers.append(w)
         w.wait_ready()
@@ -135,7 +136,7 @@ def wait_for(
     deadline = time.monotonic() + timeout_s
     records: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        records = read_json(settings, settings.topic(topic))
+        records = read_json(settings, settings.kafka.topic(topic))
         if len(records) >= count:
             return records
         if not worker.alive():

@@ -34,10 +34,10 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     from tonewatch.stack.kafka import start_kafka, stop_kafka
 
     run_dir = tmp_path_factory.mktemp("delivery")
-    base = Settings(run_dir=REPO / ".tonewatch")
+    base = Settings().updated(run_dir=REPO / ".tonewatch")
     kafka = start_kafka(base, run_dir / "kafka")
     try:
-        yield base.model_copy(update={"kafka_bootstrap": kafka.bootstrap, "run_dir": run_dir})
+        yield base.updated(kafka__bootstrap=kafka.bootstrap, run_dir=run_dir)
     finally:
         stop_kafka(kafka)
 
@@ -45,11 +45,11 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 @pytest.fixture
 def settings(kafka_settings: Settings) -> Settings:
     """A unique prefix; quick retries; escalation off unless a test turns it on."""
-    return kafka_settings.model_copy(update={
-        "topic_prefix": f"d{uuid.uuid4().hex[:10]}", "webhook_secret": SecretStr(SECRET),
-        "delivery_backoff_base_s": 0.5, "delivery_backoff_cap_s": 2.0, "delivery_timeout_s": 3.0,
-        "escalation_interval_s": 3600.0, "notifier_metrics_port": free_port(), "topic_partitions": 2,
-    })
+    return kafka_settings.updated(
+        kafka__topic_prefix=f"d{uuid.uuid4().hex[:10]}", delivery__webhook_secret=SecretStr(SECRET),
+        delivery__backoff_base_s=0.5, delivery__backoff_cap_s=2.0, delivery__timeout_s=3.0,
+        delivery__escalation_interval_s=3600.0, delivery__metrics_port=free_port(), kafka__topic_partitions=2,
+    )
 
 
 class Receiver:
@@ -126,7 +126,7 @@ class NotifierProc:
     def metric(self, name: str) -> float:
         from prometheus_client.parser import text_string_to_metric_families
 
-        url = f"http://{self.settings.metrics_host}:{self.settings.notifier_metrics_port}/metrics"
+        url = f"http://{self.settings.metrics_host}:{self.settings.delivery.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as resp:
             text = resp.read().decode()
         return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
@@ -179,7 +179,7 @@ def alert(aid: str, status: str = "firing", key: str = "TSLA", severity: str = "
 def produce(settings: Settings, *alerts: dict[str, Any]) -> None:
     p = producer(settings)
     for a in alerts:
-        p.send(settings.topic("alerts"), key=a["id"].encode(), value=json.dumps(a).encode())
+        p.send(settings.kafka.topic("alerts"), key=a["id"].encode(), value=json.dumps(a).encode())
     p.flush()
     p.close()
 
@@ -225,7 +225,7 @@ def test_down_receiver_gets_the_alert_once_after_it_comes_back(
           log=n2)
     time.sleep(2)
     assert len(hook.alerts("a-down")) == 1
-    ledger = read_json(settings, settings.topic("deliveries"))
+    ledger = read_json(settings, settings.kafka.topic("deliveries"))
     assert {e["key"] for e in ledger} == {f"{sub_id}|a-down|firing|initial", f"{sub_id}|b-after-restart|firing|initial"}
 
 
@@ -273,7 +273,7 @@ def test_ticker_filter(
 def test_unacked_critical_alert_escalates_until_acked_or_resolved(
     settings: Settings, receivers: Callable[..., Receiver], notifier: Callable[[Settings], NotifierProc]
 ) -> None:
-    settings = settings.model_copy(update={"escalation_interval_s": 2.0, "escalation_max": 10})
+    settings = settings.updated(delivery__escalation_interval_s=2.0, delivery__escalation_max=10)
     hook = receivers()
     cli(settings, "alerts", "subscribe", "--webhook", hook.url)
     n = notifier(settings)
@@ -283,7 +283,7 @@ def test_unacked_critical_alert_escalates_until_acked_or_resolved(
     assert [r["headers"]["Idempotency-Key"] for r in hook.requests if json.loads(r["body"])["id"] == "e-crit"][:3] \
         == ["e-crit:firing", "e-crit:firing:escalation-1", "e-crit:firing:escalation-2"]
     assert cli(settings, "alerts", "ack", "e-crit", "--by", "ops", "--note", "looking") == "acknowledged e-crit"
-    (ack,) = read_json(settings, settings.topic("acks"))
+    (ack,) = read_json(settings, settings.kafka.topic("acks"))
     assert (ack["alert_id"], ack["by"], ack["note"]) == ("e-crit", "ops", "looking")
     produce(settings, alert("e-resolves", status="resolved"))
     until(lambda: hook.alerts("e-resolves")[-1]["status"] == "resolved", "the resolved alert", log=n)
@@ -299,7 +299,7 @@ def test_unacked_critical_alert_escalates_until_acked_or_resolved(
 def test_rejected_or_hopeless_deliveries_go_to_the_delivery_dead_letter_topic(
     settings: Settings, receivers: Callable[..., Receiver], notifier: Callable[[Settings], NotifierProc]
 ) -> None:
-    settings = settings.model_copy(update={"delivery_give_up_s": 4.0})
+    settings = settings.updated(delivery__give_up_s=4.0)
     rejects, failing = receivers(status=400), receivers(status=503)
     n = notifier(settings)  # subscriptions made while it runs: it follows the topic
     reject_id = cli(settings, "alerts", "subscribe", "--webhook", rejects.url)
@@ -308,7 +308,7 @@ def test_rejected_or_hopeless_deliveries_go_to_the_delivery_dead_letter_topic(
     produce(settings, alert("dl-1"))
 
     def dead() -> dict[str, dict[str, Any]]:
-        return {d["subscription"]: d for d in read_json(settings, settings.topic("delivery-dead-letter"))}
+        return {d["subscription"]: d for d in read_json(settings, settings.kafka.topic("delivery-dead-letter"))}
 
     until(lambda: len(dead()) == 2, "two dead letters", log=n)
     rejected, gave_up = dead()[reject_id], dead()[failing_id]

@@ -49,20 +49,20 @@ class Stack:
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run_dir = tmp_path_factory.mktemp("faults")
-    base = Settings(run_dir=REPO / ".tonewatch")
+    base = Settings().updated(run_dir=REPO / ".tonewatch")
     kafka = start_kafka(base, run_dir / "kafka")
     try:
         triton, settings = start_trivial_triton(base, run_dir / "triton")
     except BaseException:
         stop_kafka(kafka)
         raise
-    stack = Stack(settings.model_copy(update={
-        "kafka_bootstrap": kafka.bootstrap, "run_dir": run_dir, "kafka_session_timeout_s": 8.0,
-        "window_s": 10, "allowed_lateness_s": 60, "triton_timeout_s": 5.0,
+    stack = Stack(settings.updated(
+        kafka__bootstrap=kafka.bootstrap, run_dir=run_dir, kafka__session_timeout_s=8.0,
+        detector__window_s=10, detector__allowed_lateness_s=60, triton__timeout_s=5.0,
         # one partition: event time cannot skew across partitions of a lagging worker, so nothing is late
         # unless a kill -9 redelivers it (then it is a duplicate, dead-lettered as late and counted)
-        "topic_partitions": 1,
-    }), kafka, triton)
+        kafka__topic_partitions=1,
+    ), kafka, triton)
     yield stack
     stop_triton(stack.triton)
     stop_kafka(stack.kafka)
@@ -80,12 +80,12 @@ class Feed(threading.Thread):
         self.acked: set[str] = set()
         self.failed = 0
         self._halt = threading.Event()
-        cycle = 8 * settings.window_s  # start on a cycle boundary: the first surge is 50 s of event time in
+        cycle = 8 * settings.detector.window_s  # start on a cycle boundary: the first surge is 50 s of event time in
         self._t0 = (datetime.now(UTC).timestamp() - 3600) // cycle * cycle
 
     def message(self, i: int) -> dict[str, Any]:
         ts = self._t0 + i * STEP_S
-        surge = int(ts // self.settings.window_s) % 8 == 5  # one window in eight turns negative
+        surge = int(ts // self.settings.detector.window_s) % 8 == 5  # one window in eight turns negative
         text = SURGE if surge and i % 2 else f"{CALM[i % len(CALM)]} #{i}"
         if self.pii:
             text += f", call {PII[i % len(PII)]} or ping {PII[(i + 1) % len(PII)]}"
@@ -101,7 +101,7 @@ class Feed(threading.Thread):
         start = time.monotonic()
         while not self._halt.is_set():
             m = self.message(i)
-            fut = prod.send(self.settings.topic(m["source"]), key=m["id"].encode(), value=json.dumps(m).encode())
+            fut = prod.send(self.settings.kafka.topic(m["source"]), key=m["id"].encode(), value=json.dumps(m).encode())
             fut.add_callback(lambda _md, mid=m["id"]: self.acked.add(mid))
             fut.add_errback(lambda _exc: setattr(self, "failed", self.failed + 1))
             i += 1
@@ -123,7 +123,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
     workers: list[Worker] = []
 
     def start(settings: Settings) -> Worker:
-        w = Worker(settings.model_copy(update={"metrics_port": free_port()}), tmp_path / f"worker-{len(workers)}.log")
+        w = Worker(settings.updated(scoring__metrics_port=free_port()), tmp_path / f"worker-{len(workers)}.log")
         workers.append(w)
         w.wait_ready(timeout_s=180)
         return w
@@ -138,10 +138,10 @@ def spawn(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
 def _scored_count(s: Settings) -> int:
     for _ in range(20):
         try:
-            return topic_size(s, s.topic("scored"))
+            return topic_size(s, s.kafka.topic("scored"))
         except Exception:  # kafka-python's offset lookup can fail while a restarted broker settles
             time.sleep(1.0)
-    return topic_size(s, s.topic("scored"))
+    return topic_size(s, s.kafka.topic("scored"))
 
 
 def _drain_and_account(
@@ -150,13 +150,13 @@ def _drain_and_account(
     """Wait for every acked id to be scored and the lag to reach 0; check alerts; print the figures."""
     deadline = time.monotonic() + timeout_s
     while True:
-        scored = [r["id"] for r in read_json(s, s.topic("scored"))]
-        lag = sum(group_lag(s, s.topic(t)) for t in ("news", "chat", "trend-events"))
+        scored = [r["id"] for r in read_json(s, s.kafka.topic("scored"))]
+        lag = sum(group_lag(s, s.kafka.topic(t)) for t in ("news", "chat", "trend-events"))
         if (acked <= set(scored) and lag == 0) or time.monotonic() > deadline or not worker.alive():
             break
         time.sleep(2.0)
-    dead = read_json(s, s.topic("dead-letter"))
-    alerts = read_json(s, s.topic("alerts"))
+    dead = read_json(s, s.kafka.topic("dead-letter"))
+    alerts = read_json(s, s.kafka.topic("alerts"))
     stages = Counter(d["stage"] for d in dead)
     pairs = Counter((a["id"], a["status"]) for a in alerts)
     figures = {"fault": name, "inputs": len(acked), "scored_records": len(scored),
@@ -190,7 +190,7 @@ def _wait_progress(s: Settings, more: int, worker: Worker, timeout_s: float = 12
 
 
 def _fresh(stack: Stack) -> Settings:
-    return stack.settings.model_copy(update={"topic_prefix": f"f{uuid.uuid4().hex[:8]}"})
+    return stack.settings.updated(kafka__topic_prefix=f"f{uuid.uuid4().hex[:8]}")
 
 
 def test_kill_9_worker_five_times(own_stack: Stack, spawn: Callable[[Settings], Worker]) -> None:
@@ -242,7 +242,7 @@ def test_kafka_broker_restart(own_stack: Stack, spawn: Callable[[Settings], Work
 
 
 def test_pii_masked_in_scored_alerts_and_log(own_stack: Stack, spawn: Callable[[Settings], Worker]) -> None:
-    s = _fresh(own_stack).model_copy(update={"allowed_lateness_s": 20})
+    s = _fresh(own_stack).updated(detector__allowed_lateness_s=20)
     worker = spawn(s)
     feed = Feed(s, pii=True)
     feed.start()
@@ -251,8 +251,8 @@ def test_pii_masked_in_scored_alerts_and_log(own_stack: Stack, spawn: Callable[[
     figures = _drain_and_account(s, feed.acked, worker, "PII")
     assert figures["alerts"] > 0, figures
     surfaces = {
-        "scored": "\n".join(str(r) for r in read_json(s, s.topic("scored"))),
-        "alerts": "\n".join(str(a) for a in read_json(s, s.topic("alerts"))),
+        "scored": "\n".join(str(r) for r in read_json(s, s.kafka.topic("scored"))),
+        "alerts": "\n".join(str(a) for a in read_json(s, s.kafka.topic("alerts"))),
         "log": worker.log_path.read_text(errors="replace"),
     }
     assert "<email>" in surfaces["scored"] and "@<user>" in surfaces["alerts"], figures

@@ -31,14 +31,14 @@ def _cli(settings: Settings, *args: str, timeout: float = 900) -> subprocess.Com
 
 
 def _prefixed(settings: Settings, **overrides: object) -> Settings:
-    return settings.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}", **overrides})
+    return settings.updated(kafka__topic_prefix=f"t{uuid.uuid4().hex[:10]}", **overrides)
 
 
 def _produce(settings: Settings, topic: str, records: list[dict]) -> None:
-    ensure_topics(settings, [settings.topic(topic)])
+    ensure_topics(settings, [settings.kafka.topic(topic)])
     prod = producer(settings)
     for r in records:
-        prod.send(settings.topic(topic), key=r["id"].encode(), value=json.dumps(r).encode())
+        prod.send(settings.kafka.topic(topic), key=r["id"].encode(), value=json.dumps(r).encode())
     prod.flush()
     prod.close()
 
@@ -77,7 +77,7 @@ def test_feedback_add_alert_list_export_round_trip(stack_settings: Settings, tmp
     assert rows["sentiment", "n1"]["text"] == "$TSLA plunges after recall"  # looked up in the scored topic
     assert rows["sentiment", "n2"]["alert_id"] == "ticker|TSLA|1767621600"
     assert rows["topic", "x9"]["label"] == "Earnings"
-    assert len(read_json(s, s.topic("feedback"))) == 5  # the log keeps both corrections of n1
+    assert len(read_json(s, s.kafka.topic("feedback"))) == 5  # the log keeps both corrections of n1
 
     out = tmp_path / "fb.csv"
     done = _cli(s, "feedback", "export", "--out", str(out))
@@ -96,7 +96,7 @@ def retrain_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
     """A private copy of the sentiment repository, so a pushed version never reaches the shared Triton."""
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "triton_repo" / "sentiment", repo / "sentiment")
-    return _prefixed(stack_settings, model_repository=repo, retrain_reports_dir=tmp_path / "reports",
+    return _prefixed(stack_settings, triton__model_repository=repo, retrain__reports_dir=tmp_path / "reports",
                      run_dir=tmp_path / "run")
 
 
@@ -121,7 +121,7 @@ def test_retrain_passes_with_clean_feedback_and_refuses_poisoned_feedback(retrai
                               "feedback_new_texts": 1, "feedback_relabelled": 0, "feedback_dropped_held_out": 1}
     assert report["production"]["version"] == 1 and report["production"]["n"] == LIMIT
     assert report["pushed_version"] == 2
-    pushed = json.loads((s.model_repository / "sentiment" / "2" / "artifact" / "manifest.json").read_text())
+    pushed = json.loads((s.triton.model_repository / "sentiment" / "2" / "artifact" / "manifest.json").read_text())
     assert pushed["version"] == 2 and pushed["parent"] == 1 and "1 feedback rows" in pushed["data"]
     assert sum(pushed["reference"]["class_mix"]) == pytest.approx(1.0, abs=1e-3)
     assert len(pushed["reference"]["confidence_hist"]) == 10
@@ -136,7 +136,7 @@ def test_retrain_passes_with_clean_feedback_and_refuses_poisoned_feedback(retrai
     assert report["data"]["feedback_relabelled"] == LIMIT and report["production"]["version"] == 2
     assert report["candidate"]["weighted_f1"] < report["production"]["weighted_f1"] - 0.3
     assert report["pushed_version"] is None and report["candidate"]["staged"] is None
-    assert sorted(p.name for p in (s.model_repository / "sentiment").iterdir()) == ["1", "2", "config.pbtxt"]
+    assert sorted(p.name for p in (s.triton.model_repository / "sentiment").iterdir()) == ["1", "2", "config.pbtxt"]
     md = Path(report["report"]).with_suffix(".md").read_text()
     assert "**refused**" in md and "production v2" in md
 
@@ -164,7 +164,7 @@ def _wait_log(worker: Worker, text: str, timeout_s: float) -> None:
 
 @pytest.mark.timeout(1200)  # a version without a stored reference has it computed by the worker
 def test_a_worker_fed_only_bad_news_reports_drift(pipeline: Callable[..., Worker], tmp_path: Path) -> None:
-    worker = pipeline(drift_window=20, drift_threshold=0.2)
+    worker = pipeline(retrain__drift_window=20, retrain__drift_threshold=0.2)
     s = worker.settings
     replay(s, _negative_feed(tmp_path / "a.jsonl", 0, 10))  # the first record starts loading the reference
     _wait_log(worker, "drift reference for sentiment v1 ready", 600)
@@ -172,7 +172,7 @@ def test_a_worker_fed_only_bad_news_reports_drift(pipeline: Callable[..., Worker
     deadline = time.monotonic() + 300
     events: list[dict] = []
     while time.monotonic() < deadline and not any(e["model"] == "sentiment" for e in events):
-        events = [e for e in read_json(s, s.topic("model-events")) if e.get("event") == "drift"]
+        events = [e for e in read_json(s, s.kafka.topic("model-events")) if e.get("event") == "drift"]
         time.sleep(1.0)
     sentiment = [e for e in events if e["model"] == "sentiment"]
     assert sentiment, f"no drift event:\n{worker.log_tail()}"

@@ -139,12 +139,12 @@ def test_ten_thousand_malformed_messages_are_all_dead_lettered(pipeline: Callabl
     good_every = N_BAD // N_GOOD
     t0 = time.monotonic()
     for i, (_, payload) in enumerate(malformed(N_BAD)):
-        topic = s.topic("news" if i % 2 else "chat")
+        topic = s.kafka.topic("news" if i % 2 else "chat")
         key = None if payload is not None else f"tombstone-{i}".encode()  # Kafka needs a key or a value
         futures.append((prod.send(topic, payload, key=key), payload))
         if i % good_every == good_every // 2:
             src = "chat" if i % 2 else "news"
-            prod.send(s.topic(src), _good(id=f"fuzz-ok-{i}", source=src, text=f"Shares slip {i}").encode())
+            prod.send(s.kafka.topic(src), _good(id=f"fuzz-ok-{i}", source=src, text=f"Shares slip {i}").encode())
     prod.flush()
     for fut, payload in futures:
         meta = fut.get(timeout=60)
@@ -153,7 +153,7 @@ def test_ten_thousand_malformed_messages_are_all_dead_lettered(pipeline: Callabl
     produced_s = time.monotonic() - t0
 
     deadline = time.monotonic() + 240
-    while (n := topic_size(s, s.topic("dead-letter"))) < N_BAD:
+    while (n := topic_size(s, s.kafka.topic("dead-letter"))) < N_BAD:
         assert worker.alive(), worker.log_tail()
         assert time.monotonic() < deadline, f"{n}/{N_BAD} dead-lettered\n{worker.log_tail()}"
         time.sleep(1.0)
@@ -161,7 +161,7 @@ def test_ten_thousand_malformed_messages_are_all_dead_lettered(pipeline: Callabl
     print(f"\nfuzz: {N_BAD} malformed produced in {produced_s:.1f}s; all dead-lettered {took:.1f}s after the "
           f"first send: {N_BAD / took:,.0f} rejections/s (with {N_GOOD} valid messages interleaved)")
 
-    dead = read_json(s, s.topic("dead-letter"))
+    dead = read_json(s, s.kafka.topic("dead-letter"))
     assert len(dead) == N_BAD
     for d in dead:
         assert d["reason"].strip() and d["stage"] == "validate", d["reason"]

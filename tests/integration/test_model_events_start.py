@@ -26,10 +26,10 @@ def test_a_worker_started_during_a_shadow_routes_its_first_batch_by_it(
     failure noted in ``candidate``; a record without it was routed before the events were read.
     """
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    settings = stack_settings.model_copy(update={"topic_prefix": prefix})
+    settings = stack_settings.updated(kafka__topic_prefix=prefix)
     events.publish(settings, "sentiment", 1, "promoted", reason="test")
     events.publish(settings, "sentiment", 5, "shadow", reason="test")
-    topic = settings.topic("news")
+    topic = settings.kafka.topic("news")
     ensure_topics(settings, [topic])
     prod = producer(settings)
     ts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -39,11 +39,11 @@ def test_a_worker_started_during_a_shadow_routes_its_first_batch_by_it(
     prod.flush()
     prod.close()
 
-    worker = pipeline(topic_prefix=prefix)
+    worker = pipeline(kafka__topic_prefix=prefix)
     records = wait_for(settings, "scored", 30, worker)
     assert sorted(r["id"] for r in records) == sorted(f"s-{i}" for i in range(30))
     assert all(r["model_versions"]["sentiment"] == "1" for r in records)
     unrouted = [r["id"] for r in records if r.get("candidate", {}).get("sentiment", {}).get("version") != "5"]
     assert unrouted == [], f"routed before the model events were read: {unrouted}\n{worker.log_tail(40)}"
     assert all("error" in r["candidate"]["sentiment"] for r in records)
-    assert read_json(settings, settings.topic("dead-letter")) == []
+    assert read_json(settings, settings.kafka.topic("dead-letter")) == []

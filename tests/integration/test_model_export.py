@@ -27,8 +27,9 @@ def test_fine_tuned_version_is_served_as_evaluated(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     (repo / "sentiment").mkdir(parents=True)
     shutil.copyfile(REPO / "triton_repo" / "sentiment" / "config.pbtxt", repo / "sentiment" / "config.pbtxt")
-    settings = Settings(run_dir=tmp_path / "run", model_repository=repo, model_env_path=Path(sys.prefix),
-                        triton_cpu_threads=1)
+    settings = Settings().updated(run_dir=tmp_path / "run", triton__model_repository=repo,
+                                  triton__model_env_path=Path(sys.prefix),
+                        triton__cpu_threads=1)
     # a tiny LoRA run: the point is the export path (merged encoder inside the version), not accuracy
     path = train_version(settings, "sentiment", FinetuneConfig(mode="lora", epochs=1, max_length=32), limit=48,
                          progress=False)
@@ -48,7 +49,7 @@ def test_fine_tuned_version_is_served_as_evaluated(tmp_path: Path) -> None:
 
     triton = start_triton(settings, tmp_path / "triton")
     try:
-        local = settings.model_copy(update={"triton_http_url": triton.http_url, "triton_grpc_url": triton.grpc_url})
+        local = settings.updated(triton__http_url=triton.http_url, triton__grpc_url=triton.grpc_url)
         load_model(local, "sentiment", timeout_s=180)
         served = triton_predictor(triton.grpc_url, "sentiment", "1")(TEXTS)
         offline = local_predictor(path)(TEXTS)
@@ -61,7 +62,7 @@ def test_fine_tuned_version_is_served_as_evaluated(tmp_path: Path) -> None:
 
 def test_a_version_without_its_encoder_is_refused(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    settings = Settings(run_dir=tmp_path / "run", model_repository=repo)
+    settings = Settings().updated(run_dir=tmp_path / "run", triton__model_repository=repo)
     path = train_version(settings, "topic", FinetuneConfig(mode="full", epochs=1, max_length=24), limit=40,
                          progress=False)
     validate_artifact(path)

@@ -43,7 +43,7 @@ def test_report_prints_the_served_figures_and_skips_sets_a_version_trained_on(tm
     from tonewatch.cli import app
 
     live = REPO / "triton_repo"
-    ensure_models(Settings(run_dir=REPO / ".tonewatch", model_repository=live))
+    ensure_models(Settings().updated(run_dir=REPO / ".tonewatch", triton__model_repository=live))
     repo = tmp_path / "repo"
     for name in ("sentiment", "topic"):
         (repo / name).mkdir(parents=True)
@@ -60,7 +60,8 @@ def test_report_prints_the_served_figures_and_skips_sets_a_version_trained_on(tm
     out = tmp_path / "report.md"
 
     result = CliRunner().invoke(app, ["models", "report", "--shared", str(shared), "--out", str(out)],
-                                env={"TONEWATCH_MODEL_REPOSITORY": str(repo), "TONEWATCH_RUN_DIR": str(tmp_path)})
+                                env={"TONEWATCH_TRITON__MODEL_REPOSITORY": str(repo),
+                                     "TONEWATCH_RUN_DIR": str(tmp_path)})
 
     assert result.exit_code == 0, result.output
     table = out.read_text()

@@ -80,8 +80,8 @@ def notifier(tmp_path: Path) -> Iterator[Callable[[Settings], Settings]]:
     log_path = tmp_path / "notifier.log"
 
     def start(settings: Settings) -> Settings:
-        local = settings.model_copy(update={"notifier_metrics_port": free_port(),
-                                            "webhook_secret": SecretStr("observability-test")})
+        local = settings.updated(delivery__metrics_port=free_port(),
+                                            delivery__webhook_secret=SecretStr("observability-test"))
         with log_path.open("ab") as log:
             procs.append(subprocess.Popen([sys.executable, "-m", "tonewatch", "notifier"], env=worker_env(local),
                                           stdout=log, stderr=subprocess.STDOUT, cwd=REPO))
@@ -163,10 +163,10 @@ def test_every_dashboard_and_rule_expression_returns_data(
     # as in test_pipeline, a 120x replay compresses lateness; small batches and a long deadline keep a
     # CPU Triton shared with other test sessions making progress instead of timing out whole batches
     # a 50-message drift window fills during the replay, so drift PSI is exported (references from 50 val texts)
-    worker = pipeline(allowed_lateness_s=600, batch_size=16, triton_timeout_s=120.0,
-                      drift_window=50)
+    worker = pipeline(detector__allowed_lateness_s=600, scoring__batch_size=16, triton__timeout_s=120.0,
+                      retrain__drift_window=50)
     s = worker.settings
-    assert _cleanup_policy(s, s.topic("feedback")) == "compact"  # created by the worker with the others
+    assert _cleanup_policy(s, s.kafka.topic("feedback")) == "compact"  # created by the worker with the others
     am = start_alertmanager(tmp_path / "alertmanager")
     am_target = am.url.split("://")[1]
     # every alert of the replay goes to the webhook sink and to the real Alertmanager
@@ -174,8 +174,8 @@ def test_every_dashboard_and_rule_expression_returns_data(
     save_subscription(s, new_subscription(kind="alertmanager", url=am.url, name="local alertmanager"))
     n = notifier(s)
     prom = start_prometheus(tmp_path / "prometheus", {
-        "worker": [f"{s.metrics_host}:{s.metrics_port}"], "triton": [s.triton_metrics_url],
-        "notifier": [f"{n.metrics_host}:{n.notifier_metrics_port}"], "alertmanager": [am_target],
+        "worker": [f"{s.metrics_host}:{s.scoring.metrics_port}"], "triton": [s.triton.metrics_url],
+        "notifier": [f"{n.metrics_host}:{n.delivery.metrics_port}"], "alertmanager": [am_target],
     }, interval_s=1.0, alertmanagers=[am_target])
     try:
         start, fired = _replay_and_deliver(s, worker, sink, am.url, tmp_path)
@@ -220,12 +220,13 @@ def _check_targets_and_models(prom_url: str, am_url: str, s: Settings) -> None:
     # no rollout ran: each model's production version is the one Triton serves, and no canary
     roles = api(prom_url, "query", query="tonewatch_model_version_info")["result"]
     assert {(r["metric"]["model"], r["metric"]["role"]) for r in roles} == \
-        {(s.sentiment_model, "production"), (s.topic_model, "production")}, roles
+        {(s.triton.sentiment_model, "production"), (s.triton.topic_model, "production")}, roles
     shares = api(prom_url, "query", query="tonewatch_canary_share")["result"]
-    assert {r["metric"]["model"]: r["value"][1] for r in shares} == {s.sentiment_model: "0", s.topic_model: "0"}
+    m = s.triton
+    assert {r["metric"]["model"]: r["value"][1] for r in shares} == {m.sentiment_model: "0", m.topic_model: "0"}
     psi = api(prom_url, "query", query="tonewatch_drift_psi")["result"]
     assert {(r["metric"]["model"], r["metric"]["kind"]) for r in psi} == \
-        {(m, k) for m in (s.sentiment_model, s.topic_model) for k in ("class_mix", "confidence")}, psi
+        {(m, k) for m in (s.triton.sentiment_model, s.triton.topic_model) for k in ("class_mix", "confidence")}, psi
 
 
 def _check_dashboards(prom_url: str, start: float, fired: int) -> None:

@@ -64,12 +64,12 @@ def test_messages_are_scored_by_triton_and_bad_ones_dead_lettered(
     reasons = sorted(d["reason"] for d in dead)
     assert reasons[0].startswith("invalid field 'ts'") and reasons[1].startswith("not JSON")
     assert {d["stage"] for d in dead} == {"validate"}
-    assert all(d["topic"] == s.topic("news") and d["offset"] is not None for d in dead)
+    assert all(d["topic"] == s.kafka.topic("news") and d["offset"] is not None for d in dead)
 
     # the worker survives bad input and keeps scoring what comes after it
     prod = producer(s)
-    prod.send(s.topic("news"), b"\xff\xfe not utf-8")
-    prod.send(s.topic("news"), _line("n4", "news", "Oil prices slump as demand fears grow").encode())
+    prod.send(s.kafka.topic("news"), b"\xff\xfe not utf-8")
+    prod.send(s.kafka.topic("news"), _line("n4", "news", "Oil prices slump as demand fears grow").encode())
     prod.flush()
     prod.close()
     assert any(r["id"] == "n4" for r in wait_for(s, "scored", 5, worker))
@@ -81,29 +81,29 @@ def test_messages_are_scored_by_triton_and_bad_ones_dead_lettered(
     assert m['tonewatch_messages_scored_total{source="news"}'] == 4
     assert m['tonewatch_messages_scored_total{source="chat"}'] == 1
     assert m['tonewatch_dead_letter_total{stage="validate"}'] == 3
-    assert m[f'tonewatch_messages_in_total{{topic="{s.topic("news")}"}}'] == 7
+    assert m[f'tonewatch_messages_in_total{{topic="{s.kafka.topic("news")}"}}'] == 7
     assert m["tonewatch_inference_seconds_count{}"] >= 1
     time.sleep(6)  # the lag gauge refreshes every 5 s
     lags = {k: v for k, v in worker.metrics().items() if k.startswith("tonewatch_consumer_lag")}
-    assert any(s.topic("news") in k for k in lags) and all(v >= 0 for v in lags.values()), lags
+    assert any(s.kafka.topic("news") in k for k in lags) and all(v >= 0 for v in lags.values()), lags
 
 
 def test_sample_feed_surge_raises_one_alert_for_the_surging_ticker_only(pipeline: Callable[..., Worker]) -> None:
     # a replay 120x faster than real time compresses the lateness a live feed would get: widen it
-    worker = pipeline(allowed_lateness_s=600)
+    worker = pipeline(detector__allowed_lateness_s=600)
     s = worker.settings
     sent = replay(s, REPO / "data" / "sample_feed.jsonl", speed=120).sent
     wait_for(s, "scored", sent - 3, worker, timeout_s=600)
     deadline = time.monotonic() + 120
-    while group_lag(s, s.topic("trend-events")) > 0:  # trends caught up
+    while group_lag(s, s.kafka.topic("trend-events")) > 0:  # trends caught up
         assert time.monotonic() < deadline, worker.log_tail()
         time.sleep(1.0)
-    dead = read_json(s, s.topic("dead-letter"))
+    dead = read_json(s, s.kafka.topic("dead-letter"))
     assert len(dead) == 3 and {d["stage"] for d in dead} == {"validate"}, [d["reason"] for d in dead]
 
     out = subprocess.run(
         [sys.executable, "-m", "tonewatch", "alerts", "tail", "--json"],
-        env={"TONEWATCH_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "TONEWATCH_TOPIC_PREFIX": s.topic_prefix,
+        env={"TONEWATCH_KAFKA__BOOTSTRAP": s.kafka.bootstrap, "TONEWATCH_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
              "PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=120, cwd=REPO, check=True,
     )
@@ -123,7 +123,7 @@ def test_sample_feed_surge_raises_one_alert_for_the_surging_ticker_only(pipeline
     assert alert["model_versions"] == {"sentiment": "1", "topic": "1"}
     assert {"id", "status", "dimension", "key", "severity", "window", "volume", "score"} <= set(alert)
 
-    assert_trends_match_offline(s, lateness_s=s.allowed_lateness_s)
+    assert_trends_match_offline(s, lateness_s=s.detector.allowed_lateness_s)
 
 
 def assert_trends_match_offline(s: Settings, lateness_s: int) -> None:
@@ -131,29 +131,29 @@ def assert_trends_match_offline(s: Settings, lateness_s: int) -> None:
     import pandas as pd
 
     rows = []
-    for r in read_json(s, s.topic("scored")):
+    for r in read_json(s, s.kafka.topic("scored")):
         ts = pd.Timestamp(r["ts"]).timestamp()
         keys = [("ticker", t) for t in r["tickers"]] + [("sector", x) for x in r["sectors"]]
         for dim, key in [*keys, ("topic", r["topic"]), ("source", r["source"])]:
             rows.append({"dimension": dim, "key": key, "ts": ts, "negative": r["sentiment"] == "negative"})
     df = pd.DataFrame(rows)
-    df["window_start"] = (df["ts"] // s.window_s) * s.window_s
+    df["window_start"] = (df["ts"] // s.detector.window_s) * s.detector.window_s
     offline = df.groupby(["dimension", "key", "window_start"]).agg(count=("ts", "size"), negative=("negative", "sum"))
     watermark = df.groupby(["dimension", "key"])["ts"].max()
-    trends = pd.DataFrame(read_json(s, s.topic("trends"))).set_index(["dimension", "key", "window_start"])
+    trends = pd.DataFrame(read_json(s, s.kafka.topic("trends"))).set_index(["dimension", "key", "window_start"])
     assert trends.index.is_unique  # each window is published once
     joined = trends.join(offline, rsuffix="_offline", how="left")
     assert (joined["count"] == joined["count_offline"]).all()
     assert (joined["negative"] == joined["negative_offline"]).all()
     # the rolling view of each record is the sum of the offline windows inside its span
-    span = max(s.rolling_window_s, s.window_s)
+    span = max(s.detector.rolling_s, s.detector.window_s)
     for (dim, key, start), row in trends.iterrows():
         mine = offline.xs((dim, key))
-        inside = mine[(mine.index >= start + s.window_s - span) & (mine.index <= start)]
+        inside = mine[(mine.index >= start + s.detector.window_s - span) & (mine.index <= start)]
         rolled = (row["rolling"]["count"], row["rolling"]["negative"])
         assert rolled == (inside["count"].sum(), inside["negative"].sum())
     # and every window the watermark has passed by the lateness was published
     closed = offline.reset_index()
-    closed = closed[closed["window_start"] + s.window_s + lateness_s
+    closed = closed[closed["window_start"] + s.detector.window_s + lateness_s
                     <= closed.set_index(["dimension", "key"]).index.map(watermark)]
     assert set(map(tuple, closed[["dimension", "key", "window_start"]].values)) == set(trends.index)

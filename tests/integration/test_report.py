@@ -43,14 +43,14 @@ def _slice(out: Path) -> int:
 def test_report_shows_the_tsla_alert_with_its_plots(pipeline: Callable[..., Worker], tmp_path: Path) -> None:
     # the demo's pace and lateness: a replay 60x faster than real time compresses the lateness a live feed gets
     # and on 2 shared cores a CPU Triton can take longer than 30 s for a batch: a short deadline only retries it
-    worker = pipeline(allowed_lateness_s=300, triton_timeout_s=120)
+    worker = pipeline(detector__allowed_lateness_s=300, triton__timeout_s=120)
     s = worker.settings
     feed = tmp_path / "slice.jsonl"
     lines = _slice(feed)
     assert replay(s, feed, speed=60).sent == lines
 
     def tsla_firing() -> list[dict]:
-        return [a for a in read_json(s, s.topic("alerts"))
+        return [a for a in read_json(s, s.kafka.topic("alerts"))
                 if a["key"] == SURGE_TICKER and a["dimension"] == "ticker" and a["status"] == "firing"]
 
     deadline = time.monotonic() + 720
@@ -60,7 +60,7 @@ def test_report_shows_the_tsla_alert_with_its_plots(pipeline: Callable[..., Work
     alert = tsla_firing()[0]
     # the surge's own window is closed (and so plotted) once the key's watermark passes it by the lateness
     surge_start = alert["window"]["start"]
-    while not any(t["key"] == SURGE_TICKER and t["alerting"] for t in read_json(s, s.topic("trends"))):
+    while not any(t["key"] == SURGE_TICKER and t["alerting"] for t in read_json(s, s.kafka.topic("trends"))):
         assert worker.alive() and time.monotonic() < deadline, f"no closed surge window after {surge_start}"
         time.sleep(2.0)
     wait_for(s, "dead-letter", 3, worker)

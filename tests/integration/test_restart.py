@@ -22,7 +22,7 @@ SPLIT = "2026-01-05T14:20:30"  # inside a window: that window must survive the r
 def _drain(worker: Worker) -> None:
     s = worker.settings
     deadline = time.monotonic() + 180
-    while sum(group_lag(s, s.topic(t)) for t in ("news", "chat", "trend-events")) > 0:
+    while sum(group_lag(s, s.kafka.topic(t)) for t in ("news", "chat", "trend-events")) > 0:
         assert time.monotonic() < deadline and worker.alive(), worker.log_tail()
         time.sleep(1.0)
 
@@ -35,18 +35,19 @@ def test_restarted_worker_resumes_windows_from_the_changelog(pipeline: Callable[
     (tmp_path / "a.jsonl").write_text("\n".join(first) + "\n")
     (tmp_path / "b.jsonl").write_text("\n".join(second) + "\n")
 
-    a = pipeline(allowed_lateness_s=600)
+    a = pipeline(detector__allowed_lateness_s=600)
     s = a.settings
     replay(s, tmp_path / "a.jsonl", speed=120)
     wait_for(s, "scored", len(first), a, timeout_s=300)
     _drain(a)
     a.stop()  # SIGTERM: in-flight work finishes, offsets are committed
 
-    b = pipeline(topic_prefix=s.topic_prefix, allowed_lateness_s=600)
+    b = pipeline(kafka__topic_prefix=s.kafka.topic_prefix, detector__allowed_lateness_s=600)
     replay(s, tmp_path / "b.jsonl", speed=120)
     scored = wait_for(s, "scored", len(valid), b, timeout_s=300)
     _drain(b)
     assert sorted(r["id"] for r in scored) == sorted(json.loads(ln)["id"] for ln in valid)  # none lost, none twice
     assert_trends_match_offline(s, lateness_s=600)
-    firing = [x for x in read_json(s, s.topic("alerts")) if x["status"] == "firing" and x["dimension"] == "ticker"]
+    alerts = read_json(s, s.kafka.topic("alerts"))
+    firing = [x for x in alerts if x["status"] == "firing" and x["dimension"] == "ticker"]
     assert [x["key"] for x in firing] == ["TSLA"]

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_burst_of_drift_events_starts_one_retrain_and_history_none(stack_settings: Settings) -> None:
-    settings = stack_settings.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}",
-                                                 "retrain_drift_cooldown_s": 600.0})
+    settings = stack_settings.updated(kafka__topic_prefix=f"t{uuid.uuid4().hex[:10]}",
+                                                 retrain__drift_cooldown_s=600.0)
     events.publish(settings, "sentiment", 1, "drift", reason="before the job started: history")
     time.sleep(1.5)  # the follower ignores events older than its start, to the second
     runs: list[dict[str, Any]] = []

@@ -43,7 +43,7 @@ def rollout_stack(
         shutil.copyfile(REPO / "triton_repo" / name / "config.pbtxt", repo / name / "config.pbtxt")
         shutil.copytree(REPO / "triton_repo" / name / "1", repo / name / "1",
                         ignore=shutil.ignore_patterns("__pycache__"))
-    settings = stack_settings.model_copy(update={"model_repository": repo, "triton_cpu_threads": 1})
+    settings = stack_settings.updated(triton__model_repository=repo, triton__cpu_threads=1)
     triton = start_triton(settings, repo.parent / "triton")
     try:
         yield repo, triton
@@ -57,9 +57,9 @@ def rollout_triton(
 ) -> tuple[Settings, TritonProcess]:
     """Triton serving a COPY of the repository with v1 of each model only, whatever an earlier test left."""
     repo, triton = rollout_stack
-    settings = stack_settings.model_copy(update={
-        "model_repository": repo, "run_dir": tmp_path / "run", "triton_cpu_threads": 1,
-        "triton_http_url": triton.http_url, "triton_grpc_url": triton.grpc_url})
+    settings = stack_settings.updated(
+        triton__model_repository=repo, run_dir=tmp_path / "run", triton__cpu_threads=1,
+        triton__http_url=triton.http_url, triton__grpc_url=triton.grpc_url)
     for name in ("sentiment", "topic"):
         if ready(settings, name) != {"1"}:  # first test, or a previous one promoted v2: serve v1 alone again
             load_model(settings, name, versions=[1])
@@ -87,7 +87,7 @@ class PacedReplay:
             msg = {"id": mid, "source": "news", "text": self.texts[i % len(self.texts)],
                    "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
             self.produced[mid] = time.time()
-            prod.send(self.settings.topic("news"), key=mid.encode(), value=json.dumps(msg).encode())
+            prod.send(self.settings.kafka.topic("news"), key=mid.encode(), value=json.dumps(msg).encode())
             i += 1
             time.sleep(max(0.0, start + i / self.rate - time.time()))
         prod.flush()
@@ -146,7 +146,7 @@ def rollout_worker(
     """A pipeline worker on the module's Triton that judges a rollout on ``duration_s`` of live traffic."""
     base, _ = rollout_triton
     return pipeline(**on_rollout_triton(base),
-                    rollout_duration_s=duration_s, rollout_settle_s=3.0, rollout_min_samples=10)
+                    rollout__duration_s=duration_s, rollout__settle_s=3.0, rollout__min_samples=10)
 
 
 def scored_once(settings: Settings, worker: Worker, replay: PacedReplay) -> list[dict[str, Any]]:
@@ -155,7 +155,7 @@ def scored_once(settings: Settings, worker: Worker, replay: PacedReplay) -> list
     records = wait_for(settings, "scored", n, worker, timeout_s=400)
     ids = [r["id"] for r in records]
     assert len(ids) == len(set(ids)) == n and set(ids) == set(replay.produced)  # each id scored exactly once
-    assert read_json(settings, settings.topic("dead-letter")) == []
+    assert read_json(settings, settings.kafka.topic("dead-letter")) == []
     return records
 
 
@@ -181,7 +181,7 @@ def test_push_canary_promote_then_auto_rollback_and_refusal_without_losing_a_mes
 ) -> None:
     worker = rollout_worker(rollout_triton, pipeline, duration_s=20.0)
     settings = worker.settings
-    repo = settings.model_repository / "sentiment"
+    repo = settings.triton.model_repository / "sentiment"
     bad = tmp_path / "bad"
     shutil.copytree(repo / "1" / "artifact", bad)
     (bad / "head.safetensors").unlink()
@@ -231,9 +231,9 @@ def test_push_canary_promote_then_auto_rollback_and_refusal_without_losing_a_mes
     assert metrics['tonewatch_canary_share{model="sentiment"}'] == 0
     status = json.loads(cli(settings, "status", "sentiment", "--json").stdout)[0]
     assert (status["production"], status["candidate"], status["on_disk"]) == (2, None, [1, 2, 3])
-    kinds = [json.loads(r.value)["event"] for r in iter_topic(settings, settings.topic("model-events"))]
+    kinds = [json.loads(r.value)["event"] for r in iter_topic(settings, settings.kafka.topic("model-events"))]
     assert kinds == ["promoted", "loaded", "canary", "promoted", "unloaded", "loaded", "rolled_back", "unloaded"]
-    print("\nrollout figures:", json.dumps(figures(replay, list(iter_topic(settings, settings.topic("scored"))),
+    print("\nrollout figures:", json.dumps(figures(replay, list(iter_topic(settings, settings.kafka.topic("scored"))),
                                                     windows), indent=2))
 
 
@@ -268,7 +268,7 @@ def test_a_swap_initialises_only_the_new_version(rollout_triton: tuple[Settings,
 
     settings, triton = rollout_triton
     before = settled_pids(triton, "sentiment", {"1"})
-    version = push_version(settings, "sentiment", settings.model_repository / "sentiment" / "1")
+    version = push_version(settings, "sentiment", settings.triton.model_repository / "sentiment" / "1")
     seconds = {}
     t0 = time.monotonic()
     load_model(settings, "sentiment", versions=[1, version])
@@ -292,9 +292,9 @@ def test_an_experiment_on_shared_data_is_never_served_and_sync_replaces_it(
     from models.publish import push_version
 
     base, _ = rollout_triton
-    settings = base.model_copy(update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}"})  # no model events yet
-    version = push_version(settings, "sentiment", settings.model_repository / "sentiment" / "1")
-    manifest = settings.model_repository / "sentiment" / str(version) / "artifact" / "manifest.json"
+    settings = base.updated(kafka__topic_prefix=f"t{uuid.uuid4().hex[:10]}")  # no model events yet
+    version = push_version(settings, "sentiment", settings.triton.model_repository / "sentiment" / "1")
+    manifest = settings.triton.model_repository / "sentiment" / str(version) / "artifact" / "manifest.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "shared_data": ["phrasebank"]}))
     load_model(settings, "sentiment", versions=[version])  # what a Triton restart does: the newest on disk
     assert ready(settings) == {str(version)}

@@ -35,9 +35,9 @@ def test_shadow_scores_with_production_and_the_agreement_gate_decides(
     """Identical weights in shadow are promoted; a rotated head is rolled back on agreement, not golden."""
     worker = rollout_worker(rollout_triton, pipeline, duration_s=15.0)
     settings = worker.settings
-    repo = settings.model_repository / "sentiment"
+    repo = settings.triton.model_repository / "sentiment"
     rotated = worse_copy(repo / "1", tmp_path / "rotated", shift=1)  # every label changes
-    lenient = settings.model_copy(update={"rollout_max_golden_drop": 1.0})  # only the live gates may refuse it
+    lenient = settings.updated(rollout__max_golden_drop=1.0)  # only the live gates may refuse it
 
     windows: dict[str, tuple[float, float]] = {}
     with PacedReplay(settings, rate=4.0) as replay:
@@ -77,8 +77,8 @@ def test_shadow_scores_with_production_and_the_agreement_gate_decides(
     assert all(r["candidate"]["sentiment"]["label"] != r["sentiment"] for r in by_candidate["3"])
     late = {i for i, t in replay.produced.items() if t > t_promoted}
     assert late and all(r["model_versions"]["sentiment"] == "2" for r in records if r["id"] in late)
-    kinds = [json.loads(r.value)["event"] for r in iter_topic(settings, settings.topic("model-events"))]
+    kinds = [json.loads(r.value)["event"] for r in iter_topic(settings, settings.kafka.topic("model-events"))]
     assert kinds == ["promoted", "loaded", "shadow", "promoted", "unloaded", "loaded", "shadow", "rolled_back",
                      "unloaded"]
-    print("\nshadow figures:", json.dumps(figures(replay, list(iter_topic(settings, settings.topic("scored"))),
+    print("\nshadow figures:", json.dumps(figures(replay, list(iter_topic(settings, settings.kafka.topic("scored"))),
                                                    windows), indent=2))

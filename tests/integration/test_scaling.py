@@ -17,16 +17,16 @@ pytestmark = pytest.mark.integration
 
 
 def test_two_workers_split_the_load_without_duplicates(pipeline: Callable[..., Worker]) -> None:
-    a = pipeline(allowed_lateness_s=600)
+    a = pipeline(detector__allowed_lateness_s=600)
     s = a.settings
-    b = pipeline(topic_prefix=s.topic_prefix, allowed_lateness_s=600)
+    b = pipeline(kafka__topic_prefix=s.kafka.topic_prefix, detector__allowed_lateness_s=600)
     time.sleep(5.0)  # both are in the group (the fixture waits for each) before any data flows
 
     lines = (REPO / "data" / "sample_feed.jsonl").read_text().splitlines()
     sent = replay(s, REPO / "data" / "sample_feed.jsonl", speed=120).sent
     scored = wait_for(s, "scored", sent - 3, a, timeout_s=300)
     deadline = time.monotonic() + 180
-    while sum(group_lag(s, s.topic(t)) for t in ("news", "chat", "trend-events")) > 0:
+    while sum(group_lag(s, s.kafka.topic(t)) for t in ("news", "chat", "trend-events")) > 0:
         assert time.monotonic() < deadline and a.alive() and b.alive(), a.log_tail() + b.log_tail()
         time.sleep(1.0)
 
@@ -43,5 +43,6 @@ def test_two_workers_split_the_load_without_duplicates(pipeline: Callable[..., W
                   for w in (a, b)]
     assert sum(per_worker) == len(valid_ids) and min(per_worker) > 0, per_worker
     assert_trends_match_offline(s, lateness_s=600)
-    firing = [x for x in read_json(s, s.topic("alerts")) if x["status"] == "firing" and x["dimension"] == "ticker"]
+    alerts = read_json(s, s.kafka.topic("alerts"))
+    firing = [x for x in alerts if x["status"] == "firing" and x["dimension"] == "ticker"]
     assert [x["key"] for x in firing] == ["TSLA"]

@@ -73,26 +73,26 @@ def broker(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
 def _listener(stack_settings: Settings, bootstrap: str | None, prefix: str, **connection: object) -> Settings:
     """Settings for one of the broker's secure listeners, on topics of their own; Triton from the session stack."""
     assert bootstrap is not None
-    return stack_settings.model_copy(update={"kafka_bootstrap": bootstrap, **connection,
-                                             "topic_prefix": f"{prefix}{uuid.uuid4().hex[:8]}",
-                                             "metrics_port": free_port()})
+    return stack_settings.updated(kafka__bootstrap=bootstrap, **connection,
+                                             kafka__topic_prefix=f"{prefix}{uuid.uuid4().hex[:8]}",
+                                             scoring__metrics_port=free_port())
 
 
 @pytest.fixture(scope="module")
 def secure(stack_settings: Settings, broker: tuple[KafkaProcess, Path]) -> Settings:
     kafka, d = broker
-    return _listener(stack_settings, kafka.secure_bootstrap, "sec", kafka_security_protocol="SASL_SSL",
-                     kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username=USER,
-                     kafka_sasl_password=SecretStr(PASSWORD), kafka_ssl_cafile=d / "ca.pem")
+    return _listener(stack_settings, kafka.secure_bootstrap, "sec", kafka__security_protocol="SASL_SSL",
+                     kafka__sasl_mechanism="SCRAM-SHA-512", kafka__sasl_username=USER,
+                     kafka__sasl_password=SecretStr(PASSWORD), kafka__ssl_cafile=d / "ca.pem")
 
 
 @pytest.fixture(scope="module")
 def mtls(stack_settings: Settings, broker: tuple[KafkaProcess, Path]) -> Settings:
     """The listener that requires a client certificate."""
     kafka, d = broker
-    return _listener(stack_settings, kafka.mtls_bootstrap, "mtls", kafka_security_protocol="SSL",
-                     kafka_ssl_cafile=d / "ca.pem", kafka_ssl_certfile=d / "client.crt",
-                     kafka_ssl_keyfile=d / "client.key")
+    return _listener(stack_settings, kafka.mtls_bootstrap, "mtls", kafka__security_protocol="SSL",
+                     kafka__ssl_cafile=d / "ca.pem", kafka__ssl_certfile=d / "client.crt",
+                     kafka__ssl_keyfile=d / "client.key")
 
 
 def _cli(settings: Settings, *args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
@@ -124,14 +124,14 @@ def _score_through(settings: Settings, cli: Settings, tmp_path: Path) -> list[st
 
 
 def test_worker_and_cli_over_sasl_ssl(secure: Settings, tmp_path: Path) -> None:
-    cli = secure.model_copy(update={"kafka_sasl_mechanism": "PLAIN"})  # the other mechanism, same user
+    cli = secure.updated(kafka__sasl_mechanism="PLAIN")  # the other mechanism, same user
     for text in _score_through(secure, cli, tmp_path):
         assert PASSWORD not in text
 
 
 def test_worker_and_cli_over_mtls(mtls: Settings, tmp_path: Path) -> None:
     texts = _score_through(mtls, mtls, tmp_path)
-    key = mtls.kafka_ssl_keyfile
+    key = mtls.kafka.ssl_keyfile
     assert key is not None
     secret = key.read_text().splitlines()[1]  # a line of the private key itself
     assert all(secret not in text for text in texts)
@@ -140,14 +140,14 @@ def test_worker_and_cli_over_mtls(mtls: Settings, tmp_path: Path) -> None:
 @pytest.mark.parametrize("case", ["wrong password", "unknown CA"])
 def test_refused_connection_stops_the_worker_with_one_clear_line(secure: Settings, case: str) -> None:
     if case == "wrong password":
-        bad = secure.model_copy(update={"kafka_sasl_password": SecretStr("not-" + PASSWORD)})
+        bad = secure.updated(kafka__sasl_password=SecretStr("not-" + PASSWORD))
         cause = "Authentication failed"
     else:
-        bad, cause = secure.model_copy(update={"kafka_ssl_cafile": None}), "CERTIFICATE_VERIFY_FAILED"
+        bad, cause = secure.updated(kafka__ssl_cafile=None), "CERTIFICATE_VERIFY_FAILED"
     result = _cli(bad, "worker", timeout_s=90)
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"tonewatch: cannot use Kafka at {secure.kafka_bootstrap} (SASL_SSL, SCRAM-SHA-512")
+    assert last.startswith(f"tonewatch: cannot use Kafka at {secure.kafka.bootstrap} (SASL_SSL, SCRAM-SHA-512")
     assert cause in last  # the reason itself, not kafka-python's follow-on protocol error
     assert PASSWORD not in result.stdout + result.stderr
 
@@ -156,17 +156,17 @@ def test_refused_connection_stops_the_worker_with_one_clear_line(secure: Setting
 def test_refused_client_certificate_stops_the_worker_with_one_clear_line(mtls: Settings, tmp_path: Path,
                                                                          case: str) -> None:
     if case == "no client certificate":
-        bad, hint = mtls.model_copy(update={"kafka_ssl_certfile": None, "kafka_ssl_keyfile": None}), "none was sent"
+        bad, hint = mtls.updated(kafka__ssl_certfile=None, kafka__ssl_keyfile=None), "none was sent"
     else:  # self-signed: the broker trusts only the test CA
         _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue.key", "-out", "rogue.crt",
                  "-days", "2", "-subj", "/CN=rogue", cwd=tmp_path)
-        bad = mtls.model_copy(update={"kafka_ssl_certfile": tmp_path / "rogue.crt",
-                                      "kafka_ssl_keyfile": tmp_path / "rogue.key"})
+        bad = mtls.updated(kafka__ssl_certfile=tmp_path / "rogue.crt",
+                                      kafka__ssl_keyfile=tmp_path / "rogue.key")
         hint = f"refused the client certificate {tmp_path / 'rogue.crt'}"
     result = _cli(bad, "worker", timeout_s=90)
     assert result.returncode == 2, result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"tonewatch: cannot use Kafka at {mtls.kafka_bootstrap} (SSL): SSLError: "), last
+    assert last.startswith(f"tonewatch: cannot use Kafka at {mtls.kafka.bootstrap} (SSL): SSLError: "), last
     assert hint in last, last
 
 

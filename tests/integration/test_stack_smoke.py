@@ -43,7 +43,7 @@ class TritonPythonModel:
 def test_kafka_round_trips_a_message(tmp_path: Path) -> None:
     from kafka import KafkaConsumer, KafkaProducer
 
-    settings = Settings(run_dir=tmp_path / "run")
+    settings = Settings().updated(run_dir=tmp_path / "run")
     kafka = start_kafka(settings, tmp_path / "kafka")
     try:
         assert kafka.bootstrap.startswith("127.0.0.1:")
@@ -70,10 +70,11 @@ def test_triton_serves_a_python_model_in_this_env(tmp_path: Path) -> None:
     (repo / "length" / "1").mkdir(parents=True)
     (repo / "length" / "config.pbtxt").write_text(CONFIG)
     (repo / "length" / "1" / "model.py").write_text(MODEL)
-    settings = Settings(run_dir=tmp_path / "run", model_repository=repo, model_env_path=Path(sys.prefix))
+    settings = Settings().updated(run_dir=tmp_path / "run", triton__model_repository=repo,
+                                  triton__model_env_path=Path(sys.prefix))
     triton = start_triton(settings, tmp_path / "triton")
     try:
-        local = settings.model_copy(update={"triton_http_url": triton.http_url, "triton_grpc_url": triton.grpc_url})
+        local = settings.updated(triton__http_url=triton.http_url, triton__grpc_url=triton.grpc_url)
         load_model(local, "length", timeout_s=120)
         assert "Using Python execution env" in triton.log_path.read_text(errors="replace")
         client = grpcclient.InferenceServerClient(triton.grpc_url)

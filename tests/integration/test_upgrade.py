@@ -24,19 +24,19 @@ def _send(s: Settings, ids: list[str]) -> None:
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     prod = producer(s)
     for i in ids:
-        prod.send(s.topic("news"), key=i.encode(), value=json.dumps(
+        prod.send(s.kafka.topic("news"), key=i.encode(), value=json.dumps(
             {"id": i, "source": "news", "ts": now, "text": f"Guidance cut at {i}"}).encode())
     prod.flush()
     prod.close()
 
 
 def test_score_stage_resumes_from_the_faust_groups_input_offsets(stack_settings: Settings, tmp_path: Path) -> None:
-    s = stack_settings.model_copy(update={"topic_prefix": f"up{uuid.uuid4().hex[:8]}", "metrics_port": free_port()})
-    ensure_topics(s, [s.topic("news"), s.topic("chat")])
+    s = stack_settings.updated(kafka__topic_prefix=f"up{uuid.uuid4().hex[:8]}", scoring__metrics_port=free_port())
+    ensure_topics(s, [s.kafka.topic("news"), s.kafka.topic("chat")])
     old = [f"old-{i}" for i in range(40)]
     _send(s, old)  # scored by the previous version, which committed them in the Faust group
-    consumer = KafkaConsumer(**client_config(s), group_id=s.group_id, enable_auto_commit=False)
-    tps = [TopicPartition(s.topic("news"), p) for p in consumer.partitions_for_topic(s.topic("news")) or ()]
+    consumer = KafkaConsumer(**client_config(s), group_id=s.kafka.group_id, enable_auto_commit=False)
+    tps = [TopicPartition(s.kafka.topic("news"), p) for p in consumer.partitions_for_topic(s.kafka.topic("news")) or ()]
     ends = consumer.end_offsets(tps)
     consumer.commit({tp: OffsetAndMetadata(ends[tp], "", -1) for tp in tps})
     consumer.close()
@@ -46,7 +46,7 @@ def test_score_stage_resumes_from_the_faust_groups_input_offsets(stack_settings:
     try:
         worker.wait_ready()
         wait_for(s, "scored", len(new), worker, timeout_s=180)
-        scored = {r["id"] for r in read_json(s, s.topic("scored"))}
+        scored = {r["id"] for r in read_json(s, s.kafka.topic("scored"))}
         assert scored == set(new), sorted(scored - set(new))[:5]
         assert "starts where the Faust group" in worker.log_path.read_text()
     finally:

@@ -66,8 +66,8 @@ def test_compose_holds_no_secrets() -> None:
         if "password" in line and ":" in line:
             assert "${" in line, line
     # the webhook signing key comes from the environment only: no ':-default' a deployment could run on
-    secret = _yaml("docker-compose.yml")["services"]["notifier"]["environment"]["TONEWATCH_WEBHOOK_SECRET"]
-    assert secret == "${TONEWATCH_WEBHOOK_SECRET}"
+    secret = _yaml("docker-compose.yml")["services"]["notifier"]["environment"]["TONEWATCH_DELIVERY__WEBHOOK_SECRET"]
+    assert secret == "${TONEWATCH_DELIVERY__WEBHOOK_SECRET}"
 
 
 def test_compose_services_are_healthchecked_and_workers_scalable() -> None:
@@ -78,8 +78,8 @@ def test_compose_services_are_healthchecked_and_workers_scalable() -> None:
     assert "ports" not in services["worker"] and services["worker"]["expose"] == ["9108"]
     assert services["worker"]["environment"]["TONEWATCH_METRICS_HOST"] == "0.0.0.0"
     notifier = services["notifier"]
-    assert notifier["environment"]["TONEWATCH_NOTIFIER_METRICS_PORT"] == "9109"
-    assert "TONEWATCH_METRICS_PORT" not in notifier["environment"]  # the worker's setting, not the notifier's
+    assert notifier["environment"]["TONEWATCH_DELIVERY__METRICS_PORT"] == "9109"
+    assert "TONEWATCH_SCORING__METRICS_PORT" not in notifier["environment"]  # the worker's setting, not the notifier's
     assert notifier["environment"]["TONEWATCH_METRICS_HOST"] == "0.0.0.0" and notifier["expose"] == ["9109"]
     assert "127.0.0.1:9109/metrics" in " ".join(notifier["healthcheck"]["test"])
     assert "alert_webhook_url" in services["alertmanager"]["secrets"]
@@ -99,7 +99,7 @@ def test_compose_retrains_both_models_daily_under_the_retrain_profile() -> None:
     for name, svc in jobs.items():
         assert svc["build"]["args"]["EXTRAS"] == "[models]", name  # training needs torch
         assert _mount(svc, "/models") == "./triton_repo", name  # --push writes the next version there
-        assert svc["environment"]["TONEWATCH_MODEL_REPOSITORY"] == "/models", name
+        assert svc["environment"]["TONEWATCH_TRITON__MODEL_REPOSITORY"] == "/models", name
 
 
 def test_compose_syncs_models_after_triton_and_before_the_workers() -> None:
@@ -109,7 +109,7 @@ def test_compose_syncs_models_after_triton_and_before_the_workers() -> None:
     script = " ".join(sync["command"])
     assert "tonewatch models sync $$m" in script and "for m in sentiment topic" in script
     assert sync["depends_on"]["triton"] == {"condition": "service_healthy", "restart": True}
-    assert sync["environment"]["TONEWATCH_TRITON_HTTP_URL"] == "triton:8000"
+    assert sync["environment"]["TONEWATCH_TRITON__HTTP_URL"] == "triton:8000"
     assert _mount(sync, "/models") == "./triton_repo"  # config.pbtxt for the load override
     assert "profiles" not in sync and sync["restart"] == "on-failure"
     assert services["worker"]["depends_on"]["models-sync"] == {"condition": "service_completed_successfully"}
@@ -294,7 +294,7 @@ def test_worker_imports_no_torch_and_does_no_work_at_import() -> None:
         "import sys\n"
         "from tonewatch.core.settings import Settings\n"
         "import streams.app, tonewatch.cli\n"
-        "app = streams.app.create_app(Settings(kafka_bootstrap='127.0.0.1:1'))\n"
+        "app = streams.app.create_app(Settings().updated(kafka__bootstrap='127.0.0.1:1'))\n"
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)

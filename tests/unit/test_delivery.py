@@ -168,7 +168,7 @@ def test_webhook_without_a_secret_is_a_permanent_failure(monkeypatch: pytest.Mon
 
     monkeypatch.delenv("HOOK_SECRET", raising=False)
     closed = "http://127.0.0.1:9/hook"  # discard port: nothing listens
-    unsigned = Settings(webhook_secret=None)
+    unsigned = Settings().updated(delivery__webhook_secret=None)
     assert deliver(unsigned, new_subscription(kind="webhook", url=closed), ALERT)[0] == "permanent"
     own = new_subscription(kind="webhook", url=closed, secret_env="HOOK_SECRET")
     outcome, detail = deliver(unsigned, own, ALERT)
@@ -189,6 +189,6 @@ def test_subscribe_rejects_bad_options_before_touching_kafka(args: list[str], me
 
     from tonewatch.cli import app
 
-    result = CliRunner().invoke(app, ["alerts", "subscribe", *args], env={"TONEWATCH_KAFKA_BOOTSTRAP": "127.0.0.1:9"})
+    result = CliRunner().invoke(app, ["alerts", "subscribe", *args], env={"TONEWATCH_KAFKA__BOOTSTRAP": "127.0.0.1:9"})
     assert result.exit_code == 2
     assert message in " ".join(result.output.replace("│", " ").split())

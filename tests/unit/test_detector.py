@@ -8,9 +8,10 @@ import pytest
 
 from streams.windows.alerts import alert_payload
 from streams.windows.baseline import Level, binomial_z, count_z, update_level
-from streams.windows.detector import DetectorConfig, KeyState, Transition, TrendEvent, apply_event
+from streams.windows.detector import KeyState, Transition, TrendEvent, apply_event
+from tonewatch.core.sections import DetectorSettings
 
-CFG = DetectorConfig(window_s=60, allowed_lateness_s=120, baseline_min_windows=3, min_volume=5, cooldown_s=600,
+CFG = DetectorSettings(window_s=60, allowed_lateness_s=120, baseline_min_windows=3, min_volume=5, cooldown_s=600,
                      volume_min_windows=10)
 
 
@@ -24,7 +25,7 @@ def minute(m: int, n: int, negatives: int, **kw: str) -> list[TrendEvent]:
     return [ev(m * 60 + i * 59 / n, i in neg, **kw) for i in range(n)]
 
 
-def feed(events: list[TrendEvent], cfg: DetectorConfig = CFG, state: KeyState | None = None
+def feed(events: list[TrendEvent], cfg: DetectorSettings = CFG, state: KeyState | None = None
          ) -> tuple[KeyState, list[Transition]]:
     state = state or KeyState()
     out: list[Transition] = []
@@ -59,7 +60,7 @@ def test_calm_busy_key_stays_silent_over_half_a_day() -> None:
     for m in range(720):  # noisy volume with a slow cycle, binomial negatives at 20 %
         n = max(0, round(rng.gauss(80 + 40 * (m / 360 - 1) ** 2, 9)))
         events += [ev(m * 60 + i * 59 / max(n, 1), rng.random() < 0.2) for i in range(n)]
-    state, out = feed(events, DetectorConfig(top_messages=0))
+    state, out = feed(events, DetectorSettings(top_messages=0))
     assert out == []
     assert state.volume is not None and state.volume.mean == pytest.approx(0.2 * 120, rel=0.3)
 
@@ -72,12 +73,12 @@ def test_cooldown_blocks_a_refire_then_lets_a_later_surge_fire() -> None:
     assert [(t.status, t.window.start) for t in out] == [
         ("firing", 1200), ("resolved", 1320), ("firing", 2400), ("resolved", 2520)]
     _, no_cooldown = feed(calm(0, 20) + surge + calm(22, 26) + again + calm(28, 32),
-                          DetectorConfig(baseline_min_windows=3, cooldown_s=0))
+                          DetectorSettings(baseline_min_windows=3, cooldown_s=0))
     assert [t.status for t in no_cooldown] == ["firing", "resolved", "firing", "resolved"]
 
 
 def test_per_dimension_minimum_volume_silences_small_windows_of_that_dimension_only() -> None:
-    cfg = DetectorConfig(min_volume_by_dimension={"source": 50})
+    cfg = DetectorSettings(min_volume_by_dimension={"source": 50})
     for dim, fires in (("source", False), ("ticker", True)):
         events = [e for m in range(10) for e in minute(m, 10, 2, dim=dim)] + minute(10, 12, 12, dim=dim)
         _, out = feed(events, cfg)
@@ -85,7 +86,7 @@ def test_per_dimension_minimum_volume_silences_small_windows_of_that_dimension_o
 
 
 def test_one_outlier_window_moves_the_baselines_by_a_bounded_step() -> None:
-    cfg = DetectorConfig(baseline_min_windows=1000)  # never fires: every window is folded in
+    cfg = DetectorSettings(baseline_min_windows=1000)  # never fires: every window is folded in
     before, _ = feed(calm(0, 30), cfg)
     after, _ = feed(calm(0, 30) + minute(30, 400, 400) + calm(31, 35), cfg)
     calm_only, _ = feed(calm(0, 35), cfg)

@@ -11,7 +11,6 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from streams.app import detector_config
 from streams.enrich import extract_tickers
 from streams.knowledge import load_knowledge
 from streams.windows.detector import KeyState, Transition, TrendEvent, apply_event
@@ -30,7 +29,7 @@ def labels() -> dict[str, bool]:
 
 def test_sample_feed_fires_one_ticker_alert_for_tsla_and_resolves_it() -> None:
     negative, knowledge = labels(), load_knowledge()
-    cfg = detector_config(Settings(allowed_lateness_s=600))  # as the integration test's worker
+    cfg = Settings().updated(detector__allowed_lateness_s=600).detector  # as the integration test's worker
     states: dict[tuple[str, str], KeyState] = {}
     out: list[tuple[str, str, Transition]] = []
     for line in (DATA / "sample_feed.jsonl").read_text(encoding="utf-8").splitlines():

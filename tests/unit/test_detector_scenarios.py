@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from streams.windows.detector import DetectorConfig
+from tonewatch.core.sections import DetectorSettings
 from tonewatch.evaluation.scenarios import run_scenarios
 
 
 def test_injected_surges_alert_once_each_and_resolve() -> None:
-    result = run_scenarios(DetectorConfig(top_messages=0), keys=6, hours=4, seed=11)
+    result = run_scenarios(DetectorSettings(top_messages=0), keys=6, hours=4, seed=11)
     summary = result.summary()
     assert summary["surges"] == 3 and summary["recall"] > 0
     assert summary["alerts_per_surge"] == 1.0 and summary["resolved_share"] == 1.0
@@ -17,6 +17,6 @@ def test_injected_surges_alert_once_each_and_resolve() -> None:
 
 
 def test_same_seed_same_figures() -> None:
-    a = run_scenarios(DetectorConfig(top_messages=0), keys=4, hours=3, seed=5).summary()
-    b = run_scenarios(DetectorConfig(top_messages=0), keys=4, hours=3, seed=5).summary()
+    a = run_scenarios(DetectorSettings(top_messages=0), keys=4, hours=3, seed=5).summary()
+    b = run_scenarios(DetectorSettings(top_messages=0), keys=4, hours=3, seed=5).summary()
     assert a == b

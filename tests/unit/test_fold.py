@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from streams.records import Scored
-from streams.windows.detector import DetectorConfig, KeyState, Partial, TrendEvent, Update, apply_event, window_start
+from streams.windows.detector import KeyState, Partial, TrendEvent, Update, apply_event, window_start
 from streams.windows.fold import (
     decode_partials,
     dump_state,
@@ -23,8 +23,9 @@ from streams.windows.fold import (
     pack_partials,
 )
 from streams.windows.trends import PARTIAL_ID_CHARS, Combiner, dimension_keys
+from tonewatch.core.sections import DetectorSettings
 
-CFG = DetectorConfig(window_s=10, allowed_lateness_s=5, rolling_s=30, min_volume=3, cooldown_s=20, top_messages=3)
+CFG = DetectorSettings(window_s=10, allowed_lateness_s=5, rolling_s=30, min_volume=3, cooldown_s=20, top_messages=3)
 
 
 def _scored(seed: int, n: int = 400) -> list[Scored]:

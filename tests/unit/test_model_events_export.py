@@ -16,7 +16,7 @@ def _series(metrics: PipelineMetrics, name: str) -> dict[tuple[str, ...], float]
 
 def test_served_version_is_production_until_an_event_names_one() -> None:
     metrics = create_metrics()
-    follower = EventFollower(Settings(kafka_bootstrap="127.0.0.1:1"), metrics)
+    follower = EventFollower(Settings().updated(kafka__bootstrap="127.0.0.1:1"), metrics)
     follower._served["sentiment"] = "1"  # what _export_served read from Triton at start
     follower.export("sentiment", Route(), "1")
     assert _series(metrics, "tonewatch_model_version_info") == {("sentiment", "1", "production"): 1.0}

@@ -33,11 +33,17 @@ def test_cli_reference_lists_every_command_with_its_options(generated: dict[Path
 
 
 def test_config_reference_names_every_variable(generated: dict[Path, str]) -> None:
+    from tonewatch.core.sections import Section
     from tonewatch.core.settings import Settings
 
     text = generated[reference.REFERENCE_DIR / "configuration.md"]
-    for name in Settings.model_fields:
-        assert f"`TONEWATCH_{name.upper()}`" in text
+    for name, info in Settings.model_fields.items():
+        section = info.annotation
+        if isinstance(section, type) and issubclass(section, Section):
+            for field in section.model_fields:
+                assert f"`TONEWATCH_{name.upper()}__{field.upper()}`" in text
+        else:
+            assert f"`TONEWATCH_{name.upper()}`" in text
 
 
 def test_nested_sections_use_the_nested_delimiter() -> None:

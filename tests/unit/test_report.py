@@ -14,12 +14,13 @@ import pytest
 from streams.errors import dead_letter_record
 from streams.records import Scored
 from streams.windows.alerts import alert_payload
-from streams.windows.detector import DetectorConfig, KeyState, TrendEvent, apply_event
+from streams.windows.detector import KeyState, TrendEvent, apply_event
 from streams.windows.trends import trend_record
+from tonewatch.core.sections import DetectorSettings
 from tonewatch.report import data as d
 from tonewatch.report.render import render_html, write_report
 
-CFG = DetectorConfig(window_s=60, allowed_lateness_s=120)
+CFG = DetectorSettings(window_s=60, allowed_lateness_s=120)
 T0 = datetime(2026, 1, 5, 14, 0, tzinfo=UTC).timestamp()
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from streams.windows.detector import DetectorConfig, KeyState, TrendEvent, apply_event
+from streams.windows.detector import KeyState, TrendEvent, apply_event
 from streams.windows.rolling import push, view
 from streams.windows.trends import trend_record
+from tonewatch.core.sections import DetectorSettings
 
 
 def test_push_keeps_only_windows_inside_the_span_ending_with_the_new_one() -> None:
@@ -25,7 +26,7 @@ def _event(ts: float, negative: bool) -> TrendEvent:
 
 
 def test_every_closed_window_carries_the_rolling_counts_and_they_survive_the_changelog() -> None:
-    cfg = DetectorConfig(window_s=60, allowed_lateness_s=0, rolling_s=180)
+    cfg = DetectorSettings(window_s=60, allowed_lateness_s=0, rolling_s=180)
     state = KeyState()
     records = []
     # one message a minute for 6 minutes, negative in minutes 3 and 4, then one that closes minute 5

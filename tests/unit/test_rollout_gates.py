@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from models.rollout.gates import LiveStats, Thresholds, class_shift, collect, decide, golden_gate, shift_noise
+from models.rollout.gates import LiveStats, class_shift, collect, decide, golden_gate, shift_noise
+from tonewatch.core.sections import RolloutSettings
 
-TH = Thresholds(min_samples=20, max_error_rate=0.01, min_agreement=0.8, max_class_shift=0.25, max_golden_drop=0.05)
+TH = RolloutSettings(min_samples=20, max_error_rate=0.01, min_agreement=0.8, max_class_shift=0.25, max_golden_drop=0.05)
 
 
 def rec(label: str, version: str, candidate: dict[str, str] | None = None) -> dict[str, Any]:

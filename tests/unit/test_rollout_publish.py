@@ -35,19 +35,19 @@ def _settings(tmp_path: Path) -> Settings:
     repo = tmp_path / "repo"
     (repo / "sentiment").mkdir(parents=True)
     shutil.copyfile(REPO / "triton_repo" / "sentiment" / "config.pbtxt", repo / "sentiment" / "config.pbtxt")
-    return Settings(run_dir=tmp_path / "run", model_repository=repo)
+    return Settings().updated(run_dir=tmp_path / "run", triton__model_repository=repo)
 
 
 def test_push_adds_the_next_version_with_our_adapter(tmp_path: Path) -> None:
     settings, src = _settings(tmp_path), _source(tmp_path)
     assert push_version(settings, "sentiment", src) == 1
     assert push_version(settings, "sentiment", src / "artifact") == 2  # the artifact folder alone works too
-    path = settings.model_repository / "sentiment" / "2"
+    path = settings.triton.model_repository / "sentiment" / "2"
     m = read_manifest(path)
     assert (m.version, m.parent) == (2, 7)
     assert (path / "model.py").read_bytes() == (REPO / "models" / "triton_model.py").read_bytes()
     assert all(p.stat().st_mode & 0o044 == 0o044 for p in path.rglob("*"))
-    assert not list((settings.model_repository / "sentiment").glob(".tmp-*"))
+    assert not list((settings.triton.model_repository / "sentiment").glob(".tmp-*"))
 
 
 def _relabel(p: Path) -> None:
@@ -84,15 +84,15 @@ def test_corrupt_artifacts_are_refused_and_nothing_is_written(
     break_it(src)
     with pytest.raises(ArtifactError, match=message):
         push_version(settings, "sentiment", src)
-    assert version_numbers(settings.model_repository, "sentiment") == []
-    assert not list((settings.model_repository / "sentiment").glob(".tmp-*"))
+    assert version_numbers(settings.triton.model_repository, "sentiment") == []
+    assert not list((settings.triton.model_repository / "sentiment").glob(".tmp-*"))
 
 
 def test_a_head_that_outputs_nan_fails_the_offline_smoke_inference(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     with pytest.raises(ArtifactError, match="non-finite"):
         push_version(settings, "sentiment", _source(tmp_path, nan=True))
-    assert version_numbers(settings.model_repository, "sentiment") == []
+    assert version_numbers(settings.triton.model_repository, "sentiment") == []
 
 
 def test_load_override_pins_production_beside_the_candidate(tmp_path: Path) -> None:
@@ -117,12 +117,12 @@ def test_a_precompiled_version_folder_is_not_touched_by_the_first_import(tmp_pat
     from models.triton_admin import precompile
 
     settings = _settings(tmp_path)
-    folder = settings.model_repository / "sentiment" / "2"
+    folder = settings.triton.model_repository / "sentiment" / "2"
     folder.mkdir()
     shutil.copyfile(REPO / "models" / "triton_model.py", folder / "model.py")
     precompile(settings, "sentiment", [2, 3])  # v3 has no folder: nothing to do
     cache = folder / "__pycache__" / f"model.{sys.implementation.cache_tag}.pyc"
-    assert cache.is_file() and not (settings.model_repository / "sentiment" / "3").exists()
+    assert cache.is_file() and not (settings.triton.model_repository / "sentiment" / "3").exists()
 
     def stamps() -> list[tuple[str, int]]:
         return sorted((str(p), p.stat().st_mtime_ns) for p in [folder, *folder.rglob("*")])

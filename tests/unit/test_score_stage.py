@@ -1,4 +1,4 @@
-"""The score stage's produce packing and ordered commits, without a broker.
+"""The score stage's ordered produce and commits, without a broker.
 
 The stage is built from its real collaborators around fakes of Kafka and Triton, passed in through
 their constructors."""
@@ -6,13 +6,9 @@ their constructors."""
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
-import pytest
 from aiokafka import TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from streams.control.drift_tracker import DriftTracker
 from streams.control.routing import Route
@@ -22,86 +18,11 @@ from streams.score.aligner import Aligner
 from streams.score.batch import Batch, Records, parse_batch
 from streams.score.committer import Committer
 from streams.score.dedup import RecentIds
-from streams.score.outbox import Outbox, murmur2, partition_for
 from streams.score.publisher import Publisher
 from streams.score.scorer import Scorer
 from streams.score.stage import ScoreStage
+from tests.unit.kafka_fakes import FakeProducer
 from tonewatch.core.settings import Settings
-
-
-def test_partition_is_the_one_a_keyed_send_picks() -> None:
-    parts = [0, 1, 2, 3]
-    for key in (b"ticker|AAPL", b"topic|M&A", b"source|chat", b"x" * 300):
-        assert partition_for(key, parts) == DefaultPartitioner()(key, parts, parts)
-
-
-def test_murmur2_is_kafkas() -> None:
-    rng = random.Random(7)
-    keys = [bytes(rng.randrange(256) for _ in range(n)) for n in range(70) for _ in range(20)]
-    assert [murmur2(k) for k in keys] == [aiokafka_murmur2(k) for k in keys]
-    assert murmur2(b"21") == -973932308 & 0xFFFFFFFF  # the Java client's own test vector (Utils.murmur2)
-
-
-class FakeBatch:
-    def __init__(self, limit: int) -> None:
-        self.records: list[tuple[bytes, bytes]] = []
-        self.limit = limit
-
-    def append(self, *, key: bytes, value: bytes, timestamp: None) -> object | None:
-        if self.records and len(self.records) >= self.limit:
-            return None
-        self.records.append((key, value))
-        return object()
-
-
-class FakeProducer:
-    def __init__(self, limit: int = 2, fail: bool = False) -> None:
-        self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
-        self.limit, self.fail = limit, fail
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def partitions_for(self, topic: str) -> set[int]:
-        return {0}
-
-    def create_batch(self) -> FakeBatch:
-        return FakeBatch(self.limit)
-
-    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> asyncio.Future[None]:
-        self.sent.append((topic, partition, batch.records))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.fail:
-            fut.set_exception(RuntimeError("broker gone"))
-        else:
-            fut.set_result(None)
-        return fut
-
-
-async def _deliver(out: Outbox, producer: FakeProducer) -> None:
-    await asyncio.gather(*await out.enqueue(producer))
-
-
-def test_outbox_packs_per_partition_in_order_and_splits_full_batches() -> None:
-    out = Outbox({"a": [0], "b": [0, 1]})
-    for i in range(5):
-        out.add("a", b"k", f"v{i}".encode())
-    out.add("b", b"ticker|AAPL", b"t")
-    producer = FakeProducer(limit=2)
-    asyncio.run(_deliver(out, producer))
-    a_batches = [records for topic, _, records in producer.sent if topic == "a"]
-    assert [[v for _, v in b] for b in a_batches] == [[b"v0", b"v1"], [b"v2", b"v3"], [b"v4"]]
-    assert [(t, p) for t, p, _ in producer.sent if t == "b"] == [("b", partition_for(b"ticker|AAPL", [0, 1]))]
-
-
-def test_outbox_delivery_failure_raises() -> None:
-    out = Outbox({"a": [0]})
-    out.add("a", b"k", b"v")
-    with pytest.raises(RuntimeError, match="broker gone"):
-        asyncio.run(_deliver(out, FakeProducer(fail=True)))
 
 
 class FakeConsumer:
@@ -130,7 +51,7 @@ class FakeReader(FakeConsumer):
         return None
 
     async def read(self) -> Batch:
-        return parse_batch(self.batches.pop(0), Settings().max_text_chars) if self.batches else {}
+        return parse_batch(self.batches.pop(0), Settings().scoring.max_text_chars) if self.batches else {}
 
     async def lags(self) -> dict[tuple[str, int], int]:
         return {}
@@ -171,14 +92,14 @@ class FakeFollower:
 def _stage(concurrency: int = 2, reader: FakeReader | None = None, score: Any = None,
            producer: FakeProducer | None = None) -> tuple[ScoreStage, FakeReader]:
     """The stage from its real collaborators, with fakes for Kafka (``reader``, ``producer``) and Triton."""
-    settings, metrics = Settings(score_concurrency=concurrency), create_metrics()
+    settings, metrics = Settings().updated(scoring__concurrency=concurrency), create_metrics()
     reader = reader or FakeReader()
     made = producer or FakeProducer()
-    scorer = Scorer(FakeTriton(score), FakeFollower(), (settings.sentiment_model, settings.topic_model),
+    scorer = Scorer(FakeTriton(score), FakeFollower(), (settings.triton.sentiment_model, settings.triton.topic_model),
                     load_knowledge(), metrics)
     publisher = Publisher(settings, metrics, DriftTracker(settings, metrics), producer=lambda: made)
     stage = ScoreStage(reader, Aligner(reader), scorer, publisher, Committer(reader, concurrency),
-                       RecentIds(settings.dedup_capacity), metrics)
+                       RecentIds(settings.scoring.dedup_capacity), metrics)
     return stage, reader
 
 
@@ -248,11 +169,11 @@ def test_outputs_reach_the_producer_in_read_order_when_a_later_batch_scores_firs
 
     import numpy as np
 
-    from streams.score.scoring import ModelOutput
+    from streams.score.triton_client import ModelOutput
 
     async def run() -> list[str]:
         s = Settings()
-        tp = TopicPartition(s.topic("news"), 0)
+        tp = TopicPartition(s.kafka.topic("news"), 0)
 
         def records(start: int) -> dict[TopicPartition, list[Any]]:
             return {tp: [SimpleNamespace(topic=tp.topic, partition=0, offset=i, key=None, value=json.dumps(
@@ -263,9 +184,9 @@ def test_outputs_reach_the_producer_in_read_order_when_a_later_batch_scores_firs
             if keys[0] == "m0":
                 await asyncio.sleep(0.05)  # the first batch's inference is the slow one
             n = len(texts)
-            return {s.sentiment_model: ModelOutput(np.full((n, 3), 1 / 3, np.float32),
+            return {s.triton.sentiment_model: ModelOutput(np.full((n, 3), 1 / 3, np.float32),
                                                    ("negative", "neutral", "positive"), ("1",) * n),
-                    s.topic_model: ModelOutput(np.full((n, 2), 0.5, np.float32), ("a", "b"), ("1",) * n)}
+                    s.triton.topic_model: ModelOutput(np.full((n, 2), 0.5, np.float32), ("a", "b"), ("1",) * n)}
 
         producer = FakeProducer(limit=1000)
         stage, reader = _stage(concurrency=2, reader=FakeReader([records(0), records(2)]), score=score,
@@ -276,7 +197,7 @@ def test_outputs_reach_the_producer_in_read_order_when_a_later_batch_scores_firs
         await stage.committer.drain()
         offsets = reader.commits
         assert offsets == [{tp: 2}, {tp: 4}]
-        return [json.loads(v)["id"] for t, _, recs in producer.sent if t == s.topic("scored") for _, v in recs]
+        return [json.loads(v)["id"] for t, _, recs in producer.sent if t == s.kafka.topic("scored") for _, v in recs]
 
     assert asyncio.run(run()) == ["m0", "m1", "m2", "m3"]
 
@@ -288,16 +209,16 @@ def test_a_batch_spanning_partitions_is_emitted_in_event_time_order() -> None:
 
     import numpy as np
 
-    from streams.score.scoring import ModelOutput
+    from streams.score.triton_client import ModelOutput
 
     async def run() -> list[str]:
         s = Settings()
 
         async def score(texts: list[str], keys: list[str], routes: Any) -> dict[str, ModelOutput]:
             n = len(texts)
-            return {s.sentiment_model: ModelOutput(np.full((n, 3), 1 / 3, np.float32),
+            return {s.triton.sentiment_model: ModelOutput(np.full((n, 3), 1 / 3, np.float32),
                                                    ("negative", "neutral", "positive"), ("1",) * n),
-                    s.topic_model: ModelOutput(np.full((n, 2), 0.5, np.float32), ("a", "b"), ("1",) * n)}
+                    s.triton.topic_model: ModelOutput(np.full((n, 2), 0.5, np.float32), ("a", "b"), ("1",) * n)}
 
         def rec(topic: str, offset: int, minute: int) -> Any:
             body = {"id": f"{topic}-{minute}", "source": topic, "ts": f"2026-11-24T00:{minute:02d}:00Z",
@@ -311,7 +232,7 @@ def test_a_batch_spanning_partitions_is_emitted_in_event_time_order() -> None:
         await stage.publisher.start()
         await stage.step()
         await stage.committer.drain()
-        return [json.loads(v)["id"] for t, _, recs in producer.sent if t == s.topic("scored") for _, v in recs]
+        return [json.loads(v)["id"] for t, _, recs in producer.sent if t == s.kafka.topic("scored") for _, v in recs]
 
     assert asyncio.run(run()) == ["chat-1", "news-5", "chat-7", "news-9"]
 
@@ -338,7 +259,7 @@ def test_a_partition_ahead_is_cut_and_read_again_from_its_first_record_left_out(
     records = {chat: [rec("chat", 0, 1), rec("chat", 1, 3), rec("chat", 2, 8), rec("chat", 3, 9)],
                news: [rec("news", 0, 2), rec("news", 1, 4)]}
     consumer = Consumer()
-    batch = Aligner(consumer).align(parse_batch(records, Settings().max_text_chars))
+    batch = Aligner(consumer).align(parse_batch(records, Settings().scoring.max_text_chars))
     assert [r.offset for r, _ in batch[chat]] == [0, 1] and len(batch[news]) == 2
     assert consumer.seeks == [(chat, 2)]
 
@@ -346,7 +267,7 @@ def test_a_partition_ahead_is_cut_and_read_again_from_its_first_record_left_out(
 def test_the_factory_wires_one_reader_into_the_aligner_committer_and_read_sizing() -> None:
     from streams.score.stage import build_score_stage
 
-    stage = build_score_stage(Settings(score_concurrency=3), create_metrics(), load_knowledge())
+    stage = build_score_stage(Settings().updated(scoring__concurrency=3), create_metrics(), load_knowledge())
     reader = stage.reader
     assert stage.aligner.positions is reader and stage.committer.offsets is reader
     assert stage.committer.concurrency == 3

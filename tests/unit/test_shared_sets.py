@@ -75,7 +75,7 @@ def _mark(version_dir: Path, keys: list[str]) -> None:
 
 def test_a_version_trained_on_shared_data_is_reported_marked_and_never_served(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    settings = Settings(run_dir=tmp_path / "run", model_repository=repo)
+    settings = Settings().updated(run_dir=tmp_path / "run", triton__model_repository=repo)
     v1, v2 = _tiny_version(repo, version=1), _tiny_version(repo, version=2)
     _mark(v2, ["phrasebank100"])
     assert experiment_only(v2) and not experiment_only(v1)
@@ -97,7 +97,7 @@ def test_models_train_with_a_shared_set_trains_on_it_and_marks_the_version(share
     from tonewatch.cli import app
 
     repo = tmp_path / "repo"
-    env = {"TONEWATCH_MODEL_REPOSITORY": str(repo), "TONEWATCH_RUN_DIR": str(tmp_path / "run")}
+    env = {"TONEWATCH_TRITON__MODEL_REPOSITORY": str(repo), "TONEWATCH_RUN_DIR": str(tmp_path / "run")}
     args = ["models", "train", "sentiment", "--mode", "top", "--train-layers", "1", "--epochs", "1", "--limit", "24",
             "--max-length", "24", "--device", "cpu", "--shared-dir", str(shared)]
     refused = CliRunner().invoke(app, [*args, "--train-with", "fiqa"], env=env)

@@ -47,14 +47,14 @@ def test_triton_env_puts_this_libpython_first() -> None:
 
 
 def test_load_config_injects_the_local_env_only_when_asked(tmp_path: Path) -> None:
-    base = Settings(model_repository=REPO / "triton_repo")
+    base = Settings().updated(triton__model_repository=REPO / "triton_repo")
     assert "EXECUTION_ENV_PATH" not in json.loads(load_config(base, "sentiment")).get("parameters", {})
-    local = base.model_copy(update={"model_env_path": Path(sys.prefix)})
+    local = base.updated(triton__model_env_path=Path(sys.prefix))
     cfg = json.loads(load_config(local, "sentiment"))
     assert cfg["parameters"]["EXECUTION_ENV_PATH"]["string_value"] == str(Path(sys.prefix).resolve())
     assert cfg["max_batch_size"] == 64 and cfg["input"][0]["data_type"] == "TYPE_STRING"
     assert "threads" not in cfg["parameters"]
-    threaded = json.loads(load_config(local.model_copy(update={"triton_cpu_threads": 1}), "sentiment"))
+    threaded = json.loads(load_config(local.updated(triton__cpu_threads=1), "sentiment"))
     assert threaded["parameters"]["threads"]["string_value"] == "1"
 
 
@@ -63,11 +63,11 @@ def test_settings_read_the_stack_state_but_env_wins(tmp_path: Path, monkeypatch:
                                      pids={}, logs={}))
     assert read_state(tmp_path) is not None
     monkeypatch.setenv("TONEWATCH_RUN_DIR", str(tmp_path))
-    monkeypatch.setenv("TONEWATCH_TRITON_GRPC_URL", "127.0.0.1:2222")
+    monkeypatch.setenv("TONEWATCH_TRITON__GRPC_URL", "127.0.0.1:2222")
     s = Settings()
-    assert s.kafka_bootstrap == "127.0.0.1:1111"  # from the state file
-    assert s.triton_grpc_url == "127.0.0.1:2222"  # env beats the state file
-    assert Settings(kafka_bootstrap="k:1").kafka_bootstrap == "k:1"  # arguments beat both
+    assert s.kafka.bootstrap == "127.0.0.1:1111"  # from the state file
+    assert s.triton.grpc_url == "127.0.0.1:2222"  # env beats the state file
+    assert Settings().updated(kafka__bootstrap="k:1").kafka.bootstrap == "k:1"  # arguments beat both
 
 
 def test_worker_and_cli_clients_share_the_kafka_security_settings() -> None:
@@ -76,8 +76,8 @@ def test_worker_and_cli_clients_share_the_kafka_security_settings() -> None:
 
     plain = Settings()
     assert broker_credentials(plain) is None and client_config(plain)["security_protocol"] == "PLAINTEXT"
-    sasl = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512",
-                    kafka_sasl_username="svc", kafka_sasl_password="s3cret")
+    sasl = Settings().updated(kafka__security_protocol="SASL_SSL", kafka__sasl_mechanism="SCRAM-SHA-512",
+                    kafka__sasl_username="svc", kafka__sasl_password="s3cret")
     creds = broker_credentials(sasl)
     assert creds.username == "svc" and creds.password == "s3cret" and creds.ssl_context is not None
     assert str(creds.mechanism.value) == "SCRAM-SHA-512"
@@ -88,21 +88,21 @@ def test_worker_and_cli_clients_share_the_kafka_security_settings() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "problem"), [
-    ({"kafka_security_protocol": "SASL_SSL", "kafka_sasl_mechanism": "PLAIN"}, "needs kafka_sasl_mechanism"),
-    ({"kafka_sasl_mechanism": "PLAIN", "kafka_sasl_username": "u", "kafka_sasl_password": "p"}, "use SASL_SSL"),
-    ({"kafka_ssl_cafile": "/etc/ca.pem"}, "TLS files are set"),
-    ({"kafka_security_protocol": "SSL", "kafka_ssl_certfile": "/c.pem"}, "go together"),
-    ({"kafka_security_protocol": "TLS"}, "kafka_security_protocol"),
+    ({"kafka__security_protocol": "SASL_SSL", "kafka__sasl_mechanism": "PLAIN"}, "needs kafka.sasl_mechanism"),
+    ({"kafka__sasl_mechanism": "PLAIN", "kafka__sasl_username": "u", "kafka__sasl_password": "p"}, "use SASL_SSL"),
+    ({"kafka__ssl_cafile": "/etc/ca.pem"}, "TLS files are set"),
+    ({"kafka__security_protocol": "SSL", "kafka__ssl_certfile": "/c.pem"}, "go together"),
+    ({"kafka__security_protocol": "TLS"}, "security_protocol"),
 ])
 def test_half_configured_kafka_security_is_refused_at_start(kwargs: dict[str, str], problem: str) -> None:
     with pytest.raises(ValidationError, match=problem):
-        Settings(**kwargs)
+        Settings().updated(**kwargs)
 
 
 def test_protocol_and_mechanism_are_case_insensitive() -> None:
-    s = Settings(kafka_security_protocol="sasl_plaintext", kafka_sasl_mechanism="scram-sha-256",
-                 kafka_sasl_username="u", kafka_sasl_password="p")
-    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_PLAINTEXT", "SCRAM-SHA-256")
+    s = Settings().updated(kafka__security_protocol="sasl_plaintext", kafka__sasl_mechanism="scram-sha-256",
+                 kafka__sasl_username="u", kafka__sasl_password="p")
+    assert (s.kafka.security_protocol, s.kafka.sasl_mechanism) == ("SASL_PLAINTEXT", "SCRAM-SHA-256")
     from tonewatch.core.kafka_io import ssl_context
 
     assert ssl_context(s) is None  # SASL without TLS
@@ -112,13 +112,13 @@ def test_cli_settings_errors_are_one_line_without_secrets(monkeypatch: pytest.Mo
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     from tonewatch.cli import main
 
-    monkeypatch.setenv("TONEWATCH_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
-    monkeypatch.setenv("TONEWATCH_KAFKA_SASL_PASSWORD", "hunter2-secret")
+    monkeypatch.setenv("TONEWATCH_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("TONEWATCH_KAFKA__SASL_PASSWORD", "hunter2-secret")
     monkeypatch.setattr("sys.argv", ["tonewatch", "status"])
     with pytest.raises(SystemExit) as exit_:
         main()
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and err.startswith("tonewatch: invalid settings:") and "needs kafka_sasl" in err
+    assert exit_.value.code == 2 and err.startswith("tonewatch: invalid settings:") and "needs kafka.sasl" in err
     assert "hunter2-secret" not in err  # pydantic's own message would print every input value
 
 
@@ -127,8 +127,9 @@ def test_kafka_failure_names_the_refused_login_not_the_follow_on_error() -> None
 
     from tonewatch.cli import kafka_failure
 
-    s = Settings(kafka_bootstrap="k:9093", kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="PLAIN",
-                 kafka_sasl_username="svc", kafka_sasl_password="pw-123")
+    s = Settings().updated(kafka__bootstrap="k:9093", kafka__security_protocol="SASL_SSL",
+                           kafka__sasl_mechanism="PLAIN",
+                 kafka__sasl_username="svc", kafka__sasl_password="pw-123")
     line = kafka_failure(s, IncompatibleBrokerVersion("MetadataRequest_v0"), "SaslAuthenticationFailedError (bad)")
     assert line.startswith("tonewatch: cannot use Kafka at k:9093 (SASL_SSL, PLAIN as 'svc'): "
                            "SaslAuthenticationFailedError (bad). Check")
@@ -139,10 +140,10 @@ def test_kafka_failure_names_the_refused_login_not_the_follow_on_error() -> None
 def test_kafka_failure_says_whether_a_refused_client_certificate_was_sent(tmp_path: Path, certfile: str | None) -> None:
     from tonewatch.cli import kafka_failure
 
-    s = Settings(kafka_bootstrap="k:9093", kafka_security_protocol="SSL")
+    s = Settings().updated(kafka__bootstrap="k:9093", kafka__security_protocol="SSL")
     if certfile:
         key = tmp_path / "client.key"
-        s = s.model_copy(update={"kafka_ssl_certfile": tmp_path / certfile, "kafka_ssl_keyfile": key})
+        s = s.updated(kafka__ssl_certfile=tmp_path / certfile, kafka__ssl_keyfile=key)
     alert = ssl.SSLError(1, "[SSL: SSLV3_ALERT_BAD_CERTIFICATE] sslv3 alert bad certificate (_ssl.c:2580)")
     line = kafka_failure(s, alert)
     assert line.startswith("tonewatch: cannot use Kafka at k:9093 (SSL): SSLError: ")
@@ -159,7 +160,7 @@ def test_empty_variables_from_compose_are_unset(monkeypatch: pytest.MonkeyPatch)
     for name in ("KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE"):
         monkeypatch.setenv(f"TONEWATCH_{name}", "")
     s = Settings()
-    assert s.kafka_sasl_mechanism is None and s.kafka_sasl_password is None and s.kafka_ssl_cafile is None
+    assert s.kafka.sasl_mechanism is None and s.kafka.sasl_password is None and s.kafka.ssl_cafile is None
 
 
 def test_free_port_never_hands_out_a_port_twice() -> None:

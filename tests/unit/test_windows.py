@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from streams.windows.detector import (
-    DetectorConfig,
     KeyState,
     Transition,
     TrendEvent,
@@ -13,8 +12,9 @@ from streams.windows.detector import (
     surge_score,
     window_start,
 )
+from tonewatch.core.sections import DetectorSettings
 
-CFG = DetectorConfig(window_s=60, allowed_lateness_s=120, baseline_min_windows=3, min_volume=5, min_delta=0.25, z=3.0)
+CFG = DetectorSettings(window_s=60, allowed_lateness_s=120, baseline_min_windows=3, min_volume=5, min_delta=0.25, z=3.0)
 
 
 def ev(ts: float, negative: bool, key: str = "TSLA", i: int = 0) -> TrendEvent:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import typer
 
-from tonewatch.core.settings import Settings
+from tonewatch.core.settings import Settings, load_settings
 
 
 def ctx_settings(ctx: typer.Context) -> Settings:
     """The invocation's one settings object, built on first use and kept on the context."""
     root = ctx.find_root()
     if root.obj is None:
-        root.obj = Settings()
+        root.obj = load_settings()
     settings: Settings = root.obj
     return settings
 

@@ -41,8 +41,8 @@ def notifier(ctx: typer.Context) -> None:
 
     settings = ctx_settings(ctx)
     metrics = create_notifier_metrics()
-    if settings.notifier_metrics_port:
-        start_http_server(settings.notifier_metrics_port, settings.metrics_host, registry=metrics.registry)
+    if settings.delivery.metrics_port:
+        start_http_server(settings.delivery.metrics_port, settings.metrics_host, registry=metrics.registry)
     stopping: list[int] = []
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -137,7 +137,7 @@ def bench(
     with tempfile.TemporaryDirectory(prefix="tonewatch-nbench-") as tmp:
         kafka = start_kafka(settings, Path(tmp) / "kafka")
         try:
-            result = run_delivery_bench(settings.model_copy(update={"kafka_bootstrap": kafka.bootstrap}), alerts)
+            result = run_delivery_bench(settings.updated(kafka__bootstrap=kafka.bootstrap), alerts)
         finally:
             stop_kafka(kafka)
     typer.echo(json.dumps(result))

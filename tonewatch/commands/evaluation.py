@@ -31,8 +31,8 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
         from tonewatch.evaluation.nab import NabConfig, score_tree
 
         s = ctx_settings(ctx)
-        cfg = NabConfig(alpha=alpha, dev_alpha=dev_alpha, z=s.alert_volume_z, min_ratio=s.alert_volume_min_ratio,
-                        clip=s.alert_robust_clip, cooldown=cooldown)
+        cfg = NabConfig(alpha=alpha, dev_alpha=dev_alpha, z=s.detector.volume_z, min_ratio=s.detector.volume_min_ratio,
+                        clip=s.detector.robust_clip, cooldown=cooldown)
         try:
             written, skipped = score_tree(data, out, cfg)
         except ValueError as exc:
@@ -52,12 +52,10 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Run the real detector over calm keys with injected surges; print precision, recall and delay."""
-        from dataclasses import replace
 
-        from streams.app import detector_config
         from tonewatch.evaluation.scenarios import run_scenarios
 
-        cfg = replace(detector_config(ctx_settings(ctx)), top_messages=0)  # drivers don't change decisions
+        cfg = ctx_settings(ctx).detector.model_copy(update={"top_messages": 0})  # drivers don't change decisions
         summary = run_scenarios(cfg, keys=keys, hours=hours, seed=seed).summary()
         if as_json:
             typer.echo(json.dumps(summary))

@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 
 from tonewatch.commands import ctx_settings
-from tonewatch.core.settings import Settings
 
 
 def replay(
@@ -40,9 +39,9 @@ def bench(
     if not local:  # the running worker's topics: a fresh prefix would be a topic set no worker reads
         typer.echo(json.dumps(run_bench(settings, messages)))
         return
-    settings = settings.model_copy(update={"topic_prefix": f"bench-{time.strftime('%Y%m%d-%H%M%S')}"})
+    settings = settings.updated(kafka__topic_prefix=f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
     state = up(settings)
-    stacked = settings.model_copy(update={k: v for k, v in state.endpoints.items() if k in Settings.model_fields})
+    stacked = settings.with_endpoints(state.endpoints)
     try:
         result = run_bench(stacked, messages)
     finally:

@@ -62,10 +62,10 @@ def worker(ctx: typer.Context) -> None:
     settings = ctx_settings(ctx)
     (settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)
     # every topic exists before the first send: a send to a missing topic stalls the producer
-    ensure_topics(settings, [settings.topic(n) for n in NAMES])
+    ensure_topics(settings, [settings.kafka.topic(n) for n in NAMES])
     metrics = create_metrics()
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
+    if settings.scoring.metrics_port:
+        start_http_server(settings.scoring.metrics_port, settings.metrics_host, registry=metrics.registry)
     faust_app = create_app(settings, metrics, load_reference=drift_reference)
     tune_gc()
     faust.Worker(faust_app, loglevel="INFO").execute_from_commandline()

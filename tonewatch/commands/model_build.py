@@ -86,7 +86,7 @@ def models_export_onnx(
     from models.serving import Classifier
     from models.train import attach_onnx, speed
 
-    repo = ctx_settings(ctx).model_repository
+    repo = ctx_settings(ctx).triton.model_repository
     version = version or max(version_numbers(repo, name), default=0)
     vdir = repo / name / str(version)
     val = load_dataset(name).val
@@ -123,7 +123,7 @@ def models_evaluate(
     )
 
     settings = ctx_settings(ctx)
-    repo = settings.model_repository
+    repo = settings.triton.model_repository
     if (data is None) == (split is None):
         raise typer.BadParameter("give exactly one of --data CSV or --split test|val")
     if version is None:
@@ -142,7 +142,7 @@ def models_evaluate(
             part, what = (ds.test if split == "test" else ds.val), f"{split} split (committed MIT data, seed 7)"
     except EvalDataError as exc:
         raise fail(exc) from exc
-    predict = (triton_predictor(settings.triton_grpc_url, name, str(version)) if served
+    predict = (triton_predictor(settings.triton.grpc_url, name, str(version)) if served
                else local_predictor(repo / name / str(version), device))
     report = evaluate(predict, part, labels, model=name, version=str(version),
                       data=what + (" via Triton" if served else ""))
@@ -162,8 +162,8 @@ def models_report(
     from models.bootstrap import MODELS
 
     settings = ctx_settings(ctx)
-    table = markdown(run_report(settings.model_repository, MODELS, shared if shared.is_dir() else None,
-                                device=device), settings.model_repository)
+    table = markdown(run_report(settings.triton.model_repository, MODELS, shared if shared.is_dir() else None,
+                                device=device), settings.triton.model_repository)
     typer.echo(table)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,4 +24,4 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
 
         settings = ctx_settings(ctx)
         path = report_from_topics(settings, out, keys)
-        typer.echo(f"report for topics {settings.topic_prefix}.* written to {path.resolve()}")
+        typer.echo(f"report for topics {settings.kafka.topic_prefix}.* written to {path.resolve()}")

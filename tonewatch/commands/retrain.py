@@ -109,7 +109,7 @@ def retrain(
     name: Annotated[str, typer.Argument(help="sentiment or topic")],
     mode: Annotated[str, typer.Option(
         help="top (top layers: how v1 is built), head (frozen encoder), full or lora.")] = "top",
-    margin: Annotated[float | None, typer.Option(help="Allowed weighted-F1 drop; default TONEWATCH_RETRAIN_MARGIN.")]
+    margin: Annotated[float | None, typer.Option(help="Allowed weighted-F1 drop; default TONEWATCH_RETRAIN__MARGIN.")]
     = None,
     epochs: Annotated[int | None, typer.Option(
         min=1, help="Default: v1's recipe for NAME, so the gate compares like with like.")] = None,
@@ -147,7 +147,7 @@ def retrain(
 
     def once(_: Any = None) -> dict[str, Any]:
         report = run_retrain(settings, name, cfg, [] if no_feedback else read_feedback(settings),
-                             margin=settings.retrain_margin if margin is None else margin, limit=limit,
+                             margin=settings.retrain.margin if margin is None else margin, limit=limit,
                              do_push=push, device=device, command=command)
         typer.echo(json.dumps(report) if as_json else
                    f"{name}: {report['decision']} ({report['gate']['reason']}); report {report['report']}"

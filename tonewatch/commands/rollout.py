@@ -91,7 +91,8 @@ def status_cmd(
     from models.rollout.driver import status
 
     settings = ctx_settings(ctx)
-    rows = [status(settings, n) for n in ([name] if name else [settings.sentiment_model, settings.topic_model])]
+    names = [name] if name else [settings.triton.sentiment_model, settings.triton.topic_model]
+    rows = [status(settings, n) for n in names]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

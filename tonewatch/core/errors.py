@@ -15,6 +15,10 @@ class InvalidInput(TonewatchError, ValueError):
     """A record, file or argument that cannot be used as it is: refused or dead-lettered with this reason."""
 
 
+class ConfigError(InvalidInput):
+    """Settings that cannot be used: a variable that names no setting, or values that contradict each other."""
+
+
 class ServiceError(TonewatchError, RuntimeError):
     """A collaborator (Kafka, Triton, a local-stack process) failed or is not what we expect."""
 

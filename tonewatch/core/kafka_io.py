@@ -20,24 +20,24 @@ from tonewatch.core.settings import Settings
 
 def sasl_config(settings: Settings) -> dict[str, Any]:
     """SASL options in the spelling kafka-python and aiokafka share; the password is unwrapped only here."""
-    if not settings.kafka_sasl_mechanism:
+    if not settings.kafka.sasl_mechanism:
         return {}
-    conf: dict[str, Any] = {"sasl_mechanism": settings.kafka_sasl_mechanism,
-                            "sasl_plain_username": settings.kafka_sasl_username}
-    if settings.kafka_sasl_password is not None:
-        conf["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    conf: dict[str, Any] = {"sasl_mechanism": settings.kafka.sasl_mechanism,
+                            "sasl_plain_username": settings.kafka.sasl_username}
+    if settings.kafka.sasl_password is not None:
+        conf["sasl_plain_password"] = settings.kafka.sasl_password.get_secret_value()
     return conf
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     """The one TLS context of every client family (kafka-python, aiokafka, Faust): verified against
     ``kafka_ssl_cafile`` (or the system store), hostname checked, client certificate when set."""
-    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+    if settings.kafka.security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    cafile = settings.kafka_ssl_cafile
+    cafile = settings.kafka.ssl_cafile
     ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
-    if settings.kafka_ssl_certfile is not None:
-        ctx.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile))
+    if settings.kafka.ssl_certfile is not None:
+        ctx.load_cert_chain(str(settings.kafka.ssl_certfile), str(settings.kafka.ssl_keyfile))
     return ctx
 
 
@@ -49,12 +49,12 @@ def client_config(settings: Settings) -> dict[str, Any]:
     The worker's aiokafka clients keep TLS 1.3.
     """
     conf = {
-        "bootstrap_servers": settings.kafka_bootstrap.split(","),
-        "security_protocol": settings.kafka_security_protocol,
+        "bootstrap_servers": settings.kafka.bootstrap.split(","),
+        "security_protocol": settings.kafka.security_protocol,
         **sasl_config(settings),
     }
     if (ctx := ssl_context(settings)) is not None:
-        if settings.kafka_ssl_certfile is not None:
+        if settings.kafka.ssl_certfile is not None:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         conf["ssl_context"] = ctx
     return conf
@@ -62,8 +62,8 @@ def client_config(settings: Settings) -> dict[str, Any]:
 
 def aiokafka_config(settings: Settings) -> dict[str, Any]:
     """The same connection settings in aiokafka's spelling (the worker's score stage and model-events follower)."""
-    conf: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
-                            "security_protocol": settings.kafka_security_protocol}
+    conf: dict[str, Any] = {"bootstrap_servers": settings.kafka.bootstrap,
+                            "security_protocol": settings.kafka.security_protocol}
     if (ctx := ssl_context(settings)) is not None:
         conf["ssl_context"] = ctx
     return {**conf, **sasl_config(settings)}
@@ -73,11 +73,11 @@ def ensure_topics(settings: Settings, names: list[str]) -> None:
     """Create missing topics with the configured partition count and streams.topics' configs (idempotent)."""
     from tonewatch.core.topics import CONFIGS
 
-    configs = {settings.topic(short): conf for short, conf in CONFIGS.items()}
+    configs = {settings.kafka.topic(short): conf for short, conf in CONFIGS.items()}
     admin = KafkaAdminClient(**client_config(settings), client_id="tonewatch-admin")
     try:
         existing = set(admin.list_topics())
-        new = [NewTopic(n, settings.topic_partitions, 1, topic_configs=configs.get(n, {}))
+        new = [NewTopic(n, settings.kafka.topic_partitions, 1, topic_configs=configs.get(n, {}))
                for n in names if n not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -166,7 +166,8 @@ def group_lag(settings: Settings, topic: str, group: str | None = None) -> int:
         if group is None:  # the input topics belong to the score stage's group
             from tonewatch.core.topics import INPUTS
 
-            group = settings.score_group_id if topic in {settings.topic(t) for t in INPUTS} else settings.group_id
+            kafka = settings.kafka
+            group = kafka.score_group_id if topic in {kafka.topic(t) for t in INPUTS} else kafka.group_id
         committed = admin.list_consumer_group_offsets(group)
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in parts]

@@ -12,9 +12,9 @@ CONFIGS: dict[str, dict[str, str]] = {"feedback": {"cleanup.policy": "compact"}}
 
 def state_table(settings: Settings) -> str:
     """The windows agent's per-key state table."""
-    return f"{settings.topic_prefix}-trend-state"
+    return f"{settings.kafka.topic_prefix}-trend-state"
 
 
 def state_changelog(settings: Settings) -> str:
     """The table's changelog topic, as Faust names it (``<app id>-<table>-changelog``)."""
-    return f"{settings.group_id}-{state_table(settings)}-changelog"
+    return f"{settings.kafka.group_id}-{state_table(settings)}-changelog"

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streams.windows.detector import DetectorConfig, KeyState, TrendEvent, apply_event
+from streams.windows.detector import KeyState, TrendEvent, apply_event
+from tonewatch.core.sections import DetectorSettings
 
 KINDS = ("share", "volume", "both")
 
@@ -97,7 +98,7 @@ def _key_events(rng: np.random.Generator, key: str, windows: int, window_s: int,
     return events
 
 
-def run_scenarios(cfg: DetectorConfig, keys: int = 40, hours: float = 6.0, seed: int = 7) -> ScenarioResult:
+def run_scenarios(cfg: DetectorSettings, keys: int = 40, hours: float = 6.0, seed: int = 7) -> ScenarioResult:
     """Half the keys get one surge of 5 to 20 windows after a warm-up of up to 2 hours; the rest stay calm."""
     rng = np.random.default_rng(seed)
     windows = int(hours * 3600 // cfg.window_s)

@@ -46,8 +46,8 @@ def _pct(values: list[float], q: float) -> float:
 
 def run_delivery_bench(settings: Settings, alerts: int, timeout_s: float = 300.0) -> dict[str, Any]:
     """One JSON-able dict: alerts delivered, alerts/s, p50/p99 latency in ms."""
-    s = settings.model_copy(update={"topic_prefix": f"nbench-{uuid.uuid4().hex[:8]}", "notifier_metrics_port": 0,
-                                    "webhook_secret": settings.webhook_secret or SecretStr("bench")})
+    s = settings.updated(kafka__topic_prefix=f"nbench-{uuid.uuid4().hex[:8]}", delivery__metrics_port=0,
+                                    delivery__webhook_secret=settings.delivery.webhook_secret or SecretStr("bench"))
     received: dict[str, float] = {}
     srv = _receiver(received)
     ensure_delivery_topics(s)
@@ -61,7 +61,7 @@ def run_delivery_bench(settings: Settings, alerts: int, timeout_s: float = 300.0
         def send(aid: str, key: str) -> None:
             doc = {"id": aid, "status": "firing", "dimension": "ticker", "key": key, "severity": "warning",
                    "at": "2026-01-01T00:00:00Z", "top_messages": []}
-            p.send(s.topic("alerts"), key=aid.encode(), value=json.dumps(doc).encode())
+            p.send(s.kafka.topic("alerts"), key=aid.encode(), value=json.dumps(doc).encode())
 
         send("bench-warmup", "WARM")  # measured runs start once the notifier has joined its group
         p.flush()

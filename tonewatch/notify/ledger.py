@@ -25,8 +25,8 @@ def ensure_delivery_topics(settings: Settings) -> None:
     try:
         existing = set(admin.list_topics())
         compact = {"cleanup.policy": "compact"}
-        new = [NewTopic(settings.topic(n), 1, 1, topic_configs=compact) for n in COMPACTED]
-        new += [NewTopic(settings.topic(n), settings.topic_partitions, 1) for n in PLAIN]
+        new = [NewTopic(settings.kafka.topic(n), 1, 1, topic_configs=compact) for n in COMPACTED]
+        new += [NewTopic(settings.kafka.topic(n), settings.kafka.topic_partitions, 1) for n in PLAIN]
         new = [t for t in new if t.name not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):

@@ -95,13 +95,14 @@ class Notifier:
             alert = latest[2]
             acked = aid in self.state.acks
             # nothing more will ever be due for this pair; Grafana annotations record events, they don't page
-            if alert["status"] != "firing" or acked or n.sent >= self.settings.escalation_max or sub.kind == "grafana":
+            most = self.settings.delivery.escalation_max
+            if alert["status"] != "firing" or acked or n.sent >= most or sub.kind == "grafana":
                 del self.state.notified[(sid, aid)]
                 continue
             due = due_escalation(severity=alert.get("severity", ""), status=alert["status"], acked=acked,
                                  notified_at=n.at, sent=n.sent, now=now,
-                                 interval_s=self.settings.escalation_interval_s,
-                                 max_escalations=self.settings.escalation_max)
+                                 interval_s=self.settings.delivery.escalation_interval_s,
+                                 max_escalations=self.settings.delivery.escalation_max)
             if due is not None:
                 job = Job(sid, {**alert, "escalation": due}, f"escalation-{due}", None, now)
                 if job.key not in self.queued and job.key not in self.state.ledger:
@@ -141,13 +142,13 @@ class Notifier:
             self.metrics.seconds.labels(kind).observe(took)
             if outcome == "delivered":
                 entry = delivery_entry(job.key, sid, kind, job.alert, job.kind, time.time(), job.attempts)
-                self.producer.send(self.settings.topic("deliveries"), key=job.key.encode(),
+                self.producer.send(self.settings.kafka.topic("deliveries"), key=job.key.encode(),
                                    value=json.dumps(entry).encode())
                 self.state.note_delivery(entry)
                 self._finish(job, "delivered", detail, kind)
-            elif outcome == "retry" and now - job.first_at < self.settings.delivery_give_up_s:
-                job.next_at = now + backoff_s(job.attempts, self.settings.delivery_backoff_base_s,
-                                              self.settings.delivery_backoff_cap_s, self.rng.random())
+            elif outcome == "retry" and now - job.first_at < self.settings.delivery.give_up_s:
+                job.next_at = now + backoff_s(job.attempts, self.settings.delivery.backoff_base_s,
+                                              self.settings.delivery.backoff_cap_s, self.rng.random())
                 self.metrics.deliveries.labels(kind, "retry").inc()
                 log.info("delivery %s failed (%s); retry %d in %.1fs", job.key, detail, job.attempts,
                          job.next_at - now)
@@ -160,7 +161,7 @@ class Notifier:
             doc = {"reason": detail, "subscription": job.sub_id, "alert_id": job.alert["id"],
                    "status": job.alert["status"], "kind": job.kind, "attempts": job.attempts,
                    "alert": job.alert, "at": time.time()}
-            self.producer.send(self.settings.topic("delivery-dead-letter"), key=job.alert["id"].encode(),
+            self.producer.send(self.settings.kafka.topic("delivery-dead-letter"), key=job.alert["id"].encode(),
                                value=json.dumps(doc).encode())
             log.warning("delivery %s dead-lettered: %s", job.key, detail)
         self.metrics.deliveries.labels(kind, outcome).inc()
@@ -196,8 +197,9 @@ class Notifier:
         reader.catch_up()
         log.info("notifier ready: %d subscriptions, %d ledger entries, %d acks",
                  len(self.state.subs), len(self.state.ledger), len(self.state.acks))
-        alerts = KafkaConsumer(self.settings.topic("alerts"), **client_config(self.settings), enable_auto_commit=False,
-                               group_id=f"{self.settings.app_id}-notifier-{self.settings.topic_prefix}",
+        alerts = KafkaConsumer(self.settings.kafka.topic("alerts"), **client_config(self.settings),
+                               enable_auto_commit=False,
+                               group_id=f"{self.settings.kafka.app_id}-notifier-{self.settings.kafka.topic_prefix}",
                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
         pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="deliver")
         try:

@@ -23,7 +23,7 @@ STATE_TOPICS = ("subscriptions", "acks", "deliveries", "alerts")
 class StateReader:
     def __init__(self, settings: Settings, state: State) -> None:
         self.settings, self.state = settings, state
-        self.names = {settings.topic(n): n for n in STATE_TOPICS}
+        self.names = {settings.kafka.topic(n): n for n in STATE_TOPICS}
         self.consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
 
     def _assign(self, deadline: float) -> list[TopicPartition]:

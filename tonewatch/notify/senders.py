@@ -138,15 +138,15 @@ def send_grafana(url: str, alert: dict[str, Any], token: str | None, timeout_s: 
 
 def deliver(settings: Settings, sub: Subscription, alert: dict[str, Any]) -> Result:
     """One attempt to the subscription's destination, secrets unwrapped only here."""
-    timeout = settings.delivery_timeout_s
+    timeout = settings.delivery.timeout_s
     if sub.kind == "webhook":
         # a per-subscription secret lives in the notifier's environment; the topic holds only its name
         secret = os.environ.get(sub.secret_env) if sub.secret_env else (
-            settings.webhook_secret.get_secret_value() if settings.webhook_secret else None)
+            settings.delivery.webhook_secret.get_secret_value() if settings.delivery.webhook_secret else None)
         if not secret:
-            return "permanent", f"no webhook secret ({sub.secret_env or 'TONEWATCH_WEBHOOK_SECRET'} unset)"
+            return "permanent", f"no webhook secret ({sub.secret_env or 'TONEWATCH_DELIVERY__WEBHOOK_SECRET'} unset)"
         return send_webhook(sub.url, alert, secret, timeout)
     if sub.kind == "alertmanager":
-        return send_alertmanager(sub.url, alert, settings.alertmanager_hold_s, timeout)
-    token = settings.grafana_token.get_secret_value() if settings.grafana_token else None
+        return send_alertmanager(sub.url, alert, settings.delivery.alertmanager_hold_s, timeout)
+    token = settings.delivery.grafana_token.get_secret_value() if settings.delivery.grafana_token else None
     return send_grafana(sub.url, alert, token, timeout)

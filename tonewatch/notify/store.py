@@ -21,7 +21,7 @@ def _put(settings: Settings, topic: str, key: str, value: dict[str, Any] | None)
         body = json.dumps(value).encode() if value is not None else None
         for attempt in range(5):  # a just-created topic may not have a partition leader yet
             try:
-                p.send(settings.topic(topic), key=key.encode(), value=body).get(timeout=30)
+                p.send(settings.kafka.topic(topic), key=key.encode(), value=body).get(timeout=30)
                 return
             except KafkaError as exc:
                 if attempt == 4 or not exc.retriable:
@@ -33,7 +33,7 @@ def _put(settings: Settings, topic: str, key: str, value: dict[str, Any] | None)
 
 def list_subscriptions(settings: Settings) -> dict[str, Subscription]:
     subs: dict[str, Subscription] = {}
-    for r in iter_topic(settings, settings.topic("subscriptions"), idle_timeout_s=3.0):
+    for r in iter_topic(settings, settings.kafka.topic("subscriptions"), idle_timeout_s=3.0):
         apply_record(subs, r.key, r.value)
     return subs
 

@@ -23,16 +23,17 @@ def start_trivial_triton(
 
     Returns the process and ``settings`` pointing at it.
     """
-    base = settings.model_copy(update={
-        "model_repository": TRIVIAL_REPO, "model_env_path": Path(settings.model_env_path or sys.prefix),
-    })
+    base = settings.updated(
+        triton__model_repository=TRIVIAL_REPO,
+        triton__model_env_path=Path(settings.triton.model_env_path or sys.prefix),
+    )
     http, grpc, metrics = ports or (None, None, None)
     proc = start_triton(base, work_dir, http_port=http, grpc_port=grpc, metrics_port=metrics)
-    local = base.model_copy(update={
-        "triton_grpc_url": proc.grpc_url, "triton_http_url": proc.http_url, "triton_metrics_url": proc.metrics_url,
-    })
+    local = base.updated(
+        triton__grpc_url=proc.grpc_url, triton__http_url=proc.http_url, triton__metrics_url=proc.metrics_url,
+    )
     try:
-        for name in (local.sentiment_model, local.topic_model):
+        for name in (local.triton.sentiment_model, local.triton.topic_model):
             load_model(local, name)
     except BaseException:
         stop_triton(proc)

@@ -12,13 +12,13 @@ from tonewatch.report.render import write_report
 
 def read_run(settings: Settings) -> RunInput:
     return RunInput(
-        scored=read_json(settings, settings.topic("scored")),
-        trends=read_json(settings, settings.topic("trends")),
-        alerts=read_json(settings, settings.topic("alerts")),
-        dead=read_json(settings, settings.topic("dead-letter")),
+        scored=read_json(settings, settings.kafka.topic("scored")),
+        trends=read_json(settings, settings.kafka.topic("trends")),
+        alerts=read_json(settings, settings.kafka.topic("alerts")),
+        dead=read_json(settings, settings.kafka.topic("dead-letter")),
     )
 
 
 def report_from_topics(settings: Settings, out: Path, keys: int = 6) -> Path:
     """Read the configured topic prefix and write ``out/index.html``."""
-    return write_report(read_run(settings), out, prefix=settings.topic_prefix, keys=keys)
+    return write_report(read_run(settings), out, prefix=settings.kafka.topic_prefix, keys=keys)

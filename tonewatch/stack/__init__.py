@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
 from models.triton_admin import load_model
-from tonewatch.core.settings import ENV_PREFIX, Settings
+from tonewatch.core.settings import Settings
 from tonewatch.stack.alertmanager import BINARIES as AM_BINARIES
 from tonewatch.stack.alertmanager import start_alertmanager
 from tonewatch.stack.kafka import start_kafka
@@ -30,15 +28,7 @@ PROMETHEUS_INTERVAL_S = 5.0  # scrape and rule evaluation: light on a laptop, fi
 
 def worker_env(settings: Settings) -> dict[str, str]:
     """The whole settings object as the ``TONEWATCH_*`` variables production uses, for a child worker."""
-    env = dict(os.environ)
-    for name in Settings.model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-    return env
+    return {**os.environ, **settings.environment()}
 
 
 @dataclass(frozen=True)
@@ -75,7 +65,7 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
        monitoring: bool | None = None) -> StackState:
     """Kafka, Triton (models loaded), Alertmanager, worker, notifier, Prometheus: started in that order.
 
-    ``monitoring`` None follows ``settings.stack_monitoring`` and skips Prometheus and Alertmanager when
+    ``monitoring`` None follows ``settings.stack.monitoring`` and skips Prometheus and Alertmanager when
     their binaries are missing; True demands them. Whatever started is stopped again if a later step fails.
     """
     from models.bootstrap import ensure_models
@@ -85,22 +75,22 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
     if current is not None and any(alive(p) for p in current.pids.values()):
         raise StackError(f"a local stack is already running (pids {current.pids}); run 'tonewatch down' first")
     if monitoring is None:
-        monitoring = settings.stack_monitoring and monitoring_available()
-    models = models or (settings.sentiment_model, settings.topic_model)
+        monitoring = settings.stack.monitoring and monitoring_available()
+    models = models or (settings.triton.sentiment_model, settings.triton.topic_model)
     started: list[Component] = []
     try:
         kafka = start_kafka(settings, run_dir / "kafka-data")
         started.append(Component("kafka", kafka.pid, kafka.log_path))
         triton = start_triton(settings, run_dir / "triton")
         started.append(Component("triton", triton.pid, triton.log_path, metrics=triton.metrics_url))
-        local = settings.model_copy(update={
-            "run_dir": run_dir, "kafka_bootstrap": kafka.bootstrap, "triton_grpc_url": triton.grpc_url,
-            "triton_http_url": triton.http_url, "triton_metrics_url": triton.metrics_url,
-            "model_env_path": settings.model_env_path or Path(sys.prefix),
+        local = settings.updated(
+            run_dir=run_dir, kafka__bootstrap=kafka.bootstrap, triton__grpc_url=triton.grpc_url,
+            triton__http_url=triton.http_url, triton__metrics_url=triton.metrics_url,
+            triton__model_env_path=settings.triton.model_env_path or Path(sys.prefix),
             # two CPU models share the cores: one torch pool each avoids oversubscription
-            "triton_cpu_threads": settings.triton_cpu_threads or max(1, (os.cpu_count() or 2) // 2),
-            "metrics_port": free_port(), "notifier_metrics_port": free_port(),
-        })
+            triton__cpu_threads=settings.triton.cpu_threads or max(1, (os.cpu_count() or 2) // 2),
+            scoring__metrics_port=free_port(), delivery__metrics_port=free_port(),
+        )
         ensure_models(local)
         for name in models:
             load_model(local, name)
@@ -108,17 +98,15 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
             am = start_alertmanager(run_dir / "alertmanager")
             started.append(Component("alertmanager", am.pid, am.log_path, metrics=_hostport(am.url), url=am.url))
         if start_worker:
-            started.append(_service("worker", local, local.metrics_port, run_dir))
-            started.append(_service("notifier", local, local.notifier_metrics_port, run_dir))
+            started.append(_service("worker", local, local.scoring.metrics_port, run_dir))
+            started.append(_service("notifier", local, local.delivery.metrics_port, run_dir))
         if monitoring:
             targets = {c.name: [c.metrics] for c in started if c.metrics}
             prom = start_prometheus(run_dir / "prometheus", targets, interval_s=PROMETHEUS_INTERVAL_S,
                                     alertmanagers=targets["alertmanager"], scrape_self=True)
             started.append(Component("prometheus", prom.pid, prom.log_path, metrics=_hostport(prom.url), url=prom.url))
         state = StackState(
-            endpoints={k: str(getattr(local, k)) for k in
-                       ("kafka_bootstrap", "triton_grpc_url", "triton_http_url", "triton_metrics_url",
-                        "model_env_path")},
+            endpoints=local.endpoints(),
             pids={c.name: c.pid for c in started},
             logs={c.name: str(c.log) for c in started},
             metrics={c.name: f"http://{c.metrics}/metrics" for c in started if c.metrics},

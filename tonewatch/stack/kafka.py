@@ -75,8 +75,8 @@ class KafkaProcess:
 
 def ensure_kafka_jars(settings: Settings) -> Path:
     """Broker jars cached per version; downloaded into a temp dir and renamed, so never half there."""
-    lib = (settings.run_dir / "kafka" / settings.kafka_version / "lib").resolve()
-    if (lib / f"kafka_2.13-{settings.kafka_version}.jar").is_file():
+    lib = (settings.run_dir / "kafka" / settings.stack.kafka_version / "lib").resolve()
+    if (lib / f"kafka_2.13-{settings.stack.kafka_version}.jar").is_file():
         return lib
     for tool in ("java", "mvn"):
         if shutil.which(tool) is None:
@@ -84,11 +84,11 @@ def ensure_kafka_jars(settings: Settings) -> Path:
     tmp = lib.with_name("lib.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     cmd = ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
-           "-DincludeScope=runtime", f"-Dkafka.version={settings.kafka_version}"]
+           "-DincludeScope=runtime", f"-Dkafka.version={settings.stack.kafka_version}"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         out = (result.stdout + result.stderr)[-4000:]
-        raise StackError(f"mvn failed to fetch Kafka {settings.kafka_version}:\n{out}")
+        raise StackError(f"mvn failed to fetch Kafka {settings.stack.kafka_version}:\n{out}")
     shutil.rmtree(lib, ignore_errors=True)
     tmp.rename(lib)
     return lib

@@ -89,7 +89,7 @@ def start_triton(
     backends = assemble_backends(install, work_dir / "backends")
     http, grpc, metrics = http_port or free_port(), grpc_port or free_port(), metrics_port or free_port()
     cmd = [
-        str(install.binary), f"--model-repository={settings.model_repository.resolve()}",
+        str(install.binary), f"--model-repository={settings.triton.model_repository.resolve()}",
         "--model-control-mode=explicit", f"--backend-directory={backends}",
         "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
         f"--http-port={http}", f"--grpc-port={grpc}", f"--metrics-port={metrics}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.score.scoring import next_deadline
+from streams.score.triton_client import next_deadline
 
 
 def test_deadline_doubles_on_timeouts_up_to_the_cap_and_eases_back_after_successes() -> None:
