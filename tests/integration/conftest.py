@@ -115,7 +115,7 @@ def pipeline(stack_settings: Settings, tmp_path: Path) -> Iterator[Callable[...,
     workers: list[Worker] = []
 
     def start(**overrides: Any) -> Worker:
-        prefix = overrides.pop("topic_prefix", f"t{uuid.uuid4().hex[:10]}")
+        prefix = overrides.pop("kafka__topic_prefix", f"t{uuid.uuid4().hex[:10]}")
         from tonewatch.stack.procs import free_port
 
         settings = stack_settings.updated(kafka__topic_prefix=prefix, scoring__metrics_port=free_port(), **overrides)
