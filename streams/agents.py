@@ -35,6 +35,10 @@ def register_agents(
     app.service(stage)  # started once the table is recovered; stops after delivering what it has read
     folder = WindowFolder(settings, topics, table, cfg, metrics)
 
+    @app.on_partitions_assigned.connect
+    async def rebalanced(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        folder.forget()
+
     @app.timer(interval=5.0)
     async def consumer_lag() -> None:
         """Lag per assigned partition; the gauge of a revoked partition is dropped, not left stale."""

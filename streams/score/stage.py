@@ -34,10 +34,13 @@ from streams.score.read_size import ReadSize
 from streams.score.reader import BatchSource, Reader
 from streams.score.scorer import Scorer
 from streams.score.triton_client import TritonScorer
+from streams.windows.watermark import Mark
 from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
-MARK_INTERVAL_S = 1.0  # how often an idle stage tells the windows agent where its partitions are
+# an idle stage checks its marks this often and sends them when they changed, or at least every REMARK_S
+# (a restarted windows agent learns them again)
+MARK_INTERVAL_S, REMARK_S = 1.0, 30.0
 
 
 class ScoreStage(Service):
@@ -51,6 +54,7 @@ class ScoreStage(Service):
         self.publisher, self.committer = publisher, committer
         self.recent, self.metrics, self.clock = recent, metrics, clock
         self._marked = 0.0  # when the last marks went out (monotonic)
+        self._marks: dict[str, Mark] = {}  # and what they were
         self._closing = False
         self._loop_task: asyncio.Task[None] | None = None
         # resolved once the last batch read has handed its outputs to the producer: the next one waits for
@@ -104,12 +108,19 @@ class ScoreStage(Service):
     async def step(self) -> None:
         """One read: its batch goes in flight, then the batches finished in read order are committed."""
         batch = await self.reader.read()
-        if batch or time.monotonic() - self._marked >= MARK_INTERVAL_S:  # an idle stage still sends its marks
+        if batch or self._marks_due():
             batch = self.aligner.align(batch) if batch else batch
             turn = asyncio.get_running_loop().create_future()
             self.committer.track(asyncio.create_task(self._process(batch, self._turn, turn)))
             self._turn = turn
         await self.committer.settle()
+
+    def _marks_due(self) -> bool:
+        """With nothing read: whether the windows agent should hear where this stage's partitions are."""
+        since = time.monotonic() - self._marked
+        if since < MARK_INTERVAL_S:
+            return False
+        return since >= REMARK_S or self.clock.marks(self.reader.assigned()) != self._marks
 
     def _forget(self) -> None:
         """After a failed batch: the cancelled batches' turns never come, and their ids must be scored again."""
@@ -125,7 +136,7 @@ class ScoreStage(Service):
             out = self.publisher.outbox()
             valid, late = self._admit(batch, out)
             marks = self.clock.marks(self.reader.assigned())
-            self._marked = time.monotonic()
+            self._marked, self._marks = time.monotonic(), marks
             if valid:
                 await self._score(valid, late, out)
             self.publisher.add_marks(out, marks, self.reader.inputs())

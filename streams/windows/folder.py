@@ -39,6 +39,11 @@ class WindowFolder:
         self.watermarks: dict[int, Watermarks] = {}
         self.closing: dict[int, dict[str, float]] = {}  # partition -> key -> watermark its oldest window closes at
 
+    def forget(self) -> None:
+        """After a rebalance: partitions may have moved; indexes are rebuilt from the table, marks heard again."""
+        self.watermarks.clear()
+        self.closing.clear()
+
     async def dead_letter(self, reason: str, event: Any, stage: str, payload: bytes | None = None) -> Awaitable[Any]:
         """``payload`` names the part of a batch record that failed; by default the whole record."""
         msg = event.message

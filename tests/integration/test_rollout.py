@@ -136,8 +136,9 @@ def worse_copy(src: Path, dest: Path, shift: int | None = None) -> Path:
 
 def on_rollout_triton(base: Settings) -> dict[str, Any]:
     """Settings overrides that point a pipeline worker at the module's own Triton and repository."""
-    return {k: getattr(base, k) for k in
-            ("model_repository", "run_dir", "triton_http_url", "triton_grpc_url", "triton_cpu_threads")}
+    t = base.triton
+    return {"triton__model_repository": t.model_repository, "run_dir": base.run_dir, "triton__http_url": t.http_url,
+            "triton__grpc_url": t.grpc_url, "triton__cpu_threads": t.cpu_threads}
 
 
 def rollout_worker(
