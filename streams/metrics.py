@@ -33,6 +33,7 @@ class PipelineMetrics:
     model_version_info: Gauge
     canary_share: Gauge
     drift_psi: Gauge
+    watermark: Gauge
 
 
 def create_metrics() -> PipelineMetrics:
@@ -69,6 +70,9 @@ def create_metrics() -> PipelineMetrics:
                            ["model"], registry=r),
         drift_psi=Gauge("tonewatch_drift_psi", "PSI of recent predictions vs the serving version's reference.",
                         ["model", "kind"], registry=r),
+        watermark=Gauge("tonewatch_watermark_seconds", "Event-time watermark per trend-events partition: windows "
+                        "whose end plus the allowed lateness is before it are closed (Unix seconds).",
+                        ["partition"], registry=r),
     )
     for labels in ALERT_LABELS:
         m.alerts.labels(*labels)

@@ -22,7 +22,7 @@ from tonewatch.core.errors import InvalidInput
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")  # JSON may escape them; no UTF-8 output can carry them
 _MAX_TICKER = 16
-# An event time far ahead would move its keys' watermarks there and make every real event after
+# An event time far ahead would move its partition's time there and make every real event after
 # it "late" (dead-lettered) for good; a producer clock a little off is tolerated.
 MAX_FUTURE_S = 7 * 86400
 

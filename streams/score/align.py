@@ -1,11 +1,10 @@
 """Event-time alignment of one batch across input partitions, as a pure function.
 
 A consumer batch holds whatever each partition had buffered: after an outage that can be all of
-``chat`` up to now and only the first minutes of ``news``'s backlog. Folded together, the keys that
-both feed (a ticker, a topic) would get a watermark from chat that the rest of news falls behind:
-late events, dead-lettered. Like Kafka Streams choosing the record with the lowest timestamp across
-its partitions, a batch keeps only what is no later than the earliest "frontier" among partitions
-with more records still to read; the rest is read again with the next batch.
+``chat`` up to now and only the first minutes of ``news``'s backlog. Lateness is judged per partition
+(streams/score/clock.py), so this is not needed for correct results; it keeps a batch's trend partials
+close together in event time, as Kafka Streams picks the record with the lowest timestamp: a batch keeps
+only what is no later than the earliest "frontier" among partitions with more records still to read.
 """
 
 from __future__ import annotations

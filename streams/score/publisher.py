@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Set
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -18,8 +18,9 @@ from streams.metrics import PipelineMetrics
 from streams.records import Message, Scored
 from streams.score.outbox import Outbox, partition_for
 from streams.windows.detector import Partial
-from streams.windows.fold import pack_partials
+from streams.windows.fold import encode_marks, pack_partials
 from streams.windows.trends import Combiner
+from streams.windows.watermark import Mark
 from tonewatch.core.kafka_io import aiokafka_config
 from tonewatch.core.settings import Settings
 from tonewatch.core.topics import NAMES
@@ -68,15 +69,22 @@ class Publisher:
                                     offset=r.offset)
         out.add(self.settings.kafka.topic("dead-letter"), r.key or b"", dumps(record))
 
-    def add_scored(self, out: Outbox, valid: list[tuple[Any, Message]], scored: list[Scored]) -> None:
-        """Each scored record, then the batch's drift events, then its trend partials per partition."""
+    def add_scored(self, out: Outbox, valid: list[tuple[Any, Message]], scored: list[Scored],
+                   late: Set[str] = frozenset()) -> None:
+        """Each scored record, then the batch's drift events, then its trend partials per partition; a late
+        message is scored but dead-lettered instead of counted."""
         combiner = Combiner(self.settings.detector.window_s, self.settings.detector.top_messages)
         sources: Counter[str] = Counter()
         scored_topic = self.settings.kafka.topic("scored")
+        lateness = self.settings.detector.allowed_lateness_s
         for (r, _), sc in zip(valid, scored, strict=True):
             try:
                 value = sc.to_json()
-                combiner.add(sc)
+                if sc.id in late:
+                    self.dead_letter(out, f"later than allowed lateness ({lateness}s) behind its partition's "
+                                     "event time: scored, not counted", r, "late")
+                else:
+                    combiner.add(sc)
             except Exception as exc:  # a bug in building one output: that message goes, the batch stays
                 self.dead_letter(out, f"output failed: {exc}", r, "score")
                 continue
@@ -99,6 +107,13 @@ class Publisher:
         for partition, partials in by_partition.items():
             for value in pack_partials(partials):
                 out.add_to(trend_topic, partition, value)
+
+    def add_marks(self, out: Outbox, marks: Mapping[str, Mark], inputs: list[str]) -> None:
+        """The stage's input partitions' progress, after this batch's partials, on every trend partition."""
+        trend_topic = self.settings.kafka.topic("trend-events")
+        value = encode_marks(marks, inputs)
+        for partition in self.partitions.get(trend_topic, []):
+            out.add_to(trend_topic, partition, value)
 
     async def deliver(self, out: Outbox, turn: asyncio.Future[None]) -> None:
         """Until the broker has every record: a batch whose outputs are lost must not be committed.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from functools import partial
 from typing import Any
@@ -24,6 +25,7 @@ from streams.metrics import PipelineMetrics
 from streams.records import Message
 from streams.score.aligner import Aligner
 from streams.score.batch import Batch, Offsets
+from streams.score.clock import PartitionClock, partition_name
 from streams.score.committer import Committer
 from streams.score.dedup import RecentIds
 from streams.score.outbox import Outbox
@@ -32,26 +34,34 @@ from streams.score.read_size import ReadSize
 from streams.score.reader import BatchSource, Reader
 from streams.score.scorer import Scorer
 from streams.score.triton_client import TritonScorer
+from streams.windows.watermark import Mark
 from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
+# an idle stage checks its marks this often and sends them when they changed, or at least every REMARK_S
+# (a restarted windows agent learns them again)
+MARK_INTERVAL_S, REMARK_S = 1.0, 30.0
 
 
 class ScoreStage(Service):
     """Started with the Faust app (``app.service``); stops after its in-flight batches are delivered."""
 
     def __init__(self, reader: BatchSource, aligner: Aligner, scorer: Scorer, publisher: Publisher,
-                 committer: Committer, recent: RecentIds, metrics: PipelineMetrics, **kwargs: Any) -> None:
+                 committer: Committer, recent: RecentIds, metrics: PipelineMetrics, clock: PartitionClock,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.reader, self.aligner, self.scorer = reader, aligner, scorer
         self.publisher, self.committer = publisher, committer
-        self.recent, self.metrics = recent, metrics
+        self.recent, self.metrics, self.clock = recent, metrics, clock
+        self._marked = 0.0  # when the last marks went out (monotonic)
+        self._marks: dict[str, Mark] = {}  # and what they were
         self._closing = False
         self._loop_task: asyncio.Task[None] | None = None
         # resolved once the last batch read has handed its outputs to the producer: the next one waits for
         # it, so outputs reach Kafka in read order however the batches' inference interleaves
         self._turn: asyncio.Future[None] | None = None
         committer.on_rewind(self._forget)
+        committer.on_rewind(clock.rollback)
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def on_start(self) -> None:
@@ -98,12 +108,19 @@ class ScoreStage(Service):
     async def step(self) -> None:
         """One read: its batch goes in flight, then the batches finished in read order are committed."""
         batch = await self.reader.read()
-        if batch:
-            batch = self.aligner.align(batch)
+        if batch or self._marks_due():
+            batch = self.aligner.align(batch) if batch else batch
             turn = asyncio.get_running_loop().create_future()
             self.committer.track(asyncio.create_task(self._process(batch, self._turn, turn)))
             self._turn = turn
         await self.committer.settle()
+
+    def _marks_due(self) -> bool:
+        """With nothing read: whether the windows agent should hear where this stage's partitions are."""
+        since = time.monotonic() - self._marked
+        if since < MARK_INTERVAL_S:
+            return False
+        return since >= REMARK_S or self.clock.marks(self.reader.assigned()) != self._marks
 
     def _forget(self) -> None:
         """After a failed batch: the cancelled batches' turns never come, and their ids must be scored again."""
@@ -117,9 +134,12 @@ class ScoreStage(Service):
         event time runs forward within a partition, and the windows agent dead-letters what comes too late."""
         try:
             out = self.publisher.outbox()
-            valid = self._admit(batch, out)
+            valid, late = self._admit(batch, out)
+            marks = self.clock.marks(self.reader.assigned())
+            self._marked, self._marks = time.monotonic(), marks
             if valid:
-                await self._score(valid, out)
+                await self._score(valid, late, out)
+            self.publisher.add_marks(out, marks, self.reader.inputs())
             if after is not None:
                 await after
             await self.publisher.deliver(out, turn)
@@ -128,17 +148,22 @@ class ScoreStage(Service):
             if not turn.done():  # a cancelled or failed batch must not hold up the next one
                 turn.set_result(None)
 
-    def _admit(self, batch: Batch, out: Outbox) -> list[tuple[Any, Message]]:
-        """The batch's valid messages not seen before, in event-time order; invalid ones are dead-lettered."""
+    def _admit(self, batch: Batch, out: Outbox) -> tuple[list[tuple[Any, Message]], set[str]]:
+        """The batch's valid messages not seen before, in event-time order, and the ids of those too late to
+        count (judged in each partition's own order, duplicates included); invalid ones are dead-lettered."""
         metrics = self.metrics
         valid: list[tuple[Any, Message]] = []
+        late: set[str] = set()
         counts: Counter[str] = Counter()
         for tp, items in batch.items():
             counts[tp.topic] += len(items)
+            name = partition_name(tp.topic, tp.partition)
             for r, msg in items:
                 if isinstance(msg, str):
                     self.publisher.dead_letter(out, msg, r, "validate")
                     continue
+                if not self.clock.admit(name, msg.epoch):
+                    late.add(msg.id)
                 if msg.id in self.recent:
                     metrics.duplicates.inc()  # counted, not scored twice: the first copy's output stands
                     continue
@@ -146,15 +171,17 @@ class ScoreStage(Service):
                 # succeeds, so a later duplicate is never committed ahead of its first copy's output
                 self.recent.add(msg.id)
                 valid.append((r, msg))
+            if items:
+                self.clock.checkpoint(name, items[-1][0].offset + 1)
         for topic, n in counts.items():
             metrics.messages_in.labels(topic).inc(n)
         metrics.batch_size.observe(sum(counts.values()))
-        # event-time order across the batch's partitions (stable: read order among equal times): a backlog
-        # comes a partition at a time, and folded in read order one topic's events would land behind the watermark
+        # event-time order across the batch's partitions (stable: read order among equal times), so the
+        # combiner's partials keep each key's windows in order
         valid.sort(key=lambda rm: rm[1].ts)
-        return valid
+        return valid, late
 
-    async def _score(self, valid: list[tuple[Any, Message]], out: Outbox) -> None:
+    async def _score(self, valid: list[tuple[Any, Message]], late: set[str], out: Outbox) -> None:
         try:
             scored = await self.scorer.score([m for _, m in valid])
         except Exception as exc:  # non-retryable inference error: dead-letter, keep the worker up
@@ -162,7 +189,7 @@ class ScoreStage(Service):
             for r, _ in valid:
                 self.publisher.dead_letter(out, f"inference failed: {exc}", r, "score")
             return
-        self.publisher.add_scored(out, valid, scored)
+        self.publisher.add_scored(out, valid, scored, late)
 
 
 def build_score_stage(settings: Settings, metrics: PipelineMetrics, knowledge: Knowledge,
@@ -172,10 +199,11 @@ def build_score_stage(settings: Settings, metrics: PipelineMetrics, knowledge: K
     triton = TritonScorer(settings.triton.grpc_url, list(models), settings.triton.timeout_s,
                           max_request=settings.scoring.batch_size)
     read_size = ReadSize(settings.scoring.batch_size, settings.scoring.batch_records, settings.scoring.batch_target_s)
-    reader = Reader(settings, read_size)
+    clock = PartitionClock(settings.detector.allowed_lateness_s, settings.detector.idle_s)
+    reader = Reader(settings, read_size, clock)
     scorer = Scorer(triton, EventFollower(settings, metrics), models, knowledge, metrics, observe=read_size.observe)
     publisher = Publisher(settings, metrics, DriftTracker(settings, metrics, load_reference),
                           producer=partial(kafka_producer, settings))
     committer = Committer(reader, settings.scoring.concurrency)
     return ScoreStage(reader, Aligner(reader), scorer, publisher, committer, RecentIds(settings.scoring.dedup_capacity),
-                      metrics)
+                      metrics, clock)

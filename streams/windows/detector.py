@@ -1,7 +1,9 @@
 """Event-time tumbling windows and the negative-surge detector, as pure functions.
 
-Per key the state is small and incremental (counts, sums, a baseline, the open alert),
-never a list of every message, so it fits a changelog-backed table and restarts cheaply.
+Partials are added to their window; a window closes when the watermark passes its end plus the allowed
+lateness, and only then is it judged: its content, and so the alert, depend on the events alone, never on
+how fast they arrived (docs/decisions/2026-12-07-event-time-watermarks.md). Per key the state is small and
+incremental (counts, sums, a baseline, the open alert), so it fits a changelog-backed table.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class Window:
     negative: int = 0
     p_negative_sum: float = 0.0
     drivers: tuple[Driver, ...] = ()
+    latest: float | None = None  # the latest event time in it: its model versions speak for the window
+    model_versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def share(self) -> float:
@@ -92,7 +96,7 @@ class KeyState:
     """Open windows within the allowed lateness, the key's baseline, and its open alert."""
 
     windows: tuple[Window, ...] = ()
-    watermark: float | None = None  # latest event time seen for this key
+    watermark: float | None = None  # the latest watermark this key was advanced to
     closed_until: float | None = None  # end of the last closed window: earlier events are too late
     baseline: float | None = None
     closed_windows: int = 0
@@ -117,7 +121,8 @@ class KeyState:
             return cls()
         windows = tuple(
             Window(start=w["start"], count=w["count"], negative=w["negative"], p_negative_sum=w["p_negative_sum"],
-                   drivers=tuple(Driver(**d) for d in w["drivers"]))
+                   drivers=tuple(Driver(**d) for d in w["drivers"]), latest=w.get("latest"),
+                   model_versions=w.get("model_versions", {}))
             for w in data.get("windows", ())
         )
         f, v = data.get("firing"), data.get("volume")
@@ -225,63 +230,75 @@ def top_drivers(drivers: tuple[Driver, ...], top: int) -> tuple[Driver, ...]:
 
 
 def _add(w: Window, p: Partial, top: int) -> Window:
+    newer = w.latest is None or p.ts >= w.latest
     return Window(
         start=w.start, count=w.count + p.count, negative=w.negative + p.negative,
         p_negative_sum=w.p_negative_sum + p.p_negative_sum,
         drivers=top_drivers(w.drivers + p.drivers, top) if p.drivers else w.drivers,
+        latest=p.ts if newer else w.latest, model_versions=p.model_versions if newer else w.model_versions,
     )
 
 
-def _maybe_fire(state: KeyState, w: Window, ev: Partial, cfg: DetectorSettings) -> tuple[KeyState, list[Transition]]:
-    """Fire as soon as the open window breaks a baseline, unless the key is firing, young or cooling down."""
+def _fire(state: KeyState, w: Window, dimension: str, key: str, cfg: DetectorSettings
+          ) -> tuple[KeyState, list[Transition]]:
+    """Fire on a complete window that breaks a baseline, unless the key is firing, young or cooling down."""
     if (
         state.firing is not None
         or state.closed_windows < cfg.baseline_min_windows
         or (state.cooldown_until is not None and w.start < state.cooldown_until)
     ):
         return state, []
-    reason, score = _surge(state, w, ev.dimension, cfg)
+    reason, score = _surge(state, w, dimension, cfg)
     if reason is None:
         return state, []
     base = cfg.baseline_prior if state.baseline is None else state.baseline
     severity = "critical" if score >= cfg.critical_z else "warning"
-    aid = alert_id(ev.dimension, ev.key, w.start)
+    aid = alert_id(dimension, key, w.start)
     fired = replace(state, firing=Firing(aid, w.start, severity, score, reason))
     return fired, [Transition("firing", aid, w, base, score, severity, reason)]
 
 
-def apply_event(state: KeyState, ev: TrendEvent, cfg: DetectorSettings) -> Update:
-    """One event: a partial of one."""
-    return apply_partial(state, Partial.of(ev), cfg)
-
-
 def apply_partial(state: KeyState, ev: Partial, cfg: DetectorSettings) -> Update:
-    """Add a partial to its own window; close the windows the watermark has passed by the lateness;
-    then judge the window against the baselines those closes taught.
-
-    Events more than ``allowed_lateness_s`` behind the key's watermark are refused (``accepted`` False)
-    and the caller dead-letters them. Why close before judging: docs/decisions/2026-12-07-windows-judged-per-batch.md.
-    """
+    """Add a partial to its window; a partial for a window already closed is refused (``accepted`` False)
+    and the caller dead-letters it."""
     start = window_start(ev.ts, cfg.window_s)
     if state.closed_until is not None and start < state.closed_until:
         return Update(state, [], [], False)
     windows = {w.start: w for w in state.windows}
-    window = _add(windows.get(start, Window(start=start)), ev, cfg.top_messages)
-    windows[start] = window
-    watermark = ev.ts if state.watermark is None else max(state.watermark, ev.ts)
-    state = replace(state, windows=tuple(windows[k] for k in sorted(windows)), watermark=watermark)
+    windows[start] = _add(windows.get(start, Window(start=start)), ev, cfg.top_messages)
+    return Update(replace(state, windows=tuple(windows[k] for k in sorted(windows))), [], [], True)
+
+
+def advance(state: KeyState, watermark: float, dimension: str, key: str, cfg: DetectorSettings) -> Update:
+    """Close, oldest first, every window whose end plus the allowed lateness the watermark has reached:
+    each is judged (fire), then folded into the baselines (resolve), and leaves a trends record."""
+    watermark = watermark if state.watermark is None else max(state.watermark, watermark)
+    state = replace(state, watermark=watermark)
     out: list[Transition] = []
     closed: list[ClosedWindow] = []
     while state.windows and state.windows[0].start + cfg.window_s + cfg.allowed_lateness_s <= watermark:
         oldest = state.windows[0]
+        state, fired = _fire(replace(state, windows=state.windows[1:]), oldest, dimension, key, cfg)
         alerting = state.firing is not None and oldest.start >= state.firing.started
-        state, resolved = _close(replace(state, windows=state.windows[1:]), oldest, ev.dimension, cfg)
+        state, resolved = _close(state, oldest, dimension, cfg)
         recent = rolling.push(state.recent, oldest.start, oldest.count, oldest.negative, cfg.window_s, cfg.rolling_s)
         state = replace(state, recent=recent)
-        out.extend(resolved)
+        out.extend(fired + resolved)
         closed.append(ClosedWindow(oldest, state.baseline if state.baseline is not None else cfg.baseline_prior,
                                    alerting, rolling.view(recent, cfg.rolling_s)))
-    if state.windows and state.windows[0].start <= start:  # still open (a window behind a far watermark is not)
-        state, fired = _maybe_fire(state, window, ev, cfg)
-        out.extend(fired)
     return Update(state, out, closed, True)
+
+
+def next_close(state: KeyState, cfg: DetectorSettings) -> float | None:
+    """The watermark at which the key's oldest open window closes; None without open windows."""
+    return state.windows[0].start + cfg.window_s + cfg.allowed_lateness_s if state.windows else None
+
+
+def apply_event(state: KeyState, ev: TrendEvent, cfg: DetectorSettings) -> Update:
+    """One key's events in arrival order, with the key's own latest event time as the watermark: how the
+    offline evaluations and tests drive the detector."""
+    added = apply_partial(state, Partial.of(ev), cfg)
+    if not added.accepted:
+        return added
+    watermark = ev.ts if state.watermark is None else max(state.watermark, ev.ts)
+    return advance(added.state, watermark, ev.dimension, ev.key, cfg)

@@ -8,13 +8,14 @@ sends each partition's partials, in event-time order per key, as one record
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import pydantic_core
 
 from streams.windows.detector import Driver, KeyState, Partial, TrendEvent, Update, apply_partial
+from streams.windows.watermark import Mark, mark_from_json, mark_to_json
 from tonewatch.core.sections import DetectorSettings
 
 
@@ -68,6 +69,30 @@ def pack_partials(partials: Iterable[Partial], max_bytes: int = MAX_RECORD_BYTES
         yield head + b",".join(chunk) + tail
 
 
+def encode_marks(marks: Mapping[str, Mark], inputs: Iterable[str]) -> bytes:
+    """A record of a score stage's progress alone: sent to every partition, so every key's windows can close."""
+    return pydantic_core.to_json({"marks": {n: mark_to_json(m) for n, m in marks.items()}, "inputs": sorted(inputs)})
+
+
+@dataclass(frozen=True)
+class TrendRecord:
+    partials: list[Partial]
+    marks: dict[str, Mark]  # the score stage's input partitions' progress once these partials were sent
+    inputs: tuple[str, ...]  # every input partition the score stage knows of
+
+
+def decode_record(raw: bytes) -> TrendRecord:
+    """A record of partials, of marks, or of both."""
+    data: Any = pydantic_core.from_json(raw)
+    if isinstance(data, dict) and "marks" in data:
+        marks, inputs = data["marks"], data.get("inputs", [])
+        if not isinstance(marks, dict) or not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            raise ValueError("'marks' must be an object and 'inputs' a list of partition names")
+        partials = [_partial(item) for item in data.get("partials", [])]
+        return TrendRecord(partials, {str(n): mark_from_json(m) for n, m in marks.items()}, tuple(inputs))
+    return TrendRecord(decode_partials(raw), {}, ())
+
+
 def decode_partials(raw: bytes) -> list[Partial]:
     """A record of partials; records of single events (what workers before the combiner wrote, as a
     batch or one event alone) are read too, an event becoming a partial of one."""
@@ -108,7 +133,8 @@ class Fold:
 
 
 def fold_events(state: KeyState, partials: Iterable[Partial], cfg: DetectorSettings) -> Fold:
-    """Apply partials one by one, as if each had arrived alone; only the state write is batched."""
+    """Add partials one by one to their windows; only the state write is batched. Windows close later, when
+    the watermark passes them (:func:`streams.windows.detector.advance`)."""
     updates = []
     for ev in partials:
         update = apply_partial(state, ev, cfg)

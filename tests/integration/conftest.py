@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -143,3 +144,21 @@ def wait_for(
             pytest.fail(f"worker died:\n{worker.log_tail()}")
         time.sleep(1.0)
     pytest.fail(f"{topic}: {len(records)}/{count} records after {timeout_s}s\n{worker.log_tail()}")
+
+
+def wait_watermark(workers: list[Worker], ts: float, timeout_s: float = 120.0) -> None:
+    """Until every trend-events partition's watermark has reached event time ``ts`` (after a feed ends, its
+    partitions turn idle and the watermark becomes the latest event time read): the windows are closed."""
+    deadline = time.monotonic() + timeout_s
+    partitions = workers[0].settings.kafka.topic_partitions
+    seen: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        seen = {}
+        for w in workers:
+            if w.alive():
+                with contextlib.suppress(OSError):
+                    seen.update({k: v for k, v in w.metrics().items() if k.startswith("tonewatch_watermark_seconds")})
+        if len(seen) >= partitions and min(seen.values()) >= ts:
+            return
+        time.sleep(1.0)
+    pytest.fail(f"watermarks {seen} have not reached {ts} after {timeout_s}s\n{workers[0].log_tail()}")

@@ -160,11 +160,10 @@ def _check_variables(url: str, dashboard: dict[str, Any], variables: dict[str, s
 def test_every_dashboard_and_rule_expression_returns_data(
     pipeline: Callable[..., Worker], notifier: Callable[[Settings], Settings], sink: Sink, tmp_path: Path
 ) -> None:
-    # as in test_pipeline, a 120x replay compresses lateness; small batches and a long deadline keep a
-    # CPU Triton shared with other test sessions making progress instead of timing out whole batches
-    # a 50-message drift window fills during the replay, so drift PSI is exported (references from 50 val texts)
-    worker = pipeline(detector__allowed_lateness_s=600, scoring__batch_size=16, triton__timeout_s=120.0,
-                      retrain__drift_window=50)
+    # small batches and a long deadline keep a CPU Triton shared with other test sessions making progress
+    # instead of timing out whole batches; a 50-message drift window fills during the replay, so drift PSI
+    # is exported
+    worker = pipeline(scoring__batch_size=16, triton__timeout_s=120.0, retrain__drift_window=50)
     s = worker.settings
     assert _cleanup_policy(s, s.kafka.topic("feedback")) == "compact"  # created by the worker with the others
     am = start_alertmanager(tmp_path / "alertmanager")

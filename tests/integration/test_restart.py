@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, Worker, wait_for
-from tests.integration.test_pipeline import assert_trends_match_offline
+from tests.integration.conftest import REPO, Worker, wait_for, wait_watermark
+from tests.integration.test_pipeline import assert_trends_match_offline, last_event_time
 from tonewatch.core.kafka_io import group_lag, read_json
 from tonewatch.replay import replay
 
@@ -35,19 +35,20 @@ def test_restarted_worker_resumes_windows_from_the_changelog(pipeline: Callable[
     (tmp_path / "a.jsonl").write_text("\n".join(first) + "\n")
     (tmp_path / "b.jsonl").write_text("\n".join(second) + "\n")
 
-    a = pipeline(detector__allowed_lateness_s=600)
+    a = pipeline()
     s = a.settings
     replay(s, tmp_path / "a.jsonl", speed=120)
     wait_for(s, "scored", len(first), a, timeout_s=300)
     _drain(a)
     a.stop()  # SIGTERM: in-flight work finishes, offsets are committed
 
-    b = pipeline(kafka__topic_prefix=s.kafka.topic_prefix, detector__allowed_lateness_s=600)
+    b = pipeline(kafka__topic_prefix=s.kafka.topic_prefix)
     replay(s, tmp_path / "b.jsonl", speed=120)
     scored = wait_for(s, "scored", len(valid), b, timeout_s=300)
     _drain(b)
     assert sorted(r["id"] for r in scored) == sorted(json.loads(ln)["id"] for ln in valid)  # none lost, none twice
-    assert_trends_match_offline(s, lateness_s=600)
+    wait_watermark([b], last_event_time(s))
+    assert_trends_match_offline(s, lateness_s=s.detector.allowed_lateness_s)
     alerts = read_json(s, s.kafka.topic("alerts"))
     firing = [x for x in alerts if x["status"] == "firing" and x["dimension"] == "ticker"]
     assert [x["key"] for x in firing] == ["TSLA"]

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.conftest import REPO, Worker, wait_for
-from tests.integration.test_pipeline import assert_trends_match_offline
+from tests.integration.conftest import REPO, Worker, wait_for, wait_watermark
+from tests.integration.test_pipeline import assert_trends_match_offline, last_event_time
 from tonewatch.core.kafka_io import group_lag, read_json
 from tonewatch.replay import replay
 
@@ -17,9 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_two_workers_split_the_load_without_duplicates(pipeline: Callable[..., Worker]) -> None:
-    a = pipeline(detector__allowed_lateness_s=600)
+    a = pipeline()
     s = a.settings
-    b = pipeline(kafka__topic_prefix=s.kafka.topic_prefix, detector__allowed_lateness_s=600)
+    b = pipeline(kafka__topic_prefix=s.kafka.topic_prefix)
     time.sleep(5.0)  # both are in the group (the fixture waits for each) before any data flows
 
     lines = (REPO / "data" / "sample_feed.jsonl").read_text().splitlines()
@@ -42,7 +42,8 @@ def test_two_workers_split_the_load_without_duplicates(pipeline: Callable[..., W
     per_worker = [sum(v for k, v in w.metrics().items() if k.startswith("tonewatch_messages_scored_total"))
                   for w in (a, b)]
     assert sum(per_worker) == len(valid_ids) and min(per_worker) > 0, per_worker
-    assert_trends_match_offline(s, lateness_s=600)
+    wait_watermark([a, b], last_event_time(s))
+    assert_trends_match_offline(s, lateness_s=s.detector.allowed_lateness_s)
     alerts = read_json(s, s.kafka.topic("alerts"))
     firing = [x for x in alerts if x["status"] == "firing" and x["dimension"] == "ticker"]
     assert [x["key"] for x in firing] == ["TSLA"]

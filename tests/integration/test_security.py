@@ -111,7 +111,7 @@ def _score_through(settings: Settings, cli: Settings, tmp_path: Path) -> list[st
         lines = [{"id": f"sec-{i}", "source": "chat" if i % 2 else "news", "ts": now,
                   "text": f"$AAPL guidance cut again, call me on +1 415 555 01{i:02d}"} for i in range(20)]
         feed.write_text("".join(json.dumps(m) + "\n" for m in lines))
-        replayed = _cli(cli, "replay", str(feed))
+        replayed = _cli(cli, "replay", "--no-wait", str(feed))
         assert replayed.returncode == 0, replayed.stderr
         scored = wait_for(settings, "scored", 20, worker, timeout_s=180)
         assert {r["id"] for r in scored} == {m["id"] for m in lines}

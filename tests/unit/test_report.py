@@ -50,7 +50,7 @@ def make_run(minutes: int = 30, surge: range = range(20, 23)) -> d.RunInput:
             u = apply_event(states.get(ticker, KeyState()), ev, CFG)
             states[ticker] = u.state
             trends += [trend_record("ticker", ticker, c, CFG.window_s) for c in u.closed]
-            alerts += [alert_payload(t, ev, CFG.window_s) for t in u.transitions]
+            alerts += [alert_payload(t, "ticker", ticker, CFG.window_s, CFG.allowed_lateness_s) for t in u.transitions]
     dead = [dead_letter_record("not JSON: Expecting value: line 1 column 1 (char 0)", b"{", stage="validate",
                                topic="t.news", partition=0, offset=3),
             dead_letter_record("not UTF-8: invalid start byte at byte 0", b"\xff", stage="validate",

@@ -62,7 +62,7 @@ def test_surge_fires_once_then_resolves() -> None:
     assert out[1].window.start == 780  # the first calm window, once the watermark passed it by the lateness
     assert out[0].alert_id == out[1].alert_id
     assert out[0].window.start == 600
-    assert out[0].window.count == CFG.min_volume  # fires as soon as the volume suffices, not at window close
+    assert out[0].window.count == 10  # judged once the whole window is in, not on its first messages
 
 
 def test_no_alert_before_baseline_history() -> None:
@@ -118,7 +118,7 @@ def test_too_late_event_is_refused() -> None:
 
 
 def test_state_round_trips_through_json_dict() -> None:
-    events = [e for m in range(10) for e in calm_minute(m)] + surge_minute(10)
+    events = [e for m in range(10) for e in calm_minute(m)] + surge_minute(10) + calm_minute(13)
     state, _ = feed(KeyState(), events)
     assert state.firing is not None
     assert KeyState.from_dict(state.to_dict()) == state

@@ -9,19 +9,51 @@ from typing import Annotated
 
 import typer
 
-from tonewatch.commands import ctx_settings
+from tonewatch.commands import ctx_settings, fail
 
 
 def replay(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-    speed: Annotated[float | None, typer.Option(help="Pace by event time, N times faster than real time.")] = None,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FILE", show_default=False)],
+    speed: Annotated[float | None, typer.Option(
+        metavar="N", show_default="as fast as possible",
+        help="Pace by event time, N times faster than real time (60 = an hour of feed in a minute).")] = None,
+    as_fast_as_possible: Annotated[bool, typer.Option(
+        "--as-fast-as-possible", help="Send without pacing (the default); the opposite of --speed.")] = False,
+    wait: Annotated[bool, typer.Option(
+        help="Then wait until the worker has caught up and print what it scored and dead-lettered.")] = True,
+    wait_timeout: Annotated[int, typer.Option(
+        metavar="SECONDS", min=0, help="Give up waiting after this long, and exit 1.")] = 300,
 ) -> None:
-    """Produce a JSONL feed (id, source, ts, text, ...) onto the news/chat topics, keeping event time."""
-    from tonewatch.replay import replay as do_replay
+    """Produce a JSONL feed (id, source, ts, text, ...) onto the news/chat topics, keeping event time.
 
-    report = do_replay(ctx_settings(ctx), file, speed)
-    typer.echo(f"sent {report.sent} messages: " + ", ".join(f"{t}={n}" for t, n in report.per_topic.items()))
+    Shows a progress bar on a terminal. With --wait (the default) the last line reads e.g.
+    "sent 1126 messages (news=701, chat=425), scored 1123, dead-lettered 3 (validate=3)".
+    """
+    from tonewatch import replay as rp
+
+    if as_fast_as_possible and speed is not None:
+        raise typer.BadParameter("give --speed N or --as-fast-as-possible, not both", param_hint="'--speed'")
+    if speed is not None and speed <= 0:
+        raise typer.BadParameter("must be above 0 (leave it out to send as fast as possible)", param_hint="'--speed'")
+    settings = ctx_settings(ctx)
+    marks = rp.output_marks(settings) if wait else {}
+    tty, total = sys.stderr.isatty(), rp.count_messages(file)
+    label = "sending" if speed is None else f"sending at {speed:g}x"
+    with typer.progressbar(length=total, label=label, file=sys.stderr, hidden=not tty,
+                           show_pos=True, update_min_steps=max(1, total // 500)) as bar:
+        report = rp.replay(settings, file, speed, progress=bar.update)
+    prefix = settings.kafka.topic_prefix
+    if not wait:
+        typer.echo(rp.format_sent(report, prefix))
+        return
+    if tty:
+        typer.echo(f"waiting for the worker to catch up (at most {wait_timeout}s) ...", err=True)
+    lag = rp.wait_for_pipeline(settings, wait_timeout)
+    summary = rp.format_summary(report, prefix, rp.outputs_since(settings, marks))
+    if any(lag.values()):
+        raise fail(TimeoutError(rp.format_timeout(wait_timeout, lag, summary)), 1)
+    typer.echo(summary)
 
 
 def bench(

@@ -131,7 +131,14 @@ class DetectorSettings(Section):
 
     window_s: int = Field(60, ge=1, description="Event-time tumbling window length.")
     rolling_s: int = Field(900, ge=1, description="The longer rolling view each trends record carries (≥ window_s).")
-    allowed_lateness_s: int = Field(120, ge=0, description="Later events are dead-lettered as late.")
+    allowed_lateness_s: int = Field(
+        120, ge=0, description="A message this much older than its input partition's latest event time is late: "
+        "scored, but dead-lettered instead of counted; windows close this long after their end."
+    )
+    idle_s: float = Field(
+        5.0, gt=0, description="Seconds an input partition may have nothing to read before it stops holding the "
+        "watermark back (wall-clock time)."
+    )
     batch_records: int = Field(1000, ge=1, description="Trend records the windows agent takes at once.")
     baseline_alpha: float = Field(0.2, gt=0, le=1, description="EWMA weight of a closed window.")
     baseline_prior: float = Field(0.2, ge=0, le=1, description="Negative share assumed before history.")
