@@ -117,7 +117,7 @@ def ensure_topic(settings: Settings) -> str:
     from tonewatch.core.kafka_io import client_config
 
     name = settings.kafka.topic(TOPIC)
-    admin = KafkaAdminClient(**client_config(settings), client_id="tonewatch-feedback")
+    admin = KafkaAdminClient(**client_config(settings.kafka), client_id="tonewatch-feedback")
     try:
         if name not in set(admin.list_topics()):
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -133,7 +133,7 @@ def publish(settings: Settings, records: list[Feedback]) -> None:
     from tonewatch.core.kafka_io import producer
 
     topic = ensure_topic(settings)
-    prod = producer(settings)
+    prod = producer(settings.kafka)
     try:
         for fb in records:
             prod.send(topic, key=fb.key.encode(), value=fb.model_dump_json().encode())
@@ -146,7 +146,7 @@ def read_feedback(settings: Settings) -> list[Feedback]:
     """Every stored correction, the latest per message and model."""
     from tonewatch.core.kafka_io import iter_topic
 
-    return latest(Feedback.model_validate_json(r.value) for r in iter_topic(settings, settings.kafka.topic(TOPIC))
+    return latest(Feedback.model_validate_json(r.value) for r in iter_topic(settings.kafka, settings.kafka.topic(TOPIC))
                   if r.value)
 
 
@@ -155,7 +155,7 @@ def scored_texts(settings: Settings, ids: set[str]) -> dict[str, str]:
     from tonewatch.core.kafka_io import iter_topic
 
     found: dict[str, str] = {}
-    for r in iter_topic(settings, settings.kafka.topic("scored")):
+    for r in iter_topic(settings.kafka, settings.kafka.topic("scored")):
         try:
             rec = json.loads(r.value)
         except (TypeError, json.JSONDecodeError):
@@ -170,7 +170,7 @@ def find_alert(settings: Settings, alert_id: str) -> dict[str, Any]:
     from tonewatch.core.kafka_io import iter_topic
 
     found: dict[str, Any] | None = None
-    for r in iter_topic(settings, settings.kafka.topic("alerts")):
+    for r in iter_topic(settings.kafka, settings.kafka.topic("alerts")):
         try:
             rec = json.loads(r.value)
         except (TypeError, json.JSONDecodeError):

@@ -212,6 +212,6 @@ def on_drift(settings: Settings, name: str, job: Job, on_error: OnError,
     from tonewatch.core.kafka_io import ensure_topics, iter_topic
 
     topic = settings.kafka.topic("model-events")
-    ensure_topics(settings, [topic])
-    values = (rec.value for rec in iter_topic(settings, topic, follow=True, stop=stop))
+    ensure_topics(settings.kafka, [topic])
+    values = (rec.value for rec in iter_topic(settings.kafka, topic, follow=True, stop=stop))
     return follow_drift(values, name, job, settings.retrain.drift_cooldown_s, on_error)

@@ -24,7 +24,7 @@ def broker_credentials(settings: Settings) -> Any:
     protocol = settings.kafka.security_protocol
     if protocol == "PLAINTEXT":
         return None
-    ctx = ssl_context(settings)
+    ctx = ssl_context(settings.kafka)
     if protocol.startswith("SASL"):
         password = settings.kafka.sasl_password.get_secret_value() if settings.kafka.sasl_password else None
         return faust.SASLCredentials(username=settings.kafka.sasl_username, password=password,

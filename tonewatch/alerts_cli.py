@@ -29,7 +29,7 @@ def tail(
     topic: str | None = None,
     min_severity: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    for record in iter_topic(settings, settings.kafka.topic("alerts"), follow=follow):
+    for record in iter_topic(settings.kafka, settings.kafka.topic("alerts"), follow=follow):
         try:
             alert = json.loads(record.value)
         except (TypeError, json.JSONDecodeError):

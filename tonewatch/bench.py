@@ -59,7 +59,7 @@ def _wait_size(settings: Settings, topic: str, n: int, deadline: float, interval
     One consumer for the whole wait, polled twice a second: new clients would load the broker and take CPU
     from Triton while it is measured. Rates come from record timestamps, so polling does not blur them.
     """
-    consumer = offsets_consumer(settings)
+    consumer = offsets_consumer(settings.kafka)
     try:
         while (size := _size(consumer, topic)) < n:
             if time.monotonic() > deadline:
@@ -87,11 +87,11 @@ def measure(settings: Settings, n: int = 2000, timeout_s: float = 600.0, wait_tr
     and the first Triton call are not counted as throughput.
     """
     scored_topic = settings.kafka.topic("scored")
-    ensure_topics(settings, [settings.kafka.topic("news")])
+    ensure_topics(settings.kafka, [settings.kafka.topic("news")])
     run = uuid.uuid4().hex[:8]
     deadline = time.monotonic() + timeout_s
     before = _wait_size(settings, scored_topic, 0, deadline)
-    prod = producer(settings)
+    prod = producer(settings.kafka)
     _produce(prod, settings.kafka.topic("news"), bench_messages(1, f"{run}-warmup"))
     base = _wait_size(settings, scored_topic, before + 1, deadline)
     t0 = time.time()
@@ -99,12 +99,13 @@ def measure(settings: Settings, n: int = 2000, timeout_s: float = 600.0, wait_tr
     prod.close()
     t_produced = time.time()
     _wait_size(settings, scored_topic, base + n, deadline)
-    while wait_trends and group_lag(settings, settings.kafka.topic("trend-events")) > 0 and time.monotonic() < deadline:
+    kafka = settings.kafka
+    while wait_trends and group_lag(kafka, kafka.topic("trend-events")) > 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     t_trends = time.time()
     latencies = []
     first_scored, t_scored = float("inf"), 0.0
-    for r in iter_topic(settings, scored_topic):
+    for r in iter_topic(settings.kafka, scored_topic):
         rid = json.loads(r.value)["id"]
         if rid in produced:
             ts = r.timestamp / 1000  # set by the worker's producer when it sent the scored record
@@ -132,8 +133,8 @@ def drain(settings: Settings, n: int, start_worker: Callable[[Settings], object]
     """
     from tonewatch.core.topics import NAMES, state_changelog
 
-    ensure_topics(settings, [settings.kafka.topic(t) for t in NAMES])
-    prod = producer(settings)
+    ensure_topics(settings.kafka, [settings.kafka.topic(t) for t in NAMES])
+    prod = producer(settings.kafka)
     try:
         ids = set(_produce(prod, settings.kafka.topic("news"), bench_messages(n, uuid.uuid4().hex[:8])))
     finally:
@@ -142,15 +143,15 @@ def drain(settings: Settings, n: int, start_worker: Callable[[Settings], object]
     start_worker(settings)
     t0 = time.time()
     _wait_size(settings, settings.kafka.topic("scored"), n, deadline)
-    while group_lag(settings, settings.kafka.topic("trend-events")) > 0 and time.monotonic() < deadline:
+    while group_lag(settings.kafka, settings.kafka.topic("trend-events")) > 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     through_trends_s = time.time() - t0
-    stamps = sorted(r.timestamp / 1000 for r in iter_topic(settings, settings.kafka.topic("scored"))
+    stamps = sorted(r.timestamp / 1000 for r in iter_topic(settings.kafka, settings.kafka.topic("scored"))
                     if json.loads(r.value)["id"] in ids)
     span = max(stamps[-1] - stamps[0], 1e-6)
     # the windows agent writes its table's changelog once per key per batch: its last record is when the
     # last message's trend events were folded, so first scored -> last changelog is the whole pipeline
-    folded = max(r.timestamp / 1000 for r in iter_topic(settings, state_changelog(settings)))
+    folded = max(r.timestamp / 1000 for r in iter_topic(settings.kafka, state_changelog(settings)))
     return {"messages": n, "drain_msgs_per_s": round((len(stamps) - 1) / span, 1),
             "drain_through_windows_msgs_per_s": round(len(stamps) / max(folded - stamps[0], 1e-6), 1),
             "start_to_through_trends_s": round(through_trends_s, 2)}

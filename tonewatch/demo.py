@@ -32,7 +32,7 @@ REPORT_DIR = Path("reports/demo")
 
 def watch(settings: Settings, expected: int, timeout_s: float = 900.0) -> dict[str, Any]:
     """Print alerts as they fire until every message is accounted for and trends are caught up."""
-    consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(**client_config(settings.kafka), enable_auto_commit=False, group_id=None)
     alerts_topic = settings.kafka.topic("alerts")
     t0 = time.monotonic()
     first_alert_s: float | None = None
@@ -53,9 +53,9 @@ def watch(settings: Settings, expected: int, timeout_s: float = 900.0) -> dict[s
                     alerts.append(alert)
                     first_alert_s = first_alert_s or time.monotonic() - t0
                     print(format_alert(alert), flush=True)
-            scored = topic_size(settings, settings.kafka.topic("scored"))
-            dead = topic_size(settings, settings.kafka.topic("dead-letter"))
-            if scored + dead >= expected and group_lag(settings, settings.kafka.topic("trend-events")) == 0:
+            scored = topic_size(settings.kafka, settings.kafka.topic("scored"))
+            dead = topic_size(settings.kafka, settings.kafka.topic("dead-letter"))
+            if scored + dead >= expected and group_lag(settings.kafka, settings.kafka.topic("trend-events")) == 0:
                 # the feed's partitions turn idle, then the watermark closes its last windows
                 caught_up = caught_up or time.monotonic()
                 if time.monotonic() - caught_up > settings.detector.idle_s + 3:

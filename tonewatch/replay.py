@@ -92,8 +92,8 @@ def replay(
     With ``speed`` the feed is paced in event time (60 = an hour in a minute), as a live source would
     arrive; without it, as fast as the broker takes it. ``progress`` is called with 1 per message sent.
     """
-    ensure_topics(settings, [settings.kafka.topic(t) for t in INPUTS])
-    prod = producer(settings)
+    ensure_topics(settings.kafka, [settings.kafka.topic(t) for t in INPUTS])
+    prod = producer(settings.kafka)
     report = ReplayReport()
     first_ts: int | None = None
     started = time.monotonic()
@@ -193,8 +193,8 @@ def wait_until_caught_up(
 def wait_for_pipeline(settings: Settings, timeout_s: float, interval_s: float = 1.0) -> dict[str, int]:
     """Wait until the worker has processed everything on the input topics now, and the trend events that led to
     (``CatchUp``); returns what is left per topic (all 0 when done). One admin client and one consumer throughout."""
-    admin = KafkaAdminClient(**client_config(settings), client_id="tonewatch-replay")
-    consumer = offsets_consumer(settings)
+    admin = KafkaAdminClient(**client_config(settings.kafka), client_id="tonewatch-replay")
+    consumer = offsets_consumer(settings.kafka)
     try:
         return wait_until_caught_up(CatchUp(settings, admin, consumer), timeout_s, interval_s)
     finally:
@@ -207,7 +207,7 @@ def wait_for_pipeline(settings: Settings, timeout_s: float, interval_s: float = 
 
 def output_marks(settings: Settings) -> dict[TopicPartition, int]:
     """End offsets of the scored and dead-letter topics now: where a replay's output will begin."""
-    consumer = offsets_consumer(settings)
+    consumer = offsets_consumer(settings.kafka)
     try:
         return {**_end_offsets(consumer, settings.kafka.topic("scored")),
                 **_end_offsets(consumer, settings.kafka.topic("dead-letter"))}
@@ -249,7 +249,7 @@ def stage_counts(values: Iterable[bytes]) -> dict[str, int]:
 
 def outputs_since(settings: Settings, marks: Mapping[TopicPartition, int]) -> Outcome:
     """Scored records (end offsets now less ``marks``) and dead letters by stage (only the new ones are read)."""
-    consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(**client_config(settings.kafka), enable_auto_commit=False, group_id=None)
     try:
         scored = _end_offsets(consumer, settings.kafka.topic("scored"))
         dead = _end_offsets(consumer, settings.kafka.topic("dead-letter"))

@@ -92,7 +92,7 @@ def watch(settings: Settings, name: str, production: int, candidate: int, mode: 
 
     th, stats, start = settings.rollout, LiveStats(), time.time()
     topic, lf = settings.kafka.topic("scored"), label_field(settings, name)
-    consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(**client_config(settings.kafka), enable_auto_commit=False, group_id=None)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(tps)

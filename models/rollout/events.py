@@ -31,8 +31,8 @@ def publish(
     ev = ModelEvent.from_dict({"model": model, "version": version, "event": event, "share": share,
                                "reason": reason, "at": now_iso(), "by": who(), "to": to})
     topic = settings.kafka.topic(TOPIC)
-    ensure_topics(settings, [topic])
-    prod = producer(settings)
+    ensure_topics(settings.kafka, [topic])
+    prod = producer(settings.kafka)
     try:
         prod.send(topic, key=model.encode(), value=json.dumps(ev.to_dict()).encode()).get(timeout=30)
     finally:
@@ -42,7 +42,7 @@ def publish(
 
 def history(settings: Settings, model: str | None = None) -> list[ModelEvent]:
     """Every event so far (of one model), in order per model."""
-    events = [ModelEvent.from_dict(json.loads(r.value)) for r in iter_topic(settings, settings.kafka.topic(TOPIC),
+    events = [ModelEvent.from_dict(json.loads(r.value)) for r in iter_topic(settings.kafka, settings.kafka.topic(TOPIC),
                                                                             idle_timeout_s=3.0)]
     return [e for e in events if model is None or e.model == model]
 

@@ -66,7 +66,7 @@ class EventFollower:
         from aiokafka import AIOKafkaConsumer
 
         await self.stop()  # an agent restart starts afresh
-        self._consumer = AIOKafkaConsumer(**aiokafka_config(self._settings), group_id=None,
+        self._consumer = AIOKafkaConsumer(**aiokafka_config(self._settings.kafka), group_id=None,
                                           enable_auto_commit=False, auto_offset_reset="earliest")
         await self._consumer.start()
         try:

@@ -25,7 +25,7 @@ async def adopt_faust_offsets(settings: Settings) -> None:
     Run before the stage's consumer joins, as a commit: a seek from the rebalance listener races with a
     fetcher that has already started at the earliest offset.
     """
-    conf = aiokafka_config(settings)
+    conf = aiokafka_config(settings.kafka)
     inputs = {settings.kafka.topic(t) for t in INPUTS}
     admin = AIOKafkaAdminClient(**conf)
     try:

@@ -35,7 +35,7 @@ def dumps(obj: Any) -> bytes:
 
 def kafka_producer(settings: Settings) -> AIOKafkaProducer:
     """The stage's producer: every output acknowledged by all replicas before its batch commits."""
-    return AIOKafkaProducer(**aiokafka_config(settings), acks="all", max_batch_size=256 * 1024, linger_ms=5)
+    return AIOKafkaProducer(**aiokafka_config(settings.kafka), acks="all", max_batch_size=256 * 1024, linger_ms=5)
 
 
 class Publisher:

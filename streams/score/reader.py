@@ -55,7 +55,7 @@ class Reader:
         settings = self.settings
         session_ms = int(settings.kafka.session_timeout_s * 1000)
         self.consumer = AIOKafkaConsumer(
-            **aiokafka_config(settings), group_id=settings.kafka.score_group_id, enable_auto_commit=False,
+            **aiokafka_config(settings.kafka), group_id=settings.kafka.score_group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", max_poll_records=settings.scoring.batch_records,
             session_timeout_ms=session_ms, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             heartbeat_interval_ms=max(session_ms // 3, 100),
@@ -107,7 +107,7 @@ class Reader:
         """Each partition's time as committed with its offset, so lateness is judged as its last owner did."""
         if not assigned:
             return
-        admin = AIOKafkaAdminClient(**aiokafka_config(self.settings))
+        admin = AIOKafkaAdminClient(**aiokafka_config(self.settings.kafka))
         committed: dict[TopicPartition, Any] = {}
         try:
             await admin.start()

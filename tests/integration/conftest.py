@@ -137,7 +137,7 @@ def wait_for(
     deadline = time.monotonic() + timeout_s
     records: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        records = read_json(settings, settings.kafka.topic(topic))
+        records = read_json(settings.kafka, settings.kafka.topic(topic))
         if len(records) >= count:
             return records
         if not worker.alive():

@@ -36,5 +36,5 @@ def test_redelivered_ids_are_scored_once(pipeline: Callable[..., Worker], tmp_pa
     while worker.metrics().get("tonewatch_duplicates_total{}", 0) < 2:
         assert time.monotonic() < deadline, worker.log_tail()
         time.sleep(0.5)
-    assert sorted(r["id"] for r in read_json(s, s.kafka.topic("scored"))) == ["d1", "d2"]
+    assert sorted(r["id"] for r in read_json(s.kafka, s.kafka.topic("scored"))) == ["d1", "d2"]
     assert worker.metrics()["tonewatch_duplicates_total{}"] == 2

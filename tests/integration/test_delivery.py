@@ -177,7 +177,7 @@ def alert(aid: str, status: str = "firing", key: str = "TSLA", severity: str = "
 
 
 def produce(settings: Settings, *alerts: dict[str, Any]) -> None:
-    p = producer(settings)
+    p = producer(settings.kafka)
     for a in alerts:
         p.send(settings.kafka.topic("alerts"), key=a["id"].encode(), value=json.dumps(a).encode())
     p.flush()
@@ -225,7 +225,7 @@ def test_down_receiver_gets_the_alert_once_after_it_comes_back(
           log=n2)
     time.sleep(2)
     assert len(hook.alerts("a-down")) == 1
-    ledger = read_json(settings, settings.kafka.topic("deliveries"))
+    ledger = read_json(settings.kafka, settings.kafka.topic("deliveries"))
     assert {e["key"] for e in ledger} == {f"{sub_id}|a-down|firing|initial", f"{sub_id}|b-after-restart|firing|initial"}
 
 
@@ -283,7 +283,7 @@ def test_unacked_critical_alert_escalates_until_acked_or_resolved(
     assert [r["headers"]["Idempotency-Key"] for r in hook.requests if json.loads(r["body"])["id"] == "e-crit"][:3] \
         == ["e-crit:firing", "e-crit:firing:escalation-1", "e-crit:firing:escalation-2"]
     assert cli(settings, "alerts", "ack", "e-crit", "--by", "ops", "--note", "looking") == "acknowledged e-crit"
-    (ack,) = read_json(settings, settings.kafka.topic("acks"))
+    (ack,) = read_json(settings.kafka, settings.kafka.topic("acks"))
     assert (ack["alert_id"], ack["by"], ack["note"]) == ("e-crit", "ops", "looking")
     produce(settings, alert("e-resolves", status="resolved"))
     until(lambda: hook.alerts("e-resolves")[-1]["status"] == "resolved", "the resolved alert", log=n)
@@ -308,7 +308,7 @@ def test_rejected_or_hopeless_deliveries_go_to_the_delivery_dead_letter_topic(
     produce(settings, alert("dl-1"))
 
     def dead() -> dict[str, dict[str, Any]]:
-        return {d["subscription"]: d for d in read_json(settings, settings.kafka.topic("delivery-dead-letter"))}
+        return {d["subscription"]: d for d in read_json(settings.kafka, settings.kafka.topic("delivery-dead-letter"))}
 
     until(lambda: len(dead()) == 2, "two dead letters", log=n)
     rejected, gave_up = dead()[reject_id], dead()[failing_id]

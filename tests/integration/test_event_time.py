@@ -62,9 +62,9 @@ def _payload_id(dead: dict[str, Any]) -> str | None:
 
 
 def outcome(s: Settings) -> RunResult:
-    trends = read_json(s, s.kafka.topic("trends"))
-    alerts = read_json(s, s.kafka.topic("alerts"))
-    dead = read_json(s, s.kafka.topic("dead-letter"))
+    trends = read_json(s.kafka, s.kafka.topic("trends"))
+    alerts = read_json(s.kafka, s.kafka.topic("alerts"))
+    dead = read_json(s.kafka, s.kafka.topic("dead-letter"))
     return RunResult(
         windows=sorted((t["dimension"], t["key"], t["window_start"], t["count"], t["negative"]) for t in trends),
         alerts=sorted({(a["dimension"], a["key"], a["window"]["start"], a["status"]) for a in alerts}),
@@ -78,8 +78,8 @@ def _logs(workers: list[Worker]) -> str:
 
 def _accounted(s: Settings) -> int:
     """Messages that came out: distinct ids scored or dead-lettered, and dead letters without a readable id."""
-    ids = {r["id"] for r in read_json(s, s.kafka.topic("scored"))}
-    dead = read_json(s, s.kafka.topic("dead-letter"))
+    ids = {r["id"] for r in read_json(s.kafka, s.kafka.topic("scored"))}
+    dead = read_json(s.kafka, s.kafka.topic("dead-letter"))
     ids |= {i for d in dead if (i := _payload_id(d)) is not None}
     return len(ids) + sum(1 for d in dead if _payload_id(d) is None)
 
@@ -113,7 +113,7 @@ def drain(s: Settings, workers: list[Worker], lines: list[str], timeout_s: float
     sizes, quiet_since = (-1, -1), time.monotonic()
     while time.monotonic() - quiet_since < 3.0:  # the closing windows' trends and alerts are written
         assert all(w.alive() for w in workers) and time.monotonic() < deadline, _logs(workers)
-        now = (topic_size(s, s.kafka.topic("trends")), topic_size(s, s.kafka.topic("alerts")))
+        now = (topic_size(s.kafka, s.kafka.topic("trends")), topic_size(s.kafka, s.kafka.topic("alerts")))
         if now != sizes:
             sizes, quiet_since = now, time.monotonic()
         time.sleep(0.5)

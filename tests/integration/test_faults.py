@@ -96,7 +96,7 @@ class Feed(threading.Thread):
     def run(self) -> None:
         import json
 
-        prod = producer(self.settings)
+        prod = producer(self.settings.kafka)
         i = 0
         start = time.monotonic()
         while not self._halt.is_set():
@@ -138,10 +138,10 @@ def spawn(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
 def _scored_count(s: Settings) -> int:
     for _ in range(20):
         try:
-            return topic_size(s, s.kafka.topic("scored"))
+            return topic_size(s.kafka, s.kafka.topic("scored"))
         except Exception:  # kafka-python's offset lookup can fail while a restarted broker settles
             time.sleep(1.0)
-    return topic_size(s, s.kafka.topic("scored"))
+    return topic_size(s.kafka, s.kafka.topic("scored"))
 
 
 def _drain_and_account(
@@ -150,13 +150,13 @@ def _drain_and_account(
     """Wait for every acked id to be scored and the lag to reach 0; check alerts; print the figures."""
     deadline = time.monotonic() + timeout_s
     while True:
-        scored = [r["id"] for r in read_json(s, s.kafka.topic("scored"))]
-        lag = sum(group_lag(s, s.kafka.topic(t)) for t in ("news", "chat", "trend-events"))
+        scored = [r["id"] for r in read_json(s.kafka, s.kafka.topic("scored"))]
+        lag = sum(group_lag(s.kafka, s.kafka.topic(t)) for t in ("news", "chat", "trend-events"))
         if (acked <= set(scored) and lag == 0) or time.monotonic() > deadline or not worker.alive():
             break
         time.sleep(2.0)
-    dead = read_json(s, s.kafka.topic("dead-letter"))
-    alerts = read_json(s, s.kafka.topic("alerts"))
+    dead = read_json(s.kafka, s.kafka.topic("dead-letter"))
+    alerts = read_json(s.kafka, s.kafka.topic("alerts"))
     stages = Counter(d["stage"] for d in dead)
     pairs = Counter((a["id"], a["status"]) for a in alerts)
     figures = {"fault": name, "inputs": len(acked), "scored_records": len(scored),
@@ -251,8 +251,8 @@ def test_pii_masked_in_scored_alerts_and_log(own_stack: Stack, spawn: Callable[[
     figures = _drain_and_account(s, feed.acked, worker, "PII")
     assert figures["alerts"] > 0, figures
     surfaces = {
-        "scored": "\n".join(str(r) for r in read_json(s, s.kafka.topic("scored"))),
-        "alerts": "\n".join(str(a) for a in read_json(s, s.kafka.topic("alerts"))),
+        "scored": "\n".join(str(r) for r in read_json(s.kafka, s.kafka.topic("scored"))),
+        "alerts": "\n".join(str(a) for a in read_json(s.kafka, s.kafka.topic("alerts"))),
         "log": worker.log_path.read_text(errors="replace"),
     }
     assert "<email>" in surfaces["scored"] and "@<user>" in surfaces["alerts"], figures

@@ -35,8 +35,8 @@ def _prefixed(settings: Settings, **overrides: object) -> Settings:
 
 
 def _produce(settings: Settings, topic: str, records: list[dict]) -> None:
-    ensure_topics(settings, [settings.kafka.topic(topic)])
-    prod = producer(settings)
+    ensure_topics(settings.kafka, [settings.kafka.topic(topic)])
+    prod = producer(settings.kafka)
     for r in records:
         prod.send(settings.kafka.topic(topic), key=r["id"].encode(), value=json.dumps(r).encode())
     prod.flush()
@@ -77,7 +77,7 @@ def test_feedback_add_alert_list_export_round_trip(stack_settings: Settings, tmp
     assert rows["sentiment", "n1"]["text"] == "$TSLA plunges after recall"  # looked up in the scored topic
     assert rows["sentiment", "n2"]["alert_id"] == "ticker|TSLA|1767621600"
     assert rows["topic", "x9"]["label"] == "Earnings"
-    assert len(read_json(s, s.kafka.topic("feedback"))) == 5  # the log keeps both corrections of n1
+    assert len(read_json(s.kafka, s.kafka.topic("feedback"))) == 5  # the log keeps both corrections of n1
 
     out = tmp_path / "fb.csv"
     done = _cli(s, "feedback", "export", "--out", str(out))
@@ -172,7 +172,7 @@ def test_a_worker_fed_only_bad_news_reports_drift(pipeline: Callable[..., Worker
     deadline = time.monotonic() + 300
     events: list[dict] = []
     while time.monotonic() < deadline and not any(e["model"] == "sentiment" for e in events):
-        events = [e for e in read_json(s, s.kafka.topic("model-events")) if e.get("event") == "drift"]
+        events = [e for e in read_json(s.kafka, s.kafka.topic("model-events")) if e.get("event") == "drift"]
         time.sleep(1.0)
     sentiment = [e for e in events if e["model"] == "sentiment"]
     assert sentiment, f"no drift event:\n{worker.log_tail()}"

@@ -133,7 +133,7 @@ def test_generator_makes_only_invalid_messages_of_every_category() -> None:
 def test_ten_thousand_malformed_messages_are_all_dead_lettered(pipeline: Callable[..., Worker]) -> None:
     worker = pipeline()
     s = worker.settings
-    prod = producer(s)
+    prod = producer(s.kafka)
     sent: dict[tuple[str, int, int], bytes | None] = {}
     futures = []
     good_every = N_BAD // N_GOOD
@@ -153,7 +153,7 @@ def test_ten_thousand_malformed_messages_are_all_dead_lettered(pipeline: Callabl
     produced_s = time.monotonic() - t0
 
     deadline = time.monotonic() + 240
-    while (n := topic_size(s, s.kafka.topic("dead-letter"))) < N_BAD:
+    while (n := topic_size(s.kafka, s.kafka.topic("dead-letter"))) < N_BAD:
         assert worker.alive(), worker.log_tail()
         assert time.monotonic() < deadline, f"{n}/{N_BAD} dead-lettered\n{worker.log_tail()}"
         time.sleep(1.0)
@@ -161,7 +161,7 @@ def test_ten_thousand_malformed_messages_are_all_dead_lettered(pipeline: Callabl
     print(f"\nfuzz: {N_BAD} malformed produced in {produced_s:.1f}s; all dead-lettered {took:.1f}s after the "
           f"first send: {N_BAD / took:,.0f} rejections/s (with {N_GOOD} valid messages interleaved)")
 
-    dead = read_json(s, s.kafka.topic("dead-letter"))
+    dead = read_json(s.kafka, s.kafka.topic("dead-letter"))
     assert len(dead) == N_BAD
     for d in dead:
         assert d["reason"].strip() and d["stage"] == "validate", d["reason"]

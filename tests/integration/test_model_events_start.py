@@ -30,8 +30,8 @@ def test_a_worker_started_during_a_shadow_routes_its_first_batch_by_it(
     events.publish(settings, "sentiment", 1, "promoted", reason="test")
     events.publish(settings, "sentiment", 5, "shadow", reason="test")
     topic = settings.kafka.topic("news")
-    ensure_topics(settings, [topic])
-    prod = producer(settings)
+    ensure_topics(settings.kafka, [topic])
+    prod = producer(settings.kafka)
     ts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     for i in range(30):
         msg = {"id": f"s-{i}", "source": "news", "text": f"Shares of ACME rise {i}% after earnings", "ts": ts}
@@ -46,4 +46,4 @@ def test_a_worker_started_during_a_shadow_routes_its_first_batch_by_it(
     unrouted = [r["id"] for r in records if r.get("candidate", {}).get("sentiment", {}).get("version") != "5"]
     assert unrouted == [], f"routed before the model events were read: {unrouted}\n{worker.log_tail(40)}"
     assert all("error" in r["candidate"]["sentiment"] for r in records)
-    assert read_json(settings, settings.kafka.topic("dead-letter")) == []
+    assert read_json(settings.kafka, settings.kafka.topic("dead-letter")) == []

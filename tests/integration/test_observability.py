@@ -110,7 +110,7 @@ def _am_alerts(url: str) -> list[dict[str, Any]]:
 def _cleanup_policy(settings: Settings, topic: str) -> str:
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-    admin = KafkaAdminClient(**client_config(settings), client_id="observability-test")
+    admin = KafkaAdminClient(**client_config(settings.kafka), client_id="observability-test")
     try:
         [resource] = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     finally:

@@ -68,7 +68,7 @@ def test_messages_are_scored_by_triton_and_bad_ones_dead_lettered(
     assert all(d["topic"] == s.kafka.topic("news") and d["offset"] is not None for d in dead)
 
     # the worker survives bad input and keeps scoring what comes after it
-    prod = producer(s)
+    prod = producer(s.kafka)
     prod.send(s.kafka.topic("news"), b"\xff\xfe not utf-8")
     prod.send(s.kafka.topic("news"), _line("n4", "news", "Oil prices slump as demand fears grow").encode())
     prod.flush()
@@ -95,7 +95,7 @@ def test_sample_feed_surge_raises_one_alert_for_the_surging_ticker_only(pipeline
     sent = replay(s, REPO / "data" / "sample_feed.jsonl", speed=120).sent
     wait_for(s, "scored", sent - 3, worker, timeout_s=600)
     wait_watermark([worker], last_event_time(s))  # the feed's partitions idle: every window that can close has
-    dead = read_json(s, s.kafka.topic("dead-letter"))
+    dead = read_json(s.kafka, s.kafka.topic("dead-letter"))
     assert len(dead) == 3 and {d["stage"] for d in dead} == {"validate"}, [d["reason"] for d in dead]
 
     out = subprocess.run(
@@ -126,7 +126,7 @@ def test_sample_feed_surge_raises_one_alert_for_the_surging_ticker_only(pipeline
 def last_event_time(s: Settings) -> float:
     """The latest event time scored: the watermark once every input partition is idle."""
     return max(datetime.fromisoformat(r["ts"].replace("Z", "+00:00")).timestamp()
-               for r in read_json(s, s.kafka.topic("scored")))
+               for r in read_json(s.kafka, s.kafka.topic("scored")))
 
 
 def assert_trends_match_offline(s: Settings, lateness_s: int) -> None:
@@ -134,7 +134,7 @@ def assert_trends_match_offline(s: Settings, lateness_s: int) -> None:
     import pandas as pd
 
     rows = []
-    for r in read_json(s, s.kafka.topic("scored")):
+    for r in read_json(s.kafka, s.kafka.topic("scored")):
         ts = pd.Timestamp(r["ts"]).timestamp()
         keys = [("ticker", t) for t in r["tickers"]] + [("sector", x) for x in r["sectors"]]
         for dim, key in [*keys, ("topic", r["topic"]), ("source", r["source"])]:
@@ -142,7 +142,7 @@ def assert_trends_match_offline(s: Settings, lateness_s: int) -> None:
     df = pd.DataFrame(rows)
     df["window_start"] = (df["ts"] // s.detector.window_s) * s.detector.window_s
     offline = df.groupby(["dimension", "key", "window_start"]).agg(count=("ts", "size"), negative=("negative", "sum"))
-    trends = pd.DataFrame(read_json(s, s.kafka.topic("trends"))).set_index(["dimension", "key", "window_start"])
+    trends = pd.DataFrame(read_json(s.kafka, s.kafka.topic("trends"))).set_index(["dimension", "key", "window_start"])
     assert trends.index.is_unique  # each window is published once
     joined = trends.join(offline, rsuffix="_offline", how="left")
     assert (joined["count"] == joined["count_offline"]).all()

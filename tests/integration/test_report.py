@@ -49,7 +49,7 @@ def test_report_shows_the_tsla_alert_with_its_plots(pipeline: Callable[..., Work
     assert replay(s, feed, speed=60).sent == lines
 
     def tsla_firing() -> list[dict]:
-        return [a for a in read_json(s, s.kafka.topic("alerts"))
+        return [a for a in read_json(s.kafka, s.kafka.topic("alerts"))
                 if a["key"] == SURGE_TICKER and a["dimension"] == "ticker" and a["status"] == "firing"]
 
     deadline = time.monotonic() + 720
@@ -59,7 +59,7 @@ def test_report_shows_the_tsla_alert_with_its_plots(pipeline: Callable[..., Work
     alert = tsla_firing()[0]
     # the surge's own window is closed (and so plotted) once the watermark passes it by the lateness
     surge_start = alert["window"]["start"]
-    while not any(t["key"] == SURGE_TICKER and t["alerting"] for t in read_json(s, s.kafka.topic("trends"))):
+    while not any(t["key"] == SURGE_TICKER and t["alerting"] for t in read_json(s.kafka, s.kafka.topic("trends"))):
         assert worker.alive() and time.monotonic() < deadline, f"no closed surge window after {surge_start}"
         time.sleep(2.0)
     wait_for(s, "dead-letter", 3, worker)

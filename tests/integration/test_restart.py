@@ -22,7 +22,7 @@ SPLIT = "2026-01-05T14:20:30"  # inside a window: that window must survive the r
 def _drain(worker: Worker) -> None:
     s = worker.settings
     deadline = time.monotonic() + 180
-    while sum(group_lag(s, s.kafka.topic(t)) for t in ("news", "chat", "trend-events")) > 0:
+    while sum(group_lag(s.kafka, s.kafka.topic(t)) for t in ("news", "chat", "trend-events")) > 0:
         assert time.monotonic() < deadline and worker.alive(), worker.log_tail()
         time.sleep(1.0)
 
@@ -49,6 +49,6 @@ def test_restarted_worker_resumes_windows_from_the_changelog(pipeline: Callable[
     assert sorted(r["id"] for r in scored) == sorted(json.loads(ln)["id"] for ln in valid)  # none lost, none twice
     wait_watermark([b], last_event_time(s))
     assert_trends_match_offline(s, lateness_s=s.detector.allowed_lateness_s)
-    alerts = read_json(s, s.kafka.topic("alerts"))
+    alerts = read_json(s.kafka, s.kafka.topic("alerts"))
     firing = [x for x in alerts if x["status"] == "firing" and x["dimension"] == "ticker"]
     assert [x["key"] for x in firing] == ["TSLA"]

@@ -80,7 +80,7 @@ class PacedReplay:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        prod = producer(self.settings)
+        prod = producer(self.settings.kafka)
         i, start = 0, time.time()
         while not self._stop.is_set():
             mid = f"r-{i}"
@@ -156,7 +156,7 @@ def scored_once(settings: Settings, worker: Worker, replay: PacedReplay) -> list
     records = wait_for(settings, "scored", n, worker, timeout_s=400)
     ids = [r["id"] for r in records]
     assert len(ids) == len(set(ids)) == n and set(ids) == set(replay.produced)  # each id scored exactly once
-    assert read_json(settings, settings.kafka.topic("dead-letter")) == []
+    assert read_json(settings.kafka, settings.kafka.topic("dead-letter")) == []
     return records
 
 
@@ -232,10 +232,10 @@ def test_push_canary_promote_then_auto_rollback_and_refusal_without_losing_a_mes
     assert metrics['tonewatch_canary_share{model="sentiment"}'] == 0
     status = json.loads(cli(settings, "status", "sentiment", "--json").stdout)[0]
     assert (status["production"], status["candidate"], status["on_disk"]) == (2, None, [1, 2, 3])
-    kinds = [json.loads(r.value)["event"] for r in iter_topic(settings, settings.kafka.topic("model-events"))]
+    kinds = [json.loads(r.value)["event"] for r in iter_topic(settings.kafka, settings.kafka.topic("model-events"))]
     assert kinds == ["promoted", "loaded", "canary", "promoted", "unloaded", "loaded", "rolled_back", "unloaded"]
-    print("\nrollout figures:", json.dumps(figures(replay, list(iter_topic(settings, settings.kafka.topic("scored"))),
-                                                    windows), indent=2))
+    scored = list(iter_topic(settings.kafka, settings.kafka.topic("scored")))
+    print("\nrollout figures:", json.dumps(figures(replay, scored, windows), indent=2))
 
 
 def stub_pids(triton: TritonProcess, name: str) -> dict[str, list[str]]:

@@ -77,8 +77,8 @@ def test_shadow_scores_with_production_and_the_agreement_gate_decides(
     assert all(r["candidate"]["sentiment"]["label"] != r["sentiment"] for r in by_candidate["3"])
     late = {i for i, t in replay.produced.items() if t > t_promoted}
     assert late and all(r["model_versions"]["sentiment"] == "2" for r in records if r["id"] in late)
-    kinds = [json.loads(r.value)["event"] for r in iter_topic(settings, settings.kafka.topic("model-events"))]
+    kinds = [json.loads(r.value)["event"] for r in iter_topic(settings.kafka, settings.kafka.topic("model-events"))]
     assert kinds == ["promoted", "loaded", "shadow", "promoted", "unloaded", "loaded", "shadow", "rolled_back",
                      "unloaded"]
-    print("\nshadow figures:", json.dumps(figures(replay, list(iter_topic(settings, settings.kafka.topic("scored"))),
-                                                   windows), indent=2))
+    scored = list(iter_topic(settings.kafka, settings.kafka.topic("scored")))
+    print("\nshadow figures:", json.dumps(figures(replay, scored, windows), indent=2))

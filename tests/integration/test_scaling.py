@@ -26,7 +26,7 @@ def test_two_workers_split_the_load_without_duplicates(pipeline: Callable[..., W
     sent = replay(s, REPO / "data" / "sample_feed.jsonl", speed=120).sent
     scored = wait_for(s, "scored", sent - 3, a, timeout_s=300)
     deadline = time.monotonic() + 180
-    while sum(group_lag(s, s.kafka.topic(t)) for t in ("news", "chat", "trend-events")) > 0:
+    while sum(group_lag(s.kafka, s.kafka.topic(t)) for t in ("news", "chat", "trend-events")) > 0:
         assert time.monotonic() < deadline and a.alive() and b.alive(), a.log_tail() + b.log_tail()
         time.sleep(1.0)
 
@@ -44,6 +44,6 @@ def test_two_workers_split_the_load_without_duplicates(pipeline: Callable[..., W
     assert sum(per_worker) == len(valid_ids) and min(per_worker) > 0, per_worker
     wait_watermark([a, b], last_event_time(s))
     assert_trends_match_offline(s, lateness_s=s.detector.allowed_lateness_s)
-    alerts = read_json(s, s.kafka.topic("alerts"))
+    alerts = read_json(s.kafka, s.kafka.topic("alerts"))
     firing = [x for x in alerts if x["status"] == "firing" and x["dimension"] == "ticker"]
     assert [x["key"] for x in firing] == ["TSLA"]

@@ -181,7 +181,7 @@ def test_kafka_python_clients_connect_reliably_over_mtls(mtls: Settings) -> None
     for i in range(60):
         admin = None
         try:
-            admin = KafkaAdminClient(**client_config(mtls), client_id=f"mtls-{i}", request_timeout_ms=10_000)
+            admin = KafkaAdminClient(**client_config(mtls.kafka), client_id=f"mtls-{i}", request_timeout_ms=10_000)
             admin.list_topics()
             admin.describe_cluster()
         except Exception as exc:  # counted and shown, not swallowed

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 def _send(s: Settings, ids: list[str]) -> None:
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    prod = producer(s)
+    prod = producer(s.kafka)
     for i in ids:
         prod.send(s.kafka.topic("news"), key=i.encode(), value=json.dumps(
             {"id": i, "source": "news", "ts": now, "text": f"Guidance cut at {i}"}).encode())
@@ -32,10 +32,10 @@ def _send(s: Settings, ids: list[str]) -> None:
 
 def test_score_stage_resumes_from_the_faust_groups_input_offsets(stack_settings: Settings, tmp_path: Path) -> None:
     s = stack_settings.updated(kafka__topic_prefix=f"up{uuid.uuid4().hex[:8]}", scoring__metrics_port=free_port())
-    ensure_topics(s, [s.kafka.topic("news"), s.kafka.topic("chat")])
+    ensure_topics(s.kafka, [s.kafka.topic("news"), s.kafka.topic("chat")])
     old = [f"old-{i}" for i in range(40)]
     _send(s, old)  # scored by the previous version, which committed them in the Faust group
-    consumer = KafkaConsumer(**client_config(s), group_id=s.kafka.group_id, enable_auto_commit=False)
+    consumer = KafkaConsumer(**client_config(s.kafka), group_id=s.kafka.group_id, enable_auto_commit=False)
     tps = [TopicPartition(s.kafka.topic("news"), p) for p in consumer.partitions_for_topic(s.kafka.topic("news")) or ()]
     ends = consumer.end_offsets(tps)
     consumer.commit({tp: OffsetAndMetadata(ends[tp], "", -1) for tp in tps})
@@ -46,7 +46,7 @@ def test_score_stage_resumes_from_the_faust_groups_input_offsets(stack_settings:
     try:
         worker.wait_ready()
         wait_for(s, "scored", len(new), worker, timeout_s=180)
-        scored = {r["id"] for r in read_json(s, s.kafka.topic("scored"))}
+        scored = {r["id"] for r in read_json(s.kafka, s.kafka.topic("scored"))}
         assert scored == set(new), sorted(scored - set(new))[:5]
         assert "starts where the Faust group" in worker.log_path.read_text()
     finally:

@@ -75,13 +75,13 @@ def test_worker_and_cli_clients_share_the_kafka_security_settings() -> None:
     from tonewatch.core.kafka_io import client_config
 
     plain = Settings()
-    assert broker_credentials(plain) is None and client_config(plain)["security_protocol"] == "PLAINTEXT"
+    assert broker_credentials(plain) is None and client_config(plain.kafka)["security_protocol"] == "PLAINTEXT"
     sasl = Settings().updated(kafka__security_protocol="SASL_SSL", kafka__sasl_mechanism="SCRAM-SHA-512",
                     kafka__sasl_username="svc", kafka__sasl_password="s3cret")
     creds = broker_credentials(sasl)
     assert creds.username == "svc" and creds.password == "s3cret" and creds.ssl_context is not None
     assert str(creds.mechanism.value) == "SCRAM-SHA-512"
-    conf = client_config(sasl)
+    conf = client_config(sasl.kafka)
     assert conf["sasl_plain_password"] == "s3cret" and conf["security_protocol"] == "SASL_SSL"
     assert "s3cret" not in repr(sasl)  # secrets never show in logs of the settings object
     assert conf["ssl_context"].verify_mode == ssl.CERT_REQUIRED and conf["ssl_context"].check_hostname
@@ -105,7 +105,7 @@ def test_protocol_and_mechanism_are_case_insensitive() -> None:
     assert (s.kafka.security_protocol, s.kafka.sasl_mechanism) == ("SASL_PLAINTEXT", "SCRAM-SHA-256")
     from tonewatch.core.kafka_io import ssl_context
 
-    assert ssl_context(s) is None  # SASL without TLS
+    assert ssl_context(s.kafka) is None  # SASL without TLS
 
 
 def test_cli_settings_errors_are_one_line_without_secrets(monkeypatch: pytest.MonkeyPatch,

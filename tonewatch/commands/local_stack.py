@@ -62,7 +62,7 @@ def worker(ctx: typer.Context) -> None:
     settings = ctx_settings(ctx)
     (settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)
     # every topic exists before the first send: a send to a missing topic stalls the producer
-    ensure_topics(settings, [settings.kafka.topic(n) for n in NAMES])
+    ensure_topics(settings.kafka, [settings.kafka.topic(n) for n in NAMES])
     metrics = create_metrics()
     if settings.scoring.metrics_port:
         start_http_server(settings.scoring.metrics_port, settings.metrics_host, registry=metrics.registry)

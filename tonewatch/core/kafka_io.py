@@ -15,33 +15,33 @@ from kafka.errors import TopicAlreadyExistsError
 from kafka.producer import KafkaProducer
 from kafka.structs import TopicPartition
 
-from tonewatch.core.settings import Settings
+from tonewatch.core.sections import KafkaSettings
 
 
-def sasl_config(settings: Settings) -> dict[str, Any]:
+def sasl_config(kafka: KafkaSettings) -> dict[str, Any]:
     """SASL options in the spelling kafka-python and aiokafka share; the password is unwrapped only here."""
-    if not settings.kafka.sasl_mechanism:
+    if not kafka.sasl_mechanism:
         return {}
-    conf: dict[str, Any] = {"sasl_mechanism": settings.kafka.sasl_mechanism,
-                            "sasl_plain_username": settings.kafka.sasl_username}
-    if settings.kafka.sasl_password is not None:
-        conf["sasl_plain_password"] = settings.kafka.sasl_password.get_secret_value()
+    conf: dict[str, Any] = {"sasl_mechanism": kafka.sasl_mechanism,
+                            "sasl_plain_username": kafka.sasl_username}
+    if kafka.sasl_password is not None:
+        conf["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
     return conf
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
     """The one TLS context of every client family (kafka-python, aiokafka, Faust): verified against
     ``kafka_ssl_cafile`` (or the system store), hostname checked, client certificate when set."""
-    if settings.kafka.security_protocol not in ("SSL", "SASL_SSL"):
+    if kafka.security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    cafile = settings.kafka.ssl_cafile
+    cafile = kafka.ssl_cafile
     ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
-    if settings.kafka.ssl_certfile is not None:
-        ctx.load_cert_chain(str(settings.kafka.ssl_certfile), str(settings.kafka.ssl_keyfile))
+    if kafka.ssl_certfile is not None:
+        ctx.load_cert_chain(str(kafka.ssl_certfile), str(kafka.ssl_keyfile))
     return ctx
 
 
-def client_config(settings: Settings) -> dict[str, Any]:
+def client_config(kafka: KafkaSettings) -> dict[str, Any]:
     """Connection settings shared by every kafka-python client.
 
     With a client certificate, kafka-python speaks TLS 1.2 at most: it drops connections that receive a
@@ -49,35 +49,35 @@ def client_config(settings: Settings) -> dict[str, Any]:
     The worker's aiokafka clients keep TLS 1.3.
     """
     conf = {
-        "bootstrap_servers": settings.kafka.bootstrap.split(","),
-        "security_protocol": settings.kafka.security_protocol,
-        **sasl_config(settings),
+        "bootstrap_servers": kafka.bootstrap.split(","),
+        "security_protocol": kafka.security_protocol,
+        **sasl_config(kafka),
     }
-    if (ctx := ssl_context(settings)) is not None:
-        if settings.kafka.ssl_certfile is not None:
+    if (ctx := ssl_context(kafka)) is not None:
+        if kafka.ssl_certfile is not None:
             ctx.maximum_version = ssl.TLSVersion.TLSv1_2
         conf["ssl_context"] = ctx
     return conf
 
 
-def aiokafka_config(settings: Settings) -> dict[str, Any]:
+def aiokafka_config(kafka: KafkaSettings) -> dict[str, Any]:
     """The same connection settings in aiokafka's spelling (the worker's score stage and model-events follower)."""
-    conf: dict[str, Any] = {"bootstrap_servers": settings.kafka.bootstrap,
-                            "security_protocol": settings.kafka.security_protocol}
-    if (ctx := ssl_context(settings)) is not None:
+    conf: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap,
+                            "security_protocol": kafka.security_protocol}
+    if (ctx := ssl_context(kafka)) is not None:
         conf["ssl_context"] = ctx
-    return {**conf, **sasl_config(settings)}
+    return {**conf, **sasl_config(kafka)}
 
 
-def ensure_topics(settings: Settings, names: list[str]) -> None:
+def ensure_topics(kafka: KafkaSettings, names: list[str]) -> None:
     """Create missing topics with the configured partition count and streams.topics' configs (idempotent)."""
     from tonewatch.core.topics import CONFIGS
 
-    configs = {settings.kafka.topic(short): conf for short, conf in CONFIGS.items()}
-    admin = KafkaAdminClient(**client_config(settings), client_id="tonewatch-admin")
+    configs = {kafka.topic(short): conf for short, conf in CONFIGS.items()}
+    admin = KafkaAdminClient(**client_config(kafka), client_id="tonewatch-admin")
     try:
         existing = set(admin.list_topics())
-        new = [NewTopic(n, settings.kafka.topic_partitions, 1, topic_configs=configs.get(n, {}))
+        new = [NewTopic(n, kafka.topic_partitions, 1, topic_configs=configs.get(n, {}))
                for n in names if n not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
@@ -86,12 +86,12 @@ def ensure_topics(settings: Settings, names: list[str]) -> None:
         admin.close()
 
 
-def producer(settings: Settings) -> KafkaProducer:
-    return KafkaProducer(**client_config(settings), acks="all", linger_ms=5, retries=5)
+def producer(kafka: KafkaSettings) -> KafkaProducer:
+    return KafkaProducer(**client_config(kafka), acks="all", linger_ms=5, retries=5)
 
 
 def iter_topic(
-    settings: Settings,
+    kafka: KafkaSettings,
     topic: str,
     *,
     follow: bool = False,
@@ -102,7 +102,7 @@ def iter_topic(
 
     Reads without a consumer group, so tailing never disturbs the worker's offsets.
     """
-    consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(**client_config(kafka), enable_auto_commit=False, group_id=None)
     try:
         deadline = time.monotonic() + idle_timeout_s
         parts: set[int] | None = None
@@ -132,14 +132,14 @@ def iter_topic(
         consumer.close()
 
 
-def read_json(settings: Settings, topic: str) -> list[dict[str, Any]]:
+def read_json(kafka: KafkaSettings, topic: str) -> list[dict[str, Any]]:
     """All JSON values of a topic, up to its current end."""
-    return [json.loads(r.value) for r in iter_topic(settings, topic)]
+    return [json.loads(r.value) for r in iter_topic(kafka, topic)]
 
 
-def offsets_consumer(settings: Settings) -> KafkaConsumer:
+def offsets_consumer(kafka: KafkaSettings) -> KafkaConsumer:
     """A group-less consumer for offset lookups; keep one for repeated :func:`end_offsets_total` calls."""
-    return KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+    return KafkaConsumer(**client_config(kafka), enable_auto_commit=False, group_id=None)
 
 
 def end_offsets_total(consumer: KafkaConsumer, topic: str) -> int:
@@ -148,25 +148,24 @@ def end_offsets_total(consumer: KafkaConsumer, topic: str) -> int:
     return sum(consumer.end_offsets(tps).values()) if tps else 0
 
 
-def topic_size(settings: Settings, topic: str) -> int:
+def topic_size(kafka: KafkaSettings, topic: str) -> int:
     """Records ever written to a topic (sum of end offsets): the worker's output counters."""
-    consumer = offsets_consumer(settings)
+    consumer = offsets_consumer(kafka)
     try:
         return end_offsets_total(consumer, topic)
     finally:
         consumer.close()
 
 
-def group_lag(settings: Settings, topic: str, group: str | None = None) -> int:
+def group_lag(kafka: KafkaSettings, topic: str, group: str | None = None) -> int:
     """How far the worker's consumer group is behind on a topic (0 = caught up)."""
-    conf = client_config(settings)
+    conf = client_config(kafka)
     admin = KafkaAdminClient(**conf)
     consumer = KafkaConsumer(**conf, enable_auto_commit=False, group_id=None)
     try:
         if group is None:  # the input topics belong to the score stage's group
             from tonewatch.core.topics import INPUTS
 
-            kafka = settings.kafka
             group = kafka.score_group_id if topic in {kafka.topic(t) for t in INPUTS} else kafka.group_id
         committed = admin.list_consumer_group_offsets(group)
         parts = consumer.partitions_for_topic(topic) or set()

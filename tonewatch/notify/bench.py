@@ -56,7 +56,7 @@ def run_delivery_bench(settings: Settings, alerts: int, timeout_s: float = 300.0
     notifier = threading.Thread(target=Notifier(s, create_notifier_metrics()).run, args=(stop.is_set,))
     notifier.start()
     try:
-        p = producer(s)
+        p = producer(s.kafka)
 
         def send(aid: str, key: str) -> None:
             doc = {"id": aid, "status": "firing", "dimension": "ticker", "key": key, "severity": "warning",

@@ -21,7 +21,7 @@ def ledger_key(subscription_id: str, alert_id: str, status: str, kind: str) -> s
 
 def ensure_delivery_topics(settings: Settings) -> None:
     """Compacted topics for state (latest value per key is all that matters), plain ones for events."""
-    admin = KafkaAdminClient(**client_config(settings), client_id="tonewatch-notifier-admin")
+    admin = KafkaAdminClient(**client_config(settings.kafka), client_id="tonewatch-notifier-admin")
     try:
         existing = set(admin.list_topics())
         compact = {"cleanup.policy": "compact"}

@@ -192,12 +192,12 @@ class Notifier:
     # --- the loop ------------------------------------------------------------------------------
     def run(self, stop: Callable[[], bool]) -> None:
         ensure_delivery_topics(self.settings)
-        self.producer = producer(self.settings)
+        self.producer = producer(self.settings.kafka)
         reader = StateReader(self.settings, self.state)
         reader.catch_up()
         log.info("notifier ready: %d subscriptions, %d ledger entries, %d acks",
                  len(self.state.subs), len(self.state.ledger), len(self.state.acks))
-        alerts = KafkaConsumer(self.settings.kafka.topic("alerts"), **client_config(self.settings),
+        alerts = KafkaConsumer(self.settings.kafka.topic("alerts"), **client_config(self.settings.kafka),
                                enable_auto_commit=False,
                                group_id=f"{self.settings.kafka.app_id}-notifier-{self.settings.kafka.topic_prefix}",
                                auto_offset_reset="earliest", fetch_max_wait_ms=100)

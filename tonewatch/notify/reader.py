@@ -24,7 +24,7 @@ class StateReader:
     def __init__(self, settings: Settings, state: State) -> None:
         self.settings, self.state = settings, state
         self.names = {settings.kafka.topic(n): n for n in STATE_TOPICS}
-        self.consumer = KafkaConsumer(**client_config(settings), enable_auto_commit=False, group_id=None)
+        self.consumer = KafkaConsumer(**client_config(settings.kafka), enable_auto_commit=False, group_id=None)
 
     def _assign(self, deadline: float) -> list[TopicPartition]:
         while True:  # freshly created topics take a moment to appear in the metadata

@@ -16,7 +16,7 @@ from tonewatch.notify.subscriptions import Subscription, apply_record
 
 def _put(settings: Settings, topic: str, key: str, value: dict[str, Any] | None) -> None:
     ensure_delivery_topics(settings)
-    p = producer(settings)
+    p = producer(settings.kafka)
     try:
         body = json.dumps(value).encode() if value is not None else None
         for attempt in range(5):  # a just-created topic may not have a partition leader yet
@@ -33,7 +33,7 @@ def _put(settings: Settings, topic: str, key: str, value: dict[str, Any] | None)
 
 def list_subscriptions(settings: Settings) -> dict[str, Subscription]:
     subs: dict[str, Subscription] = {}
-    for r in iter_topic(settings, settings.kafka.topic("subscriptions"), idle_timeout_s=3.0):
+    for r in iter_topic(settings.kafka, settings.kafka.topic("subscriptions"), idle_timeout_s=3.0):
         apply_record(subs, r.key, r.value)
     return subs
 

@@ -12,10 +12,10 @@ from tonewatch.report.render import write_report
 
 def read_run(settings: Settings) -> RunInput:
     return RunInput(
-        scored=read_json(settings, settings.kafka.topic("scored")),
-        trends=read_json(settings, settings.kafka.topic("trends")),
-        alerts=read_json(settings, settings.kafka.topic("alerts")),
-        dead=read_json(settings, settings.kafka.topic("dead-letter")),
+        scored=read_json(settings.kafka, settings.kafka.topic("scored")),
+        trends=read_json(settings.kafka, settings.kafka.topic("trends")),
+        alerts=read_json(settings.kafka, settings.kafka.topic("alerts")),
+        dead=read_json(settings.kafka, settings.kafka.topic("dead-letter")),
     )
 
 
