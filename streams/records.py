@@ -22,9 +22,6 @@ from tonewatch.core.errors import InvalidInput
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")  # JSON may escape them; no UTF-8 output can carry them
 _MAX_TICKER = 16
-# An event time far ahead would move its partition's time there and make every real event after
-# it "late" (dead-lettered) for good; a producer clock a little off is tolerated.
-MAX_FUTURE_S = 7 * 86400
 
 
 class InvalidMessage(InvalidInput):
@@ -75,8 +72,12 @@ class Message(BaseModel):
         return self.ts.timestamp()
 
 
-def parse_message(raw: bytes | str | None, max_text_chars: int, now: float | None = None) -> Message:
-    """Decode and validate one raw Kafka value, or raise :class:`InvalidMessage` (``now``: for tests)."""
+def parse_message(raw: bytes | str | None, max_text_chars: int, *, max_future_s: float, now: float | None = None
+                  ) -> Message:
+    """Decode and validate one raw Kafka value, or raise :class:`InvalidMessage` (``now``: for tests).
+
+    An event time more than ``max_future_s`` ahead of the clock is refused: it would move its partition's time
+    ahead and make the on-time messages after it late (streams/score/clock.py)."""
     if raw is None or raw in (b"", ""):
         raise InvalidMessage("empty message")
     try:  # the common case in one pass of Rust; the reason of a failure comes from the slow path below
@@ -85,8 +86,8 @@ def parse_message(raw: bytes | str | None, max_text_chars: int, now: float | Non
     except ValidationError:
         msg = _validate_slowly(raw)
         surrogates_possible = True
-    if msg.epoch > (time.time() if now is None else now) + MAX_FUTURE_S:
-        raise InvalidMessage(f"timestamp {msg.ts.isoformat()} is more than {MAX_FUTURE_S // 86400} days in the future")
+    if msg.epoch > (time.time() if now is None else now) + max_future_s:
+        raise InvalidMessage(f"timestamp {msg.ts.isoformat()} is more than {max_future_s:g}s in the future")
     if len(msg.text) > max_text_chars:
         raise InvalidMessage(f"text too long: {len(msg.text)} > {max_text_chars} characters")
     if _CONTROL.search(msg.text):

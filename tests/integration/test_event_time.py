@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,13 +89,17 @@ def _epoch(ts: str) -> float:
 
 
 def last_event_time(lines: list[str]) -> float:
-    """The latest event time in a feed: where the watermark ends once its partitions are idle."""
-    times = []
+    """The latest event time in a feed: where the watermark ends once its partitions are idle (a time ahead of
+    the clock is refused by the worker, so it never counts)."""
+    now = time.time()
+    times: list[float] = []
     for line in lines:
         try:
-            times.append(_epoch(json.loads(line)["ts"]))
+            ts = _epoch(json.loads(line)["ts"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             continue  # a malformed line: dead-lettered, no event time
+        if ts <= now:
+            times.append(ts)
     return max(times)
 
 
@@ -191,7 +195,15 @@ def test_generated_feed_paced_alerts_on_both_surges_and_dead_letters_exactly_the
         assert closed and all(counts.get(start, 0) >= SURGE_EXTRA_PER_MINUTE for start in closed), (surge, counts)
 
 
-@pytest.mark.parametrize("mode", ["unpaced", "two-workers", "outage"])
+def forged_future(lines: list[str]) -> list[str]:
+    """The feed with one message stamped five days ahead, sent first: it must blind nothing."""
+    ts = (datetime.now(UTC) + timedelta(days=5)).isoformat().replace("+00:00", "Z")
+    forged = json.dumps({"id": "forged-future", "source": "news", "ts": ts, "text": "$BA and $NFLX soar", "tickers":
+                         ["BA", "NFLX"]})
+    return [forged, *lines]
+
+
+@pytest.mark.parametrize("mode", ["unpaced", "two-workers", "outage", "forged-future"])
 def test_generated_feed_gives_the_paced_outcome(
     pipeline: Pipeline, tmp_path: Path, feed: EventTimeFeed, mode: str
 ) -> None:
@@ -199,6 +211,8 @@ def test_generated_feed_gives_the_paced_outcome(
     base = paced("generated", lambda: run_once(pipeline, tmp_path / "paced", feed.lines, GENERATED_SPEED))
     if mode == "outage":
         got = run_outage(pipeline, tmp_path, feed, GENERATED_SPEED)
+    elif mode == "forged-future":  # refused as invalid (more than scoring.max_future_s ahead), not late
+        got = run_once(pipeline, tmp_path, forged_future(feed.lines), None)
     else:
         got = run_once(pipeline, tmp_path, feed.lines, None, workers=2 if mode == "two-workers" else 1)
     assert_same(got, base, mode)

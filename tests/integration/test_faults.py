@@ -242,7 +242,7 @@ def test_kafka_broker_restart(own_stack: Stack, spawn: Callable[[Settings], Work
 
 
 def test_pii_masked_in_scored_alerts_and_log(own_stack: Stack, spawn: Callable[[Settings], Worker]) -> None:
-    s = _fresh(own_stack).updated(detector__allowed_lateness_s=20)
+    s = _fresh(own_stack).updated(detector__allowed_lateness_s=20, scoring__max_future_s=10)
     worker = spawn(s)
     feed = Feed(s, pii=True)
     feed.start()

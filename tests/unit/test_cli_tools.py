@@ -29,7 +29,7 @@ def test_sample_feed_is_valid_except_the_malformed_examples() -> None:
     bad = 0
     for line in lines:
         try:
-            parse_message(line.encode(), 2000)
+            parse_message(line.encode(), 2000, max_future_s=30)
         except InvalidMessage:
             bad += 1
     assert bad == len(MALFORMED)

@@ -40,7 +40,7 @@ BROKEN = [
 @pytest.mark.parametrize("raw", BROKEN, ids=[b["id"] for b in BROKEN])
 def test_dead_letter_reason_and_log_line_carry_no_pii(raw: dict[str, object], caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(InvalidMessage) as err:
-        parse_message(json.dumps(raw), max_text_chars=500)
+        parse_message(json.dumps(raw), max_text_chars=500, max_future_s=30)
     with caplog.at_level(logging.DEBUG):
         record = dead_letter_record(err.value.reason, json.dumps(raw).encode(), stage="validate", topic="t.chat")
     logged = caplog.text

@@ -19,7 +19,7 @@ def raw(**overrides: object) -> bytes:
 
 
 def test_valid_message_is_normalised() -> None:
-    msg = parse_message(raw(tickers=["$tsla", " aapl "], ts="2026-01-05T15:00:00+01:00"), 2000)
+    msg = parse_message(raw(tickers=["$tsla", " aapl "], ts="2026-01-05T15:00:00+01:00"), 2000, max_future_s=30)
     assert msg.tickers == ("TSLA", "AAPL")
     assert msg.ts.isoformat() == "2026-01-05T14:00:00+00:00"
 
@@ -43,7 +43,7 @@ def test_valid_message_is_normalised() -> None:
 )
 def test_invalid_messages_have_clear_reasons(payload: bytes, reason: str) -> None:
     with pytest.raises(InvalidMessage) as err:
-        parse_message(payload, 2000)
+        parse_message(payload, 2000, max_future_s=30)
     assert reason in err.value.reason
 
 

@@ -54,7 +54,7 @@ class FakeReader(FakeConsumer):
         return None
 
     async def read(self) -> Batch:
-        return parse_batch(self.batches.pop(0), Settings().scoring.max_text_chars) if self.batches else {}
+        return parse_batch(self.batches.pop(0), Settings().scoring.max_text_chars, 1e12) if self.batches else {}
 
     async def lags(self) -> dict[tuple[str, int], int]:
         return {}
@@ -269,7 +269,7 @@ def test_a_partition_ahead_is_cut_and_read_again_from_its_first_record_left_out(
     records = {chat: [rec("chat", 0, 1), rec("chat", 1, 3), rec("chat", 2, 8), rec("chat", 3, 9)],
                news: [rec("news", 0, 2), rec("news", 1, 4)]}
     consumer = Consumer()
-    batch = Aligner(consumer).align(parse_batch(records, Settings().scoring.max_text_chars))
+    batch = Aligner(consumer).align(parse_batch(records, Settings().scoring.max_text_chars, 1e12))
     assert [r.offset for r, _ in batch[chat]] == [0, 1] and len(batch[news]) == 2
     assert consumer.seeks == [(chat, 2)]
 

@@ -65,3 +65,8 @@ def test_a_variable_that_names_no_setting_is_refused_not_ignored() -> None:
     assert unknown_variables(env) == ["TONEWATCH_KAFKA_BOOTSTRAP"]
     with pytest.raises(ConfigError, match="TONEWATCH_KAFKA_BOOTSTRAP name no setting"):
         load_settings(env)
+
+
+def test_a_future_tolerance_as_long_as_the_lateness_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"max_future_s \(120\) must be below detector.allowed_lateness_s"):
+        Settings().updated(scoring__max_future_s=120)

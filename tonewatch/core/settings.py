@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="The alert notifier.")
     rollout: RolloutSettings = Field(default_factory=RolloutSettings, description="Model rollouts and gates.")
     retrain: RetrainSettings = Field(default_factory=RetrainSettings, description="Retraining and drift.")
+
+    @model_validator(mode="after")
+    def _future_within_lateness(self) -> Self:
+        """A message as far ahead as accepted must not make the on-time messages after it late."""
+        if self.scoring.max_future_s >= self.detector.allowed_lateness_s > 0:
+            raise ValueError(f"scoring.max_future_s ({self.scoring.max_future_s:g}) must be below "
+                             f"detector.allowed_lateness_s ({self.detector.allowed_lateness_s})")
+        return self
 
     @classmethod
     def settings_customise_sources(
