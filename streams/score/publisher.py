@@ -69,7 +69,7 @@ class Publisher:
                                     offset=r.offset)
         out.add(self.settings.kafka.topic("dead-letter"), r.key or b"", dumps(record))
 
-    def add_scored(self, out: Outbox, valid: list[tuple[Any, Message]], scored: list[Scored],
+    def add_scored(self, out: Outbox, valid: list[tuple[Any, Message]], scored: list[Scored | str],
                    late: Set[str] = frozenset()) -> None:
         """Each scored record, then the batch's drift events, then its trend partials per partition; a late
         message is scored but dead-lettered instead of counted."""
@@ -78,6 +78,9 @@ class Publisher:
         scored_topic = self.settings.kafka.topic("scored")
         lateness = self.settings.detector.allowed_lateness_s
         for (r, _), sc in zip(valid, scored, strict=True):
+            if isinstance(sc, str):  # no usable model output for this message
+                self.dead_letter(out, sc, r, "score")
+                continue
             try:
                 value = sc.to_json()
                 if sc.id in late:
@@ -90,7 +93,7 @@ class Publisher:
                 continue
             out.add(scored_topic, sc.id.encode(), value)
             sources[sc.source] += 1
-        for d in self.drift.observe(scored):
+        for d in self.drift.observe([sc for sc in scored if not isinstance(sc, str)]):
             log.warning("drift: %s v%s %s PSI %.3f", d.model, d.version, d.kind, d.psi)
             out.add(self.settings.kafka.topic("model-events"), d.model.encode(), dumps(d.as_dict(event_time())))
         for source, n in sources.items():

@@ -36,14 +36,19 @@ class Routing(Protocol):
     def routes(self) -> Mapping[str, Route]: ...
 
 
+NON_FINITE = "the model returned non-finite probabilities (NaN or infinity)"
+
+
 def to_scored(
     msgs: list[Message], outputs: dict[str, Any], models: tuple[str, str], knowledge: Knowledge, ms: float
-) -> list[Scored]:
-    """Both models' outputs joined to their messages; chat text masked before it is stored anywhere.
+) -> list[Scored | str]:
+    """Both models' outputs joined to their messages; chat text masked before it is stored anywhere. A message
+    whose probabilities are not finite (possible with fp16 on a GPU) gets the reason it has no output instead.
 
     ``models``: the sentiment model's name, then the topic model's.
     """
     sent, top = outputs[models[0]], outputs[models[1]]
+    finite = (np.isfinite(sent.probs).all(axis=1) & np.isfinite(top.probs).all(axis=1)).tolist()
     now = datetime.now(UTC)
     # per batch, not per cell: rounding, argmax and the conversion to Python floats
     sent_rows, top_rows = (o.probs.astype(np.float64).round(5).tolist() for o in (sent, top))
@@ -51,8 +56,11 @@ def to_scored(
     sent_labels, top_labels = sent.labels, top.labels
     candidates = [(n, out.candidate) for n, out in outputs.items() if out.candidate]
     inference_ms = round(ms, 2)
-    scored = []
+    scored: list[Scored | str] = []
     for i, m in enumerate(msgs):
+        if not finite[i]:
+            scored.append(NON_FINITE)
+            continue
         tickers = extract_tickers(m.text, m.tickers, knowledge.tickers_in(m.text))
         sectors = dict.fromkeys(s for s in map(knowledge.sector, tickers) if s)
         scored.append(Scored(
@@ -91,8 +99,9 @@ class Scorer:
         finally:  # the channel is closed even when the follower fails to stop
             await self.inference.close()
 
-    async def score(self, msgs: list[Message]) -> list[Scored]:
-        """Raises on an inference error Triton will not recover from; the stage dead-letters the batch."""
+    async def score(self, msgs: list[Message]) -> list[Scored | str]:
+        """Raises on an inference error Triton will not recover from; the stage dead-letters the batch. A message
+        without a usable output gets the reason instead of its record."""
         t0 = time.perf_counter()
         outputs = await self.inference.score([m.text for m in msgs], [m.id for m in msgs], self.follower.routes)
         elapsed = time.perf_counter() - t0

@@ -6,7 +6,6 @@ their constructors."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -283,46 +282,3 @@ def test_the_factory_wires_one_reader_into_the_aligner_committer_and_read_sizing
     assert stage.committer.concurrency == 3
     stage.scorer.observe(64, 0.5)  # the scorer's inference times size the reader's next batches
     assert reader.read_size.rate == 128  # type: ignore[attr-defined]
-
-
-def test_a_message_late_behind_its_partition_is_scored_dead_lettered_and_not_counted() -> None:
-    import json
-    from types import SimpleNamespace
-
-    import numpy as np
-
-    from streams.score.triton_client import ModelOutput
-
-    async def run() -> FakeProducer:
-        s = Settings()
-
-        async def score(texts: list[str], keys: list[str], routes: Any) -> dict[str, ModelOutput]:
-            n = len(texts)
-            return {s.triton.sentiment_model: ModelOutput(np.full((n, 3), 1 / 3, np.float32),
-                                                          ("negative", "neutral", "positive"), ("1",) * n),
-                    s.triton.topic_model: ModelOutput(np.full((n, 2), 0.5, np.float32), ("a", "b"), ("1",) * n)}
-
-        def rec(offset: int, minute: int) -> Any:
-            body = {"id": f"n{offset}", "source": "news", "ts": f"2026-11-24T00:{minute:02d}:00Z", "text": "$TSLA"}
-            return SimpleNamespace(topic="news", partition=0, offset=offset, key=None, value=json.dumps(body).encode())
-
-        # minute 1 comes after minute 9 on the same partition: 8 minutes behind it, past the 2-minute lateness
-        batch = {TopicPartition("news", 0): [rec(0, 5), rec(1, 9), rec(2, 1)]}
-        producer = FakeProducer(limit=1000)
-        stage, _ = _stage(reader=FakeReader([batch], assigned=("news/0",)), score=score, producer=producer)
-        await stage.publisher.start()
-        await stage.step()
-        await stage.committer.drain()
-        return producer
-
-    sent = asyncio.run(run()).sent
-    s = Settings()
-    scored = [json.loads(v)["id"] for t, _, recs in sent if t == s.kafka.topic("scored") for _, v in recs]
-    dead = [json.loads(v) for t, _, recs in sent if t == s.kafka.topic("dead-letter") for _, v in recs]
-    partials = [json.loads(v) for t, _, recs in sent if t == s.kafka.topic("trend-events") for _, v in recs]
-    assert sorted(scored) == ["n0", "n1", "n2"]
-    assert [(d["stage"], d["offset"]) for d in dead] == [("late", 2)]
-    counted = {i for p in partials for q in p.get("partials", []) for i in q["message_ids"]}
-    assert counted == {"n0", "n1"}
-    minute_9 = datetime(2026, 11, 24, 0, 9, tzinfo=UTC).timestamp()
-    assert [p["marks"] for p in partials if "marks" in p] == [{"news/0": [minute_9, False]}]  # after the partials
