@@ -11,15 +11,17 @@ _ACCOUNT = re.compile(r"\b\d{8,}\b")
 _HANDLE = re.compile(r"(?<![\w@])@\w{2,}")
 
 
-def extract_tickers(text: str, given: tuple[str, ...] = (), named: list[str] | None = None) -> tuple[str, ...]:
-    """Producer-supplied tickers first, then cashtags, then companies named in the text; no duplicates."""
+def extract_tickers(text: str, given: tuple[str, ...] = (), named: list[str] | None = None, *, most: int
+                    ) -> tuple[str, ...]:
+    """Producer-supplied tickers first, then cashtags, then companies named in the text; no duplicates, and
+    at most ``most``: a text stuffed with cashtags must not make thousands of keys."""
     seen: dict[str, None] = dict.fromkeys(given)
     if "$" in text:  # most texts have no cashtag: skip the regex scan
         for match in _CASHTAG.finditer(text):
             seen.setdefault(match.group(1).upper(), None)
     for ticker in named or ():
         seen.setdefault(ticker, None)
-    return tuple(seen)
+    return tuple(seen)[:most]
 
 
 def mask_pii(text: str) -> str:

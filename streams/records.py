@@ -18,8 +18,13 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tonewatch.core.errors import InvalidInput
+from tonewatch.core.sections import ScoringSettings
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# bidi overrides and marks: a name that prints differently from what it is (logs, terminals, dashboards)
+_BIDI = re.compile(r"[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_TICKER = re.compile(r"[A-Z0-9.\-]+")
+_SEPARATORS = re.compile(r"[\s,$]+")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")  # JSON may escape them; no UTF-8 output can carry them
 _MAX_TICKER = 16
 
@@ -62,22 +67,25 @@ class Message(BaseModel):
             return ()
         if not isinstance(v, list | tuple) or not all(isinstance(t, str) for t in v):
             raise ValueError("tickers must be a list of symbols")
-        symbols = tuple(t.strip().lstrip("$").upper() for t in v)
+        # "BWV $AUVI $DTC" (seen in real chat data) is three symbols
+        symbols = tuple(s for t in v for s in _SEPARATORS.split(t.upper()) if s)
         if any(len(t) > _MAX_TICKER for t in symbols):
             raise ValueError(f"ticker longer than {_MAX_TICKER} characters")
-        return tuple(t for t in symbols if t)
+        if not all(_TICKER.fullmatch(t) for t in symbols):
+            raise ValueError("a ticker may hold only A-Z, 0-9, '.' and '-'")
+        return symbols
 
     @cached_property
     def epoch(self) -> float:  # read several times per message on the hot path
         return self.ts.timestamp()
 
 
-def parse_message(raw: bytes | str | None, max_text_chars: int, *, max_future_s: float, now: float | None = None
-                  ) -> Message:
+def parse_message(raw: bytes | str | None, limits: ScoringSettings, now: float | None = None) -> Message:
     """Decode and validate one raw Kafka value, or raise :class:`InvalidMessage` (``now``: for tests).
 
-    An event time more than ``max_future_s`` ahead of the clock is refused: it would move its partition's time
-    ahead and make the on-time messages after it late (streams/score/clock.py)."""
+    An event time more than ``limits.max_future_s`` ahead of the clock is refused: it would move its partition's
+    time ahead and make the on-time messages after it late (streams/score/clock.py). So is a message naming more
+    than ``limits.max_tickers`` tickers: each would become a key with its own state."""
     if raw is None or raw in (b"", ""):
         raise InvalidMessage("empty message")
     try:  # the common case in one pass of Rust; the reason of a failure comes from the slow path below
@@ -86,10 +94,14 @@ def parse_message(raw: bytes | str | None, max_text_chars: int, *, max_future_s:
     except ValidationError:
         msg = _validate_slowly(raw)
         surrogates_possible = True
-    if msg.epoch > (time.time() if now is None else now) + max_future_s:
-        raise InvalidMessage(f"timestamp {msg.ts.isoformat()} is more than {max_future_s:g}s in the future")
-    if len(msg.text) > max_text_chars:
-        raise InvalidMessage(f"text too long: {len(msg.text)} > {max_text_chars} characters")
+    if msg.epoch > (time.time() if now is None else now) + limits.max_future_s:
+        raise InvalidMessage(f"timestamp {msg.ts.isoformat()} is more than {limits.max_future_s:g}s in the future")
+    if len(msg.text) > limits.max_text_chars:
+        raise InvalidMessage(f"text too long: {len(msg.text)} > {limits.max_text_chars} characters")
+    if len(msg.tickers) > limits.max_tickers:
+        raise InvalidMessage(f"{len(msg.tickers)} tickers: at most {limits.max_tickers} per message")
+    if any(_BIDI.search(v) for v in (msg.id, msg.author or "", msg.channel or "")):
+        raise InvalidMessage("id, author or channel contains bidirectional-text control characters")
     if _CONTROL.search(msg.text):
         raise InvalidMessage("text contains control characters")
     if _CONTROL.search(msg.id):  # the id keys the scored topic and is logged

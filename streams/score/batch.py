@@ -8,6 +8,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from streams.records import InvalidMessage, Message, parse_message
+from tonewatch.core.sections import ScoringSettings
 
 log = logging.getLogger(__name__)
 
@@ -16,14 +17,14 @@ Batch = dict[TopicPartition, list[tuple[Any, "Message | str"]]]  # each record p
 Offsets = dict[TopicPartition, int]  # per partition, the next offset to read
 
 
-def parse_batch(records: Records, max_text_chars: int, max_future_s: float) -> Batch:
+def parse_batch(records: Records, limits: ScoringSettings) -> Batch:
     """Each record with its message, or the reason it is invalid (the stage dead-letters those)."""
     batch: Batch = {}
     for tp, recs in records.items():
         items: list[tuple[Any, Message | str]] = []
         for r in recs:
             try:
-                items.append((r, parse_message(r.value, max_text_chars, max_future_s=max_future_s)))
+                items.append((r, parse_message(r.value, limits)))
             except InvalidMessage as exc:
                 items.append((r, exc.reason))
             except Exception as exc:  # a validator bug must not fail the batch

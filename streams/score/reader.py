@@ -80,8 +80,7 @@ class Reader:
         if records:
             records.update(await self._lagging_partitions(consumer, records, size))
         await self._note_caught_up(consumer, records)
-        scoring = self.settings.scoring
-        return parse_batch(records, scoring.max_text_chars, scoring.max_future_s) if records else {}
+        return parse_batch(records, self.settings.scoring) if records else {}
 
     async def _note_caught_up(self, consumer: AIOKafkaConsumer, records: Records) -> None:
         """Which partitions have nothing left to read: an idle one stops holding the watermark back."""

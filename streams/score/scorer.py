@@ -40,7 +40,8 @@ NON_FINITE = "the model returned non-finite probabilities (NaN or infinity)"
 
 
 def to_scored(
-    msgs: list[Message], outputs: dict[str, Any], models: tuple[str, str], knowledge: Knowledge, ms: float
+    msgs: list[Message], outputs: dict[str, Any], models: tuple[str, str], knowledge: Knowledge, ms: float,
+    max_tickers: int,
 ) -> list[Scored | str]:
     """Both models' outputs joined to their messages; chat text masked before it is stored anywhere. A message
     whose probabilities are not finite (possible with fp16 on a GPU) gets the reason it has no output instead.
@@ -61,7 +62,7 @@ def to_scored(
         if not finite[i]:
             scored.append(NON_FINITE)
             continue
-        tickers = extract_tickers(m.text, m.tickers, knowledge.tickers_in(m.text))
+        tickers = extract_tickers(m.text, m.tickers, knowledge.tickers_in(m.text), most=max_tickers)
         sectors = dict.fromkeys(s for s in map(knowledge.sector, tickers) if s)
         scored.append(Scored(
             id=m.id, source=m.source, ts=m.ts,
@@ -84,10 +85,10 @@ class Scorer:
     """Owns the Triton client and the routes; ``observe`` hears each batch's inference time (read sizing)."""
 
     def __init__(self, inference: Inference, follower: Routing, models: tuple[str, str], knowledge: Knowledge,
-                 metrics: PipelineMetrics, observe: Callable[[int, float], None] = _ignore) -> None:
+                 metrics: PipelineMetrics, max_tickers: int, observe: Callable[[int, float], None] = _ignore) -> None:
         self.inference, self.follower = inference, follower
         self.models, self.knowledge, self.metrics = models, knowledge, metrics
-        self.observe = observe
+        self.observe, self.max_tickers = observe, max_tickers
 
     async def start(self) -> None:
         await self.inference.start()
@@ -107,4 +108,4 @@ class Scorer:
         elapsed = time.perf_counter() - t0
         self.metrics.inference_seconds.observe(elapsed)
         self.observe(len(msgs), elapsed)
-        return to_scored(msgs, outputs, self.models, self.knowledge, elapsed * 1000)
+        return to_scored(msgs, outputs, self.models, self.knowledge, elapsed * 1000, self.max_tickers)

@@ -201,7 +201,8 @@ def build_score_stage(settings: Settings, metrics: PipelineMetrics, knowledge: K
     read_size = ReadSize(settings.scoring.batch_size, settings.scoring.batch_records, settings.scoring.batch_target_s)
     clock = PartitionClock(settings.detector.allowed_lateness_s, settings.detector.idle_s)
     reader = Reader(settings, read_size, clock)
-    scorer = Scorer(triton, EventFollower(settings, metrics), models, knowledge, metrics, observe=read_size.observe)
+    scorer = Scorer(triton, EventFollower(settings, metrics), models, knowledge, metrics, settings.scoring.max_tickers,
+                    observe=read_size.observe)
     publisher = Publisher(settings, metrics, DriftTracker(settings, metrics, load_reference),
                           producer=partial(kafka_producer, settings))
     committer = Committer(reader, settings.scoring.concurrency)

@@ -21,6 +21,7 @@ from streams.errors import MAX_PAYLOAD_BYTES
 from streams.records import InvalidMessage, parse_message
 from tests.integration.conftest import Worker, wait_for
 from tonewatch.core.kafka_io import producer, read_json, topic_size
+from tonewatch.core.sections import ScoringSettings
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +125,7 @@ def test_generator_makes_only_invalid_messages_of_every_category() -> None:
     seen: Counter[str] = Counter()
     for name, payload in malformed(N_BAD):
         with pytest.raises(InvalidMessage):
-            parse_message(payload, 2000, max_future_s=30)
+            parse_message(payload, ScoringSettings())
         seen[name] += 1
     assert set(seen) == {*CATEGORIES, "tombstone"} and min(seen.values()) >= 10, seen
     assert list(malformed(50)) == list(malformed(50))  # deterministic

@@ -8,6 +8,7 @@ from pathlib import Path
 from models.triton_admin import parse_model_config
 from streams.records import parse_message
 from tonewatch.bench import bench_messages
+from tonewatch.core.sections import ScoringSettings
 from tonewatch.perf.ceiling import METHOD, batches
 from tonewatch.perf.trivial import TRIVIAL_REPO, ports_of
 from tonewatch.stack.triton import TritonProcess
@@ -15,7 +16,7 @@ from tonewatch.stack.triton import TritonProcess
 
 def test_bench_messages_are_valid_unique_and_in_event_time_order() -> None:
     msgs = bench_messages(500)
-    parsed = [parse_message(json.dumps(m), 2000, max_future_s=30) for m in msgs]
+    parsed = [parse_message(json.dumps(m), ScoringSettings()) for m in msgs]
     assert len({m.id for m in parsed}) == 500
     assert [m.ts for m in parsed] == sorted(m.ts for m in parsed)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from streams.records import InvalidMessage, parse_message
 from tonewatch.alerts_cli import format_alert, matches
+from tonewatch.core.sections import ScoringSettings
 from tonewatch.feed import MALFORMED, SURGE_TICKER, build_feed, write_feed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ def test_sample_feed_is_valid_except_the_malformed_examples() -> None:
     bad = 0
     for line in lines:
         try:
-            parse_message(line.encode(), 2000, max_future_s=30)
+            parse_message(line.encode(), ScoringSettings())
         except InvalidMessage:
             bad += 1
     assert bad == len(MALFORMED)

@@ -40,7 +40,7 @@ def test_sample_feed_fires_one_ticker_alert_for_tsla_and_resolves_it() -> None:
         if "ts" not in m or m["id"] not in negative:
             continue
         ts = datetime.fromisoformat(m["ts"].replace("Z", "+00:00")).timestamp()
-        tickers = extract_tickers(m["text"], tuple(m.get("tickers", ())), knowledge.tickers_in(m["text"]))
+        tickers = extract_tickers(m["text"], tuple(m.get("tickers", ())), knowledge.tickers_in(m["text"]), most=20)
         keys = [("ticker", t) for t in tickers] + [("source", m["source"])]
         for dim, key in keys:
             ev = TrendEvent(dim, key, ts, negative[m["id"]], 0.9, m["id"], m["text"], m["source"])

@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 
 from streams.errors import MAX_PAYLOAD_BYTES, dead_letter_record
 from streams.records import InvalidMessage, Message, parse_message
+from tonewatch.core.sections import ScoringSettings
 
 MAX_TEXT = 200
+LIMITS = ScoringSettings(max_text_chars=MAX_TEXT)
 GOOD: dict[str, Any] = {"id": "n1", "source": "news", "ts": "2026-01-05T14:00:00Z", "text": "$TSLA falls after recall"}
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
@@ -42,7 +44,7 @@ timestamps = st.one_of(
 def check(raw: bytes | str | None) -> Message | None:
     """Parse, and hold the result to the contract: a sound message or an InvalidMessage with a reason."""
     try:
-        msg = parse_message(raw, MAX_TEXT, max_future_s=30)
+        msg = parse_message(raw, LIMITS)
     except InvalidMessage as exc:
         assert isinstance(exc.reason, str) and exc.reason.strip(), repr(raw)
         return None
@@ -144,7 +146,7 @@ def test_small_payloads_are_kept_whole_and_recoverable(payload: bytes | None) ->
 
 def test_a_future_timestamp_is_refused_before_it_moves_its_partition_time() -> None:
     now = datetime(2026, 1, 5, 14, tzinfo=UTC).timestamp()
-    ok = parse_message(json.dumps({**GOOD, "ts": "2026-01-05T14:00:20Z"}), MAX_TEXT, max_future_s=30, now=now)
+    ok = parse_message(json.dumps({**GOOD, "ts": "2026-01-05T14:00:20Z"}), LIMITS, now=now)
     assert ok.ts.second == 20  # a producer clock 20 s ahead: tolerated
     with pytest.raises(InvalidMessage, match="more than 30s in the future"):
-        parse_message(json.dumps({**GOOD, "ts": "2026-01-10T14:00:00Z"}), MAX_TEXT, max_future_s=30, now=now)
+        parse_message(json.dumps({**GOOD, "ts": "2026-01-10T14:00:00Z"}), LIMITS, now=now)

@@ -10,6 +10,7 @@ import pytest
 from streams.enrich import mask_pii
 from streams.errors import dead_letter_record
 from streams.records import InvalidMessage, parse_message
+from tonewatch.core.sections import ScoringSettings
 
 PII = ["jane.doe@example.com", "+1 415 555 0134", "(212) 555-0199", "212.555.0199", "123456789012", "@trader_joe"]
 TEXT = "sell now " + " and ".join(PII)
@@ -40,7 +41,7 @@ BROKEN = [
 @pytest.mark.parametrize("raw", BROKEN, ids=[b["id"] for b in BROKEN])
 def test_dead_letter_reason_and_log_line_carry_no_pii(raw: dict[str, object], caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(InvalidMessage) as err:
-        parse_message(json.dumps(raw), max_text_chars=500, max_future_s=30)
+        parse_message(json.dumps(raw), ScoringSettings(max_text_chars=500))
     with caplog.at_level(logging.DEBUG):
         record = dead_letter_record(err.value.reason, json.dumps(raw).encode(), stage="validate", topic="t.chat")
     logged = caplog.text

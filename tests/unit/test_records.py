@@ -10,6 +10,7 @@ import pytest
 from streams.enrich import extract_tickers, mask_pii
 from streams.errors import dead_letter_record
 from streams.records import InvalidMessage, parse_message
+from tonewatch.core.sections import ScoringSettings
 
 GOOD = {"id": "n1", "source": "news", "ts": "2026-01-05T14:00:00Z", "text": "$TSLA falls after recall"}
 
@@ -19,7 +20,7 @@ def raw(**overrides: object) -> bytes:
 
 
 def test_valid_message_is_normalised() -> None:
-    msg = parse_message(raw(tickers=["$tsla", " aapl "], ts="2026-01-05T15:00:00+01:00"), 2000, max_future_s=30)
+    msg = parse_message(raw(tickers=["$tsla", " aapl "], ts="2026-01-05T15:00:00+01:00"), ScoringSettings())
     assert msg.tickers == ("TSLA", "AAPL")
     assert msg.ts.isoformat() == "2026-01-05T14:00:00+00:00"
 
@@ -43,12 +44,13 @@ def test_valid_message_is_normalised() -> None:
 )
 def test_invalid_messages_have_clear_reasons(payload: bytes, reason: str) -> None:
     with pytest.raises(InvalidMessage) as err:
-        parse_message(payload, 2000, max_future_s=30)
+        parse_message(payload, ScoringSettings())
     assert reason in err.value.reason
 
 
 def test_tickers_from_producer_then_cashtags_without_duplicates() -> None:
-    assert extract_tickers("$TSLA and $aapl vs $TSLA, not $5 or US$", ("NVDA", "TSLA")) == ("NVDA", "TSLA", "AAPL")
+    got = extract_tickers("$TSLA and $aapl vs $TSLA, not $5 or US$", ("NVDA", "TSLA"), most=20)
+    assert got == ("NVDA", "TSLA", "AAPL")
 
 
 def test_pii_is_masked_but_market_numbers_are_kept() -> None:
@@ -71,7 +73,8 @@ def test_company_names_map_to_tickers_and_sectors(tmp_path: Path) -> None:
     k = load_knowledge()
     assert k.tickers_in("Goldman Sachs cuts Tesla target; AT&T and Ford Motor rise") == ["GS", "TSLA", "T", "F"]
     assert k.tickers_in("Metallica plays Intelligence conference") == []  # whole words only
-    assert extract_tickers("Tesla recall hits $TSLA", ("NVDA",), k.tickers_in("Tesla recall")) == ("NVDA", "TSLA")
+    named = k.tickers_in("Tesla recall")
+    assert extract_tickers("Tesla recall hits $TSLA", ("NVDA",), named, most=20) == ("NVDA", "TSLA")
     assert k.sector("TSLA") == "Consumer Discretionary" and k.sector("NOPE") is None
     custom = tmp_path / "map.csv"
     custom.write_text("ticker,sector,aliases\nACME,Industrials,Acme Corp|Acme\n")
@@ -96,3 +99,20 @@ def test_scored_record_is_the_documented_json() -> None:
         b'"candidate":{},"scored_at":"2026-11-24T04:16:28.469012Z","inference_ms":1.5}'
     )
     assert sc.p_negative == 0.9
+
+
+def test_tickers_are_capped_and_restricted_to_symbol_characters() -> None:
+    limits = ScoringSettings(max_tickers=3)
+    with pytest.raises(InvalidMessage, match="4 tickers: at most 3"):
+        parse_message(raw(tickers=["A", "B", "C", "D"]), limits)
+    with pytest.raises(InvalidMessage, match="only A-Z, 0-9"):
+        parse_message(raw(tickers=["BRK.B", "TS@LA"]), limits)
+    assert parse_message(raw(tickers=["brk.b", "RDS-A"]), limits).tickers == ("BRK.B", "RDS-A")
+    assert parse_message(raw(tickers=["BWV $AUVI $DTC"]), limits).tickers == ("BWV", "AUVI", "DTC")
+    stuffed = " ".join(f"${chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(300))
+    assert len(extract_tickers(stuffed, (), most=20)) == 20  # cashtags in the text cannot make 300 keys
+
+
+def test_bidi_controls_in_names_are_refused() -> None:
+    with pytest.raises(InvalidMessage, match="bidirectional"):
+        parse_message(raw(id="evil\u202egnp.exe"), ScoringSettings())

@@ -53,7 +53,7 @@ class FakeReader(FakeConsumer):
         return None
 
     async def read(self) -> Batch:
-        return parse_batch(self.batches.pop(0), Settings().scoring.max_text_chars, 1e12) if self.batches else {}
+        return parse_batch(self.batches.pop(0), Settings().scoring) if self.batches else {}
 
     async def lags(self) -> dict[tuple[str, int], int]:
         return {}
@@ -104,7 +104,7 @@ def _stage(concurrency: int = 2, reader: FakeReader | None = None, score: Any = 
     reader = reader or FakeReader()
     made = producer or FakeProducer()
     scorer = Scorer(FakeTriton(score), FakeFollower(), (settings.triton.sentiment_model, settings.triton.topic_model),
-                    load_knowledge(), metrics)
+                    load_knowledge(), metrics, settings.scoring.max_tickers)
     publisher = Publisher(settings, metrics, DriftTracker(settings, metrics), producer=lambda: made)
     clock = PartitionClock(settings.detector.allowed_lateness_s, settings.detector.idle_s)
     stage = ScoreStage(reader, Aligner(reader), scorer, publisher, Committer(reader, concurrency),
@@ -268,7 +268,7 @@ def test_a_partition_ahead_is_cut_and_read_again_from_its_first_record_left_out(
     records = {chat: [rec("chat", 0, 1), rec("chat", 1, 3), rec("chat", 2, 8), rec("chat", 3, 9)],
                news: [rec("news", 0, 2), rec("news", 1, 4)]}
     consumer = Consumer()
-    batch = Aligner(consumer).align(parse_batch(records, Settings().scoring.max_text_chars, 1e12))
+    batch = Aligner(consumer).align(parse_batch(records, Settings().scoring))
     assert [r.offset for r, _ in batch[chat]] == [0, 1] and len(batch[news]) == 2
     assert consumer.seeks == [(chat, 2)]
 

@@ -121,6 +121,8 @@ class ScoringSettings(Section):
     concurrency: int = Field(2, ge=1, description="Input batches in flight: one produced while the next is inferred.")
     dedup_capacity: int = Field(200_000, ge=1, description="Message ids a worker remembers to skip redeliveries.")
     max_text_chars: int = Field(2000, ge=1, description="Longer texts are dead-lettered.")
+    max_tickers: int = Field(20, ge=1, description="A message naming more tickers is dead-lettered: each is a key "
+                             "with its own state.")
     max_future_s: float = Field(
         30.0, ge=0, description="Event times further ahead of the wall clock are dead-lettered: a forged future time "
         "would move its partition's time ahead and make the messages after it late. Below the allowed lateness."
