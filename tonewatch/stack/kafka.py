@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tonewatch.core.settings import Settings
-from tonewatch.stack.procs import StackError, free_port, spawn, stop, wait_ready
+from tonewatch.stack.procs import StackError, free_port, private_dir, spawn, stop, wait_ready, write_private
 
 POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
 
@@ -146,12 +146,12 @@ def start_kafka(settings: Settings, data_dir: Path, port: int | None = None, tim
     """Format storage on first start only, then run the broker and wait until it answers."""
     lib = ensure_kafka_jars(settings)
     data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)  # the broker's log segments hold raw chat
     port = port or free_port()
     controller = free_port()
     props = data_dir / "server.properties"
-    props.write_text(server_properties(data_dir, port, controller, secure))
-    (data_dir / "log4j.properties").write_text(LOG4J.format(path=data_dir / "server.log"))
+    write_private(props, server_properties(data_dir, port, controller, secure))
+    write_private(data_dir / "log4j.properties", LOG4J.format(path=data_dir / "server.log"))
     cp = f"{lib}/*"
     java = ["java", f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", cp]
     if not (data_dir / "logs" / "meta.properties").is_file():

@@ -36,13 +36,35 @@ def free_port() -> int:
             return port
 
 
+PRIVATE_UMASK = 0o077  # run files hold raw chat, topic data and endpoints: the owner's alone
+
+
+def private_dir(path: Path) -> Path:
+    """A run-data folder only its owner can read (0700), created if missing."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """A run file only its owner can read (0600), replaced whole."""
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
 def spawn(cmd: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
-    """Start a process in its own session (survives the CLI that started it); output to a log file."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
+    """Start a process in its own session (survives the CLI that started it); output to a log file. The log and
+    everything the process creates is its owner's alone (0600/0700)."""
+    private_dir(log_path.parent)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=cwd, start_new_session=True,
+            env=env, cwd=cwd, start_new_session=True, umask=PRIVATE_UMASK,
         )
     return proc.pid
 

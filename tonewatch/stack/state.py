@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from tonewatch.core.settings import STATE_FILE
+from tonewatch.stack.procs import write_private
 
 
 class StackState(BaseModel):
@@ -20,11 +20,9 @@ class StackState(BaseModel):
 
 
 def write_state(run_dir: Path, state: StackState) -> Path:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """The state file, readable by its owner only (it names every endpoint and log)."""
     path = run_dir / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(state.model_dump_json(indent=2))
-    os.replace(tmp, path)
+    write_private(path, state.model_dump_json(indent=2))
     return path
 
 
