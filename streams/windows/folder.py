@@ -70,9 +70,12 @@ class WindowFolder:
                 heard.setdefault(ev.message.partition, []).append(record)
         for key, items in per_key.items():
             sends += await self._fold_key_safely(key, items)
+        reached: dict[int, float] = {}
         for partition, records in heard.items():
-            sends += await self._advance_partition(partition, records)
+            sends += await self._advance_partition(partition, records, reached)
         await asyncio.gather(*sends)
+        for partition, watermark in reached.items():  # once what it closed is sent: a reader can trust it
+            self.metrics.watermark.labels(str(partition)).set(watermark)
 
     async def _fold_key_safely(self, key: str, items: list[tuple[Any, Partial]]) -> Sends:
         try:
@@ -138,14 +141,14 @@ class WindowFolder:
             self.closing[partition] = found
         return self.closing[partition]
 
-    async def _advance_partition(self, partition: int, records: list[Any]) -> Sends:
+    async def _advance_partition(self, partition: int, records: list[Any], reached: dict[int, float]) -> Sends:
         marks = self.watermarks.setdefault(partition, Watermarks())
         for record in records:
             marks.hear(record.marks, record.inputs)
         watermark = marks.watermark()
         if watermark is None:
             return []
-        self.metrics.watermark.labels(str(partition)).set(watermark)
+        reached[partition] = watermark
         sends: Sends = []
         for key, closes in sorted(self._closing(partition).items()):
             if closes <= watermark:

@@ -20,7 +20,8 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from tests.integration.conftest import REPO, Worker, wait_for
+from tests.integration.conftest import REPO, Worker, wait_for, wait_watermark
+from tests.integration.test_pipeline import last_event_time
 from tonewatch.core.kafka_io import client_config
 from tonewatch.core.settings import Settings
 from tonewatch.notify.store import save_subscription
@@ -193,6 +194,7 @@ def _replay_and_deliver(s: Settings, worker: Worker, sink: Sink, am_url: str, tm
     replay(s, tmp_path / "feed.jsonl", speed=120)
     wait_for(s, "scored", expected, worker, timeout_s=600)
     assert wait_for(s, "dead-letter", 1, worker)
+    wait_watermark([worker], last_event_time(s))  # the feed's partitions idle: every window that closes has
     alerts = wait_for(s, "alerts", 1, worker)
     fired = sum(a["status"] == "firing" for a in alerts)
     assert fired, "the replay raises no alert"
