@@ -102,10 +102,14 @@ def notifier(tmp_path: Path) -> Iterator[Callable[[Settings], Settings]]:
             proc.wait()
 
 
-def _am_alerts(url: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{url}/api/v2/alerts", timeout=10) as resp:
-        alerts: list[dict[str, Any]] = json.loads(resp.read())
-        return alerts
+def _am_received_firing(url: str) -> float:
+    """Firing alerts Alertmanager has received, from its own counter."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "alertmanager_alerts_received_total" and s.labels.get("status") == "firing")
 
 
 def _cleanup_policy(settings: Settings, topic: str) -> str:
@@ -203,7 +207,8 @@ def _replay_and_deliver(s: Settings, worker: Worker, sink: Sink, am_url: str, tm
     while not firing_ids <= {b["id"] for b in sink.bodies if b["status"] == "firing"}:
         assert time.monotonic() < deadline, f"webhook got {len(sink.bodies)} deliveries, not {firing_ids}"
         time.sleep(1.0)
-    assert any(a["labels"].get("alertname", "").startswith("Tonewatch") for a in _am_alerts(am_url))
+    # Alertmanager received them (windows close and resolve fast in a replay, so none may still be active)
+    assert _am_received_firing(am_url) >= fired, fired
     time.sleep(10)  # the lag gauge refreshes every 5 s; then a few scrapes and rule evaluations
     return start, fired
 
