@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from tests.unit.kafka_fakes import FakeProducer
-from tests.unit.test_score_stage import FakeReader, _stage
+from tests.unit.test_score_stage import FakeReader, _stage, uniform_outputs
 from tonewatch.core.settings import Settings
 
 
@@ -18,18 +18,11 @@ def test_a_message_late_behind_its_partition_is_scored_dead_lettered_and_not_cou
     import json
     from types import SimpleNamespace
 
-    import numpy as np
-
     from streams.score.triton_client import ModelOutput
 
     async def run() -> FakeProducer:
-        s = Settings()
-
         async def score(texts: list[str], keys: list[str], routes: Any) -> dict[str, ModelOutput]:
-            n = len(texts)
-            return {s.triton.sentiment_model: ModelOutput(np.full((n, 3), 1 / 3, np.float32),
-                                                          ("negative", "neutral", "positive"), ("1",) * n),
-                    s.triton.topic_model: ModelOutput(np.full((n, 2), 0.5, np.float32), ("a", "b"), ("1",) * n)}
+            return uniform_outputs(len(texts))
 
         def rec(offset: int, minute: int) -> Any:
             body = {"id": f"n{offset}", "source": "news", "ts": f"2026-11-24T00:{minute:02d}:00Z", "text": "$TSLA"}
@@ -71,9 +64,7 @@ def test_a_message_with_non_finite_probabilities_is_dead_lettered_alone() -> Non
     async def score(texts: list[str], keys: list[str], routes: Any) -> dict[str, ModelOutput]:
         sent = np.full((len(texts), 3), 1 / 3, np.float32)
         sent[1, 0] = np.nan  # fp16 overflow on a GPU, say
-        return {s.triton.sentiment_model: ModelOutput(sent, ("negative", "neutral", "positive"), ("1",) * len(texts)),
-                s.triton.topic_model: ModelOutput(np.full((len(texts), 2), 0.5, np.float32), ("a", "b"),
-                                                  ("1",) * len(texts))}
+        return uniform_outputs(len(texts), sent)
 
     def rec(offset: int) -> Any:
         body = {"id": f"n{offset}", "source": "news", "ts": "2026-11-24T00:00:00Z", "text": "$TSLA"}

@@ -86,6 +86,18 @@ class FakeTriton:
         return await self._score(texts, keys, routes)
 
 
+def uniform_outputs(n: int, sentiment: Any = None) -> dict[str, Any]:
+    """What the fake Triton answers for ``n`` texts: equal sentiment probabilities (or ``sentiment``), two topics."""
+    import numpy as np
+
+    from streams.score.triton_client import ModelOutput
+
+    s = Settings()
+    sent = np.full((n, 3), 1 / 3, np.float32) if sentiment is None else sentiment
+    return {s.triton.sentiment_model: ModelOutput(sent, ("negative", "neutral", "positive"), ("1",) * n),
+            s.triton.topic_model: ModelOutput(np.full((n, 2), 0.5, np.float32), ("a", "b"), ("1",) * n)}
+
+
 class FakeFollower:
     async def start(self) -> None:
         return None
@@ -176,8 +188,6 @@ def test_outputs_reach_the_producer_in_read_order_when_a_later_batch_scores_firs
     import json
     from types import SimpleNamespace
 
-    import numpy as np
-
     from streams.score.triton_client import ModelOutput
 
     async def run() -> list[str]:
@@ -192,10 +202,7 @@ def test_outputs_reach_the_producer_in_read_order_when_a_later_batch_scores_firs
         async def score(texts: list[str], keys: list[str], routes: Any) -> dict[str, ModelOutput]:
             if keys[0] == "m0":
                 await asyncio.sleep(0.05)  # the first batch's inference is the slow one
-            n = len(texts)
-            return {s.triton.sentiment_model: ModelOutput(np.full((n, 3), 1 / 3, np.float32),
-                                                   ("negative", "neutral", "positive"), ("1",) * n),
-                    s.triton.topic_model: ModelOutput(np.full((n, 2), 0.5, np.float32), ("a", "b"), ("1",) * n)}
+            return uniform_outputs(len(texts))
 
         producer = FakeProducer(limit=1000)
         stage, reader = _stage(concurrency=2, reader=FakeReader([records(0), records(2)]), score=score,
@@ -216,18 +223,13 @@ def test_a_batch_spanning_partitions_is_emitted_in_event_time_order() -> None:
     import json
     from types import SimpleNamespace
 
-    import numpy as np
-
     from streams.score.triton_client import ModelOutput
 
     async def run() -> list[str]:
         s = Settings()
 
         async def score(texts: list[str], keys: list[str], routes: Any) -> dict[str, ModelOutput]:
-            n = len(texts)
-            return {s.triton.sentiment_model: ModelOutput(np.full((n, 3), 1 / 3, np.float32),
-                                                   ("negative", "neutral", "positive"), ("1",) * n),
-                    s.triton.topic_model: ModelOutput(np.full((n, 2), 0.5, np.float32), ("a", "b"), ("1",) * n)}
+            return uniform_outputs(len(texts))
 
         def rec(topic: str, offset: int, minute: int) -> Any:
             body = {"id": f"{topic}-{minute}", "source": topic, "ts": f"2026-11-24T00:{minute:02d}:00Z",
