@@ -58,6 +58,29 @@ def artifact_dir(version_dir: Path) -> Path:
     return version_dir / "artifact"
 
 
+def inside(version_dir: Path, relative: str, what: str) -> Path:
+    """A path a manifest names, refused unless it is relative, without '..', and no symlink leads out of the
+    artifact folder: a manifest must not make the server read files elsewhere."""
+    rel = Path(relative)
+    if not relative or rel.is_absolute() or ".." in rel.parts:
+        raise ArtifactError(f"{version_dir}: {what} '{relative}' must be a relative path inside the artifact")
+    base = artifact_dir(version_dir)
+    path = base / rel
+    for part in [path, *path.parents]:
+        if part == base:
+            break
+        if part.is_symlink():
+            raise ArtifactError(f"{version_dir}: {what} '{relative}' goes through a symlink")
+    return path
+
+
+def refuse_symlinks(folder: Path) -> None:
+    """An artifact to push holds plain files and folders only: a symlink could copy in any file of the host."""
+    links = [p for p in folder.rglob("*") if p.is_symlink()]
+    if links:
+        raise ArtifactError(f"{folder}: symlinks are not accepted in an artifact ({links[0].relative_to(folder)})")
+
+
 def read_manifest(version_dir: Path) -> Manifest:
     path = artifact_dir(version_dir) / MANIFEST
     if not path.is_file():
@@ -108,10 +131,10 @@ def validate_artifact(version_dir: Path) -> Manifest:
     if last is None or tensors[last].shape[0] != len(manifest.labels):
         raise ArtifactError(f"{head}: output size does not match {len(manifest.labels)} labels")
     graph = (manifest.runtime or {}).get("file")
-    if graph is not None and not (artifact_dir(version_dir) / graph).is_file():
+    if graph is not None and not inside(version_dir, str(graph), "the ONNX graph").is_file():
         raise ArtifactError(f"{version_dir}: manifest names ONNX graph '{graph}', which is missing")
     if manifest.encoder.get("kind") == "local":
-        enc = artifact_dir(version_dir) / manifest.encoder.get("path", "")
+        enc = inside(version_dir, str(manifest.encoder.get("path", "")), "the encoder folder")
         missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (enc / f).is_file()]
         if missing:
             raise ArtifactError(f"{enc}: fine-tuned encoder lacks {', '.join(missing)}")

@@ -21,6 +21,7 @@ from models.artifact import (
     artifact_dir,
     experiment_reason,
     next_version,
+    refuse_symlinks,
     validate_artifact,
 )
 from tonewatch.core.settings import Settings
@@ -94,6 +95,7 @@ def push_version(settings: Settings, name: str, path: Path) -> int:
     tmp = folder / f".tmp-push-{version}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
+        refuse_symlinks(src)
         shutil.copytree(src, tmp / "artifact")
         shutil.copyfile(MODEL_PY, tmp / "model.py")  # always our adapter, never code that came with the artifact
         manifest_path = tmp / "artifact" / MANIFEST

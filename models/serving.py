@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.artifact import HEAD_FILE, Manifest, artifact_dir, validate_artifact
+from models.artifact import HEAD_FILE, Manifest, artifact_dir, inside, validate_artifact
 from models.encoder import encode, encoder_path, load_encoder
 from models.head import build_head
 from models.onnx_runtime import run, session
@@ -24,7 +24,7 @@ def _encoder_location(version_dir: Path, spec: dict[str, str]) -> Path:
     if spec.get("kind") == "package":
         return encoder_path(spec["package"])
     if spec.get("kind") == "local":
-        return artifact_dir(version_dir) / spec["path"]
+        return inside(version_dir, spec["path"], "the encoder folder")
     raise ValueError(f"unknown encoder spec {spec}")
 
 
@@ -68,7 +68,7 @@ class OnnxModel:
         assert manifest.runtime is not None
         self.max_length = manifest.max_length
         self.tokenizer = AutoTokenizer.from_pretrained(str(_encoder_location(version_dir, manifest.encoder)))
-        self.session = session(artifact_dir(version_dir) / manifest.runtime["file"], threads)
+        self.session = session(inside(version_dir, manifest.runtime["file"], "the ONNX graph"), threads)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         return run(self.session, self.tokenizer, texts, self.max_length)

@@ -65,6 +65,13 @@ def _experiment(p: Path) -> None:
     mf.write_text(json.dumps({**json.loads(mf.read_text()), "shared_data": ["stockemotions"]}))
 
 
+def _manifest_field(field: str, value: object) -> Callable[[Path], None]:
+    def edit(p: Path) -> None:
+        mf = p / "artifact" / "manifest.json"
+        mf.write_text(json.dumps({**json.loads(mf.read_text()), field: value}))
+    return edit
+
+
 @pytest.mark.parametrize(
     ("break_it", "message"),
     [
@@ -75,6 +82,9 @@ def _experiment(p: Path) -> None:
         (_experiment, "trained on stockemotions .* never pushed"),
         (lambda p: (p / "artifact" / "manifest.json").write_text("{"), "not JSON"),
         (lambda p: shutil.rmtree(p / "artifact"), "no manifest.json"),
+        (lambda p: (p / "artifact" / "notes.txt").symlink_to("/etc/passwd"), "symlinks are not accepted"),
+        (_manifest_field("encoder", {"kind": "local", "path": "../../../etc"}), "must be a relative path inside"),
+        (_manifest_field("runtime", {"file": "/etc/passwd"}), "must be a relative path inside"),
     ],
 )
 def test_corrupt_artifacts_are_refused_and_nothing_is_written(
