@@ -1,7 +1,7 @@
 """The score stage: news/chat → Triton → scored records and per-key trend events, a batch at a time.
 
 :class:`ScoreStage` only wires its collaborators: read (reader.py) → align (aligner.py) → score (scorer.py)
-→ produce in read order (publisher.py) → commit (committer.py). Batches are scored ``score_concurrency`` at
+→ produce in read order (publisher.py) → commit (committer.py). Batches are scored ``scoring.concurrency`` at
 a time but produced and committed in the order they were read, and a batch's offsets are committed only
 once its outputs are acknowledged: at-least-once by construction. Every per-message failure is
 dead-lettered with its reason; a failed delivery is retried, whole; nothing here stops the worker.
@@ -130,8 +130,8 @@ class ScoreStage(Service):
     # --- one batch --------------------------------------------------------------------------------
     async def _process(self, batch: Batch, after: asyncio.Future[None] | None, turn: asyncio.Future[None]
                        ) -> Offsets:
-        """Score concurrently with the other batches in flight, produce in read order (``after`` → ``turn``):
-        event time runs forward within a partition, and the windows agent dead-letters what comes too late."""
+        """Score concurrently with the other batches in flight, produce in read order (``after`` → ``turn``), so
+        each trend-events partition gets the partials before the marks that follow them."""
         try:
             out = self.publisher.outbox()
             valid, late = self._admit(batch, out)

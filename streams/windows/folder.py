@@ -149,10 +149,10 @@ class WindowFolder:
         if watermark is None:
             return []
         reached[partition] = watermark
+        due = [key for key, closes in self._closing(partition).items() if closes <= watermark]
         sends: Sends = []
-        for key, closes in sorted(self._closing(partition).items()):
-            if closes <= watermark:
-                sends += await self._advance_key(key, partition, watermark)
+        for key in due:  # a list first: advancing a key updates the index
+            sends += await self._advance_key(key, partition, watermark)
         return sends
 
     async def _advance_key(self, key: str, partition: int, watermark: float) -> Sends:

@@ -1,4 +1,4 @@
-"""The notifier's Prometheus metrics, on their own registry (served on ``notifier_metrics_port``)."""
+"""The notifier's Prometheus metrics, on their own registry (served on ``delivery.metrics_port``)."""
 
 from __future__ import annotations
 
