@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
+from streams.pii import mask_pii
+
+__all__ = ["extract_tickers", "mask_pii"]  # mask_pii lives in streams.pii; callers import it from here
+
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,5}(?:\.[A-Za-z]{1,2})?)\b")
-_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
-_PHONE = re.compile(r"(?<![\w.])(?:\+\d{1,3}[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}(?![\w.])")
-_ACCOUNT = re.compile(r"\b\d{8,}\b")
-_HANDLE = re.compile(r"(?<![\w@])@\w{2,}")
 
 
 def extract_tickers(text: str, given: tuple[str, ...] = (), named: list[str] | None = None, *, most: int
@@ -23,10 +23,3 @@ def extract_tickers(text: str, given: tuple[str, ...] = (), named: list[str] | N
         seen.setdefault(ticker, None)
     return tuple(seen)[:most]
 
-
-def mask_pii(text: str) -> str:
-    """Mask emails, phone and account-like numbers and @handles in chat text."""
-    text = _EMAIL.sub("<email>", text)
-    text = _PHONE.sub("<phone>", text)
-    text = _ACCOUNT.sub("<number>", text)
-    return _HANDLE.sub("@<user>", text)
