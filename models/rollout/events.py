@@ -1,19 +1,24 @@
 """Writing and replaying ``<prefix>.model-events``: the durable record of who serves what.
 
-Events are keyed by model name, so one model's events share a partition and keep their order.
+Events are keyed by model name, so one model's events share a partition and keep their order. A record that
+cannot be read is skipped and logged; the workers, which read the same topic, dead-letter it.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import logging
 import socket
 
 from models.artifact import now_iso
 from streams.control.model_events import TOPIC
-from streams.control.routing import ModelEvent, Route, fold
+from streams.control.rejects import preview
+from streams.control.routing import InvalidEvent, ModelEvent, Route, fold, parse_event
 from tonewatch.core.kafka_io import ensure_topics, iter_topic, producer
 from tonewatch.core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def who() -> str:
@@ -41,10 +46,18 @@ def publish(
 
 
 def history(settings: Settings, model: str | None = None) -> list[ModelEvent]:
-    """Every event so far (of one model), in order per model."""
-    events = [ModelEvent.from_dict(json.loads(r.value)) for r in iter_topic(settings.kafka, settings.kafka.topic(TOPIC),
-                                                                            idle_timeout_s=3.0)]
-    return [e for e in events if model is None or e.model == model]
+    """Every event so far (of one model), in order per model; a bad record is logged and skipped."""
+    events = []
+    for r in iter_topic(settings.kafka, settings.kafka.topic(TOPIC), idle_timeout_s=3.0):
+        try:
+            ev = parse_event(r.value)
+        except InvalidEvent as exc:
+            log.warning("skipped model event %s:%s@%s: %s [%s]", r.topic, r.partition, r.offset, exc.reason,
+                        preview(r.value))
+            continue
+        if model is None or ev.model == model:
+            events.append(ev)
+    return events
 
 
 def current_routes(settings: Settings) -> dict[str, Route]:

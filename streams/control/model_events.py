@@ -1,7 +1,8 @@
 """A worker's view of the model-events topic: replayed at start, then followed.
 
 Every partition, no consumer group; scoring waits until it has caught up
-(docs/decisions/2026-12-07-model-events-routing.md).
+(docs/decisions/2026-12-07-model-events-routing.md). A record that cannot be applied is skipped and
+dead-lettered with its reason: raising would stop the worker's start at every replay.
 """
 
 from __future__ import annotations
@@ -10,24 +11,35 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from streams.control.routing import InvalidEvent, ModelEvent, Route, apply_event
+from streams.control.routing import InvalidEvent, Route, apply_event, parse_event
+from streams.errors import dead_letter_record
 from streams.metrics import PipelineMetrics
 from tonewatch.core.kafka_io import aiokafka_config
 from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 TOPIC = "model-events"
+DeadLetter = Callable[[bytes, bytes], Awaitable[object]]  # (key, value) onto the dead-letter topic
+DEAD_LETTER_TIMEOUT_S = 10.0
 
 
 class EventFollower:
-    """Holds the current routes; ``routes()`` is what the scorer reads before every attempt."""
+    """Holds the current routes; ``routes()`` is what the scorer reads before every attempt.
 
-    def __init__(self, settings: Settings, metrics: PipelineMetrics) -> None:
+    ``dead_letter`` sends a rejected record's dead letter; by default a producer of the follower's own,
+    started at the first bad record (they are rare, and the stage's producer delivers per batch).
+    """
+
+    def __init__(self, settings: Settings, metrics: PipelineMetrics, dead_letter: DeadLetter | None = None) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._dead_letter = dead_letter or self._send_dead_letter
+        self._producer: Any = None
+        # every replay reads the bad records again: each is dead-lettered once per worker, not per replay
+        self._rejected: set[tuple[str, int, int]] = set()
         self._routes: dict[str, Route] = {}
         self._exported: dict[str, list[tuple[str, str, str]]] = {}
         self._served: dict[str, str] = {}  # what Triton serves by default, for models with no promoted event
@@ -37,17 +49,50 @@ class EventFollower:
     def routes(self) -> Mapping[str, Route]:
         return self._routes
 
-    def apply(self, raw: bytes | None) -> None:
-        """One record; a bad one is logged and skipped (the CLI that writes events validates them)."""
+    def apply(self, raw: bytes | None) -> str | None:
+        """Apply one record; returns why it was skipped (routes unchanged), None once applied. Never raises."""
         try:
-            ev = ModelEvent.from_dict(json.loads(raw or b"null"))
-        except (InvalidEvent, json.JSONDecodeError, TypeError, AttributeError) as exc:
-            log.error("ignoring model event %r: %s", raw, exc)
-            return
+            ev = parse_event(raw)
+        except InvalidEvent as exc:
+            return exc.reason
         route = apply_event(self._routes.get(ev.model, Route()), ev)
         self._routes = {**self._routes, ev.model: route}
         log.info("model event %s %s v%s -> %s", ev.event, ev.model, ev.version, route)
         self.export(ev.model, route, self._served.get(ev.model))
+        return None
+
+    async def consume(self, records: Iterable[Any]) -> None:
+        """Apply consumer records in order; a bad one is skipped, logged and dead-lettered."""
+        for r in records:
+            reason = self.apply(r.value)
+            where = (r.topic, r.partition, r.offset)
+            if reason is not None and where not in self._rejected:
+                self._rejected.add(where)
+                await self._reject(reason, r)
+
+    async def _reject(self, reason: str, r: Any) -> None:
+        self._metrics.dead_letter.labels(TOPIC).inc()
+        record = dead_letter_record(f"bad control record: {reason}", r.value, stage=TOPIC, topic=r.topic,
+                                    partition=r.partition, offset=r.offset)  # logs it
+        try:
+            value = json.dumps(record, separators=(",", ":")).encode()
+            await asyncio.wait_for(self._dead_letter(r.key or b"", value), DEAD_LETTER_TIMEOUT_S)
+        except Exception as exc:  # routing goes on without it: the record is in the log and still on its topic
+            log.warning("could not dead-letter %s:%s@%s (%s: %s)", r.topic, r.partition, r.offset,
+                        type(exc).__name__, exc)
+
+    async def _send_dead_letter(self, key: bytes, value: bytes) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        if self._producer is None:
+            producer = AIOKafkaProducer(**aiokafka_config(self._settings.kafka), acks="all")
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        await self._producer.send_and_wait(self._settings.kafka.topic("dead-letter"), value, key=key)
 
     def export(self, model: str, route: Route, served: str | None = None) -> None:
         info = self._metrics.model_version_info
@@ -119,8 +164,7 @@ class EventFollower:
         end = await self._consumer.end_offsets(tps)
         while [tp for tp in tps if await self._consumer.position(tp) < end[tp]]:
             for records in (await self._consumer.getmany(timeout_ms=500)).values():
-                for r in records:
-                    self.apply(r.value)
+                await self.consume(records)
 
     async def _partitions(self, topic: str) -> set[int]:
         """The topic's partitions from freshly fetched metadata (empty while the topic does not exist).
@@ -139,8 +183,7 @@ class EventFollower:
                     await self._catch_up()
                     continue
                 for records in (await self._consumer.getmany(timeout_ms=500)).values():
-                    for r in records:
-                        self.apply(r.value)
+                    await self.consume(records)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a broker hiccup must not stop routing updates for good
@@ -156,3 +199,6 @@ class EventFollower:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

@@ -11,14 +11,33 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from tonewatch.core.errors import InvalidInput
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streams.control.rejects import InvalidRecord, load_json, preview, validation_reason
 
 EVENTS = ("loaded", "canary", "shadow", "promoted", "rolled_back", "unloaded", "drift")
 Mode = Literal["none", "canary", "shadow"]
+MAX_VERSION = 2**63 - 1  # Triton's version numbers are int64
 
 
-class InvalidEvent(InvalidInput):
+class InvalidEvent(InvalidRecord):
     """A model-events record that cannot be applied."""
+
+
+class _Wire(BaseModel):
+    """The shape of a model-events value. Strict: ``true`` or ``1.7`` is not version 1; the model name is a
+    Triton model's and becomes a metric label, so it is a plain identifier."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    model: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,128}$")
+    version: int = Field(ge=0, le=MAX_VERSION)
+    event: str
+    share: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    reason: str = ""
+    at: str = ""
+    by: str = ""
+    to: int | None = Field(None, ge=0, le=MAX_VERSION)
 
 
 @dataclass(frozen=True)
@@ -33,19 +52,17 @@ class ModelEvent:
     to: int | None = None  # rolled_back: the version that serves from now on, if it changes
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ModelEvent:
+    def from_dict(cls, d: Any) -> ModelEvent:
+        """Validate a decoded record (any JSON value); raises :class:`InvalidEvent` and nothing else."""
         try:
-            ev = cls(model=str(d["model"]), version=int(d["version"]), event=str(d["event"]),
-                     share=None if d.get("share") is None else float(d["share"]), reason=str(d.get("reason", "")),
-                     at=str(d.get("at", "")), by=str(d.get("by", "")),
-                     to=None if d.get("to") is None else int(d["to"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidEvent(f"bad model event {dict(d)}: {exc}") from exc
-        if ev.event not in EVENTS:
-            raise InvalidEvent(f"unknown model event '{ev.event}' (known: {', '.join(EVENTS)})")
-        if ev.event == "canary" and not (ev.share is not None and 0 < ev.share <= 1):
-            raise InvalidEvent(f"canary share must be in (0, 1], got {ev.share}")
-        return ev
+            wire = _Wire.model_validate(d)
+        except ValidationError as exc:
+            raise InvalidEvent(f"bad model event: {validation_reason(exc)}") from exc
+        if wire.event not in EVENTS:
+            raise InvalidEvent(f"unknown model event '{preview(wire.event, 32)}' (known: {', '.join(EVENTS)})")
+        if wire.event == "canary" and not (wire.share is not None and wire.share > 0):
+            raise InvalidEvent(f"canary share must be in (0, 1], got {wire.share}")
+        return cls(**wire.model_dump())
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -59,6 +76,15 @@ class Route:
     candidate: int | None = None
     mode: Mode = "none"
     share: float = 0.0
+
+
+def parse_event(raw: bytes | str | None) -> ModelEvent:
+    """One model-events value; raises :class:`InvalidEvent` (not UTF-8, not JSON, wrong shape) and nothing else."""
+    try:
+        doc = load_json(raw)
+    except InvalidRecord as exc:
+        raise InvalidEvent(exc.reason) from exc
+    return ModelEvent.from_dict(doc)
 
 
 def apply_event(route: Route, ev: ModelEvent) -> Route:

@@ -1,16 +1,51 @@
 """What the notifier knows, folded from topics: subscriptions, acks, the ledger, alert statuses.
 
 Every field is rebuilt at start by reading the topics from the beginning, so a restarted notifier
-knows what it already delivered (and never sends it again) and which alerts still escalate.
+knows what it already delivered (and never sends it again) and which alerts still escalate. So a record that
+cannot be folded is skipped and logged, never raised: it would stop every start of the notifier.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streams.control.rejects import InvalidRecord, load_json, preview, validation_reason
 from tonewatch.notify.subscriptions import Subscription, apply_record
+
+log = logging.getLogger("tonewatch.notifier")
+
+
+class _Delivery(BaseModel):
+    """What a ledger value must hold to be folded (``delivery_entry`` writes it; strict: nothing is coerced)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    key: str
+    subscription: str
+    alert_id: str
+    status: str
+    kind: str = Field(pattern=r"^(initial|escalation-[0-9]{1,9})$")
+    delivered_at: float = Field(allow_inf_nan=False)
+
+
+class _AlertRef(BaseModel):
+    """What escalation reads of a stored alert: its id (a key and a dead letter's key) and status."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    id: str
+    status: str
+
+
+def _check(shape: type[BaseModel], doc: Any, what: str) -> None:
+    try:
+        shape.model_validate(doc)
+    except ValidationError as exc:
+        raise InvalidRecord(f"bad {what}: {validation_reason(exc)}") from exc
 
 
 @dataclass
@@ -38,7 +73,7 @@ class State:
             self.alerts[aid] = (partition, offset, alert)
 
     def note_delivery(self, entry: dict[str, Any]) -> None:
-        """Fold one ledger value (what ``delivery_entry`` writes)."""
+        """Fold one ledger value (what ``delivery_entry`` writes; ``apply`` checked its shape)."""
         self.ledger.add(entry["key"])
         if entry["status"] != "firing":
             return
@@ -50,26 +85,55 @@ class State:
             n = self.notified[pair]
             n.sent = max(n.sent, int(kind.split("-", 1)[1]))
 
-    def apply(self, kind: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
-        """Fold a record of the subscriptions, acks, deliveries or alerts topic."""
-        if kind == "subscriptions":
-            apply_record(self.subs, key, value)
-            return
-        if key is None:
-            return
+    def apply(self, kind: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> str | None:
+        """Fold a record of the subscriptions, acks, deliveries or alerts topic. Returns why it was skipped
+        (logged here; the state is as if it were absent), None once folded. Never raises."""
         try:
-            doc = json.loads(value) if value is not None else None
-        except json.JSONDecodeError:
-            return  # foreign record on an internal topic: nothing to fold
-        if kind == "acks":
-            if doc is None:
-                self.acks.pop(key.decode(), None)
+            self._fold(kind, partition, offset, key, value)
+        except InvalidRecord as exc:
+            log.warning("skipped %s record %s@%s: %s [%s]", kind, partition, offset, exc.reason, preview(value))
+            return exc.reason
+        return None
+
+    def _fold(self, kind: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
+        """Every check comes before any change: a bad record changes nothing (but see subscriptions)."""
+        if key is None:
+            raise InvalidRecord("record without a key")
+        try:
+            name = key.decode()
+        except UnicodeDecodeError as exc:
+            raise InvalidRecord("key is not UTF-8") from exc
+        if kind == "subscriptions":
+            self._fold_subscription(key, value)
+        elif kind == "acks":
+            if value is None:
+                self.acks.pop(name, None)
             else:
-                self.acks[key.decode()] = doc
-        elif kind == "deliveries" and isinstance(doc, dict):
+                self.acks[name] = load_json(value)
+        elif kind == "deliveries" and value is not None:  # a tombstone: nothing to fold
+            doc = load_json(value)
+            _check(_Delivery, doc, "ledger entry")
             self.note_delivery(doc)
-        elif kind == "alerts" and isinstance(doc, dict) and "id" in doc:
+        elif kind == "alerts":
+            doc = load_json(value)
+            _check(_AlertRef, doc, "alert")
             self.note_alert(partition, offset, doc)
+
+    def _fold_subscription(self, key: bytes, value: bytes | None) -> None:
+        """Checked here, as ``apply_record`` reads it: a value no version of this code wrote removes the
+        subscription rather than guess, and is reported. (``apply_record`` alone lets invalid UTF-8 or deep
+        nesting raise from ``json``.)"""
+        reason = None
+        if value is not None:
+            try:
+                Subscription.model_validate(load_json(value))
+            except InvalidRecord as exc:
+                reason = exc.reason
+            except ValidationError as exc:
+                reason = f"bad subscription: {validation_reason(exc)}"
+        apply_record(self.subs, key, None if reason else value)
+        if reason:
+            raise InvalidRecord(reason)
 
 
 def delivery_entry(
