@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from tonewatch.core.kafka_io import producer, read_json
 from tonewatch.core.settings import Settings
+from tonewatch.notify.egress import LOOPBACK
 from tonewatch.notify.signing import verify
 from tonewatch.stack import worker_env
 from tonewatch.stack.procs import free_port
@@ -49,6 +50,7 @@ def settings(kafka_settings: Settings) -> Settings:
         kafka__topic_prefix=f"d{uuid.uuid4().hex[:10]}", delivery__webhook_secret=SecretStr(SECRET),
         delivery__backoff_base_s=0.5, delivery__backoff_cap_s=2.0, delivery__timeout_s=3.0,
         delivery__escalation_interval_s=3600.0, delivery__metrics_port=free_port(), kafka__topic_partitions=2,
+        delivery__allowed_networks=LOOPBACK,  # the receivers and Alertmanager listen on 127.0.0.1
     )
 
 

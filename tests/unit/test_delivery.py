@@ -104,7 +104,7 @@ def test_subscription_validation(fields: dict) -> None:
 
 def test_subscriptions_fold_with_tombstones() -> None:
     subs: dict[str, Subscription] = {}
-    s = new_subscription(kind="webhook", url="http://h", secret_env="HOOK_SECRET")
+    s = new_subscription(kind="webhook", url="http://h", secret_env="TONEWATCH_WEBHOOK_SECRET_HOOK")
     apply_record(subs, s.id.encode(), json.dumps(s.model_dump()).encode())
     assert subs == {s.id: s}
     apply_record(subs, s.id.encode(), None)
@@ -166,14 +166,15 @@ def test_webhook_without_a_secret_is_a_permanent_failure(monkeypatch: pytest.Mon
     from tonewatch.core.settings import Settings
     from tonewatch.notify.senders import deliver
 
-    monkeypatch.delenv("HOOK_SECRET", raising=False)
+    name = "TONEWATCH_WEBHOOK_SECRET_HOOK"
+    monkeypatch.delenv(name, raising=False)
     closed = "http://127.0.0.1:9/hook"  # discard port: nothing listens
-    unsigned = Settings().updated(delivery__webhook_secret=None)
+    unsigned = Settings().updated(delivery__webhook_secret=None, delivery__allowed_networks="127.0.0.1/32")
     assert deliver(unsigned, new_subscription(kind="webhook", url=closed), ALERT)[0] == "permanent"
-    own = new_subscription(kind="webhook", url=closed, secret_env="HOOK_SECRET")
+    own = new_subscription(kind="webhook", url=closed, secret_env=name)
     outcome, detail = deliver(unsigned, own, ALERT)
-    assert outcome == "permanent" and "HOOK_SECRET" in detail
-    monkeypatch.setenv("HOOK_SECRET", "x")
+    assert outcome == "permanent" and name in detail
+    monkeypatch.setenv(name, "x")
     assert deliver(unsigned, own, ALERT)[0] == "retry"  # signed, then refused by the closed port
 
 
@@ -183,6 +184,7 @@ def test_webhook_without_a_secret_is_a_permanent_failure(monkeypatch: pytest.Mon
     (["--grafana", "http://g", "--secret-env", "X"], "--webhook only"),
     (["--webhook", "not-a-url"], "http(s) URL"),
     (["--webhook", "http://a", "--min-severity", "loud"], "min severity"),
+    (["--webhook", "http://a", "--secret-env", "KAFKA_PASSWORD"], "TONEWATCH_WEBHOOK_SECRET_<NAME>"),
 ])
 def test_subscribe_rejects_bad_options_before_touching_kafka(args: list[str], message: str) -> None:
     from typer.testing import CliRunner

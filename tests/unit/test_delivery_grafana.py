@@ -1,6 +1,7 @@
 """The request grafana-client makes for an annotation, against a local server that records it.
 
-Grafana itself cannot run here; this checks our call through the real client library.
+Grafana itself cannot run here; this checks our call through the real client library, and that the
+token goes to the configured Grafana only, whatever URL a subscription names.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
-from tonewatch.notify.senders import send_grafana
+from tonewatch.core.settings import Settings
+from tonewatch.notify.senders import deliver, send_grafana
+from tonewatch.notify.subscriptions import new_subscription
 
 ALERT = {
     "id": "a1", "status": "firing", "dimension": "ticker", "key": "TSLA", "severity": "critical",
@@ -73,3 +77,34 @@ def test_annotation_failures_are_classified(grafana: Recorder, status: int, outc
 
 def test_grafana_down_is_retried() -> None:
     assert send_grafana("http://127.0.0.1:9", ALERT, None, 2)[0] == "retry"
+
+
+def _recorder() -> Recorder:
+    srv = Recorder(("127.0.0.1", 0), Handler)
+    srv.requests = []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_the_grafana_token_goes_only_to_the_configured_grafana(grafana: Recorder) -> None:
+    ours = f"http://127.0.0.1:{grafana.server_address[1]}"
+    attacker = _recorder()
+    try:
+        settings = Settings().updated(delivery__grafana_url=ours, delivery__grafana_token=SecretStr("tok-123"))
+        stolen = new_subscription(kind="grafana", url=f"http://127.0.0.1:{attacker.server_address[1]}/")
+        outcome, detail = deliver(settings, stolen, ALERT)
+        assert attacker.requests == []
+        assert outcome == "permanent" and "not the configured Grafana" in detail  # dead-lettered with this reason
+        assert deliver(settings, new_subscription(kind="grafana", url=ours + "/"), ALERT)[0] == "delivered"
+        assert [r["headers"]["Authorization"] for r in grafana.requests] == ["Bearer tok-123"]
+    finally:
+        attacker.shutdown()
+        attacker.server_close()
+
+
+def test_grafana_subscriptions_need_a_configured_grafana(grafana: Recorder) -> None:
+    unset = Settings().updated(delivery__grafana_url=None, delivery__grafana_token=SecretStr("tok-123"))
+    sub = new_subscription(kind="grafana", url=f"http://127.0.0.1:{grafana.server_address[1]}")
+    outcome, detail = deliver(unset, sub, ALERT)
+    assert outcome == "permanent" and "TONEWATCH_DELIVERY__GRAFANA_URL" in detail
+    assert grafana.requests == []

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from tonewatch.core.kafka_io import producer
 from tonewatch.core.settings import Settings
+from tonewatch.notify.egress import LOOPBACK
 from tonewatch.notify.ledger import ensure_delivery_topics
 from tonewatch.notify.metrics import create_notifier_metrics
 from tonewatch.notify.notifier import Notifier
@@ -47,7 +48,8 @@ def _pct(values: list[float], q: float) -> float:
 def run_delivery_bench(settings: Settings, alerts: int, timeout_s: float = 300.0) -> dict[str, Any]:
     """One JSON-able dict: alerts delivered, alerts/s, p50/p99 latency in ms."""
     s = settings.updated(kafka__topic_prefix=f"nbench-{uuid.uuid4().hex[:8]}", delivery__metrics_port=0,
-                                    delivery__webhook_secret=settings.delivery.webhook_secret or SecretStr("bench"))
+                                    delivery__webhook_secret=settings.delivery.webhook_secret or SecretStr("bench"),
+                                    delivery__allowed_networks=LOOPBACK)  # its receiver is on 127.0.0.1
     received: dict[str, float] = {}
     srv = _receiver(received)
     ensure_delivery_topics(s)

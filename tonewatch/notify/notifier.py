@@ -33,6 +33,8 @@ from tonewatch.notify.state import State, delivery_entry
 from tonewatch.notify.subscriptions import Subscription
 
 log = logging.getLogger("tonewatch.notifier")
+# requests in flight at once; each has a total deadline (egress), so slow receivers hold a thread only that long
+DELIVERY_THREADS = 8
 
 
 @dataclass
@@ -201,7 +203,7 @@ class Notifier:
                                enable_auto_commit=False,
                                group_id=f"{self.settings.kafka.app_id}-notifier-{self.settings.kafka.topic_prefix}",
                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
-        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="deliver")
+        pool = ThreadPoolExecutor(max_workers=DELIVERY_THREADS, thread_name_prefix="deliver")
         try:
             while not stop():
                 reader.poll()

@@ -1,7 +1,8 @@
 """One HTTP delivery per call, to a webhook, an Alertmanager or Grafana; never raises.
 
 Each sender answers ``(outcome, detail)`` where outcome is delivered | retry | permanent, so the
-notifier's retry logic is the same for every destination.
+notifier's retry logic is the same for every destination. Subscription URLs go through ``egress``
+(checked addresses, no redirects, a total deadline); Grafana only ever gets the configured URL.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+from tonewatch.core.errors import InvalidInput
 from tonewatch.core.settings import Settings
+from tonewatch.notify.egress import Egress, post
 from tonewatch.notify.policy import Outcome, classify_status
 from tonewatch.notify.signing import sign
-from tonewatch.notify.subscriptions import Subscription
+from tonewatch.notify.subscriptions import WEBHOOK_SECRET_ENV, WEBHOOK_SECRET_PREFIX, Subscription
 
 ALERTNAME = "TonewatchNegativeSurge"
 Result = tuple[Outcome, str]
@@ -75,25 +77,14 @@ def alertmanager_alert(alert: dict[str, Any], now: float, hold_s: float) -> dict
     return out
 
 
-def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> Result:
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return classify_status(resp.status), f"HTTP {resp.status}"
-    except urllib.error.HTTPError as exc:
-        return classify_status(exc.code), f"HTTP {exc.code}: {exc.read()[:200].decode(errors='replace')}"
-    except (urllib.error.URLError, OSError) as exc:  # refused, reset, DNS, timeout: the receiver may come back
-        return "retry", f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-
-
-def send_webhook(url: str, alert: dict[str, Any], secret: str, timeout_s: float) -> Result:
+def send_webhook(url: str, alert: dict[str, Any], secret: str, egress: Egress) -> Result:
     body, headers = webhook_request(alert, secret, int(time.time()))
-    return _post(url, body, headers, timeout_s)
+    return post(url, body, headers, egress)
 
 
-def send_alertmanager(url: str, alert: dict[str, Any], hold_s: float, timeout_s: float) -> Result:
+def send_alertmanager(url: str, alert: dict[str, Any], hold_s: float, egress: Egress) -> Result:
     body = json.dumps([alertmanager_alert(alert, time.time(), hold_s)]).encode()
-    return _post(f"{url}/api/v2/alerts", body, {"Content-Type": "application/json"}, timeout_s)
+    return post(f"{url}/api/v2/alerts", body, {"Content-Type": "application/json"}, egress)
 
 
 def _epoch_ms(iso: str) -> int:
@@ -136,17 +127,55 @@ def send_grafana(url: str, alert: dict[str, Any], token: str | None, timeout_s: 
     return "delivered", "annotation created"
 
 
-def deliver(settings: Settings, sub: Subscription, alert: dict[str, Any]) -> Result:
-    """One attempt to the subscription's destination, secrets unwrapped only here."""
-    timeout = settings.delivery.timeout_s
-    if sub.kind == "webhook":
-        # a per-subscription secret lives in the notifier's environment; the topic holds only its name
-        secret = os.environ.get(sub.secret_env) if sub.secret_env else (
-            settings.delivery.webhook_secret.get_secret_value() if settings.delivery.webhook_secret else None)
-        if not secret:
-            return "permanent", f"no webhook secret ({sub.secret_env or 'TONEWATCH_DELIVERY__WEBHOOK_SECRET'} unset)"
-        return send_webhook(sub.url, alert, secret, timeout)
-    if sub.kind == "alertmanager":
-        return send_alertmanager(sub.url, alert, settings.delivery.alertmanager_hold_s, timeout)
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # a port out of range
+        raise InvalidInput(f"{url}: {exc}") from exc
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+def grafana_target(configured: str | None, subscribed: str) -> str:
+    """Where a grafana subscription's annotations go: only the configured Grafana, which holds the token.
+
+    Raises ``InvalidInput`` when none is configured or the subscription names another one: it may ask
+    for annotations, never pick where the token is sent.
+    """
+    if not configured:
+        raise InvalidInput("no Grafana configured (TONEWATCH_DELIVERY__GRAFANA_URL unset)")
+    if _origin(subscribed) != _origin(configured):
+        raise InvalidInput(f"grafana subscription names {subscribed}, not the configured Grafana {configured} "
+                           "(TONEWATCH_DELIVERY__GRAFANA_URL); its token goes nowhere else")
+    return configured.rstrip("/")
+
+
+def _webhook_secret(settings: Settings, sub: Subscription) -> str:
+    """The signing secret, unwrapped only here; raises ``InvalidInput`` when it cannot be used."""
+    if sub.secret_env:
+        # checked again here: a record written to the topic by hand skips the subscribe-time check
+        if not WEBHOOK_SECRET_ENV.match(sub.secret_env):
+            raise InvalidInput(f"secret env {sub.secret_env} is not a {WEBHOOK_SECRET_PREFIX}* variable")
+        secret = os.environ.get(sub.secret_env)
+    else:
+        given = settings.delivery.webhook_secret
+        secret = given.get_secret_value() if given else None
+    if not secret:
+        raise InvalidInput(f"no webhook secret ({sub.secret_env or 'TONEWATCH_DELIVERY__WEBHOOK_SECRET'} unset)")
+    return secret
+
+
+def deliver(settings: Settings, sub: Subscription, alert: dict[str, Any], egress: Egress | None = None) -> Result:
+    """One attempt to the subscription's destination; a subscription that can never work is permanent."""
+    egress = egress or Egress.from_settings(settings.delivery)
+    try:
+        if sub.kind == "webhook":
+            return send_webhook(sub.url, alert, _webhook_secret(settings, sub), egress)
+        if sub.kind == "alertmanager":
+            return send_alertmanager(sub.url, alert, settings.delivery.alertmanager_hold_s, egress)
+        # the operator's own Grafana: trusted, so neither the address check nor egress applies
+        url = grafana_target(settings.delivery.grafana_url, sub.url)
+    except InvalidInput as exc:
+        return "permanent", str(exc)
     token = settings.delivery.grafana_token.get_secret_value() if settings.delivery.grafana_token else None
-    return send_grafana(sub.url, alert, token, timeout)
+    return send_grafana(url, alert, token, settings.delivery.timeout_s)

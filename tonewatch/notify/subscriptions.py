@@ -7,13 +7,18 @@ import re
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from tonewatch.alerts_cli import matches
 
 Kind = Literal["webhook", "alertmanager", "grafana"]
 SEVERITIES = ("info", "warning", "critical")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# the only variables a subscription may have the notifier sign with: never its Kafka password or a cloud key
+WEBHOOK_SECRET_PREFIX = "TONEWATCH_WEBHOOK_SECRET_"
+WEBHOOK_SECRET_ENV = re.compile(rf"^{WEBHOOK_SECRET_PREFIX}[A-Z0-9_]+$")
+# model_validate context of a subscription being made now; a stored one is read without it
+SUBSCRIBING = {"subscribing": True}
 
 
 class Subscription(BaseModel):
@@ -56,9 +61,15 @@ class Subscription(BaseModel):
 
     @field_validator("secret_env")
     @classmethod
-    def _env_name(cls, v: str | None) -> str | None:
+    def _env_name(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is not None and not ENV_NAME.match(v):
-            raise ValueError("secret env must be an environment variable NAME like HOOK_SECRET (not the secret)")
+            raise ValueError(f"secret env must be an environment variable NAME like {WEBHOOK_SECRET_PREFIX}DESK "
+                             "(not the secret)")
+        # a stored record with an older name still loads, so the notifier dead-letters it with the reason
+        # instead of the subscription vanishing
+        if v is not None and info.context == SUBSCRIBING and not WEBHOOK_SECRET_ENV.match(v):
+            raise ValueError(f"secret env must be named {WEBHOOK_SECRET_PREFIX}<NAME>, like "
+                             f"{WEBHOOK_SECRET_PREFIX}DESK: the notifier signs with no other variable")
         return v
 
     def wants(self, alert: dict[str, Any]) -> bool:
@@ -74,7 +85,8 @@ class Subscription(BaseModel):
 
 
 def new_subscription(**fields: Any) -> Subscription:
-    return Subscription(id=uuid.uuid4().hex[:12], **fields)
+    """A subscription being made now: checked more strictly than one read back from the topic."""
+    return Subscription.model_validate({"id": uuid.uuid4().hex[:12], **fields}, context=SUBSCRIBING)
 
 
 def apply_record(subs: dict[str, Subscription], key: bytes | None, value: bytes | None) -> None:

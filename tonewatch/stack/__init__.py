@@ -13,6 +13,7 @@ from typing import Any
 
 from models.triton_admin import load_model
 from tonewatch.core.settings import Settings
+from tonewatch.notify.egress import LOOPBACK
 from tonewatch.stack.alertmanager import BINARIES as AM_BINARIES
 from tonewatch.stack.alertmanager import start_alertmanager
 from tonewatch.stack.kafka import start_kafka
@@ -90,6 +91,8 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
             # two CPU models share the cores: one torch pool each avoids oversubscription
             triton__cpu_threads=settings.triton.cpu_threads or max(1, (os.cpu_count() or 2) // 2),
             scoring__metrics_port=free_port(), delivery__metrics_port=free_port(),
+            # the local stack's receivers (the demo's webhook sink, its Alertmanager) listen on loopback
+            delivery__allowed_networks=",".join(filter(None, (settings.delivery.allowed_networks, LOOPBACK))),
         )
         ensure_models(local)
         for name in models:
