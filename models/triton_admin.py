@@ -18,9 +18,17 @@ from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from tonewatch.core.errors import TritonError
+from tonewatch.core.sections import TritonSettings
 from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
+# the header compose's Triton checks on its restricted APIs (--http-restricted-api=...:<header>=<key>)
+ADMIN_HEADER = "tonewatch-admin-key"
+
+
+def admin_headers(triton: TritonSettings) -> dict[str, str] | None:
+    """The restricted-API header, when this process holds the key; unwrapped only here."""
+    return None if triton.admin_key is None else {ADMIN_HEADER: triton.admin_key.get_secret_value()}
 
 
 def parse_model_config(path: Path) -> model_config_pb2.ModelConfig:
@@ -116,7 +124,8 @@ def load_model(settings: Settings, name: str, timeout_s: float = 300.0, versions
                                               connection_timeout=timeout_s)
     try:
         try:
-            client.load_model(name, config=load_config(settings, name, versions))
+            client.load_model(name, headers=admin_headers(settings.triton),
+                              config=load_config(settings, name, versions))
         except InferenceServerException as exc:
             raise TritonError(f"Triton failed to load '{name}' {versions or ''}: {exc.message()}") from exc
         deadline = time.monotonic() + timeout_s
@@ -133,7 +142,7 @@ def unload_model(settings: Settings, name: str) -> None:
 
     client = httpclient.InferenceServerClient(settings.triton.http_url)
     try:
-        client.unload_model(name)
+        client.unload_model(name, headers=admin_headers(settings.triton))
     finally:
         client.close()
 
@@ -144,7 +153,7 @@ def loaded_versions(settings: Settings, name: str) -> dict[str, str]:
 
     client = httpclient.InferenceServerClient(settings.triton.http_url)
     try:
-        index = client.get_model_repository_index()
+        index = client.get_model_repository_index(headers=admin_headers(settings.triton))
     finally:
         client.close()
     return {str(m["version"]): str(m.get("state", "")) for m in index if m.get("name") == name and m.get("version")}

@@ -82,8 +82,11 @@ def start_triton(
     http_port: int | None = None,
     grpc_port: int | None = None,
     metrics_port: int | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> TritonProcess:
-    """Explicit model control: nothing loads until :func:`models.triton_admin.load_model` asks."""
+    """Explicit model control: nothing loads until :func:`models.triton_admin.load_model` asks.
+
+    ``extra_args`` go to tritonserver as they are (tests run it with compose's restricted APIs)."""
     install = find_install()
     work_dir = work_dir.resolve()
     backends = assemble_backends(install, work_dir / "backends")
@@ -93,7 +96,7 @@ def start_triton(
         "--model-control-mode=explicit", f"--backend-directory={backends}",
         "--http-address=127.0.0.1", "--grpc-address=127.0.0.1", "--metrics-address=127.0.0.1",
         f"--http-port={http}", f"--grpc-port={grpc}", f"--metrics-port={metrics}",
-        "--allow-metrics=true", "--exit-timeout-secs=10", "--log-verbose=0",
+        "--allow-metrics=true", "--exit-timeout-secs=10", "--log-verbose=0", *extra_args,
     ]
     log_path = work_dir / "triton.log"
     pid = spawn(cmd, log_path, env=server_env(install))
