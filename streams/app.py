@@ -14,6 +14,7 @@ from streams.metrics import PipelineMetrics, create_metrics
 from streams.score.fetch_wait import shorten_fetch_wait
 from streams.score.offsets import patch_new_offset
 from streams.topics import declare
+from streams.windows.absent import AbsentOffsets, read_committed, track_absent_offsets
 from tonewatch.core.kafka_io import ssl_context
 from tonewatch.core.settings import Settings
 from tonewatch.core.topics import state_table
@@ -50,8 +51,12 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None,
                load_reference: ReferenceLoader | None = None) -> faust.App:
     """The worker's app; pass ``metrics`` to expose them (the CLI serves its registry), and
     ``load_reference`` to monitor drift (it reads a version's stored reference)."""
-    patch_new_offset()  # Faust's commit could skip an in-flight record (streams/score/offsets.py)
+    absent = AbsentOffsets([settings.kafka.topic("trend-events")])
+    patch_new_offset(absent)  # Faust's commit could skip an in-flight record (streams/score/offsets.py)
     shorten_fetch_wait()  # Faust's 1.5 s broker long-poll stalled the windows agent (streams/score/fetch_wait.py)
+    track_absent_offsets(absent)  # transaction markers: offsets the commit must not wait for
+    if settings.kafka.processing_guarantee == "exactly_once":
+        read_committed()  # an aborted batch of partials is never folded (streams/windows/absent.py)
     app = faust.App(
         settings.kafka.group_id,
         broker=f"kafka://{settings.kafka.bootstrap}",

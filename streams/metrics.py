@@ -23,6 +23,7 @@ class PipelineMetrics:
     duplicates: Counter
     trend_replays: Counter
     offset_holes: Counter
+    producer_restarts: Counter
     batch_size: Histogram
     inference_seconds: Histogram
     trend_events: Counter
@@ -50,6 +51,8 @@ def create_metrics() -> PipelineMetrics:
         offset_holes=Counter("tonewatch_offset_holes", "Records the consumer skipped after a restart: 'seek' reads the "
                              "partition again from one, 'skip' commits over offsets absent after re-reads.",
                              ["action"], registry=r),
+        producer_restarts=Counter("tonewatch_producer_restarts", "Score-stage producers replaced because a "
+                                  "transaction could not be aborted (fenced or in a fatal state).", registry=r),
         batch_size=Histogram("tonewatch_batch_size", "Input records per score-stage batch (one getmany, one "
                              "commit); Triton gets them in requests of TONEWATCH_SCORING__BATCH_SIZE.", registry=r,
                              buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)),

@@ -7,6 +7,7 @@ range, an SSN the areas and groups never issued. Every pattern is compiled once,
 
 from __future__ import annotations
 
+import json
 import re
 
 # Invisible format characters (zero-width space/joiners, word joiner, BOM, soft hyphen, invisible operators)
@@ -124,3 +125,31 @@ def mask_pii(text: str) -> str:
         text = _PHONE.sub("<phone>", text)
         text = _ACCOUNT.sub("<number>", text)
     return _HANDLE.sub("@<user>", text) if has_at else text
+
+
+_PERSON_FIELDS = ("author", "channel")  # who wrote it, and where: never copied into a dead letter
+
+
+def mask_payload(raw: bytes | str | None) -> str | None:
+    """A dead letter's copy of an input record, with its personal data masked; the original stays at its topic,
+    partition and offset. A JSON object keeps its id, times and tickers (an operator finds the record by them);
+    its text is masked and its author and channel withheld. Anything else is masked as text; bytes that are
+    not UTF-8 are withheld (they cannot be masked)."""
+    if raw is None:
+        return None
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError:
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return mask_pii(text)
+    if not isinstance(obj, dict):
+        return mask_pii(text)
+    for name in _PERSON_FIELDS:
+        if name in obj:
+            obj[name] = "<withheld>"
+    if isinstance(obj.get("text"), str):
+        obj["text"] = mask_pii(obj["text"])
+    return json.dumps(obj, ensure_ascii=False)

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from tonewatch.core.kafka_io import end_offsets_total, ensure_topics, group_lag, iter_topic, offsets_consumer, producer
+from tonewatch.core.kafka_io import ensure_topics, iter_topic, producer
 from tonewatch.core.settings import Settings
 from tonewatch.feed import DATA
+from tonewatch.replay import wait_for_pipeline
 
 PIPELINE_MESSAGES_PER_E2E = 25  # pipeline-only messages per end-to-end message
 
@@ -46,28 +47,13 @@ def bench_messages(n: int, run: str = "") -> list[dict[str, Any]]:
     ]
 
 
-def _size(consumer: Any, topic: str) -> int:
-    try:
-        return end_offsets_total(consumer, topic)
-    except Exception:  # kafka-python's offset lookup fails (AttributeError) while a new topic has no leader
-        return -1
-
-
-def _wait_size(settings: Settings, topic: str, n: int, deadline: float, interval_s: float = 0.5) -> int:
-    """Wait until ``topic`` holds ``n`` records; returns its size.
-
-    One consumer for the whole wait, polled twice a second: new clients would load the broker and take CPU
-    from Triton while it is measured. Rates come from record timestamps, so polling does not blur them.
-    """
-    consumer = offsets_consumer(settings.kafka)
-    try:
-        while (size := _size(consumer, topic)) < n:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {size}/{n} records on {topic} before the deadline")
-            time.sleep(interval_s)
-        return size
-    finally:
-        consumer.close()
+def _wait_processed(settings: Settings, deadline: float) -> None:
+    """Until the worker has committed every input and trend event now on the topics: its outputs are all written
+    then (offsets are committed with, or after, them). Offsets of the outputs themselves would count
+    transaction markers as records. Rates come from record timestamps, so polling does not blur them."""
+    left = wait_for_pipeline(settings, max(deadline - time.monotonic(), 0.0), interval_s=0.5)
+    if any(left.values()):
+        raise TimeoutError(f"the worker had not caught up before the deadline: {left}")
 
 
 def _produce(prod: Any, topic: str, msgs: list[dict[str, Any]]) -> dict[str, float]:
@@ -80,7 +66,7 @@ def _produce(prod: Any, topic: str, msgs: list[dict[str, Any]]) -> dict[str, flo
     return sent
 
 
-def measure(settings: Settings, n: int = 2000, timeout_s: float = 600.0, wait_trends: bool = True) -> dict[str, Any]:
+def measure(settings: Settings, n: int = 2000, timeout_s: float = 600.0) -> dict[str, Any]:
     """Produce ``n`` messages at once and time them through the running worker.
 
     One warm-up message goes first and the clock starts once it is scored, so worker start-up
@@ -90,18 +76,14 @@ def measure(settings: Settings, n: int = 2000, timeout_s: float = 600.0, wait_tr
     ensure_topics(settings.kafka, [settings.kafka.topic("news")])
     run = uuid.uuid4().hex[:8]
     deadline = time.monotonic() + timeout_s
-    before = _wait_size(settings, scored_topic, 0, deadline)
     prod = producer(settings.kafka)
     _produce(prod, settings.kafka.topic("news"), bench_messages(1, f"{run}-warmup"))
-    base = _wait_size(settings, scored_topic, before + 1, deadline)
+    _wait_processed(settings, deadline)
     t0 = time.time()
     produced = _produce(prod, settings.kafka.topic("news"), bench_messages(n, run))
     prod.close()
     t_produced = time.time()
-    _wait_size(settings, scored_topic, base + n, deadline)
-    kafka = settings.kafka
-    while wait_trends and group_lag(kafka, kafka.topic("trend-events")) > 0 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    _wait_processed(settings, deadline)
     t_trends = time.time()
     latencies = []
     first_scored, t_scored = float("inf"), 0.0
@@ -142,9 +124,7 @@ def drain(settings: Settings, n: int, start_worker: Callable[[Settings], object]
     deadline = time.monotonic() + timeout_s
     start_worker(settings)
     t0 = time.time()
-    _wait_size(settings, settings.kafka.topic("scored"), n, deadline)
-    while group_lag(settings.kafka, settings.kafka.topic("trend-events")) > 0 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    _wait_processed(settings, deadline)
     through_trends_s = time.time() - t0
     stamps = sorted(r.timestamp / 1000 for r in iter_topic(settings.kafka, settings.kafka.topic("scored"))
                     if json.loads(r.value)["id"] in ids)

@@ -7,6 +7,7 @@ import json
 import secrets
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,13 @@ from kafka.structs import TopicPartition
 from pydantic import SecretStr
 
 from tonewatch.alerts_cli import format_alert
-from tonewatch.core.kafka_io import client_config, group_lag, topic_size
+from tonewatch.core.kafka_io import READER, client_config
 from tonewatch.core.settings import Settings
 from tonewatch.feed import SURGE_START_MIN
 from tonewatch.notify.sink import WebhookSink
 from tonewatch.notify.store import save_subscription
 from tonewatch.notify.subscriptions import new_subscription
-from tonewatch.replay import replay
+from tonewatch.replay import outputs_since, replay, wait_for_pipeline
 from tonewatch.report.read import report_from_topics
 from tonewatch.stack import down, up
 from tonewatch.stack.state import StackState
@@ -30,15 +31,14 @@ from tonewatch.stack.state import StackState
 REPORT_DIR = Path("reports/demo")
 
 
-def watch(settings: Settings, expected: int, timeout_s: float = 900.0) -> dict[str, Any]:
-    """Print alerts as they fire until every message is accounted for and trends are caught up."""
-    consumer = KafkaConsumer(**client_config(settings.kafka), enable_auto_commit=False, group_id=None)
+def watch(settings: Settings, sent: Callable[[], bool], timeout_s: float = 900.0) -> dict[str, Any]:
+    """Print alerts as they fire until the feed is ``sent`` and the worker has caught up with it."""
+    consumer = KafkaConsumer(**client_config(settings.kafka), **READER, group_id=None)
     alerts_topic = settings.kafka.topic("alerts")
     t0 = time.monotonic()
     first_alert_s: float | None = None
     alerts: list[dict[str, Any]] = []
     assigned: list[TopicPartition] = []
-    scored = dead = 0
     caught_up: float | None = None
     try:
         while time.monotonic() - t0 < timeout_s:
@@ -53,9 +53,7 @@ def watch(settings: Settings, expected: int, timeout_s: float = 900.0) -> dict[s
                     alerts.append(alert)
                     first_alert_s = first_alert_s or time.monotonic() - t0
                     print(format_alert(alert), flush=True)
-            scored = topic_size(settings.kafka, settings.kafka.topic("scored"))
-            dead = topic_size(settings.kafka, settings.kafka.topic("dead-letter"))
-            if scored + dead >= expected and group_lag(settings.kafka, settings.kafka.topic("trend-events")) == 0:
+            if sent() and not any(wait_for_pipeline(settings, 0.0).values()):
                 # the feed's partitions turn idle, then the watermark closes its last windows
                 caught_up = caught_up or time.monotonic()
                 if time.monotonic() - caught_up > settings.detector.idle_s + 3:
@@ -63,7 +61,8 @@ def watch(settings: Settings, expected: int, timeout_s: float = 900.0) -> dict[s
             time.sleep(1.0)
     finally:
         consumer.close()
-    return {"scored": scored, "dead_lettered": dead, "alerts": alerts, "seconds": time.monotonic() - t0,
+    out = outputs_since(settings, {})  # records, not offsets: transaction markers hold offsets too
+    return {"scored": out.scored, "dead_lettered": out.dead, "alerts": alerts, "seconds": time.monotonic() - t0,
             "first_alert_s": first_alert_s}
 
 
@@ -113,7 +112,7 @@ def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
                   flush=True)
             with ThreadPoolExecutor(1) as pool:
                 sending = pool.submit(replay, local, feed, speed)
-                result = watch(local, expected)
+                result = watch(local, sending.done)
                 report = sending.result()
             deadline = time.monotonic() + 30  # the notifier delivers asynchronously: let it catch up
             while len(sink.received) < len(result["alerts"]) and time.monotonic() < deadline:

@@ -21,7 +21,7 @@ from kafka.admin import KafkaAdminClient
 from kafka.consumer import KafkaConsumer
 from kafka.structs import TopicPartition
 
-from tonewatch.core.kafka_io import client_config, ensure_topics, offsets_consumer, producer
+from tonewatch.core.kafka_io import READER, client_config, ensure_topics, offsets_consumer, producer
 from tonewatch.core.settings import Settings
 from tonewatch.core.topics import INPUTS
 
@@ -232,6 +232,8 @@ def _read_since(consumer: KafkaConsumer, ends: Mapping[TopicPartition, int], mar
                 if r.offset < ends[tp]:
                     values.append(r.value)
                 nxt[tp] = r.offset + 1
+        # past offsets no record holds (transaction markers): the position after a poll
+        nxt.update({tp: max(nxt[tp], consumer.position(tp)) for tp in nxt})
     return values
 
 
@@ -248,12 +250,13 @@ def stage_counts(values: Iterable[bytes]) -> dict[str, int]:
 
 
 def outputs_since(settings: Settings, marks: Mapping[TopicPartition, int]) -> Outcome:
-    """Scored records (end offsets now less ``marks``) and dead letters by stage (only the new ones are read)."""
-    consumer = KafkaConsumer(**client_config(settings.kafka), enable_auto_commit=False, group_id=None)
+    """Scored records and dead letters by stage written since ``marks`` (only the new ones are read: offsets alone
+    would count transaction markers as records)."""
+    consumer = KafkaConsumer(**client_config(settings.kafka), **READER, group_id=None)
     try:
         scored = _end_offsets(consumer, settings.kafka.topic("scored"))
         dead = _end_offsets(consumer, settings.kafka.topic("dead-letter"))
-        n_scored = sum(max(end - marks.get(tp, 0), 0) for tp, end in scored.items())
+        n_scored = len(_read_since(consumer, scored, marks))
         return Outcome(n_scored, stage_counts(_read_since(consumer, dead, marks)))
     finally:
         consumer.close()

@@ -88,11 +88,11 @@ def watch(settings: Settings, name: str, production: int, candidate: int, mode: 
     """Follow the scored topic from now; stop early on a failed gate, else decide at the end."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from tonewatch.core.kafka_io import client_config
+    from tonewatch.core.kafka_io import READER, client_config
 
     th, stats, start = settings.rollout, LiveStats(), time.time()
     topic, lf = settings.kafka.topic("scored"), label_field(settings, name)
-    consumer = KafkaConsumer(**client_config(settings.kafka), enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(**client_config(settings.kafka), **READER, group_id=None)
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(tps)

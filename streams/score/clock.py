@@ -43,14 +43,17 @@ class PartitionClock:
         """The partition's time once every record before ``next_offset`` is admitted."""
         self._checkpoints.setdefault(name, []).append((next_offset, self.times.get(name)))
 
+    def peek(self, name: str, offset: int) -> str:
+        """What to commit with ``offset``: the partition time reached there (nothing recorded yet)."""
+        done = [t for o, t in self._checkpoints.get(name, []) if o <= offset]
+        return json.dumps({"partition_time": done[-1] if done else self._committed.get(name)})
+
     def metadata(self, name: str, offset: int) -> str:
-        """What to commit with ``offset``: the partition time reached there."""
-        pending = self._checkpoints.get(name, [])
-        done = [t for o, t in pending if o <= offset]
-        self._checkpoints[name] = [(o, t) for o, t in pending if o > offset]
-        at = done[-1] if done else self._committed.get(name)
-        self._committed[name] = at
-        return json.dumps({"partition_time": at})
+        """:meth:`peek`, recorded as committed: a rollback goes back to it."""
+        value = self.peek(name, offset)
+        self._checkpoints[name] = [(o, t) for o, t in self._checkpoints.get(name, []) if o > offset]
+        self._committed[name] = json.loads(value)["partition_time"]
+        return value
 
     def restore(self, name: str, metadata: str | None) -> None:
         """A partition (re)assigned: its time is the one committed with its offset (None for a fresh one)."""

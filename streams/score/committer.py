@@ -1,7 +1,8 @@
 """The score stage's committer: offsets of batches in flight, committed in the order they were read.
 
 A batch's offsets are committed once its outputs are delivered and every batch read before it is
-committed, so a later batch never commits over an earlier one still in flight: at-least-once.
+committed, so a later batch never commits over an earlier one still in flight: at-least-once. With
+exactly-once they are committed in the batch's transaction, in the same order (:class:`InTransaction`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 from aiokafka.errors import KafkaError
 
 from streams.score.batch import Offsets
+from streams.score.clock import PartitionClock, partition_name
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,21 @@ class OffsetStore(Protocol):
 
     async def commit(self, offsets: Offsets) -> None: ...
     async def seek_to_committed(self) -> None: ...
+
+
+class InTransaction:
+    """With exactly-once, each batch's offsets go in its transaction (``Publisher.deliver``): committing here only
+    records the partition times committed with them, so a rewind returns to those."""
+
+    def __init__(self, reader: OffsetStore, clock: PartitionClock) -> None:
+        self.reader, self.clock = reader, clock
+
+    async def commit(self, offsets: Offsets) -> None:
+        for tp, offset in offsets.items():
+            self.clock.metadata(partition_name(tp.topic, tp.partition), offset)
+
+    async def seek_to_committed(self) -> None:
+        await self.reader.seek_to_committed()
 
 
 class Committer:

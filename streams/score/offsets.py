@@ -10,29 +10,35 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.windows.absent import AbsentOffsets
+
 log = logging.getLogger(__name__)
 
 
-def committable(acked: Iterable[int], committed: int | None, in_flight: Iterable[int] = ()
-                ) -> tuple[int | None, list[int]]:
+def committable(acked: Iterable[int], committed: int | None, in_flight: Iterable[int] = (),
+                absent: Iterable[int] = ()) -> tuple[int | None, list[int]]:
     """The offset to commit (or None) and the acknowledged offsets still waiting after it.
 
     ``committed`` is the next offset to read (Kafka's convention); ``in_flight`` are offsets delivered
     to an agent and not yet acknowledged: the commit never reaches the lowest of them. Faust never
     forgets the second copy of a record it delivered twice (its ack skips the bookkeeping when the
     offset is already acknowledged), so an offset both acknowledged and in flight counts as done.
+    ``absent`` offsets hold no record the consumer can get (transaction markers, aborted records:
+    streams/windows/absent.py): they count as done too.
     """
-    offsets = sorted({o for o in acked if committed is None or o >= committed})
-    if not offsets or (committed is not None and offsets[0] != committed):
-        return None, offsets
-    done = set(offsets)  # a re-read copy of an acknowledged record is not waited for: the first copy's output stands
+    waiting = sorted({o for o in acked if committed is None or o >= committed})
+    # a re-read copy of an acknowledged record is not waited for: the first copy's output stands
+    done = set(waiting) | {o for o in absent if committed is None or o >= committed}
+    start = committed if committed is not None else (waiting[0] if waiting else None)
+    if start is None or start not in done:
+        return None, waiting
     limit = min((o for o in in_flight if o not in done), default=None)
-    end = 0
-    while end < len(offsets) and offsets[end] == offsets[0] + end and (limit is None or offsets[end] < limit):
+    end = start
+    while end in done and (limit is None or end < limit):
         end += 1
-    if end == 0:
-        return None, offsets
-    return offsets[end - 1] + 1, offsets[end:]
+    if end == start:
+        return None, waiting
+    return end, [o for o in waiting if o >= end]
 
 
 def in_flight(consumer: Any, tp: Any) -> list[int]:
@@ -43,28 +49,30 @@ def in_flight(consumer: Any, tp: Any) -> list[int]:
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
-    """Faust's method with the rule above; gaps are dropped, so a hole holds the commit back."""
+    """Faust's method with the rule above; Faust's own gaps are dropped, so a hole holds the commit back."""
     self._gap[tp].clear()
     acked = self._acked[tp]
-    if not acked:
+    absent = _new_offset.absent.since(tp.topic, tp.partition, self._committed_offset[tp])  # type: ignore[attr-defined]
+    if not acked and not absent:
         return None
-    offset, rest = committable(acked, self._committed_offset[tp], in_flight(self, tp))
+    offset, rest = committable(acked, self._committed_offset[tp], in_flight(self, tp), absent)
     acked[:] = rest
     self._acked_index[tp] = set(rest)
     return offset
 
 
-def patch_new_offset() -> None:
+def patch_new_offset(absent: AbsentOffsets) -> None:
     """Replace ``Consumer._new_offset``; refuse loudly if Faust no longer has it (the fix needs review)."""
     from faust.transport.consumer import Consumer
 
     if not hasattr(Consumer, "_new_offset"):
         raise RuntimeError("faust.transport.consumer.Consumer._new_offset is gone: review streams/score/offsets.py")
+    _new_offset.absent = absent  # type: ignore[attr-defined]
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
 
 
-def hole(acked: Iterable[int], committed: int | None, in_flight: Iterable[int] = (), read: int | None = None
-         ) -> int | None:
+def hole(acked: Iterable[int], committed: int | None, in_flight: Iterable[int] = (), read: int | None = None,
+         absent: Iterable[int] = ()) -> int | None:
     """The committed offset when it holds the commit back for good: neither acknowledged nor in flight,
     though the consumer has moved past it (``read``: the last offset it delivered, or later ones acked).
 
@@ -73,7 +81,7 @@ def hole(acked: Iterable[int], committed: int | None, in_flight: Iterable[int] =
     if committed is None:
         return None
     acked = set(acked)
-    if committed in acked or committed in set(in_flight):
+    if committed in acked or committed in set(in_flight) or committed in set(absent):
         return None
     if (read is not None and read > committed) or any(o > committed for o in acked):
         return committed
@@ -132,8 +140,9 @@ class HoleHealer:
 
 async def heal(consumer: Any, healer: HoleHealer) -> list[tuple[str, Any, int]]:
     """One tick on a live Faust consumer: seek back to holes, or commit over one that never fills."""
+    absent = _new_offset.absent  # type: ignore[attr-defined]
     holes = {tp: hole(consumer._acked[tp], consumer._committed_offset[tp], in_flight(consumer, tp),
-                      consumer._read_offset[tp])
+                      consumer._read_offset[tp], absent.since(tp.topic, tp.partition, consumer._committed_offset[tp]))
              for tp in consumer.assignment() if consumer.app.topics.acks_enabled_for(tp.topic)}
     for tp in holes:
         committed = consumer._committed_offset[tp]

@@ -4,8 +4,11 @@ collected in an :class:`~streams.score.outbox.Outbox` and delivered, whole, unti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
+import socket
 from collections import Counter
 from collections.abc import Callable, Mapping, Set
 from typing import Any
@@ -15,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from streams.control.drift_tracker import DriftTracker, event_time
 from streams.errors import dead_letter_record
 from streams.metrics import PipelineMetrics
+from streams.pii import mask_payload
 from streams.records import Message, Scored
 from streams.score.outbox import Outbox, partition_for
 from streams.windows.detector import Partial
@@ -22,10 +26,12 @@ from streams.windows.fold import encode_marks, pack_partials
 from streams.windows.trends import Combiner
 from streams.windows.watermark import Mark
 from tonewatch.core.kafka_io import aiokafka_config
+from tonewatch.core.sections import KafkaSettings
 from tonewatch.core.settings import Settings
 from tonewatch.core.topics import NAMES
 
 log = logging.getLogger(__name__)
+CommitOffsets = dict[Any, tuple[int, str]]  # per input partition: next offset and its commit metadata
 
 
 def dumps(obj: Any) -> bytes:
@@ -33,9 +39,25 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), default=str).encode()
 
 
+def transactional_id(kafka: KafkaSettings) -> str:
+    """The configured id, else one per process: two workers on one host must never fence each other."""
+    return kafka.transactional_id or f"{kafka.score_group_id}-{socket.gethostname()}-{os.getpid()}"
+
+
 def kafka_producer(settings: Settings) -> AIOKafkaProducer:
-    """The stage's producer: every output acknowledged by all replicas before its batch commits."""
-    return AIOKafkaProducer(**aiokafka_config(settings.kafka), acks="all", max_batch_size=256 * 1024, linger_ms=5)
+    """The stage's producer: every output acknowledged by all replicas before its batch commits, and with
+    exactly-once, a batch's outputs and input offsets in one transaction."""
+    kafka = settings.kafka
+    txn: dict[str, Any] = {}
+    if kafka.processing_guarantee == "exactly_once":
+        txn = {"transactional_id": transactional_id(kafka),
+               "transaction_timeout_ms": int(kafka.transaction_timeout_s * 1000)}
+    return AIOKafkaProducer(**aiokafka_config(kafka), acks="all", max_batch_size=256 * 1024, linger_ms=5, **txn)
+
+
+def _release(turn: asyncio.Future[None]) -> None:
+    if not turn.done():
+        turn.set_result(None)
 
 
 class Publisher:
@@ -63,9 +85,9 @@ class Publisher:
         return Outbox(self.partitions)
 
     def dead_letter(self, out: Outbox, reason: str, r: Any, stage: str) -> None:
-        """Input record ``r`` with the reason it produced no output, keyed as it came."""
+        """Input record ``r`` with the reason it produced no output, keyed as it came; its personal data masked."""
         self.metrics.dead_letter.labels(stage).inc()
-        record = dead_letter_record(reason, r.value, stage=stage, topic=r.topic, partition=r.partition,
+        record = dead_letter_record(reason, mask_payload(r.value), stage=stage, topic=r.topic, partition=r.partition,
                                     offset=r.offset)
         out.add(self.settings.kafka.topic("dead-letter"), r.key or b"", dumps(record))
 
@@ -118,18 +140,26 @@ class Publisher:
         for partition in self.partitions.get(trend_topic, []):
             out.add_to(trend_topic, partition, value)
 
-    async def deliver(self, out: Outbox, turn: asyncio.Future[None]) -> None:
+    @property
+    def transactional(self) -> bool:
+        return self.settings.kafka.processing_guarantee == "exactly_once"
+
+    async def deliver(self, out: Outbox, turn: asyncio.Future[None], offsets: CommitOffsets | None = None) -> None:
         """Until the broker has every record: a batch whose outputs are lost must not be committed.
 
-        ``turn`` is resolved once the records are handed to the producer, so the next batch may follow.
+        ``turn`` is resolved once the next batch may follow: when the records are handed to the producer, or
+        with exactly-once, when their transaction, which also commits ``offsets``, is committed.
         """
         assert self.producer is not None, "Publisher.start() was not awaited"
         delay = 0.5
         while True:
             try:
+                if self.transactional:
+                    await self._transact(out, offsets or {})
+                    _release(turn)
+                    return
                 futures = await out.enqueue(self.producer)
-                if not turn.done():
-                    turn.set_result(None)
+                _release(turn)
                 await asyncio.gather(*futures)
                 return
             except asyncio.CancelledError:
@@ -138,3 +168,28 @@ class Publisher:
                 log.warning("delivering %d records failed (%s); retrying in %.1fs", len(out), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _transact(self, out: Outbox, offsets: CommitOffsets) -> None:
+        """One transaction: the records, then the input offsets (with their partition times), committed."""
+        await self.producer.begin_transaction()
+        try:
+            futures = await out.enqueue(self.producer)
+            if offsets:
+                await self.producer.send_offsets_to_transaction(offsets, self.settings.kafka.score_group_id)
+            await self.producer.commit_transaction()
+        except BaseException:  # cancelled too: an open transaction would block the next one
+            await self._abort()
+            raise
+        await asyncio.gather(*futures)
+
+    async def _abort(self) -> None:
+        """Abort the open transaction; a producer that cannot (fenced, or in a fatal state) is replaced."""
+        try:
+            await self.producer.abort_transaction()
+        except Exception as exc:
+            log.warning("aborting a transaction failed (%s): starting a new producer", exc)
+            self.metrics.producer_restarts.inc()
+            old, self.producer = self.producer, self._make_producer()
+            with contextlib.suppress(Exception):
+                await old.stop()
+            await self.producer.start()

@@ -39,12 +39,18 @@ class Routing(Protocol):
 NON_FINITE = "the model returned non-finite probabilities (NaN or infinity)"
 
 
+def model_texts(msgs: list[Message]) -> list[str]:
+    """What the models read and the scored records keep: chat text masked, so personal data never leaves the
+    worker (not even to Triton)."""
+    return [mask_pii(m.text) if m.source == "chat" else m.text for m in msgs]
+
+
 def to_scored(
-    msgs: list[Message], outputs: dict[str, Any], models: tuple[str, str], knowledge: Knowledge, ms: float,
-    max_tickers: int,
+    msgs: list[Message], texts: list[str], outputs: dict[str, Any], models: tuple[str, str], knowledge: Knowledge,
+    ms: float, max_tickers: int,
 ) -> list[Scored | str]:
-    """Both models' outputs joined to their messages; chat text masked before it is stored anywhere. A message
-    whose probabilities are not finite (possible with fp16 on a GPU) gets the reason it has no output instead.
+    """Both models' outputs joined to their messages, with ``texts`` (:func:`model_texts`). A message whose
+    probabilities are not finite (possible with fp16 on a GPU) gets the reason it has no output instead.
 
     ``models``: the sentiment model's name, then the topic model's.
     """
@@ -66,7 +72,7 @@ def to_scored(
         sectors = dict.fromkeys(s for s in map(knowledge.sector, tickers) if s)
         scored.append(Scored(
             id=m.id, source=m.source, ts=m.ts,
-            text=mask_pii(m.text) if m.source == "chat" else m.text,
+            text=texts[i],
             tickers=tickers, sectors=tuple(sectors),
             sentiment=sent_labels[sent_best[i]], sentiment_probs=dict(zip(sent_labels, sent_rows[i], strict=True)),
             topic=top_labels[top_best[i]], topic_probs=dict(zip(top_labels, top_rows[i], strict=True)),
@@ -104,8 +110,9 @@ class Scorer:
         """Raises on an inference error Triton will not recover from; the stage dead-letters the batch. A message
         without a usable output gets the reason instead of its record."""
         t0 = time.perf_counter()
-        outputs = await self.inference.score([m.text for m in msgs], [m.id for m in msgs], self.follower.routes)
+        texts = model_texts(msgs)
+        outputs = await self.inference.score(texts, [m.id for m in msgs], self.follower.routes)
         elapsed = time.perf_counter() - t0
         self.metrics.inference_seconds.observe(elapsed)
         self.observe(len(msgs), elapsed)
-        return to_scored(msgs, outputs, self.models, self.knowledge, elapsed * 1000, self.max_tickers)
+        return to_scored(msgs, texts, outputs, self.models, self.knowledge, elapsed * 1000, self.max_tickers)

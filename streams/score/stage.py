@@ -3,7 +3,8 @@
 :class:`ScoreStage` only wires its collaborators: read (reader.py) → align (aligner.py) → score (scorer.py)
 → produce in read order (publisher.py) → commit (committer.py). Batches are scored ``scoring.concurrency`` at
 a time but produced and committed in the order they were read, and a batch's offsets are committed only
-once its outputs are acknowledged: at-least-once by construction. Every per-message failure is
+once its outputs are acknowledged: at-least-once by construction; with ``kafka.processing_guarantee``
+exactly_once, outputs and offsets are one transaction per batch. Every per-message failure is
 dead-lettered with its reason; a failed delivery is retried, whole; nothing here stops the worker.
 """
 
@@ -26,10 +27,10 @@ from streams.records import Message
 from streams.score.aligner import Aligner
 from streams.score.batch import Batch, Offsets
 from streams.score.clock import PartitionClock, partition_name
-from streams.score.committer import Committer
+from streams.score.committer import Committer, InTransaction
 from streams.score.dedup import RecentIds
 from streams.score.outbox import Outbox
-from streams.score.publisher import Publisher, kafka_producer
+from streams.score.publisher import CommitOffsets, Publisher, kafka_producer
 from streams.score.read_size import ReadSize
 from streams.score.reader import BatchSource, Reader
 from streams.score.scorer import Scorer
@@ -140,13 +141,18 @@ class ScoreStage(Service):
             if valid:
                 await self._score(valid, late, out)
             self.publisher.add_marks(out, marks, self.reader.inputs())
+            offsets = {tp: items[-1][0].offset + 1 for tp, items in batch.items()}
             if after is not None:
                 await after
-            await self.publisher.deliver(out, turn)
-            return {tp: items[-1][0].offset + 1 for tp, items in batch.items()}
+            await self.publisher.deliver(out, turn, self._with_times(offsets))
+            return offsets
         finally:
             if not turn.done():  # a cancelled or failed batch must not hold up the next one
                 turn.set_result(None)
+
+    def _with_times(self, offsets: Offsets) -> CommitOffsets:
+        """Each offset with the partition time reached there, for a transaction to commit."""
+        return {tp: (o, self.clock.peek(partition_name(tp.topic, tp.partition), o)) for tp, o in offsets.items()}
 
     def _admit(self, batch: Batch, out: Outbox) -> tuple[list[tuple[Any, Message]], set[str]]:
         """The batch's valid messages not seen before, in event-time order, and the ids of those too late to
@@ -205,6 +211,7 @@ def build_score_stage(settings: Settings, metrics: PipelineMetrics, knowledge: K
                     observe=read_size.observe)
     publisher = Publisher(settings, metrics, DriftTracker(settings, metrics, load_reference),
                           producer=partial(kafka_producer, settings))
-    committer = Committer(reader, settings.scoring.concurrency)
+    store = InTransaction(reader, clock) if publisher.transactional else reader
+    committer = Committer(store, settings.scoring.concurrency)
     return ScoreStage(reader, Aligner(reader), scorer, publisher, committer, RecentIds(settings.scoring.dedup_capacity),
                       metrics, clock)

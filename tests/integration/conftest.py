@@ -16,6 +16,7 @@ import pytest
 
 from tonewatch.core.kafka_io import read_json
 from tonewatch.core.settings import Settings
+from tonewatch.notify.egress import LOOPBACK
 from tonewatch.stack import worker_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,8 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 
     run_dir = tmp_path_factory.mktemp("stack")
     base = Settings().updated(run_dir=REPO / ".tonewatch", triton__model_repository=REPO / "triton_repo",
-                              triton__model_env_path=Path(sys.prefix))
+                              triton__model_env_path=Path(sys.prefix),
+                              delivery__allowed_networks=LOOPBACK)  # tests' webhook sinks are on 127.0.0.1
     ensure_kafka_jars(base)  # cached in the repo's run dir across sessions
     ensure_models(base)
     kafka = start_kafka(base, run_dir / "kafka")
@@ -97,6 +99,8 @@ class Worker:
         return self.proc.poll() is None
 
     def stop(self) -> None:
+        if self._log.closed:
+            return
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -104,6 +108,12 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._log.close()
+
+    def kill(self) -> None:
+        """kill -9: nothing is delivered, committed or closed."""
+        self.proc.kill()
+        self.proc.wait()
         self._log.close()
 
     def log_tail(self, n: int = 60) -> str:

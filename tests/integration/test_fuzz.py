@@ -20,7 +20,7 @@ import pytest
 from streams.errors import MAX_PAYLOAD_BYTES
 from streams.records import InvalidMessage, parse_message
 from tests.integration.conftest import Worker, wait_for
-from tonewatch.core.kafka_io import producer, read_json, topic_size
+from tonewatch.core.kafka_io import count_records, producer, read_json
 from tonewatch.core.sections import ScoringSettings
 
 pytestmark = pytest.mark.integration
@@ -154,7 +154,7 @@ def test_ten_thousand_malformed_messages_are_all_dead_lettered(pipeline: Callabl
     produced_s = time.monotonic() - t0
 
     deadline = time.monotonic() + 240
-    while (n := topic_size(s.kafka, s.kafka.topic("dead-letter"))) < N_BAD:
+    while (n := count_records(s.kafka, s.kafka.topic("dead-letter"))) < N_BAD:
         assert worker.alive(), worker.log_tail()
         assert time.monotonic() < deadline, f"{n}/{N_BAD} dead-lettered\n{worker.log_tail()}"
         time.sleep(1.0)

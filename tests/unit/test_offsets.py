@@ -9,6 +9,7 @@ import pytest
 from faust.types import TP
 
 from streams.score.offsets import HoleHealer, committable, hole, patch_new_offset
+from streams.windows.absent import AbsentOffsets
 
 
 def test_never_commits_past_the_record_at_the_committed_offset() -> None:
@@ -39,9 +40,27 @@ def test_nothing_acked_nothing_to_commit() -> None:
     assert committable([3, 4], committed=7) == (None, [])  # re-acks of committed records are dropped
 
 
+def test_transaction_markers_count_as_done() -> None:
+    """Offsets the fetcher skipped (a commit marker after each transaction) never come: waiting for them would
+    hold every commit back until the healer gave up on each one."""
+    assert committable([0, 1, 3, 4], committed=0, absent=[2]) == (5, [])
+    assert committable([], committed=5, absent=[5]) == (6, [])  # a trailing marker: the lag reaches 0
+    assert committable([3], committed=0, absent=[1, 2]) == (None, [3])  # 0 is still a hole
+    assert committable([0], committed=0, in_flight=[2], absent=[1]) == (2, [])  # in flight still stops it
+    assert committable([7], committed=5, absent=[1, 5]) == (6, [7])  # 6 missing; 1 is before the commit
+
+
+def test_a_hole_filled_by_an_absent_offset_is_no_hole() -> None:
+    assert hole([6], committed=5, absent=[5]) is None
+    assert hole([6], committed=5, absent=[4]) == 5
+
+
+ABSENT = AbsentOffsets(["t"])
+
+
 @pytest.fixture
 def consumer() -> Any:
-    patch_new_offset()
+    patch_new_offset(ABSENT)
     return faust.App("offsets-test", broker="kafka://127.0.0.1:1").consumer  # never started
 
 
@@ -67,6 +86,18 @@ def test_gaps_no_longer_count_as_acknowledged(consumer: Any) -> None:
     assert c._new_offset(tp) == 2
     assert not c._gap[tp]
     assert hole(c._acked[tp], 2) == 2
+
+
+def test_installed_in_faust_commits_over_noted_markers(consumer: Any) -> None:
+    c = consumer
+    tp = TP("t", 2)
+    c._committed_offset[tp] = 20
+    c._acked[tp].extend([20, 22])
+    assert c._new_offset(tp) == 21  # 21 not known absent: held
+    c._committed_offset[tp] = 21  # Faust committed it
+    ABSENT.note("t", 2, [21, 23])
+    assert c._new_offset(tp) == 24
+    assert ABSENT.since("t", 2, 24) == set()  # forgotten once committed over
 
 
 def test_a_hole_is_the_committed_offset_nobody_holds() -> None:

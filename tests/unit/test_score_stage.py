@@ -17,7 +17,7 @@ from streams.metrics import create_metrics
 from streams.score.aligner import Aligner
 from streams.score.batch import Batch, Records, parse_batch
 from streams.score.clock import PartitionClock
-from streams.score.committer import Committer
+from streams.score.committer import Committer, InTransaction
 from streams.score.dedup import RecentIds
 from streams.score.publisher import Publisher
 from streams.score.scorer import Scorer
@@ -110,16 +110,18 @@ class FakeFollower:
 
 
 def _stage(concurrency: int = 2, reader: FakeReader | None = None, score: Any = None,
-           producer: FakeProducer | None = None) -> tuple[ScoreStage, FakeReader]:
+           producer: FakeProducer | None = None, guarantee: str = "at_least_once") -> tuple[ScoreStage, FakeReader]:
     """The stage from its real collaborators, with fakes for Kafka (``reader``, ``producer``) and Triton."""
-    settings, metrics = Settings().updated(scoring__concurrency=concurrency), create_metrics()
+    settings = Settings().updated(scoring__concurrency=concurrency, kafka__processing_guarantee=guarantee)
+    metrics = create_metrics()
     reader = reader or FakeReader()
     made = producer or FakeProducer()
     scorer = Scorer(FakeTriton(score), FakeFollower(), (settings.triton.sentiment_model, settings.triton.topic_model),
                     load_knowledge(), metrics, settings.scoring.max_tickers)
     publisher = Publisher(settings, metrics, DriftTracker(settings, metrics), producer=lambda: made)
     clock = PartitionClock(settings.detector.allowed_lateness_s, settings.detector.idle_s)
-    stage = ScoreStage(reader, Aligner(reader), scorer, publisher, Committer(reader, concurrency),
+    store = InTransaction(reader, clock) if publisher.transactional else reader
+    stage = ScoreStage(reader, Aligner(reader), scorer, publisher, Committer(store, concurrency),
                        RecentIds(settings.scoring.dedup_capacity), metrics, clock)
     return stage, reader
 
@@ -218,6 +220,70 @@ def test_outputs_reach_the_producer_in_read_order_when_a_later_batch_scores_firs
     assert asyncio.run(run()) == ["m0", "m1", "m2", "m3"]
 
 
+def _news(tp: TopicPartition, start: int, n: int = 2, minute: int = 0) -> dict[TopicPartition, list[Any]]:
+    import json
+    from types import SimpleNamespace
+
+    return {tp: [SimpleNamespace(topic=tp.topic, partition=tp.partition, offset=i, key=None, value=json.dumps(
+        {"id": f"m{i}", "source": "news", "ts": f"2026-11-24T00:{minute:02d}:00Z", "text": f"$TSLA falls {i}"}
+    ).encode()) for i in range(start, start + n)]}
+
+
+async def _uniform(texts: list[str], keys: list[str], routes: Any) -> Any:
+    return uniform_outputs(len(texts))
+
+
+def test_exactly_once_commits_each_batch_with_its_outputs_in_one_transaction_in_read_order() -> None:
+    """The offsets (with the partition time reached) travel in the transaction that holds the batch's outputs;
+    nothing is committed outside one, so a crash leaves either both or neither."""
+    import json
+
+    async def run() -> tuple[FakeProducer, FakeReader]:
+        tp = TopicPartition(Settings().kafka.topic("news"), 0)
+        producer = FakeProducer(limit=1000)
+        stage, reader = _stage(reader=FakeReader([_news(tp, 0), _news(tp, 2, minute=5)]), score=_uniform,
+                               producer=producer, guarantee="exactly_once")
+        await stage.publisher.start()
+        await stage.step()
+        await stage.step()
+        await stage.committer.drain()
+        return producer, reader
+
+    from datetime import UTC, datetime
+
+    producer, reader = asyncio.run(run())
+    tp = TopicPartition(Settings().kafka.topic("news"), 0)
+    midnight = datetime(2026, 11, 24, tzinfo=UTC).timestamp()
+    assert reader.commits == []
+    assert [{k: (o, json.loads(meta)) for k, (o, meta) in c.items()} for c in producer.committed] == [
+        {tp: (2, {"partition_time": midnight})}, {tp: (4, {"partition_time": midnight + 300})}]
+    assert not producer.in_transaction and producer.aborted == 0
+
+
+def test_exactly_once_aborts_a_transaction_whose_send_failed_and_sends_it_all_again() -> None:
+    class FlakyProducer(FakeProducer):
+        async def commit_transaction(self) -> None:
+            try:
+                await super().commit_transaction()
+            finally:
+                self.fail = False  # the broker is back for the retry
+
+    async def run() -> FakeProducer:
+        tp = TopicPartition(Settings().kafka.topic("news"), 0)
+        producer = FlakyProducer(limit=1000, fail=True)
+        stage, _ = _stage(reader=FakeReader([_news(tp, 0)]), score=_uniform, producer=producer,
+                          guarantee="exactly_once")
+        await stage.publisher.start()
+        await stage.step()
+        await stage.committer.drain()
+        return producer
+
+    producer = asyncio.run(run())
+    scored = Settings().kafka.topic("scored")
+    assert producer.aborted == 1 and len(producer.committed) == 1
+    assert sum(len(recs) for t, _, recs in producer.sent if t == scored) == 4  # twice: aborted, then committed
+
+
 def test_a_batch_spanning_partitions_is_emitted_in_event_time_order() -> None:
     """A backlog comes a partition at a time; folded in read order, one topic's events would be 'late'."""
     import json
@@ -280,7 +346,12 @@ def test_the_factory_wires_one_reader_into_the_aligner_committer_and_read_sizing
 
     stage = build_score_stage(Settings().updated(scoring__concurrency=3), create_metrics(), load_knowledge())
     reader = stage.reader
-    assert stage.aligner.positions is reader and stage.committer.offsets is reader
+    store = stage.committer.offsets
+    assert stage.aligner.positions is reader
+    assert isinstance(store, InTransaction) and store.reader is reader and store.clock is stage.clock  # exactly-once
     assert stage.committer.concurrency == 3
+    plain = build_score_stage(Settings().updated(kafka__processing_guarantee="at_least_once"), create_metrics(),
+                              load_knowledge())
+    assert plain.committer.offsets is plain.reader
     stage.scorer.observe(64, 0.5)  # the scorer's inference times size the reader's next batches
     assert reader.read_size.rate == 128  # type: ignore[attr-defined]

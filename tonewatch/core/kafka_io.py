@@ -41,6 +41,10 @@ def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext | None:
     return ctx
 
 
+# the CLI's consumers never see the records of an aborted transaction (the score stage writes in transactions)
+READER = {"enable_auto_commit": False, "isolation_level": "read_committed"}
+
+
 def client_config(kafka: KafkaSettings) -> dict[str, Any]:
     """Connection settings shared by every kafka-python client.
 
@@ -102,7 +106,7 @@ def iter_topic(
 
     Reads without a consumer group, so tailing never disturbs the worker's offsets.
     """
-    consumer = KafkaConsumer(**client_config(kafka), enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(**client_config(kafka), **READER, group_id=None)
     try:
         deadline = time.monotonic() + idle_timeout_s
         parts: set[int] | None = None
@@ -128,6 +132,8 @@ def iter_topic(
                 for r in records:
                     nxt[tp] = r.offset + 1
                     yield r
+            # past what no record holds (transaction markers, aborted records): the position after a poll
+            nxt.update({tp: max(nxt[tp], consumer.position(tp)) for tp in tps})
     finally:
         consumer.close()
 
@@ -137,9 +143,14 @@ def read_json(kafka: KafkaSettings, topic: str) -> list[dict[str, Any]]:
     return [json.loads(r.value) for r in iter_topic(kafka, topic)]
 
 
+def count_records(kafka: KafkaSettings, topic: str) -> int:
+    """Committed records in a topic, read: end offsets would also count transaction markers."""
+    return sum(1 for _ in iter_topic(kafka, topic))
+
+
 def offsets_consumer(kafka: KafkaSettings) -> KafkaConsumer:
     """A group-less consumer for offset lookups; keep one for repeated :func:`end_offsets_total` calls."""
-    return KafkaConsumer(**client_config(kafka), enable_auto_commit=False, group_id=None)
+    return KafkaConsumer(**client_config(kafka), **READER, group_id=None)
 
 
 def end_offsets_total(consumer: KafkaConsumer, topic: str) -> int:
@@ -161,7 +172,7 @@ def group_lag(kafka: KafkaSettings, topic: str, group: str | None = None) -> int
     """How far the worker's consumer group is behind on a topic (0 = caught up)."""
     conf = client_config(kafka)
     admin = KafkaAdminClient(**conf)
-    consumer = KafkaConsumer(**conf, enable_auto_commit=False, group_id=None)
+    consumer = KafkaConsumer(**conf, **READER, group_id=None)
     try:
         if group is None:  # the input topics belong to the score stage's group
             from tonewatch.core.topics import INPUTS

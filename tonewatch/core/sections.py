@@ -5,6 +5,7 @@ Lower layers take their section (the detector takes ``DetectorSettings``, the ro
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -46,6 +47,21 @@ class KafkaSettings(Section):
     app_id: str = Field("tonewatch", description="Faust app id (consumer group); suffixed by the topic prefix.")
     session_timeout_s: float = Field(
         60.0, ge=6, description="Consumer group session timeout: how soon a crashed worker's partitions move."
+    )
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        "exactly_once",
+        description="exactly_once: the score stage writes a batch's outputs and commits its input offsets in one "
+        "Kafka transaction, and the windows agent reads only committed records, so a crash counts nothing twice. "
+        "at_least_once: for brokers without transactions; a crash may count a message twice in an open window.",
+    )
+    transactional_id: str | None = Field(
+        None,
+        description="The score stage's transactional id; unique per worker, stable across its restarts (a pod "
+        "name), so a restarted worker aborts its predecessor's open transaction at once. Default: one per process; "
+        "the broker then aborts a crashed worker's transaction after transaction_timeout_s.",
+    )
+    transaction_timeout_s: float = Field(
+        30.0, ge=1, description="How long the broker lets a transaction stay open before aborting it."
     )
 
     @field_validator("security_protocol", "sasl_mechanism", mode="before")
@@ -102,6 +118,10 @@ class TritonSettings(Section):
     sentiment_model: str = Field("sentiment", description="Triton name of the sentiment model.")
     topic_model: str = Field("topic", description="Triton name of the topic model.")
     timeout_s: float = Field(30.0, gt=0, description="Per-request deadline for inference.")
+    admin_key: SecretStr | None = Field(
+        None, description="Key the loader sends to a Triton whose model-repository and shared-memory APIs are "
+        "restricted (compose); None = an unrestricted Triton (the local stack).",
+    )
 
 
 class ScoringSettings(Section):
@@ -181,8 +201,18 @@ class DeliverySettings(Section):
     webhook_secret: SecretStr | None = Field(
         None, description="HMAC-SHA256 key of webhook signatures (a subscription may name its own env var)."
     )
+    grafana_url: str | None = Field(
+        None, pattern=r"^https?://[^\s/]+",
+        description="The Grafana that annotations go to (with grafana_token); a grafana subscription must name it.",
+    )
     grafana_token: SecretStr | None = Field(None, description="Grafana API token for annotations.")
-    timeout_s: float = Field(10.0, gt=0, description="Per-request deadline of one delivery attempt.")
+    allowed_networks: str = Field(
+        "", description="Comma-separated CIDRs a subscription may reach although private, loopback or link-local "
+        "(on-premises receivers, tests); cloud metadata addresses stay refused.",
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, description="Total deadline of one delivery attempt: DNS, connect, request and answer."
+    )
     backoff_base_s: float = Field(1.0, gt=0, description="First retry delay (doubles, with jitter).")
     backoff_cap_s: float = Field(60.0, gt=0, description="Longest delay between two retries.")
     give_up_s: float = Field(900.0, gt=0, description="Retry this long, then dead-letter the delivery.")
@@ -192,6 +222,14 @@ class DeliverySettings(Section):
         21600.0, gt=0, description="endsAt of a firing alert sent to Alertmanager: it outlives resolve_timeout."
     )
     metrics_port: int = Field(9109, ge=0, description="Notifier's Prometheus /metrics port; 0 disables.")
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        """A typo fails at start-up instead of refusing every on-premises delivery later."""
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            ipaddress.ip_network(part, strict=False)
+        return value
 
 
 class RolloutSettings(Section):
