@@ -88,6 +88,8 @@ def parse_message(raw: bytes | str | None, limits: ScoringSettings, now: float |
     than ``limits.max_tickers`` tickers: each would become a key with its own state."""
     if raw is None or raw in (b"", ""):
         raise InvalidMessage("empty message")
+    if len(raw) > limits.max_message_bytes:  # characters of a str: only tests pass one
+        raise InvalidMessage(f"{len(raw)} bytes: at most {limits.max_message_bytes} per message")
     try:  # the common case in one pass of Rust; the reason of a failure comes from the slow path below
         msg = Message.model_validate_json(raw)
         surrogates_possible = False  # pydantic's JSON parser refuses unpaired surrogate escapes

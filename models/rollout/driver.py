@@ -7,6 +7,7 @@ the event that routes traffic away from it (docs/decisions/2026-12-07-rollout-or
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from models.triton_admin import load_model, loaded_versions, record_production, 
 from streams.control.routing import Route, fold
 from tonewatch.core.errors import ServiceError
 from tonewatch.core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class RolloutError(ServiceError):
@@ -41,7 +44,10 @@ class Outcome:
 
 def servable(settings: Settings, name: str, version: int) -> None:
     """A valid artifact whose training data may be served: ``../shared`` sets' licences forbid production."""
-    manifest = validate_artifact(settings.triton.model_repository / name / str(version))
+    try:
+        manifest = validate_artifact(settings.triton.model_repository / name / str(version))
+    except ArtifactError as exc:  # missing, tampered (a path outside it, a symlink) or incomplete
+        raise RolloutError(f"{name} v{version} cannot be served: {exc}") from exc
     if manifest.shared_data:
         why = experiment_reason(manifest.shared_data)
         raise RolloutError(f"{name} v{version} was {why}: an experiment, never served")
@@ -218,22 +224,40 @@ def rollback(settings: Settings, name: str, to: int | None = None, reason: str =
     return target
 
 
+def versions_to_sync(route: Route, startup: list[int], check: Callable[[int], None]) -> list[int]:
+    """What sync loads: the events' production and candidate, or before any event ``startup``. ``check`` raises
+    :class:`RolloutError` for a version that may not be served (a broken or tampered artifact, an experiment): a
+    production version that fails it stops the sync, a candidate that fails is left out."""
+    if route.production is None:
+        for version in startup:
+            check(version)
+        return startup
+    check(route.production)
+    if route.candidate is None:
+        return [route.production]
+    try:
+        check(route.candidate)
+    except RolloutError as exc:
+        log.warning("candidate left out: %s", exc)
+        return [route.production]
+    return [route.production, route.candidate]
+
+
 def sync(settings: Settings, name: str) -> list[int]:
-    """Make Triton load what the model events say (after a Triton restart loaded the committed policy).
+    """Make Triton load what the model events say (after a Triton restart loaded the committed policy), each
+    version checked servable first.
 
     Before any event, what a stack start loads: the newest version that is not an experiment on
     ``../shared`` data (Triton's own policy would load the newest, whatever it was trained on).
     """
     route = fold(events.history(settings, name)).get(name, Route())
-    if route.production is None:
-        versions = startup_versions(settings, name)
-        if not versions:
-            raise RolloutError(f"no servable version of '{name}' in {settings.triton.model_repository}")
-        load_model(settings, name, versions=versions)
-        return versions
-    versions = [route.production] + ([route.candidate] if route.candidate is not None else [])
+    startup = startup_versions(settings, name) if route.production is None else []
+    if route.production is None and not startup:
+        raise RolloutError(f"no servable version of '{name}' in {settings.triton.model_repository}")
+    versions = versions_to_sync(route, startup, lambda v: servable(settings, name, v))
     load_model(settings, name, versions=versions)
-    record_production(settings, name, route.production)
+    if route.production is not None:
+        record_production(settings, name, route.production)
     return versions
 
 

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaError
 
 from streams.score.batch import Offsets
 from streams.score.clock import PartitionClock, partition_name
+from tonewatch.core.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,22 @@ class Committer:
                 task = self._pending.popleft()
                 try:
                     offsets = await task
+                except ServiceError:  # a collaborator refusing for good (ProduceRefused): the stage stops
+                    await self._cancel_pending()
+                    raise
                 except Exception:  # a bug, not a bad message (those are dead-lettered): read it all again
                     await self._rewind()
                     return
                 await self._commit(offsets)
 
-    async def _rewind(self) -> None:
-        log.exception("a batch failed; the stage reads again from the last commit")
+    async def _cancel_pending(self) -> None:
         for task in self._pending:
             task.cancel()
         self._pending.clear()
+
+    async def _rewind(self) -> None:
+        log.exception("a batch failed; the stage reads again from the last commit")
+        await self._cancel_pending()
         for forget in self._on_rewind:
             forget()
         await self.offsets.seek_to_committed()

@@ -43,6 +43,16 @@ def partition_for(key: bytes, partitions: Sequence[int]) -> int:
     return partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
 
 
+# Kafka's default max.message.bytes is 1,048,588 per record batch; a record alone must leave room for the
+# batch's own header and the record's (offsets, timestamps, lengths)
+MAX_RECORD_BYTES = 1_000_000
+
+
+def fits(key: bytes | None, value: bytes) -> bool:
+    """Whether a record can be produced at all: one that cannot would fail its whole batch, again and again."""
+    return len(value) + len(key or b"") <= MAX_RECORD_BYTES
+
+
 class Outbox:
     """Records collected while a batch is processed, delivered together (and again, whole, on a retry)."""
 

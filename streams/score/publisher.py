@@ -20,11 +20,12 @@ from streams.errors import dead_letter_record
 from streams.metrics import PipelineMetrics
 from streams.pii import mask_payload
 from streams.records import Message, Scored
-from streams.score.outbox import Outbox, partition_for
+from streams.score.outbox import MAX_RECORD_BYTES, Outbox, fits, partition_for
 from streams.windows.detector import Partial
 from streams.windows.fold import encode_marks, pack_partials
 from streams.windows.trends import Combiner
 from streams.windows.watermark import Mark
+from tonewatch.core.errors import ServiceError
 from tonewatch.core.kafka_io import aiokafka_config
 from tonewatch.core.sections import KafkaSettings
 from tonewatch.core.settings import Settings
@@ -53,6 +54,13 @@ def kafka_producer(settings: Settings) -> AIOKafkaProducer:
         txn = {"transactional_id": transactional_id(kafka),
                "transaction_timeout_ms": int(kafka.transaction_timeout_s * 1000)}
     return AIOKafkaProducer(**aiokafka_config(kafka), acks="all", max_batch_size=256 * 1024, linger_ms=5, **txn)
+
+
+REFUSALS_TO_STOP = 3  # non-retriable produce errors in a row (a fresh producer between): the worker stops
+
+
+class ProduceRefused(ServiceError):
+    """The broker refuses the stage's records for good (authorization, record size): no retry can help."""
 
 
 def _release(turn: asyncio.Future[None]) -> None:
@@ -105,6 +113,10 @@ class Publisher:
                 continue
             try:
                 value = sc.to_json()
+                if not fits(sc.id.encode(), value):
+                    self.dead_letter(out, f"its scored record would be {len(value)} bytes, over the "
+                                     f"{MAX_RECORD_BYTES} a Kafka record may hold", r, "score")
+                    continue
                 if sc.id in late:
                     self.dead_letter(out, f"later than allowed lateness ({lateness}s) behind its partition's "
                                      "event time: scored, not counted", r, "late")
@@ -151,7 +163,7 @@ class Publisher:
         with exactly-once, when their transaction, which also commits ``offsets``, is committed.
         """
         assert self.producer is not None, "Publisher.start() was not awaited"
-        delay = 0.5
+        delay, refusals = 0.5, 0
         while True:
             try:
                 if self.transactional:
@@ -165,7 +177,11 @@ class Publisher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("delivering %d records failed (%s); retrying in %.1fs", len(out), exc, delay)
+                refusals = refusals + 1 if not getattr(exc, "retriable", True) else 0
+                if refusals >= REFUSALS_TO_STOP:  # the same answer every time: retrying would stall silently
+                    raise ProduceRefused(f"the broker refuses this worker's records ({exc!r}); stopping: check "
+                                         "the topics' ACLs and max.message.bytes") from exc
+                log.warning("delivering %d records failed (%r); retrying in %.1fs", len(out), exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

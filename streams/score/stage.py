@@ -23,7 +23,7 @@ from streams.control.drift_tracker import DriftTracker, ReferenceLoader
 from streams.control.model_events import EventFollower
 from streams.knowledge import Knowledge
 from streams.metrics import PipelineMetrics
-from streams.records import Message
+from streams.records import Message, Scored
 from streams.score.aligner import Aligner
 from streams.score.batch import Batch, Offsets
 from streams.score.clock import PartitionClock, partition_name
@@ -188,14 +188,20 @@ class ScoreStage(Service):
         return valid, late
 
     async def _score(self, valid: list[tuple[Any, Message]], late: set[str], out: Outbox) -> None:
-        try:
-            scored = await self.scorer.score([m for _, m in valid])
-        except Exception as exc:  # non-retryable inference error: dead-letter, keep the worker up
-            log.exception("scoring failed for a batch of %d", len(valid))
-            for r, _ in valid:
-                self.publisher.dead_letter(out, f"inference failed: {exc}", r, "score")
-            return
+        scored = await self._score_or_split([m for _, m in valid])
         self.publisher.add_scored(out, valid, scored, late)
+
+    async def _score_or_split(self, msgs: list[Message]) -> list[Scored | str]:
+        """Scored records, or for a message Triton refuses on its own (a non-retryable error), the reason: a
+        refused request is split in halves until the messages that fail alone are found."""
+        try:
+            return await self.scorer.score(msgs)
+        except Exception as exc:
+            if len(msgs) == 1:
+                log.warning("inference failed for message %s: %s", msgs[0].id, exc)
+                return [f"inference failed: {exc}"]
+            half = len(msgs) // 2
+            return await self._score_or_split(msgs[:half]) + await self._score_or_split(msgs[half:])
 
 
 def build_score_stage(settings: Settings, metrics: PipelineMetrics, knowledge: Knowledge,

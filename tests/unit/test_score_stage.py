@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
 
 from streams.control.drift_tracker import DriftTracker
@@ -23,6 +24,7 @@ from streams.score.publisher import Publisher
 from streams.score.scorer import Scorer
 from streams.score.stage import ScoreStage
 from tests.unit.kafka_fakes import FakeProducer
+from tonewatch.core.sections import ScoringSettings
 from tonewatch.core.settings import Settings
 
 
@@ -41,10 +43,12 @@ class FakeConsumer:
 class FakeReader(FakeConsumer):
     """The reader as the stage, aligner and committer see it: batches to hand out, offsets to commit."""
 
-    def __init__(self, batches: list[Records] | None = None, assigned: tuple[str, ...] = ()) -> None:
+    def __init__(self, batches: list[Records] | None = None, assigned: tuple[str, ...] = (),
+                 limits: ScoringSettings | None = None) -> None:
         super().__init__()
         self.batches = list(batches or [])
         self._assigned = list(assigned)
+        self.limits = limits or Settings().scoring
 
     async def start(self, on_revoke: Any) -> None:
         return None
@@ -53,7 +57,7 @@ class FakeReader(FakeConsumer):
         return None
 
     async def read(self) -> Batch:
-        return parse_batch(self.batches.pop(0), Settings().scoring) if self.batches else {}
+        return parse_batch(self.batches.pop(0), self.limits) if self.batches else {}
 
     async def lags(self) -> dict[tuple[str, int], int]:
         return {}
@@ -355,3 +359,105 @@ def test_the_factory_wires_one_reader_into_the_aligner_committer_and_read_sizing
     assert plain.committer.offsets is plain.reader
     stage.scorer.observe(64, 0.5)  # the scorer's inference times size the reader's next batches
     assert reader.read_size.rate == 128  # type: ignore[attr-defined]
+
+
+def test_an_input_too_large_is_dead_lettered_unparsed_and_every_output_fits_a_kafka_record() -> None:
+    """A near-1 MB input made a scored record over the broker's limit, which failed its batch for ever."""
+    import json
+
+    from streams.score.outbox import MAX_RECORD_BYTES
+
+    tp = TopicPartition(Settings().kafka.topic("news"), 0)
+    huge = _news(tp, 0, n=1)
+    huge[tp][0].value = json.dumps({"id": "big", "source": "news", "ts": "2026-11-24T00:00:00Z",
+                                    "text": "$TSLA " + "é" * 499_000}, ensure_ascii=False).encode()
+
+    async def run() -> FakeProducer:
+        producer = FakeProducer(limit=1000)
+        stage, _ = _stage(reader=FakeReader([huge, _news(tp, 1)]), score=_uniform, producer=producer)
+        await stage.publisher.start()
+        await stage.step()
+        await stage.step()
+        await stage.committer.drain()
+        return producer
+
+    producer = asyncio.run(run())
+    records = [(t, k, v) for t, _, recs in producer.sent for k, v in recs]
+    dead = [json.loads(v) for t, _, v in records if t.endswith(".dead-letter")]
+    assert [(d["stage"], d["reason"].split(":")[0]) for d in dead] == [("validate", "998079 bytes")]
+    assert all(len(v) + len(k or b"") <= MAX_RECORD_BYTES for _, k, v in records)
+    assert sum(1 for t, _, _ in records if t.endswith(".scored")) == 2  # the batch after it goes on
+
+
+def test_a_scored_record_that_cannot_fit_is_dead_lettered_not_retried() -> None:
+    import json
+
+    tp = TopicPartition(Settings().kafka.topic("news"), 0)
+    big = _news(tp, 0, n=1)
+    big[tp][0].value = json.dumps({"id": "big", "source": "news", "ts": "2026-11-24T00:00:00Z",
+                                   "text": "€" * 400_000}, ensure_ascii=False).encode()  # 1.2 MB, 3 bytes a char
+    # the input limits cannot let such a record through; a reader with none shows the last guard
+    unlimited = Settings().scoring.model_copy(update={"max_message_bytes": 2_000_000, "max_text_chars": 500_000})
+
+    async def run() -> FakeProducer:
+        producer = FakeProducer(limit=1000)
+        stage, _ = _stage(reader=FakeReader([big], limits=unlimited), score=_uniform, producer=producer)
+        await stage.publisher.start()
+        await stage.step()
+        await stage.committer.drain()
+        return producer
+
+    producer = asyncio.run(run())
+    topics = [t.rsplit(".", 1)[1] for t, _, _ in producer.sent]
+    dead = [json.loads(v) for t, _, recs in producer.sent if t.endswith(".dead-letter") for _, v in recs]
+    assert "scored" not in topics and [d["stage"] for d in dead] == ["score"], topics
+    assert "over the 1000000 a Kafka record may hold" in dead[0]["reason"]
+
+
+def test_a_broker_refusing_the_records_for_good_stops_the_stage_instead_of_retrying_silently() -> None:
+    from aiokafka.errors import TopicAuthorizationFailedError
+
+    from streams.score.publisher import ProduceRefused
+
+    class Refusing(FakeProducer):
+        async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[None]:
+            raise TopicAuthorizationFailedError(topic)
+
+    async def run() -> None:
+        tp = TopicPartition(Settings().kafka.topic("news"), 0)
+        stage, _ = _stage(reader=FakeReader([_news(tp, 0)]), score=_uniform, producer=Refusing(limit=1000))
+        await stage.publisher.start()
+        await stage.step()
+        await stage.committer.drain()
+
+    with pytest.raises(ProduceRefused, match="refuses this worker's records"):
+        asyncio.run(asyncio.wait_for(run(), timeout=30))
+
+
+def test_a_message_triton_refuses_alone_is_the_only_one_dead_lettered() -> None:
+    """A non-retryable error used to dead-letter, and commit, every message of the batch (up to 2,048)."""
+    import json
+
+    calls: list[int] = []
+
+    async def score(texts: list[str], keys: list[str], routes: Any) -> Any:
+        calls.append(len(texts))
+        if "m13" in keys:
+            raise ValueError("INVALID_ARG: the tokenizer cannot read this text")
+        return uniform_outputs(len(texts))
+
+    async def run() -> FakeProducer:
+        tp = TopicPartition(Settings().kafka.topic("news"), 0)
+        producer = FakeProducer(limit=1000)
+        stage, _ = _stage(reader=FakeReader([_news(tp, 0, n=64)]), score=score, producer=producer)
+        await stage.publisher.start()
+        await stage.step()
+        await stage.committer.drain()
+        return producer
+
+    producer = asyncio.run(run())
+    dead = [json.loads(v) for t, _, recs in producer.sent if t.endswith(".dead-letter") for _, v in recs]
+    scored = [json.loads(v)["id"] for t, _, recs in producer.sent if t.endswith(".scored") for _, v in recs]
+    assert [(d["stage"], d["offset"]) for d in dead] == [("score", 13)]
+    assert "INVALID_ARG" in dead[0]["reason"] and len(scored) == 63
+    assert len(calls) <= 2 * 6 + 1  # two requests per halving of 64

@@ -110,3 +110,24 @@ def test_models_train_with_a_shared_set_trains_on_it_and_marks_the_version(share
     assert m.data.startswith("committed MIT data, split seed 7: 26 train / 24 val / 24 test")
     assert m.data.endswith("; train includes stockemotions: 2 rows, licence none stated (research use)")
     assert "**experiment only**" in (repo / "sentiment" / "1" / "artifact" / "MODEL_CARD.md").read_text()
+
+
+def test_sync_checks_every_version_it_would_load() -> None:
+    """`models sync` loaded whatever the events named, tampered or experimental artifacts included."""
+    from models.rollout.driver import versions_to_sync
+    from streams.control.routing import Route
+
+    checked: list[int] = []
+
+    def check(version: int) -> None:
+        checked.append(version)
+        if version == 4:
+            raise RolloutError("sentiment v4 has a symlink in its artifact")
+
+    assert versions_to_sync(Route(production=3, candidate=4), [], check) == [3]  # a bad candidate is left out
+    assert checked == [3, 4]
+    with pytest.raises(RolloutError, match="symlink"):
+        versions_to_sync(Route(production=4), [], check)  # a bad production stops the sync
+    with pytest.raises(RolloutError):
+        versions_to_sync(Route(), [4], check)  # so does a bad start-up version
+    assert versions_to_sync(Route(production=3, candidate=5), [], check) == [3, 5]

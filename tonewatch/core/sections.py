@@ -141,6 +141,10 @@ class ScoringSettings(Section):
     concurrency: int = Field(2, ge=1, description="Input batches in flight: one produced while the next is inferred.")
     dedup_capacity: int = Field(200_000, ge=1, description="Message ids a worker remembers to skip redeliveries.")
     max_text_chars: int = Field(2000, ge=1, description="Longer texts are dead-lettered.")
+    max_message_bytes: int = Field(
+        65_536, ge=1, le=500_000, description="Larger input records are dead-lettered unparsed: whatever they hold, "
+        "every output record stays far below Kafka's 1 MB limit.",
+    )
     max_tickers: int = Field(20, ge=1, description="A message naming more tickers is dead-lettered: each is a key "
                              "with its own state.")
     max_future_s: float = Field(
