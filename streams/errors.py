@@ -11,6 +11,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.control.rejects import preview
+
 log = logging.getLogger(__name__)
 
 # A dead-letter record must fit in one Kafka message (1 MB by default) whatever the input: base64
@@ -51,5 +53,5 @@ def dead_letter_record(
     else:
         record["payload"] = payload
         record["payload_encoding"] = "utf-8"
-    log.warning("dead-letter [%s] %s (%s:%s@%s)", stage, reason, topic, partition, offset)
+    log.warning("dead-letter [%s] %s (%s:%s@%s)", stage, preview(reason, 300), topic, partition, offset)
     return record

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from streams.control.rejects import preview
 from streams.windows.alerts import SEVERITY_RANK
 from tonewatch.core.kafka_io import iter_topic
 from tonewatch.core.settings import Settings
@@ -46,7 +47,8 @@ def format_alert(a: dict[str, Any]) -> str:
         f"(n={a['volume']}, z={a['score']:.1f}) id={a['id']}"
     )
     top = a.get("top_messages") or []
-    worst = f'\n    e.g. "{top[0]["text"][:100]}"' if top and a["status"] == "firing" else ""
+    # a message's text is anyone's: escape sequences and bidi controls must not reach the terminal
+    worst = f'\n    e.g. "{preview(top[0]["text"], 100)}"' if top and a["status"] == "firing" else ""
     return f"{head}  {body}{worst}"
 
 
