@@ -35,6 +35,8 @@ class PipelineMetrics:
     canary_share: Gauge
     drift_psi: Gauge
     watermark: Gauge
+    keys_evicted: Counter
+    table_keys: Gauge
 
 
 def create_metrics() -> PipelineMetrics:
@@ -76,6 +78,10 @@ def create_metrics() -> PipelineMetrics:
         watermark=Gauge("tonewatch_watermark_seconds", "Event-time watermark per trend-events partition: windows "
                         "whose end plus the allowed lateness is before it are closed (Unix seconds).",
                         ["partition"], registry=r),
+        keys_evicted=Counter("tonewatch_keys_evicted", "Idle keys deleted from the windows table (with a changelog "
+                             "tombstone) once the watermark passed their TTL.", ["dimension"], registry=r),
+        table_keys=Gauge("tonewatch_table_keys", "Keys in the windows table per trend-events partition, once the "
+                         "partition has been indexed.", ["partition"], registry=r),
     )
     for labels in ALERT_LABELS:
         m.alerts.labels(*labels)

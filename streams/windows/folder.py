@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streams.errors import dead_letter_record
@@ -20,6 +20,7 @@ from streams.score.publisher import dumps
 from streams.topics import Topics
 from streams.windows.alerts import alert_payload
 from streams.windows.detector import KeyState, Partial, Update, advance, next_close
+from streams.windows.evict import ExpiryIndex, expires_at
 from streams.windows.fold import decode_record, dump_state, encode_partials, fold_events, load_state, state_key
 from streams.windows.trends import trend_record
 from streams.windows.watermark import Watermarks
@@ -30,19 +31,29 @@ log = logging.getLogger(__name__)
 Sends = list[Awaitable[Any]]
 
 
+@dataclass
+class PartitionKeys:
+    """One trend-events partition's index of its keys in the table."""
+
+    closing: dict[str, float] = field(default_factory=dict)  # key -> watermark its oldest window closes at
+    expiring: ExpiryIndex = field(default_factory=ExpiryIndex)  # idle keys (no open window, not firing)
+    count: int = 0  # keys in the table
+
+
 class WindowFolder:
-    """State per key in the table; per trend-events partition its watermark and the keys with open windows."""
+    """State per key in the table; per trend-events partition its watermark and an index of its keys."""
 
     def __init__(self, settings: Settings, topics: Topics, table: Any, cfg: DetectorSettings,
                  metrics: PipelineMetrics) -> None:
         self.settings, self.topics, self.table, self.cfg, self.metrics = settings, topics, table, cfg, metrics
         self.watermarks: dict[int, Watermarks] = {}
-        self.closing: dict[int, dict[str, float]] = {}  # partition -> key -> watermark its oldest window closes at
+        self.keys: dict[int, PartitionKeys] = {}
 
     def forget(self) -> None:
         """After a rebalance: partitions may have moved; indexes are rebuilt from the table, marks heard again."""
         self.watermarks.clear()
-        self.closing.clear()
+        self.keys.clear()
+        self.metrics.table_keys.clear()
 
     async def dead_letter(self, reason: str, event: Any, stage: str, payload: bytes | None = None) -> Awaitable[Any]:
         """``payload`` names the part of a batch record that failed; by default the whole record."""
@@ -116,30 +127,45 @@ class WindowFolder:
         return sends
 
     def _write(self, key: str, partition: int, state: KeyState) -> None:
+        index = self._index(partition)  # first: built after this write, it would count the key twice
+        index.count += key not in self.table.data
         value = dump_state(state)
         # a batch has no "current event", which Table.__setitem__ needs for the changelog partition: write the
         # store and its changelog record directly, on the partition the key's records came from (co-partitioned)
         self.table.data[key] = value
         self.table.send_changelog(partition, key, value)
-        closes = next_close(state, self.cfg)
-        pending = self._closing(partition)
-        if closes is None:
-            pending.pop(key, None)
-        else:
-            pending[key] = closes
+        self._note(index, key, state)
 
-    def _closing(self, partition: int) -> dict[str, float]:
-        """The partition's keys with open windows; after a restart, found once in the restored table."""
-        if partition not in self.closing:
+    def _note(self, index: PartitionKeys, key: str, state: KeyState) -> None:
+        closes = next_close(state, self.cfg)
+        if closes is None:
+            index.closing.pop(key, None)
+        else:
+            index.closing[key] = closes
+        index.expiring.set(key, expires_at(state, self.cfg.key_ttl_s))
+
+    def _index(self, partition: int) -> PartitionKeys:
+        """The partition's keys; after a restart or a rebalance, found once in the restored table."""
+        if partition not in self.keys:
             parts = list(range(self.settings.kafka.topic_partitions))
-            found = {}
+            index = PartitionKeys()
             for key, raw in list(self.table.data.items()):
                 if partition_for(key.encode(), parts) == partition:
-                    closes = next_close(load_state(raw), self.cfg)
-                    if closes is not None:
-                        found[key] = closes
-            self.closing[partition] = found
-        return self.closing[partition]
+                    index.count += 1
+                    self._note(index, key, load_state(raw))
+            self.keys[partition] = index
+        return self.keys[partition]
+
+    def _evict(self, partition: int, watermark: float) -> None:
+        """Delete the partition's keys idle for the TTL: from the store, and from the changelog with a tombstone
+        as Faust's ``Table.__delitem__`` does (value None, raw), so a restore does not bring them back."""
+        index = self._index(partition)
+        for key in index.expiring.due(watermark):  # every write notes its key's expiry: a firing key has none
+            del self.table.data[key]
+            self.table.send_changelog(partition, key, None, value_serializer="raw")
+            index.count -= 1
+            self.metrics.keys_evicted.labels(key.partition("|")[0]).inc()
+        self.metrics.table_keys.labels(str(partition)).set(index.count)
 
     async def _advance_partition(self, partition: int, records: list[Any], reached: dict[int, float]) -> Sends:
         marks = self.watermarks.setdefault(partition, Watermarks())
@@ -149,10 +175,11 @@ class WindowFolder:
         if watermark is None:
             return []
         reached[partition] = watermark
-        due = [key for key, closes in self._closing(partition).items() if closes <= watermark]
+        due = [key for key, closes in self._index(partition).closing.items() if closes <= watermark]
         sends: Sends = []
         for key in due:  # a list first: advancing a key updates the index
             sends += await self._advance_key(key, partition, watermark)
+        self._evict(partition, watermark)  # after closing: a key whose last window just closed may be idle now
         return sends
 
     async def _advance_key(self, key: str, partition: int, watermark: float) -> Sends:

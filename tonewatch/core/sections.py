@@ -188,11 +188,22 @@ class DetectorSettings(Section):
     volume_min_windows: int = Field(10, ge=0, description="Closed windows before a key may alert on volume.")
     robust_clip: float = Field(3.0, gt=0, description="Volume baseline updates are clipped at this many scales.")
     cooldown_s: int = Field(300, ge=0, description="Event-time seconds after a resolve before a key may re-fire.")
+    key_ttl_s: int = Field(
+        604_800, ge=0, description="A key with no open window and no open alert is deleted from the windows table "
+        "this many event-time seconds after its last window (0: never); seen again, it starts a new baseline.",
+    )
 
     @field_validator("rolling_s")
     @classmethod
     def _at_least_one_window(cls, value: int, info: ValidationInfo) -> int:
         return max(value, info.data.get("window_s", value))
+
+    @model_validator(mode="after")
+    def _ttl_outlives_lateness(self) -> Self:
+        # shorter, a partial still on time could reach an evicted key and reopen a window already closed
+        if 0 < self.key_ttl_s < self.window_s + self.allowed_lateness_s:
+            raise ValueError("detector.key_ttl_s must be 0 or at least window_s + allowed_lateness_s")
+        return self
 
     def min_volume_for(self, dimension: str) -> int:
         return self.min_volume_by_dimension.get(dimension, self.min_volume)
