@@ -6,11 +6,15 @@ a broker. A failed run is reported and the loop goes on: the service must outliv
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+from streams.control.rejects import InvalidRecord, load_json, preview
+
+log = logging.getLogger(__name__)
 
 Job = Callable[[dict[str, Any] | None], object]
 OnError = Callable[[Exception], None]
@@ -62,9 +66,12 @@ def follow_drift(values: Iterable[bytes | None], name: str, job: Job, cooldown_s
     """
     since, last_end, n = wall().replace(microsecond=0), None, 0
     for raw in values:
+        if raw is None:  # a tombstone: nothing to read, nothing wrong
+            continue
         try:
-            event = json.loads(raw or b"null")
-        except (TypeError, ValueError):
+            event = load_json(raw)
+        except InvalidRecord as exc:  # json.loads raised RecursionError on deep nesting, out of the follower
+            log.warning("model-events record skipped: %s [%s]", exc.reason, preview(raw))
             continue
         if not isinstance(event, dict) or not drift_due(event, name, since, last_end, cooldown_s, clock()):
             continue

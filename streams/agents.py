@@ -10,6 +10,7 @@ offsets never move past unproduced results.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from streams.control.drift_tracker import ReferenceLoader
@@ -28,10 +29,11 @@ log = logging.getLogger(__name__)
 
 def register_agents(
     app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorSettings, metrics: PipelineMetrics,
-    knowledge: Knowledge, load_reference: ReferenceLoader | None = None,
+    knowledge: Knowledge, load_reference: ReferenceLoader | None = None, on_fatal: Callable[[str], None] | None = None,
 ) -> None:
-    """The score stage as a service, the lag and offset-hole timers, and the windows agent."""
-    stage = build_score_stage(settings, metrics, knowledge, load_reference=load_reference)
+    """The score stage as a service, the lag and offset-hole timers, and the windows agent. ``on_fatal`` hears
+    why the stage gave up (``streams.app.Shutdown``); without it the stage's error crashes the app."""
+    stage = build_score_stage(settings, metrics, knowledge, load_reference=load_reference, on_fatal=on_fatal)
     app.service(stage)  # started once the table is recovered; stops after delivering what it has read
     folder = WindowFolder(settings, topics, table, cfg, metrics)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from typing import Any
 
 import faust
+from mode.utils.locks import Event
 
 from streams.agents import register_agents
 from streams.control.drift_tracker import ReferenceLoader
@@ -47,10 +49,42 @@ def tune_gc() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 10)
 
 
+class Shutdown:
+    """Why the worker stops before anyone asked it to: the score stage could not start, or its loop ended.
+
+    The stage calls it with one line saying why; :class:`Worker` then stops every service as after a signal,
+    and ``tonewatch worker`` exits non-zero with that line. The first reason is kept: later ones follow from it.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.requested = Event()
+
+    def __call__(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.requested.set()
+
+
+class Worker(faust.Worker):
+    """Faust's worker that also stops when ``shutdown`` is requested, not only on a signal or a crash."""
+
+    def __init__(self, app: faust.App, shutdown: Shutdown, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.shutdown = shutdown
+
+    async def on_started(self) -> None:
+        # mode's worker waits here until it is stopped or crashed; returning lets execute_from_commandline
+        # stop the services in order (the stage delivers what it has), then close the loop
+        await self.wait_first(self.shutdown.requested)
+
+
 def create_app(settings: Settings, metrics: PipelineMetrics | None = None,
-               load_reference: ReferenceLoader | None = None) -> faust.App:
-    """The worker's app; pass ``metrics`` to expose them (the CLI serves its registry), and
-    ``load_reference`` to monitor drift (it reads a version's stored reference)."""
+               load_reference: ReferenceLoader | None = None, on_fatal: Callable[[str], None] | None = None,
+               ) -> faust.App:
+    """The worker's app; pass ``metrics`` to expose them (the CLI serves its registry), ``load_reference``
+    to monitor drift (it reads a version's stored reference), and ``on_fatal`` (a :class:`Shutdown`) to hear
+    why the score stage gave up."""
     absent = AbsentOffsets([settings.kafka.topic("trend-events")])
     patch_new_offset(absent)  # Faust's commit could skip an in-flight record (streams/score/offsets.py)
     shorten_fetch_wait()  # Faust's 1.5 s broker long-poll stalled the windows agent (streams/score/fetch_wait.py)
@@ -77,6 +111,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None,
     )
     knowledge = load_knowledge(settings.scoring.knowledge_path) if settings.scoring.knowledge_path else load_knowledge()
     register_agents(
-        app, settings, topics, state, settings.detector, metrics or create_metrics(), knowledge, load_reference
+        app, settings, topics, state, settings.detector, metrics or create_metrics(), knowledge, load_reference,
+        on_fatal,
     )
     return app

@@ -5,7 +5,8 @@
 a time but produced and committed in the order they were read, and a batch's offsets are committed only
 once its outputs are acknowledged: at-least-once by construction; with ``kafka.processing_guarantee``
 exactly_once, outputs and offsets are one transaction per batch. Every per-message failure is
-dead-lettered with its reason; a failed delivery is retried, whole; nothing here stops the worker.
+dead-lettered with its reason; a failed delivery is retried, whole; only a stage that cannot start (or
+whose loop ends in an error) stops the worker, with one line saying why.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -36,6 +38,7 @@ from streams.score.reader import BatchSource, Reader
 from streams.score.scorer import Scorer
 from streams.score.triton_client import TritonScorer
 from streams.windows.watermark import Mark
+from tonewatch.core.errors import ServiceError
 from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,19 +48,24 @@ MARK_INTERVAL_S, REMARK_S = 1.0, 30.0
 
 
 class ScoreStage(Service):
-    """Started with the Faust app (``app.service``); stops after its in-flight batches are delivered."""
+    """Started with the Faust app (``app.service``); stops after its in-flight batches are delivered.
+
+    A stage that cannot start, or whose loop ends in an error, hands one line saying why to ``on_fatal`` (the
+    worker's ``streams.app.Shutdown``: it stops, exit non-zero); without one, the error crashes this service.
+    """
 
     def __init__(self, reader: BatchSource, aligner: Aligner, scorer: Scorer, publisher: Publisher,
                  committer: Committer, recent: RecentIds, metrics: PipelineMetrics, clock: PartitionClock,
-                 **kwargs: Any) -> None:
+                 on_fatal: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.on_fatal = on_fatal
         self.reader, self.aligner, self.scorer = reader, aligner, scorer
         self.publisher, self.committer = publisher, committer
         self.recent, self.metrics, self.clock = recent, metrics, clock
         self._marked = 0.0  # when the last marks went out (monotonic)
         self._marks: dict[str, Mark] = {}  # and what they were
         self._closing = False
-        self._loop_task: asyncio.Task[None] | None = None
+        self._loop_task: asyncio.Future[Any] | None = None
         # resolved once the last batch read has handed its outputs to the producer: the next one waits for
         # it, so outputs reach Kafka in read order however the batches' inference interleaves
         self._turn: asyncio.Future[None] | None = None
@@ -66,8 +74,9 @@ class ScoreStage(Service):
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def on_start(self) -> None:
-        # not awaited here: waiting for Triton's models must not hold up the worker's start
-        self._loop_task = asyncio.create_task(self._run())
+        # not awaited here: waiting for Triton's models must not hold up the worker's start. A future of the
+        # service, not a bare task: an error escaping it crashes the service instead of vanishing unread
+        self._loop_task = self.add_future(self._run())
 
     async def on_stop(self) -> None:
         self._closing = True
@@ -91,20 +100,27 @@ class ScoreStage(Service):
         await self.reader.start(on_revoke=self.committer.drain)
 
     async def _run(self) -> None:
+        """Connect, then read until stopped. Failing to connect (Triton not serving within its start-up wait, a
+        refused Kafka login, the model-events follower) or an error that ends the loop is fatal: one line to
+        ``on_fatal``, the traceback only at DEBUG; the stage has nothing left to do, and must not look alive."""
+        phase = "could not start"
         try:
             await self._connect()
-        except Exception:
-            log.exception("score stage could not start; the worker stops")
-            raise
-        while not self._closing:
-            try:
-                await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a broker hiccup: what is in flight stays in flight, nothing is committed early
-                log.exception("score stage error; retrying")
-                await asyncio.sleep(1.0)
-        await self.committer.drain()
+            phase = "failed"
+            while not self._closing:
+                try:
+                    await self.step()
+                except (asyncio.CancelledError, ServiceError):  # a collaborator refusing for good: fatal
+                    raise
+                except Exception:  # a broker hiccup: what is in flight stays in flight, nothing is committed early
+                    log.exception("score stage error; retrying")
+                    await asyncio.sleep(1.0)
+            await self.committer.drain()
+        except Exception as exc:
+            if self.on_fatal is None:
+                raise  # mode crashes the service, and with it the worker
+            log.debug("score stage %s", phase, exc_info=True)
+            self.on_fatal(" ".join(f"score stage {phase}: {type(exc).__name__}: {exc}".split()))
 
     async def step(self) -> None:
         """One read: its batch goes in flight, then the batches finished in read order are committed."""
@@ -205,11 +221,13 @@ class ScoreStage(Service):
 
 
 def build_score_stage(settings: Settings, metrics: PipelineMetrics, knowledge: Knowledge,
-                      load_reference: ReferenceLoader | None = None) -> ScoreStage:
-    """The stage with its real collaborators: Kafka clients and Triton's channel open when it starts."""
+                      load_reference: ReferenceLoader | None = None,
+                      on_fatal: Callable[[str], None] | None = None) -> ScoreStage:
+    """The stage with its real collaborators: Kafka clients and Triton's channel open when it starts.
+    ``on_fatal``: see :class:`ScoreStage`."""
     models = (settings.triton.sentiment_model, settings.triton.topic_model)
     triton = TritonScorer(settings.triton.grpc_url, list(models), settings.triton.timeout_s,
-                          max_request=settings.scoring.batch_size)
+                          max_request=settings.scoring.batch_size, startup_timeout_s=settings.triton.startup_timeout_s)
     read_size = ReadSize(settings.scoring.batch_size, settings.scoring.batch_records, settings.scoring.batch_target_s)
     clock = PartitionClock(settings.detector.allowed_lateness_s, settings.detector.idle_s)
     reader = Reader(settings, read_size, clock)
@@ -220,4 +238,4 @@ def build_score_stage(settings: Settings, metrics: PipelineMetrics, knowledge: K
     store = InTransaction(reader, clock) if publisher.transactional else reader
     committer = Committer(store, settings.scoring.concurrency)
     return ScoreStage(reader, Aligner(reader), scorer, publisher, committer, RecentIds(settings.scoring.dedup_capacity),
-                      metrics, clock)
+                      metrics, clock, on_fatal)

@@ -26,6 +26,8 @@ INPUT, OUTPUT = "TEXT", "PROBS"
 # NOT_FOUND too: the models were checked at start-up, so a missing one is being (re)loaded, e.g. by a
 # restarted Triton in explicit model-control mode; dead-lettering would lose the batch to an outage
 RETRYABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "NOT_FOUND")
+# while a starting worker waits for Triton: how often it asks, and how often it says it is still waiting
+START_RETRY_S, START_LOG_S = 1.0, 60.0
 
 
 class ModelMismatch(TritonError):
@@ -59,8 +61,10 @@ def _version_gone(exc: InferenceServerException) -> bool:
 class TritonScorer:
     """Owns one gRPC channel for the worker's lifetime."""
 
-    def __init__(self, url: str, models: Sequence[str], timeout_s: float, max_request: int | None = None) -> None:
+    def __init__(self, url: str, models: Sequence[str], timeout_s: float, max_request: int | None = None,
+                 startup_timeout_s: float = 300.0) -> None:
         self._url = url
+        self._startup_s = startup_timeout_s
         self._max_request = max_request  # rows per request; the model's max_batch_size caps it too
         self._names = tuple(models)
         self._timeout_s = timeout_s
@@ -68,19 +72,31 @@ class TritonScorer:
         self._client: grpcclient.InferenceServerClient | None = None
         self.specs: dict[str, ModelSpec] = {}
 
-    async def start(self, wait_s: float = 300.0) -> None:
+    async def start(self) -> None:
+        """Wait until Triton serves every model as this worker needs it: Triton may still be starting, or
+        loading them. After ``startup_timeout_s`` a TritonError says where, and what was last wrong."""
         self._client = grpcclient.InferenceServerClient(self._url)
-        deadline = time.monotonic() + wait_s
+        began = time.monotonic()
+        said: float | None = None  # when the last "waiting" line went out: one a minute, not one a try
         while True:
             try:
                 for name in self._names:
                     self.specs[name] = await self._check(name)
+                if said is not None:
+                    log.info("Triton at %s serves %s after %.0f s", self._url, ", ".join(self._names),
+                             time.monotonic() - began)
                 return
             except (InferenceServerException, ModelMismatch) as exc:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("waiting for Triton models at %s: %s", self._url, exc)
-                await asyncio.sleep(2.0)
+                now, cause = time.monotonic(), " ".join(str(exc).split())
+                if now - began >= self._startup_s:
+                    raise TritonError(
+                        f"Triton at {self._url} did not serve {', '.join(self._names)} within {self._startup_s:g} s "
+                        f"(TONEWATCH_TRITON__STARTUP_TIMEOUT_S): {cause}") from exc
+                if said is None or now - said >= START_LOG_S:
+                    log.info("waiting for Triton at %s to serve %s (%.0f of %g s): %s", self._url,
+                             ", ".join(self._names), now - began, self._startup_s, cause)
+                    said = now
+                await asyncio.sleep(min(START_RETRY_S, self._startup_s - (now - began)))
 
     async def close(self) -> None:
         if self._client is not None:
@@ -89,10 +105,10 @@ class TritonScorer:
 
     async def _check(self, name: str) -> ModelSpec:
         """Start-up check that the deployed config matches what this worker sends."""
-        client = self._require()
-        if not await client.is_model_ready(name):
+        client, deadline = self._require(), self._timeout_s  # a connection that hangs must not outlast the wait
+        if not await client.is_model_ready(name, client_timeout=deadline):
             raise ModelMismatch(f"model '{name}' is not ready on Triton")
-        cfg = (await client.get_model_config(name, as_json=True))["config"]
+        cfg = (await client.get_model_config(name, as_json=True, client_timeout=deadline))["config"]
         inputs = {i["name"]: i for i in cfg.get("input", [])}
         outputs = {o["name"]: o for o in cfg.get("output", [])}
         if INPUT not in inputs or inputs[INPUT]["data_type"] != "TYPE_STRING":

@@ -50,12 +50,12 @@ def setup(ctx: typer.Context) -> None:
 
 def worker(ctx: typer.Context) -> None:
     """Run the Faust worker against the configured Kafka and Triton (any, not only local)."""
-    import faust
     from prometheus_client import start_http_server
 
     from models.artifact import drift_reference
-    from streams.app import create_app, tune_gc
+    from streams.app import Shutdown, Worker, create_app, tune_gc
     from streams.metrics import create_metrics
+    from tonewatch.core.errors import ServiceError
     from tonewatch.core.kafka_io import ensure_topics
     from tonewatch.core.topics import NAMES
 
@@ -66,9 +66,17 @@ def worker(ctx: typer.Context) -> None:
     metrics = create_metrics()
     if settings.scoring.metrics_port:
         start_http_server(settings.scoring.metrics_port, settings.metrics_host, registry=metrics.registry)
-    faust_app = create_app(settings, metrics, load_reference=drift_reference)
+    shutdown = Shutdown()
+    faust_app = create_app(settings, metrics, load_reference=drift_reference, on_fatal=shutdown)
     tune_gc()
-    faust.Worker(faust_app, loglevel="INFO").execute_from_commandline()
+    try:
+        Worker(faust_app, shutdown, loglevel="INFO").execute_from_commandline()
+    except SystemExit:
+        reason = shutdown.reason
+        if reason is None:
+            raise
+        # the worker has stopped cleanly; the CLI prints this as its last line and exits 1
+        raise ServiceError(f"the worker stopped: {reason}") from None
 
 
 def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer) -> None:

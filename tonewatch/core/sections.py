@@ -118,6 +118,10 @@ class TritonSettings(Section):
     sentiment_model: str = Field("sentiment", description="Triton name of the sentiment model.")
     topic_model: str = Field("topic", description="Triton name of the topic model.")
     timeout_s: float = Field(30.0, gt=0, description="Per-request deadline for inference.")
+    startup_timeout_s: float = Field(
+        300.0, gt=0, description="How long a starting worker waits for Triton to serve its models; then it exits "
+        "non-zero with the reason.",
+    )
     admin_key: SecretStr | None = Field(
         None, description="Key the loader sends to a Triton whose model-repository and shared-memory APIs are "
         "restricted (compose); None = an unrestricted Triton (the local stack).",

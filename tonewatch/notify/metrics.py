@@ -18,6 +18,7 @@ class NotifierMetrics:
     deliveries: Counter
     seconds: Histogram
     escalations: Counter
+    skipped_alerts: Counter
 
 
 def create_notifier_metrics() -> NotifierMetrics:
@@ -30,6 +31,8 @@ def create_notifier_metrics() -> NotifierMetrics:
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=reg),
         escalations=Counter("tonewatch_escalations", "Re-notifications of unacknowledged critical alerts.",
                             registry=reg),
+        skipped_alerts=Counter("tonewatch_notifier_skipped_alerts", "Alerts-topic records that are not an alert "
+                               "(not JSON, a wrong field), skipped.", registry=reg),
     )
     # every label set from the start, at 0: rate() and histogram_quantile() then see a notifier's first
     # delivery as an increase instead of a series that was born already counted

@@ -21,7 +21,9 @@ from typing import Any
 from kafka.consumer import KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from streams.control.rejects import InvalidRecord, load_json, preview, validation_reason
 from tonewatch.core.kafka_io import client_config, producer
 from tonewatch.core.settings import Settings
 from tonewatch.notify import senders
@@ -35,6 +37,31 @@ from tonewatch.notify.subscriptions import Subscription
 log = logging.getLogger("tonewatch.notifier")
 # requests in flight at once; each has a total deadline (egress), so slow receivers hold a thread only that long
 DELIVERY_THREADS = 8
+
+
+class _Alert(BaseModel):
+    """What the notifier reads of an alert to filter, key and dead-letter it (``alert_payload`` writes more).
+    Strict: a number where a string belongs would break a filter or a key later, after the commit."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    id: str
+    status: str
+    dimension: str
+    key: str
+    severity: str = ""
+
+
+def parse_alert(value: bytes | None) -> dict[str, Any]:
+    """The alert in a record of the alerts topic. Not UTF-8, not JSON, nested too deeply, not an object, or a
+    field of the wrong type: InvalidRecord, with a reason that does not quote the record."""
+    doc = load_json(value)
+    try:
+        _Alert.model_validate(doc)
+    except ValidationError as exc:
+        raise InvalidRecord(f"bad alert: {validation_reason(exc)}") from exc
+    alert: dict[str, Any] = doc
+    return alert
 
 
 @dataclass
@@ -65,14 +92,15 @@ class Notifier:
         self.rng = random.Random()
 
     # --- reading -------------------------------------------------------------------------------
-    def _on_alert(self, tp: TopicPartition, offset: int, value: bytes | None, now: float) -> None:
+    def on_alert(self, tp: TopicPartition, offset: int, value: bytes | None, now: float) -> None:
+        """Queue an alerts-topic record for each subscription that wants it. One that is not an alert is skipped,
+        logged and counted: raising would stop the notifier on it again after every restart."""
         self.seen[tp] = max(self.seen.get(tp, -1), offset)
         try:
-            alert = json.loads(value) if value is not None else None
-        except json.JSONDecodeError:
-            alert = None
-        if not isinstance(alert, dict) or not {"id", "status", "dimension", "key"} <= alert.keys():
-            log.warning("alerts %s@%d is not an alert payload; skipped", tp, offset)
+            alert = parse_alert(value)
+        except InvalidRecord as exc:
+            self.metrics.skipped_alerts.inc()
+            log.warning("alerts %s@%d skipped: %s [%s]", tp, offset, exc.reason, preview(value))
             return
         self.state.note_alert(tp.partition, offset, alert)
         for sub in list(self.state.subs.values()):
@@ -211,7 +239,7 @@ class Notifier:
                 busy = self.inflight or any(q and q[0].next_at <= now for q in self.queues.values())
                 for tp, records in alerts.poll(timeout_ms=0 if busy else 200).items():
                     for r in records:
-                        self._on_alert(tp, r.offset, r.value, now)
+                        self.on_alert(tp, r.offset, r.value, now)
                 self.escalate(now)
                 self.dispatch(pool, now)
                 if self.inflight:  # wake up as soon as a request finishes, not on the next poll

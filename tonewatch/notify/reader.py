@@ -68,7 +68,8 @@ class StateReader:
             kind = self.names[tp.topic]
             for r in records:
                 if kind == "subscriptions" and r.key is not None:
-                    log.info("subscription %s %s", r.key.decode(), "removed" if r.value is None else "active")
+                    state = "removed" if r.value is None else "active"
+                    log.info("subscription %s %s", r.key.decode(errors="replace"), state)
                 self.state.apply(kind, tp.partition, r.offset, r.key, r.value)
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -11,7 +12,8 @@ from kafka.errors import KafkaError
 from tonewatch.core.kafka_io import iter_topic, producer
 from tonewatch.core.settings import Settings
 from tonewatch.notify.ledger import ensure_delivery_topics
-from tonewatch.notify.subscriptions import Subscription, apply_record
+from tonewatch.notify.state import State
+from tonewatch.notify.subscriptions import Subscription
 
 
 def _put(settings: Settings, topic: str, key: str, value: dict[str, Any] | None) -> None:
@@ -31,11 +33,17 @@ def _put(settings: Settings, topic: str, key: str, value: dict[str, Any] | None)
         p.close()
 
 
+def fold_subscriptions(records: Iterable[Any]) -> dict[str, Subscription]:
+    """The current subscriptions from the topic's records (``partition``, ``offset``, ``key``, ``value``), folded
+    as the notifier folds them: one it cannot read (a key not UTF-8, a value not JSON) is logged and skipped."""
+    state = State()
+    for r in records:
+        state.apply("subscriptions", r.partition, r.offset, r.key, r.value)
+    return state.subs
+
+
 def list_subscriptions(settings: Settings) -> dict[str, Subscription]:
-    subs: dict[str, Subscription] = {}
-    for r in iter_topic(settings.kafka, settings.kafka.topic("subscriptions"), idle_timeout_s=3.0):
-        apply_record(subs, r.key, r.value)
-    return subs
+    return fold_subscriptions(iter_topic(settings.kafka, settings.kafka.topic("subscriptions"), idle_timeout_s=3.0))
 
 
 def save_subscription(settings: Settings, sub: Subscription) -> None:
