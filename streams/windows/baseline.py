@@ -9,9 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scipy import special
+
 MAD_TO_SIGMA = 1.2533  # sqrt(pi / 2): mean absolute deviation to standard deviation for a normal
 EXACT_MAX = 400  # windows up to this many messages get the exact binomial tail
 YOUNG = 3  # values folded in unclipped, before the deviation means anything
+Z_MAX = 37.0  # about the z of a tail at the float floor (1e-300): past it every tail looks alike
 
 
 @dataclass(frozen=True)
@@ -59,21 +62,26 @@ def decay_level(level: Level, windows: int, alpha: float) -> Level:
 
 def count_z(x: float, level: Level) -> float:
     """How many robust scales ``x`` lies above its level, and never more than Poisson noise allows:
-    5 negatives against a mean of 1 is 4 scales, but happens by chance every few hundred windows."""
+    5 negatives against a mean of 1 is 4 scales, but happens by chance every few hundred windows.
+
+    A NaN count or level (a corrupt state) is no evidence: 0, never an exception that stalls the agent.
+    """
     robust = (x - level.mean) / count_scale(level)
-    k, lam = round(x), max(level.mean, 0.05)
-    if robust <= 0 or lam > EXACT_MAX or k <= lam:
+    if math.isnan(robust):
+        return 0.0
+    lam = max(level.mean, 0.05)
+    k = round(x) if math.isfinite(x) else None  # +inf: a tail of 0, so Z_MAX below
+    if robust <= 0 or lam > EXACT_MAX or (k is not None and k <= lam):
         return robust
-    return min(robust, _tail_to_z(_poisson_sf(k, lam)))
+    return min(robust, _tail_to_z(0.0 if k is None else _poisson_sf(k, lam)))
 
 
 def _poisson_sf(k: int, lam: float) -> float:
-    """P(X >= k) for X ~ Poisson(lam): one minus the terms below k."""
-    term, below = math.exp(-lam), 0.0
-    for i in range(k):
-        below += term
-        term *= lam / (i + 1)
-    return max(1.0 - below, term)  # past the float floor, the first tail term is the tail's scale
+    """P(X >= k) for X ~ Poisson(lam), k >= 1: the regularised lower incomplete gamma P(k, lam).
+
+    A closed form, so a count of 10^9 costs what 5 does (summing the terms below k took k steps, #28).
+    """
+    return float(special.gammainc(float(k), lam))  # float: a count past int64 would not coerce
 
 
 def update_share(base: float, share: float, count: int, alpha: float, min_volume: int, clip: float) -> float:
@@ -87,8 +95,9 @@ def binomial_z(share: float, count: int, baseline: float) -> float:
     """How surprising a window's negative share is under the baseline share, as a one-sided z-score.
 
     From the exact binomial tail for small windows, where the normal approximation overstates surprise.
+    A non-finite share or baseline (a corrupt state) is no evidence: 0.
     """
-    if count == 0:
+    if count <= 0 or not (math.isfinite(share) and math.isfinite(baseline)):
         return 0.0
     p = min(max(baseline, 0.02), 0.98)
     k = round(share * count)
@@ -99,30 +108,22 @@ def binomial_z(share: float, count: int, baseline: float) -> float:
 
 
 def _binomial_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), summed in log space."""
-    lp, lq = math.log(p), math.log1p(-p)
-    lc = math.lgamma(n + 1)
-    return min(1.0, sum(math.exp(lc - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
-                        for i in range(k, n + 1)))
+    """P(X >= k) for X ~ Binomial(n, p), k >= 1: a regularised incomplete beta, in constant time."""
+    return float(special.bdtrc(k - 1, n, p))
 
 
 def _tail_to_z(tail: float) -> float:
-    """The z whose upper normal tail is ``tail`` (bisection on erfc: exact enough, no scipy)."""
+    """The z whose upper normal tail is ``tail`` (the normal quantile), within [-10, Z_MAX]."""
+    if math.isnan(tail):
+        return 0.0
     if tail <= 1e-300:
-        return 37.0
-    lo, hi = -10.0, 37.0
-    for _ in range(32):  # 47 / 2 ** 32: far below any threshold's precision
-        mid = (lo + hi) / 2
-        if 0.5 * math.erfc(mid / math.sqrt(2)) > tail:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+        return Z_MAX
+    return min(max(-float(special.ndtri(min(tail, 1.0))), -10.0), Z_MAX)
 
 
 def logistic(z: float, centre: float, width: float) -> float:
     """Map a z-score to [0, 1]: 0.5 at ``centre``; NAB and dashboards want a bounded score."""
     t = (z - centre) / width
-    if t < -60:
+    if not t > -60:  # and NaN: a score NAB or a dashboard can read
         return 0.0
     return 1.0 / (1.0 + math.exp(-t))
