@@ -7,8 +7,9 @@ range, an SSN the areas and groups never issued. Every pattern is compiled once,
 
 from __future__ import annotations
 
-import json
 import re
+
+import pydantic_core
 
 # Invisible format characters (zero-width space/joiners, word joiner, BOM, soft hyphen, invisible operators)
 # that split an address or number without changing how it reads. They are removed from the whole text, so
@@ -130,19 +131,32 @@ def mask_pii(text: str) -> str:
 _PERSON_FIELDS = ("author", "channel")  # who wrote it, and where: never copied into a dead letter
 
 
-def mask_payload(raw: bytes | str | None) -> str | None:
+def _prefix_text(raw: bytes | str, limit: int) -> str | None:
+    """The first ``limit`` bytes (characters of a str) as text; a character cut in two at the end is dropped."""
+    if isinstance(raw, str):
+        return raw[:limit]
+    cut = raw[:limit]
+    try:
+        return cut.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if len(raw) > limit and exc.start >= len(cut) - 3 and exc.reason == "unexpected end of data":
+            return cut[:exc.start].decode("utf-8")
+        return None
+
+
+def mask_payload(raw: bytes | str | None, limit: int = 1 << 30) -> str | None:
     """A dead letter's copy of an input record, with its personal data masked; the original stays at its topic,
     partition and offset. A JSON object keeps its id, times and tickers (an operator finds the record by them);
     its text is masked and its author and channel withheld. Anything else is masked as text; bytes that are
-    not UTF-8 are withheld (they cannot be masked)."""
+    not UTF-8 are withheld (they cannot be masked). Only the first ``limit`` bytes are read and kept: masking
+    costs time in proportion, and a hostile producer chooses the size."""
     if raw is None:
         return None
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-    except UnicodeDecodeError:
+    text = _prefix_text(raw, limit)
+    if text is None:
         return None
-    try:
-        obj = json.loads(text)
+    try:  # pydantic-core's parser: deep nesting is a ValueError, not a RecursionError
+        obj = pydantic_core.from_json(text)
     except ValueError:
         return mask_pii(text)
     if not isinstance(obj, dict):
@@ -152,4 +166,7 @@ def mask_payload(raw: bytes | str | None) -> str | None:
             obj[name] = "<withheld>"
     if isinstance(obj.get("text"), str):
         obj["text"] = mask_pii(obj["text"])
-    return json.dumps(obj, ensure_ascii=False)
+    try:
+        return pydantic_core.to_json(obj).decode()
+    except ValueError:  # a value it cannot write back (nesting past its limit): the masked text instead
+        return mask_pii(text)

@@ -56,6 +56,8 @@ def kafka_producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(**aiokafka_config(kafka), acks="all", max_batch_size=256 * 1024, linger_ms=5, **txn)
 
 
+# what a dead letter keeps of its input (masked): enough to see what was wrong; the record is at its offset
+DEAD_LETTER_COPY_BYTES = 16_384
 REFUSALS_TO_STOP = 3  # non-retriable produce errors in a row (a fresh producer between): the worker stops
 
 
@@ -95,8 +97,14 @@ class Publisher:
     def dead_letter(self, out: Outbox, reason: str, r: Any, stage: str) -> None:
         """Input record ``r`` with the reason it produced no output, keyed as it came; its personal data masked."""
         self.metrics.dead_letter.labels(stage).inc()
-        record = dead_letter_record(reason, mask_payload(r.value), stage=stage, topic=r.topic, partition=r.partition,
-                                    offset=r.offset)
+        try:
+            copy = mask_payload(r.value, DEAD_LETTER_COPY_BYTES)
+        except Exception:  # a dead letter must never fail its batch: the record is at its offset anyway
+            log.exception("masking a dead letter's payload failed; it is sent without one")
+            copy = None
+        record = dead_letter_record(reason, copy, stage=stage, topic=r.topic, partition=r.partition, offset=r.offset)
+        if r.value is not None and len(r.value) > DEAD_LETTER_COPY_BYTES:  # the whole of it stays at its offset
+            record.update(payload_truncated=True, payload_size=len(r.value))
         out.add(self.settings.kafka.topic("dead-letter"), r.key or b"", dumps(record))
 
     def add_scored(self, out: Outbox, valid: list[tuple[Any, Message]], scored: list[Scored | str],

@@ -80,3 +80,15 @@ def test_mask_payload_leaves_what_finds_the_record() -> None:
     assert json.loads(mask_payload(json.dumps(raw).encode()) or "") == raw  # a tweet id is not an account number
     assert mask_payload(None) is None
     assert mask_payload(b"[1, 2]") == "[1, 2]"
+
+
+def test_a_deeply_nested_payload_is_masked_without_a_recursion_error() -> None:
+    """json.loads raised RecursionError on it, which failed the batch; the stage re-read it for ever."""
+    deep = b'{"text": "mail ' + EMAIL.encode() + b'", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert EMAIL not in (mask_payload(deep, 16_384) or "")
+    assert mask_payload(b"[" * 100_000, 16_384) == "[" * 16_384
+
+
+def test_a_copy_cut_inside_a_character_keeps_the_characters_before_it() -> None:
+    assert mask_payload("é".encode() * 10, 5) == "éé"
+    assert mask_payload(b"\xff" * 10, 5) is None
