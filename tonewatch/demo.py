@@ -16,9 +16,10 @@ from kafka.consumer import KafkaConsumer
 from kafka.structs import TopicPartition
 from pydantic import SecretStr
 
-from tonewatch.alerts_cli import format_alert
+from tonewatch.alerts_cli import format_incident
 from tonewatch.core.kafka_io import READER, client_config
 from tonewatch.core.settings import Settings
+from tonewatch.core.topics import INCIDENTS
 from tonewatch.feed import SURGE_START_MIN
 from tonewatch.notify.sink import WebhookSink
 from tonewatch.notify.store import save_subscription
@@ -31,39 +32,53 @@ from tonewatch.stack.state import StackState
 REPORT_DIR = Path("reports/demo")
 
 
+def _assign(consumer: KafkaConsumer, topics: list[str], assigned: list[TopicPartition]) -> None:
+    """Read from the beginning the topics that exist by now (the notifier creates the incidents topic)."""
+    consumer.topics()  # refreshes the metadata
+    new = [TopicPartition(t, p) for t in topics if not any(tp.topic == t for tp in assigned)
+           for p in sorted(consumer.partitions_for_topic(t) or ())]
+    if new:
+        assigned += new
+        consumer.assign(assigned)  # partitions already assigned keep their position
+        consumer.seek_to_beginning(*new)
+
+
 def watch(settings: Settings, sent: Callable[[], bool], timeout_s: float = 900.0) -> dict[str, Any]:
-    """Print alerts as they fire until the feed is ``sent`` and the worker has caught up with it."""
+    """Print incidents as the notifier publishes them, and collect the per-key alerts under them, until the
+    feed is ``sent``, the worker has caught up with it and the last changes have settled."""
     consumer = KafkaConsumer(**client_config(settings.kafka), **READER, group_id=None)
-    alerts_topic = settings.kafka.topic("alerts")
+    alerts_topic, incidents_topic = settings.kafka.topic("alerts"), settings.kafka.topic(INCIDENTS)
     t0 = time.monotonic()
     first_alert_s: float | None = None
     alerts: list[dict[str, Any]] = []
+    incidents: list[dict[str, Any]] = []
     assigned: list[TopicPartition] = []
     caught_up: float | None = None
     try:
         while time.monotonic() - t0 < timeout_s:
-            parts = consumer.partitions_for_topic(alerts_topic)
-            if parts and not assigned:
-                assigned = [TopicPartition(alerts_topic, p) for p in parts]
-                consumer.assign(assigned)
-                consumer.seek_to_beginning(*assigned)
-            for records in (consumer.poll(timeout_ms=1000).values() if assigned else []):
+            if len({tp.topic for tp in assigned}) < 2:
+                _assign(consumer, [alerts_topic, incidents_topic], assigned)
+            for tp, records in (consumer.poll(timeout_ms=1000).items() if assigned else []):
                 for r in records:
-                    alert = json.loads(r.value)
-                    alerts.append(alert)
-                    first_alert_s = first_alert_s or time.monotonic() - t0
-                    print(format_alert(alert), flush=True)
+                    doc = json.loads(r.value)
+                    if tp.topic == alerts_topic:
+                        alerts.append(doc)
+                        first_alert_s = first_alert_s or time.monotonic() - t0
+                    else:
+                        incidents.append(doc)
+                        print(format_incident(doc), flush=True)
             if sent() and not any(wait_for_pipeline(settings, 0.0).values()):
-                # the feed's partitions turn idle, then the watermark closes its last windows
+                # the feed's partitions turn idle, then the watermark closes its last windows, then the notifier
+                # publishes the incidents' last changes once they settle
                 caught_up = caught_up or time.monotonic()
-                if time.monotonic() - caught_up > settings.detector.idle_s + 3:
+                if time.monotonic() - caught_up > settings.detector.idle_s + 3 + settings.delivery.incident_settle_s:
                     break
             time.sleep(1.0)
     finally:
         consumer.close()
     out = outputs_since(settings, {})  # records, not offsets: transaction markers hold offsets too
-    return {"scored": out.scored, "dead_lettered": out.dead, "alerts": alerts, "seconds": time.monotonic() - t0,
-            "first_alert_s": first_alert_s}
+    return {"scored": out.scored, "dead_lettered": out.dead, "alerts": alerts, "incidents": incidents,
+            "seconds": time.monotonic() - t0, "first_alert_s": first_alert_s}
 
 
 def _subscribe(settings: Settings, state: StackState, sink: WebhookSink) -> list[str]:
@@ -77,7 +92,7 @@ def _subscribe(settings: Settings, state: StackState, sink: WebhookSink) -> list
 
 
 def _deliveries(state: StackState) -> dict[str, int]:
-    """Delivered alert records per channel, from the notifier's own counters."""
+    """Delivered incident versions per channel, from the notifier's own counters."""
     from prometheus_client.parser import text_string_to_metric_families
 
     url = state.metrics.get("notifier")
@@ -108,14 +123,14 @@ def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
             print("== alert subscriptions: " + "; ".join(_subscribe(local, state, sink)), flush=True)
             expected = sum(1 for line in feed.read_bytes().splitlines() if line.strip())
             print(f"== stack up in {time.monotonic() - t_start:.0f}s (topics {settings.kafka.topic_prefix}.*); "
-                  f"replaying {expected} messages from {feed} at {speed:g}x event time; alerts as they fire:",
-                  flush=True)
+                  f"replaying {expected} messages from {feed} at {speed:g}x event time; incidents as the "
+                  "notifier publishes them (the per-key alerts under each indented):", flush=True)
             with ThreadPoolExecutor(1) as pool:
                 sending = pool.submit(replay, local, feed, speed)
                 result = watch(local, sending.done)
                 report = sending.result()
             deadline = time.monotonic() + 30  # the notifier delivers asynchronously: let it catch up
-            while len(sink.received) < len(result["alerts"]) and time.monotonic() < deadline:
+            while len(sink.received) < len(result["incidents"]) and time.monotonic() < deadline:
                 time.sleep(0.5)
             verified, rejected = len(sink.received), sink.rejected
             delivered = _deliveries(state)
@@ -123,17 +138,20 @@ def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
     finally:
         print("== stopping the stack", flush=True)
         down(local)
-    alerts = result["alerts"]
+    alerts, incidents = result["alerts"], result["incidents"]
     firing = collections.Counter(f"{a['dimension']}={a['key']}" for a in alerts if a["status"] == "firing")
     resolved = collections.Counter(f"{a['dimension']}={a['key']}" for a in alerts if a["status"] == "resolved")
+    latest = {i["id"]: i for i in incidents}  # versions come in order
     print("\n== summary")
     print(f"messages sent {report.sent}, scored {result['scored']}, dead-lettered {result['dead_lettered']}")
-    print(f"alerts fired {sum(firing.values())}: {dict(firing)}; resolved: {dict(resolved)}")
-    print(f"delivered by the notifier: {delivered or 'nothing'} of {len(alerts)} alert records; the webhook "
+    print(f"incidents {len(latest)}: " + "; ".join(
+        f"{i['headline']} {i['severity']} {i['status']} ({len(i['children'])} alerts)" for i in latest.values()))
+    print(f"per-key alerts fired {sum(firing.values())}: {dict(firing)}; resolved: {dict(resolved)}")
+    print(f"delivered by the notifier: {delivered or 'nothing'} of {len(incidents)} incident versions; the webhook "
           f"verified {verified} signatures and rejected {rejected}")
     if result["first_alert_s"] is not None:
         print(f"time to first alert after replay start: {result['first_alert_s']:.1f}s "
               f"(the sample surge starts {SURGE_START_MIN * 60 / speed:.0f}s into the paced replay)")
     print(f"processing took {result['seconds']:.1f}s; whole demo {time.monotonic() - t_start:.0f}s")
     print(f"report (open in a browser): {page.resolve()}")
-    return 0 if firing else 1
+    return 0 if firing and latest else 1

@@ -1,4 +1,4 @@
-"""Alert delivery end to end on a real Kafka broker and a real Alertmanager: the notifier process,
+"""Incident delivery end to end on a real Kafka broker and a real Alertmanager: the notifier process,
 subscriptions made with the CLI, a local webhook receiver that goes down and comes back."""
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 
 @pytest.fixture
 def settings(kafka_settings: Settings) -> Settings:
-    """A unique prefix; quick retries; escalation off unless a test turns it on."""
+    """A unique prefix; quick retries; a short settle delay; escalation off unless a test turns it on."""
     return kafka_settings.updated(
         kafka__topic_prefix=f"d{uuid.uuid4().hex[:10]}", delivery__webhook_secret=SecretStr(SECRET),
+        delivery__incident_settle_s=1.0,
         delivery__backoff_base_s=0.5, delivery__backoff_cap_s=2.0, delivery__timeout_s=3.0,
         delivery__escalation_interval_s=3600.0, delivery__metrics_port=free_port(), kafka__topic_partitions=2,
         delivery__allowed_networks=LOOPBACK,  # the receivers and Alertmanager listen on 127.0.0.1
@@ -90,8 +91,9 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     def alerts(self, alert_id: str | None = None) -> list[dict[str, Any]]:
+        """The incident versions received (those with this alert in them)."""
         docs = [json.loads(r["body"]) for r in self.requests]
-        return [d for d in docs if alert_id is None or d["id"] == alert_id]
+        return [d for d in docs if alert_id is None or any(c["id"] == alert_id for c in d["children"])]
 
 
 @pytest.fixture
@@ -169,12 +171,15 @@ def cli(settings: Settings, *args: str) -> str:
     return out.stdout.strip()
 
 
-def alert(aid: str, status: str = "firing", key: str = "TSLA", severity: str = "critical") -> dict[str, Any]:
+def alert(aid: str, status: str = "firing", key: str = "TSLA", severity: str = "critical", dimension: str = "ticker",
+          messages: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An alert as the worker writes it; its driving messages are its own unless ``messages`` are shared."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {"id": aid, "status": status, "dimension": "ticker", "key": key, "severity": severity,
+    return {"id": aid, "status": status, "dimension": dimension, "key": key, "severity": severity,
             "window": {"start": now, "end": now, "seconds": 60}, "volume": 12, "negative": 10,
             "negative_share": 0.83, "baseline": 0.1, "score": 7.5, "model_versions": {"sentiment": "1"},
-            "top_messages": [{"text": f"{key} plunges", "message_id": "m1", "source": "news", "p_negative": 0.9}],
+            "top_messages": [{"text": f"{key} plunges", "message_id": m, "source": "news", "p_negative": 0.9}
+                             for m in messages or (f"m-{aid}",)],
             "at": now}
 
 
@@ -199,7 +204,7 @@ def test_down_receiver_gets_the_alert_once_after_it_comes_back(
 ) -> None:
     hook = receivers(start=False)  # port closed: connection refused
     sub_id = cli(settings, "alerts", "subscribe", "--webhook", hook.url, "--name", "desk")
-    assert sub_id in cli(settings, "alerts", "list")
+    assert sub_id in cli(settings, "alerts", "list", "--subscriptions")
     n = notifier(settings)
     a = alert("a-down")
     produce(settings, a, a)  # the same alert twice on the topic
@@ -210,8 +215,10 @@ def test_down_receiver_gets_the_alert_once_after_it_comes_back(
     time.sleep(3)
     assert len(hook.requests) == 1
     req = hook.requests[0]
-    assert json.loads(req["body"]) == a
-    assert req["headers"]["Idempotency-Key"] == "a-down:firing"
+    incident = json.loads(req["body"])
+    assert (incident["status"], incident["version"], incident["headline"]) == ("opened", 1, "TSLA")
+    assert [(c["id"], c["status"]) for c in incident["children"]] == [("a-down", "firing")]
+    assert req["headers"]["Idempotency-Key"] == f"{incident['id']}:v1"
     assert verify(SECRET, req["headers"]["X-Tonewatch-Timestamp"], req["body"],
                   req["headers"]["X-Tonewatch-Signature"], time.time())
     assert not verify("wrong", req["headers"]["X-Tonewatch-Timestamp"], req["body"],
@@ -227,36 +234,10 @@ def test_down_receiver_gets_the_alert_once_after_it_comes_back(
           log=n2)
     time.sleep(2)
     assert len(hook.alerts("a-down")) == 1
+    (b_incident,) = hook.alerts("b-after-restart")
     ledger = read_json(settings.kafka, settings.kafka.topic("deliveries"))
-    assert {e["key"] for e in ledger} == {f"{sub_id}|a-down|firing|initial", f"{sub_id}|b-after-restart|firing|initial"}
-
-
-def test_alertmanager_receives_the_alert_and_it_ends_when_resolved(
-    settings: Settings, notifier: Callable[[Settings], NotifierProc], tmp_path: Path
-) -> None:
-    from tonewatch.stack.alertmanager import start_alertmanager, stop_alertmanager
-
-    am = start_alertmanager(tmp_path / "am")
-    try:
-        cli(settings, "alerts", "subscribe", "--alertmanager", am.url)
-        n = notifier(settings)
-
-        def active() -> list[dict[str, Any]]:
-            with urllib.request.urlopen(f"{am.url}/api/v2/alerts", timeout=5) as resp:
-                return [x for x in json.load(resp) if x["labels"].get("alert_id") == "am-1"]
-
-        produce(settings, alert("am-1"))
-        until(lambda: len(active()) == 1, "the alert in Alertmanager", log=n)
-        got = active()[0]
-        assert got["labels"] == {"alertname": "TonewatchNegativeSurge", "dimension": "ticker", "key": "TSLA",
-                                 "severity": "critical", "alert_id": "am-1"}
-        assert got["annotations"]["top_message"] == "TSLA plunges"
-        assert got["status"]["state"] == "active"
-        assert got["endsAt"] > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 3600))  # held
-        produce(settings, alert("am-1", status="resolved"))
-        until(lambda: not active(), "the alert to end in Alertmanager", log=n)
-    finally:
-        stop_alertmanager(am)
+    assert {e["key"] for e in ledger} == {f"{sub_id}|{incident['id']}|v1|initial",
+                                          f"{sub_id}|{b_incident['id']}|v1|initial"}
 
 
 def test_ticker_filter(
@@ -269,7 +250,7 @@ def test_ticker_filter(
     produce(settings, alert("f-aapl", key="AAPL"), alert("f-tsla", key="TSLA"), alert("f-msft", key="MSFT"))
     until(lambda: len(everything.requests) == 3 and len(tsla.requests) >= 1, "deliveries", log=n)
     time.sleep(2)
-    assert [d["id"] for d in tsla.alerts()] == ["f-tsla"]
+    assert [[c["id"] for c in d["children"]] for d in tsla.alerts()] == [["f-tsla"]]
 
 
 def test_unacked_critical_alert_escalates_until_acked_or_resolved(
@@ -282,8 +263,9 @@ def test_unacked_critical_alert_escalates_until_acked_or_resolved(
     produce(settings, alert("e-crit"), alert("e-resolves"), alert("e-warn", key="AAPL", severity="warning"))
     until(lambda: [d.get("escalation") for d in hook.alerts("e-crit")][:3] == [None, 1, 2], "two escalations", log=n)
     assert [d.get("escalation") for d in hook.alerts("e-resolves")][:2] == [None, 1]
-    assert [r["headers"]["Idempotency-Key"] for r in hook.requests if json.loads(r["body"])["id"] == "e-crit"][:3] \
-        == ["e-crit:firing", "e-crit:firing:escalation-1", "e-crit:firing:escalation-2"]
+    crit_id = hook.alerts("e-crit")[0]["id"]
+    assert [r["headers"]["Idempotency-Key"] for r in hook.requests if json.loads(r["body"])["id"] == crit_id][:3] \
+        == [f"{crit_id}:v1", f"{crit_id}:v1:escalation-1", f"{crit_id}:v1:escalation-2"]
     assert cli(settings, "alerts", "ack", "e-crit", "--by", "ops", "--note", "looking") == "acknowledged e-crit"
     (ack,) = read_json(settings.kafka, settings.kafka.topic("acks"))
     assert (ack["alert_id"], ack["by"], ack["note"]) == ("e-crit", "ops", "looking")
@@ -314,12 +296,13 @@ def test_rejected_or_hopeless_deliveries_go_to_the_delivery_dead_letter_topic(
 
     until(lambda: len(dead()) == 2, "two dead letters", log=n)
     rejected, gave_up = dead()[reject_id], dead()[failing_id]
-    assert rejected["alert_id"] == "dl-1" and rejected["attempts"] == 1 and rejected["reason"].startswith("HTTP 400")
+    assert [c["id"] for c in rejected["incident"]["children"]] == ["dl-1"] and rejected["version"] == 1
+    assert rejected["attempts"] == 1 and rejected["reason"].startswith("HTTP 400")
     assert len(rejects.requests) == 1  # a 400 is never retried
-    assert gave_up["alert_id"] == "dl-1" and gave_up["reason"].startswith("gave up after")
+    assert gave_up["incident_id"] == rejected["incident_id"] and gave_up["reason"].startswith("gave up after")
     assert "HTTP 503" in gave_up["reason"] and gave_up["attempts"] == len(failing.requests) >= 2
     assert n.metric("tonewatch_deliveries_total{kind=webhook,outcome=dead_letter}") == 2
     assert n.metric("tonewatch_deliveries_total{kind=webhook,outcome=retry}") >= 1
     cli(settings, "alerts", "unsubscribe", reject_id)
-    assert cli(settings, "alerts", "list", "--json").splitlines() == [
+    assert cli(settings, "alerts", "list", "--subscriptions", "--json").splitlines() == [
         json.dumps({"id": failing_id, "kind": "webhook", "url": failing.url})]

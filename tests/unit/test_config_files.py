@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tonewatch.notify.senders import ALERTNAME
 from tonewatch.stack.prometheus import dashboard_queries, local_config, vector_selectors
 
 REPO = Path(__file__).resolve().parents[2]
@@ -266,8 +267,12 @@ def test_vector_selectors(expr: str, selectors: list[str]) -> None:
 def test_alertmanager_routes_by_severity_to_a_webhook_kept_out_of_git(tmp_path: Path) -> None:
     am = _yaml("deploy/alertmanager/alertmanager.yml")
     receivers = {r["name"]: r for r in am["receivers"]}
-    assert {r["receiver"] for r in am["route"]["routes"]} <= set(receivers)
-    assert {m for r in am["route"]["routes"] for m in r["matchers"]} == {'severity="critical"', 'severity="warning"'}
+    routes = am["route"]["routes"]
+    incidents, platform = routes[0], routes[1:]  # the first match wins: Tonewatch's incidents first
+    assert incidents["matchers"] == [f'alertname="{ALERTNAME}"'] and incidents["group_by"] == ["incident"]
+    for rs in (platform, incidents["routes"]):
+        assert {r["receiver"] for r in rs} <= set(receivers)
+        assert {m for r in rs for m in r["matchers"]} == {'severity="critical"', 'severity="warning"'}
     for receiver in receivers.values():
         for hook in receiver["webhook_configs"]:
             assert "url" not in hook and hook["url_file"].startswith("/run/secrets/"), receiver["name"]

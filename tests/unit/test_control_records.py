@@ -127,6 +127,11 @@ HOSTILE_STATE = [
     *[("alerts", b"a1", v) for v in (b"\xff", b"x", b"[" * 5000, b'"a1"', b'{"id": "a1"}',
                                      b'{"id": [], "status": "firing"}', b'{"id": "a1", "status": null}')],
     ("alerts", b"\xff", json.dumps(ALERT).encode()),
+    *[("incidents", b"i1", json.dumps({"id": "i1", "version": 1, "status": "opened", "headline": "TSLA",
+                                        "children": [ALERT], **bad}).encode())
+      for bad in ({"version": 0}, {"version": "1"}, {"children": []}, {"children": [{**ALERT, "key": 7}]},
+                  {"children": [{**ALERT, "window": {"start": 1}}]}, {"headline": None}, {"top_messages": {}})],
+    ("incidents", b"i1", b"[" * 5000),
     ("subscriptions", b"\xff", b"{}"),
     ("subscriptions", b"s1", b"[" * 5000),
     ("subscriptions", b"s1", b"\xff"),

@@ -1,4 +1,4 @@
-"""Pure parts of alert delivery: signatures, backoff, escalation schedule, filters, payload shapes."""
+"""Pure parts of incident delivery: signatures, backoff, escalation schedule, filters, payload shapes."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tonewatch.notify.incidents import group_alerts
 from tonewatch.notify.ledger import ledger_key
 from tonewatch.notify.policy import backoff_s, classify_status, due_escalation
-from tonewatch.notify.senders import ALERTNAME, alertmanager_alert, grafana_annotation, webhook_request
+from tonewatch.notify.senders import ALERTNAME, alertmanager_alerts, grafana_annotation, webhook_request
 from tonewatch.notify.signing import sign, verify
 from tonewatch.notify.state import State, delivery_entry
 from tonewatch.notify.subscriptions import Subscription, apply_record, new_subscription
@@ -23,6 +24,9 @@ ALERT = {
     "top_messages": [{"text": "Tesla recalls cars", "message_id": "m", "source": "news", "p_negative": 0.9}],
     "dashboard_url": "http://grafana/d/tw?var-key=TSLA",
 }
+# the same driving message: related
+SECTOR_ALERT = {**ALERT, "id": "a2", "dimension": "sector", "key": "Consumer Discretionary", "severity": "warning"}
+(INCIDENT,) = group_alerts([ALERT, SECTOR_ALERT], 300.0, {})
 
 
 def test_signature_round_trip_and_tampering() -> None:
@@ -80,13 +84,17 @@ def test_escalation_schedule() -> None:
     assert _due(now=500.0, max_escalations=0) is None
 
 
-def test_subscription_filters_reuse_tail_filters() -> None:
+def test_subscription_filters_reuse_tail_filters_on_the_incidents_alerts() -> None:
     tsla = new_subscription(kind="webhook", url="http://h/x", ticker="tsla")
-    assert tsla.wants(ALERT)
-    assert not tsla.wants({**ALERT, "key": "AAPL"})
-    assert not new_subscription(kind="webhook", url="http://h", dimension="sector").wants(ALERT)
-    assert not new_subscription(kind="webhook", url="http://h", min_severity="critical").wants(
-        {**ALERT, "severity": "warning"})
+    assert tsla.wants(INCIDENT)
+    (aapl,) = group_alerts([{**ALERT, "key": "AAPL"}], 300.0, {})
+    assert not tsla.wants(aapl)
+    assert new_subscription(kind="webhook", url="http://h", dimension="sector").wants(INCIDENT)
+    assert not new_subscription(kind="webhook", url="http://h", dimension="topic").wants(INCIDENT)
+    assert not new_subscription(kind="webhook", url="http://h", topic="recall").wants(INCIDENT)
+    critical = new_subscription(kind="webhook", url="http://h", min_severity="critical")
+    assert critical.wants(INCIDENT)
+    assert not critical.wants({**INCIDENT, "severity": "warning"})
     assert new_subscription(kind="alertmanager", url="http://h/").url == "http://h"
 
 
@@ -134,32 +142,46 @@ def test_state_keeps_the_newest_record_of_an_alert() -> None:
     assert st_.alerts["a1"][2]["status"] == "resolved"
 
 
-def test_webhook_request_is_signed_and_idempotent() -> None:
-    body, headers = webhook_request(ALERT, "s3cret", 1700000000)
-    assert json.loads(body) == ALERT
+def test_webhook_request_is_signed_and_idempotent_per_version() -> None:
+    body, headers = webhook_request(INCIDENT, "s3cret", 1700000000)
+    assert json.loads(body) == INCIDENT
     assert headers["X-Tonewatch-Timestamp"] == "1700000000"
     assert verify("s3cret", headers["X-Tonewatch-Timestamp"], body, headers["X-Tonewatch-Signature"], 1700000001)
-    assert headers["Idempotency-Key"] == "a1:firing"
-    assert webhook_request({**ALERT, "escalation": 2}, "s", 1)[1]["Idempotency-Key"] == "a1:firing:escalation-2"
+    assert headers["Idempotency-Key"] == f"{INCIDENT['id']}:v1"
+    assert webhook_request({**INCIDENT, "version": 3, "escalation": 2}, "s", 1)[1]["Idempotency-Key"] == \
+        f"{INCIDENT['id']}:v3:escalation-2"
 
 
-def test_alertmanager_alert_labels_are_stable_and_resolved_ends_it() -> None:
-    firing = alertmanager_alert(ALERT, now=1.7e9, hold_s=3600)
-    resolved = alertmanager_alert({**ALERT, "status": "resolved"}, now=1.7e9, hold_s=3600)
-    assert firing["labels"] == resolved["labels"] == {
-        "alertname": ALERTNAME, "dimension": "ticker", "key": "TSLA", "severity": "critical", "alert_id": "a1"}
-    assert firing["startsAt"] == "2026-01-05T14:24:00Z"
-    assert firing["endsAt"].startswith("2023-11-14T23:13:20")  # held past Alertmanager's resolve_timeout
-    assert resolved["endsAt"].startswith("2023-11-14T22:13:20")
-    assert firing["annotations"]["top_message"] == "Tesla recalls cars"
-    assert firing["annotations"]["dashboard_url"] == ALERT["dashboard_url"]
+def test_alertmanager_gets_one_alert_per_child_labelled_with_the_incident() -> None:
+    firing = alertmanager_alerts(INCIDENT, now=1.7e9, hold_s=3600)
+    assert [a["labels"] for a in firing] == [
+        {"alertname": ALERTNAME, "incident": INCIDENT["id"], "headline": "TSLA", "severity": "critical",
+         "dimension": d, "key": k, "alert_id": i}
+        for d, k, i in (("ticker", "TSLA", "a1"), ("sector", "Consumer Discretionary", "a2"))]
+    assert firing[0]["startsAt"] == "2026-01-05T14:24:00Z"
+    assert {a["endsAt"][:19] for a in firing} == {"2023-11-14T23:13:20"}  # held past Alertmanager's resolve_timeout
+    assert firing[0]["annotations"]["top_message"] == "Tesla recalls cars"
+    assert firing[0]["annotations"]["dashboard_url"] == ALERT["dashboard_url"]
+    (resolved,) = group_alerts([ALERT, {**ALERT, "status": "resolved"}], 300.0, {})
+    (ended,) = alertmanager_alerts(resolved, now=1.7e9, hold_s=3600)
+    assert ended["labels"]["alert_id"] == "a1" and ended["endsAt"].startswith("2023-11-14T22:13:20")
 
 
-def test_grafana_annotation_spans_the_window() -> None:
-    a = grafana_annotation(ALERT)
+def test_alertmanager_ends_the_label_sets_an_incident_had_before() -> None:
+    """A label set is an alert's identity in Alertmanager: the old headline's and severity's must end."""
+    rerooted = {**INCIDENT, "former_headlines": ["Consumer Discretionary"], "former_severities": ["warning"]}
+    alerts = alertmanager_alerts(rerooted, now=1.7e9, hold_s=3600)
+    held = {(a["labels"]["alert_id"], a["labels"]["headline"], a["labels"]["severity"])
+            for a in alerts if a["endsAt"].startswith("2023-11-14T23")}
+    assert held == {("a1", "TSLA", "critical"), ("a2", "TSLA", "critical")}
+    assert len(alerts) == 2 * 4  # and for each child the three former sets, ended now
+
+
+def test_grafana_annotation_spans_the_incident_and_is_tagged_with_it() -> None:
+    a = grafana_annotation(INCIDENT)
     assert a["time_to"] - a["time_from"] == 60_000
-    assert a["tags"] == ["tonewatch", "ticker", "TSLA", "critical"]
-    assert "Tesla recalls cars" in a["text"]
+    assert a["tags"] == ["tonewatch", f"incident:{INCIDENT['id']}", "ticker", "TSLA", "critical"]
+    assert "Tesla recalls cars" in a["text"] and "sector=Consumer Discretionary" in a["text"]
 
 
 def test_webhook_without_a_secret_is_a_permanent_failure(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,12 +192,12 @@ def test_webhook_without_a_secret_is_a_permanent_failure(monkeypatch: pytest.Mon
     monkeypatch.delenv(name, raising=False)
     closed = "http://127.0.0.1:9/hook"  # discard port: nothing listens
     unsigned = Settings().updated(delivery__webhook_secret=None, delivery__allowed_networks="127.0.0.1/32")
-    assert deliver(unsigned, new_subscription(kind="webhook", url=closed), ALERT)[0] == "permanent"
+    assert deliver(unsigned, new_subscription(kind="webhook", url=closed), INCIDENT)[0] == "permanent"
     own = new_subscription(kind="webhook", url=closed, secret_env=name)
-    outcome, detail = deliver(unsigned, own, ALERT)
+    outcome, detail = deliver(unsigned, own, INCIDENT)
     assert outcome == "permanent" and name in detail
     monkeypatch.setenv(name, "x")
-    assert deliver(unsigned, own, ALERT)[0] == "retry"  # signed, then refused by the closed port
+    assert deliver(unsigned, own, INCIDENT)[0] == "retry"  # signed, then refused by the closed port
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -11,38 +11,64 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from pydantic import SecretStr
 
 from tonewatch.core.settings import Settings
+from tonewatch.notify.incidents import group_alerts
 from tonewatch.notify.senders import deliver, send_grafana
 from tonewatch.notify.subscriptions import new_subscription
 
-ALERT = {
+(ALERT,) = group_alerts([{
     "id": "a1", "status": "firing", "dimension": "ticker", "key": "TSLA", "severity": "critical",
     "window": {"start": "2026-01-05T14:24:00Z", "end": "2026-01-05T14:25:00Z", "seconds": 60},
-    "at": "2026-01-05T14:25:08Z", "top_messages": [{"text": "Tesla recalls cars"}],
-}
+    "at": "2026-01-05T14:25:08Z", "top_messages": [{"text": "Tesla recalls cars", "message_id": "m1"}],
+}], 300.0, {})  # an incident of one alert
 
 
 class Recorder(ThreadingHTTPServer):
+    """Grafana's annotation API, as far as the notifier uses it: find by tags, add, update."""
+
     status = 200
     requests: list[dict[str, Any]]
+    annotations: dict[int, dict[str, Any]]
 
 
 class Handler(BaseHTTPRequestHandler):
     server: Recorder
 
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
-        out = json.dumps({"id": 1, "message": "Annotation added"}).encode()
+    def _answer(self, doc: Any) -> None:
+        out = json.dumps(doc).encode()
         self.send_response(self.server.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
         self.wfile.write(out)
+
+    def _record(self) -> dict[str, Any]:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        req = {"method": self.command, "path": self.path, "headers": dict(self.headers),
+               "json": json.loads(body) if body else None}
+        self.server.requests.append(req)
+        return req
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self._record()["path"]).query)
+        found = [{"id": i, **a} for i, a in self.server.annotations.items() if set(query["tags"]) <= set(a["tags"])]
+        self._answer(found)
+
+    def do_POST(self) -> None:
+        req = self._record()
+        if self.server.status == 200:
+            self.server.annotations[len(self.server.annotations) + 1] = req["json"]
+        self._answer({"id": len(self.server.annotations), "message": "Annotation added"})
+
+    def do_PUT(self) -> None:
+        req = self._record()
+        self.server.annotations[int(self.path.rsplit("/", 1)[1])] = req["json"]
+        self._answer({"message": "Annotation updated"})
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -51,22 +77,30 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def grafana() -> Iterator[Recorder]:
     srv = Recorder(("127.0.0.1", 0), Handler)
-    srv.requests = []
+    srv.requests, srv.annotations = [], {}
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield srv
     srv.shutdown()
     srv.server_close()
 
 
-def test_annotation_request(grafana: Recorder) -> None:
+def test_one_annotation_per_incident_updated_by_each_version(grafana: Recorder) -> None:
     url = f"http://127.0.0.1:{grafana.server_address[1]}"
-    assert send_grafana(url, ALERT, "tok-123", 5)[0] == "delivered"
-    (req,) = grafana.requests
-    assert req["path"] == "/api/annotations"
-    assert req["headers"]["Authorization"] == "Bearer tok-123"
-    assert req["json"]["tags"] == ["tonewatch", "ticker", "TSLA", "critical"]
-    assert req["json"]["time"] == 1767623040000 and req["json"]["timeEnd"] == 1767623100000
-    assert "Tesla recalls cars" in req["json"]["text"]
+    assert send_grafana(url, ALERT, "tok-123", 5) == ("delivered", "annotation created")
+    find, add = grafana.requests
+    assert (find["method"], add["method"], add["path"]) == ("GET", "POST", "/api/annotations")
+    assert parse_qs(urlsplit(find["path"]).query)["tags"] == ["tonewatch", f"incident:{ALERT['id']}"]
+    assert add["headers"]["Authorization"] == "Bearer tok-123"
+    assert add["json"]["tags"] == ["tonewatch", f"incident:{ALERT['id']}", "ticker", "TSLA", "critical"]
+    assert add["json"]["time"] == 1767623040000 and add["json"]["timeEnd"] == 1767623100000
+    assert "Tesla recalls cars" in add["json"]["text"]
+
+    resolved = {**ALERT, "version": 2, "status": "resolved"}
+    assert send_grafana(url, resolved, "tok-123", 5) == ("delivered", "annotation updated")
+    assert [r["method"] for r in grafana.requests[2:]] == ["GET", "PUT"]
+    assert grafana.requests[-1]["path"] == "/api/annotations/1"
+    (only,) = grafana.annotations.values()
+    assert only["text"].startswith("resolved critical incident TSLA")
 
 
 @pytest.mark.parametrize(("status", "outcome"), [(500, "retry"), (400, "permanent")])
@@ -81,7 +115,7 @@ def test_grafana_down_is_retried() -> None:
 
 def _recorder() -> Recorder:
     srv = Recorder(("127.0.0.1", 0), Handler)
-    srv.requests = []
+    srv.requests, srv.annotations = [], {}
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
 
@@ -96,7 +130,7 @@ def test_the_grafana_token_goes_only_to_the_configured_grafana(grafana: Recorder
         assert attacker.requests == []
         assert outcome == "permanent" and "not the configured Grafana" in detail  # dead-lettered with this reason
         assert deliver(settings, new_subscription(kind="grafana", url=ours + "/"), ALERT)[0] == "delivered"
-        assert [r["headers"]["Authorization"] for r in grafana.requests] == ["Bearer tok-123"]
+        assert [r["headers"]["Authorization"] for r in grafana.requests] == ["Bearer tok-123"] * 2  # find, add
     finally:
         attacker.shutdown()
         attacker.server_close()

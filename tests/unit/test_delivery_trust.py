@@ -18,12 +18,14 @@ from pydantic import SecretStr, ValidationError
 
 from tonewatch.core.settings import Settings
 from tonewatch.notify.egress import ERROR_BODY_BYTES, Egress, parse_networks, refusal
+from tonewatch.notify.incidents import group_alerts
 from tonewatch.notify.notifier import DELIVERY_THREADS
 from tonewatch.notify.senders import deliver
 from tonewatch.notify.subscriptions import Subscription, apply_record, new_subscription
 
-ALERT = {"id": "a1", "status": "firing", "dimension": "ticker", "key": "TSLA", "severity": "critical",
-         "at": "2026-01-05T14:25:08Z", "top_messages": []}
+# what the notifier delivers: an incident (here of one alert)
+(ALERT,) = group_alerts([{"id": "a1", "status": "firing", "dimension": "ticker", "key": "TSLA",
+                          "severity": "critical", "at": "2026-01-05T14:25:08Z", "top_messages": []}], 300.0, {})
 LOOPBACK = "127.0.0.0/8,::1/128"
 
 

@@ -16,6 +16,7 @@ from kafka.structs import TopicPartition
 
 from models.retrain_triggers import follow_drift
 from streams.control.rejects import InvalidRecord
+from tests.unit.test_notifier_incidents import Producer
 from tonewatch.core.settings import Settings
 from tonewatch.notify.metrics import create_notifier_metrics
 from tonewatch.notify.notifier import Notifier, parse_alert
@@ -50,15 +51,16 @@ def test_a_good_alert_is_read_whole() -> None:
 def test_the_notifier_skips_logs_and_counts_hostile_alerts_and_queues_the_good_one(
         caplog: pytest.LogCaptureFixture) -> None:
     metrics = create_notifier_metrics()
-    notifier = Notifier(Settings(), metrics)
+    notifier = Notifier(Settings(), metrics, Producer())
     sub = new_subscription(kind="webhook", url="http://h/x", ticker="tsla", min_severity="warning")
     notifier.state.subs[sub.id] = sub
     tp = TopicPartition("alerts", 0)
     caplog.set_level(logging.WARNING, logger="tonewatch.notifier")
     for offset, value in enumerate([*HOSTILE_ALERTS, json.dumps(ALERT).encode()]):
         notifier.on_alert(tp, offset, value, 100.0)
-    assert [job.alert for job in notifier.queues[sub.id]] == [ALERT]
-    assert list(notifier.state.alerts) == ["a1"]
+    notifier.settle(100.0 + Settings().delivery.incident_settle_s)
+    assert [[c["id"] for c in job.incident["children"]] for job in notifier.queues[sub.id]] == [["a1"]]
+    assert list(notifier.tracker.owner) == ["a1"]
     assert metrics.registry.get_sample_value("tonewatch_notifier_skipped_alerts_total") == len(HOSTILE_ALERTS)
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(skipped) == len(HOSTILE_ALERTS) and all("\n" not in m for m in skipped)

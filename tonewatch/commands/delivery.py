@@ -1,5 +1,5 @@
-"""Alerts: reading them (``alerts tail``) and delivering them (issue #5): the notifier, subscriptions,
-webhooks, Alertmanager, Grafana annotations, ack."""
+"""Incidents and alerts: reading them (``alerts tail``, ``alerts list``) and delivering incidents (issues #5,
+#28): the notifier, subscriptions, webhooks, Alertmanager, Grafana annotations, ack."""
 
 from __future__ import annotations
 
@@ -15,25 +15,31 @@ from tonewatch.commands import ctx_settings
 def alerts_tail(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new alerts.")] = False,
-    ticker: Annotated[str | None, typer.Option(help="Only this ticker.")] = None,
-    topic: Annotated[str | None, typer.Option(help="Only this topic label.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new incidents.")] = False,
+    ticker: Annotated[str | None, typer.Option(help="Only incidents with this ticker.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only incidents with this topic label.")] = None,
     min_severity: Annotated[str | None, typer.Option(help="warning or critical.")] = None,
+    per_key: Annotated[bool, typer.Option("--per-key", help="The per-key alerts instead of incidents.")] = False,
 ) -> None:
-    """Print every alert in the alerts topic, then exit once caught up (or follow)."""
-    from tonewatch.alerts_cli import dumps, format_alert, tail
+    """Print every incident version (children indented), then exit once caught up (or follow)."""
+    from tonewatch.alerts_cli import dumps, format_alert, format_incident, tail, tail_incidents
 
     if min_severity not in (None, "info", "warning", "critical"):
         raise typer.BadParameter("--min-severity must be info, warning or critical")
+    settings = ctx_settings(ctx)
+    docs = (tail if per_key else tail_incidents)(settings, follow=follow, ticker=ticker, topic=topic,
+                                                 min_severity=min_severity)
+    show = format_alert if per_key else format_incident
     try:
-        for alert in tail(ctx_settings(ctx), follow=follow, ticker=ticker, topic=topic, min_severity=min_severity):
-            typer.echo(dumps(alert) if as_json else format_alert(alert))
+        for doc in docs:
+            typer.echo(dumps(doc) if as_json else show(doc))
     except KeyboardInterrupt:
         pass
 
 
 def notifier(ctx: typer.Context) -> None:
-    """Deliver alerts to subscriptions (webhooks, Alertmanager, Grafana) until SIGTERM/SIGINT."""
+    """Group alerts into incidents and deliver them to subscriptions (webhooks, Alertmanager, Grafana) until
+    SIGTERM/SIGINT."""
     from prometheus_client import start_http_server
 
     from tonewatch.notify.metrics import create_notifier_metrics
@@ -59,9 +65,10 @@ def subscribe(
     alertmanager: Annotated[str | None, typer.Option(help="Alertmanager base URL (v2 API).")] = None,
     grafana: Annotated[str | None, typer.Option(help="Grafana base URL (annotations).")] = None,
     name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
-    ticker: Annotated[str | None, typer.Option(help="Only this ticker.")] = None,
-    topic: Annotated[str | None, typer.Option(help="Only this topic label.")] = None,
-    dimension: Annotated[str | None, typer.Option(help="Only ticker, sector, topic or source alerts.")] = None,
+    ticker: Annotated[str | None, typer.Option(help="Only incidents with this ticker.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only incidents with this topic label.")] = None,
+    dimension: Annotated[str | None, typer.Option(
+        help="Only incidents with an alert of this dimension (ticker, sector, topic or source).")] = None,
     min_severity: Annotated[str | None, typer.Option(help="info, warning or critical.")] = None,
     secret_env: Annotated[str | None, typer.Option(
         help="Webhook only: NAME of the env var holding this subscription's signing secret.")] = None,
@@ -97,12 +104,22 @@ def unsubscribe(ctx: typer.Context, sub_id: Annotated[str, typer.Argument(metava
     typer.echo(f"removed {sub_id}")
 
 
-def list_subs(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Show the current subscriptions."""
-    from tonewatch.notify.store import list_subscriptions
+def list_open(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    subscriptions: Annotated[bool, typer.Option("--subscriptions", help="The subscriptions instead.")] = False,
+) -> None:
+    """Show the open incidents (latest version of each), or with --subscriptions the subscriptions."""
+    if subscriptions:
+        from tonewatch.notify.store import list_subscriptions
 
-    for sub in list_subscriptions(ctx_settings(ctx)).values():
-        typer.echo(json.dumps(sub.model_dump(exclude_none=True)) if as_json else sub.describe())
+        for sub in list_subscriptions(ctx_settings(ctx)).values():
+            typer.echo(json.dumps(sub.model_dump(exclude_none=True)) if as_json else sub.describe())
+        return
+    from tonewatch.alerts_cli import dumps, format_incident, open_incidents
+
+    for incident in open_incidents(ctx_settings(ctx)):
+        typer.echo(dumps(incident) if as_json else format_incident(incident))
 
 
 def ack(
@@ -111,7 +128,7 @@ def ack(
     by: Annotated[str | None, typer.Option(help="Who acknowledges.")] = None,
     note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
 ) -> None:
-    """Acknowledge an alert: the notifier stops re-notifying it."""
+    """Acknowledge an incident (its id, or the id of one of its alerts): the notifier stops re-notifying it."""
     from tonewatch.notify.store import acknowledge
 
     acknowledge(ctx_settings(ctx), alert_id, by, note)
@@ -149,6 +166,6 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
     app.command("notifier")(notifier)
     alerts_app.command("subscribe")(subscribe)
     alerts_app.command("unsubscribe")(unsubscribe)
-    alerts_app.command("list")(list_subs)
+    alerts_app.command("list")(list_open)
     alerts_app.command("ack")(ack)
     alerts_app.command("bench")(bench)

@@ -241,6 +241,14 @@ class DeliverySettings(Section):
         21600.0, gt=0, description="endsAt of a firing alert sent to Alertmanager: it outlives resolve_timeout."
     )
     metrics_port: int = Field(9109, ge=0, description="Notifier's Prometheus /metrics port; 0 disables.")
+    incident_gap_s: float = Field(
+        300.0, ge=0, description="Alerts whose firing windows start this close (event time) and share a driving "
+        "message, or are a ticker and its sector, are one incident.",
+    )
+    incident_settle_s: float = Field(
+        5.0, ge=0, description="An incident's changes wait this long (wall clock) and go out as one version: the "
+        "alerts of one surge arrive from several partitions moments apart.",
+    )
 
     @field_validator("allowed_networks")
     @classmethod

@@ -1,4 +1,4 @@
-"""Topic names and the delivery ledger key: one key per (subscription, alert, status, attempt kind)."""
+"""Topic names and the delivery ledger key: one key per (subscription, incident version, attempt kind)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ import contextlib
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from tonewatch.core.kafka_io import client_config
+from tonewatch.core.kafka_io import client_config, ensure_topics
 from tonewatch.core.settings import Settings
+from tonewatch.core.topics import INCIDENTS
 
 COMPACTED = ("subscriptions", "deliveries", "acks")
 PLAIN = ("alerts", "delivery-dead-letter")
 
 
-def ledger_key(subscription_id: str, alert_id: str, status: str, kind: str) -> str:
-    """``kind`` is ``initial`` or ``escalation-N``."""
-    return f"{subscription_id}|{alert_id}|{status}|{kind}"
+def ledger_key(subscription_id: str, item_id: str, stage: str, kind: str) -> str:
+    """``stage`` is an incident's ``v<version>`` (an alert's status in ledgers written before incidents);
+    ``kind`` is ``initial`` or ``escalation-N``."""
+    return f"{subscription_id}|{item_id}|{stage}|{kind}"
 
 
 def ensure_delivery_topics(settings: Settings) -> None:
@@ -33,3 +35,4 @@ def ensure_delivery_topics(settings: Settings) -> None:
                 admin.create_topics(new)
     finally:
         admin.close()
+    ensure_topics(settings.kafka, [settings.kafka.topic(INCIDENTS)])  # compacted, as core.topics.CONFIGS says

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from tonewatch.notify.subscriptions import Kind
 
 OUTCOMES = ("delivered", "retry", "dead_letter", "duplicate")
+INCIDENT_STATUSES = ("opened", "updated", "resolved")
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class NotifierMetrics:
     seconds: Histogram
     escalations: Counter
     skipped_alerts: Counter
+    incidents: Counter
 
 
 def create_notifier_metrics() -> NotifierMetrics:
@@ -33,9 +35,13 @@ def create_notifier_metrics() -> NotifierMetrics:
                             registry=reg),
         skipped_alerts=Counter("tonewatch_notifier_skipped_alerts", "Alerts-topic records that are not an alert "
                                "(not JSON, a wrong field), skipped.", registry=reg),
+        incidents=Counter("tonewatch_incident_versions", "Incident versions published, by status "
+                          "(opened|updated|resolved).", ["status"], registry=reg),
     )
     # every label set from the start, at 0: rate() and histogram_quantile() then see a notifier's first
     # delivery as an increase instead of a series that was born already counted
+    for status in INCIDENT_STATUSES:
+        metrics.incidents.labels(status)
     for kind in get_args(Kind):
         metrics.seconds.labels(kind)
         for outcome in OUTCOMES:

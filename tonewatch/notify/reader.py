@@ -1,6 +1,7 @@
-"""Follows the state topics (subscriptions, acks, deliveries, alerts) without a consumer group.
+"""Follows the state topics (subscriptions, acks, deliveries, incidents) without a consumer group.
 
-Every notifier reads them whole at start: compacted topics are small, and alerts are rare.
+Every notifier reads them whole at start: compacted topics are small. Incidents are read only then: the
+notifier is their one writer, and its tracker holds them from there on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tonewatch.core.settings import Settings
 from tonewatch.notify.state import State
 
 log = logging.getLogger("tonewatch.notifier")
-STATE_TOPICS = ("subscriptions", "acks", "deliveries", "alerts")
+STATE_TOPICS = ("subscriptions", "acks", "deliveries", "incidents")
 
 
 class StateReader:
@@ -25,6 +26,7 @@ class StateReader:
         self.settings, self.state = settings, state
         self.names = {settings.kafka.topic(n): n for n in STATE_TOPICS}
         self.consumer = KafkaConsumer(**client_config(settings.kafka), enable_auto_commit=False, group_id=None)
+        self.caught_up = False
 
     def _assign(self, deadline: float) -> list[TopicPartition]:
         while True:  # freshly created topics take a moment to appear in the metadata
@@ -58,6 +60,7 @@ class StateReader:
             for tp, records in batch.items():
                 nxt[tp] = records[-1].offset + 1
             self._fold(batch)
+        self.caught_up = True
 
     def poll(self) -> None:
         """Fold whatever arrived since the last call, without waiting."""
@@ -66,6 +69,8 @@ class StateReader:
     def _fold(self, batch: dict[TopicPartition, list[Any]]) -> None:
         for tp, records in batch.items():
             kind = self.names[tp.topic]
+            if kind == "incidents" and self.caught_up:  # our own writes, read back
+                continue
             for r in records:
                 if kind == "subscriptions" and r.key is not None:
                     state = "removed" if r.value is None else "active"

@@ -1,4 +1,4 @@
-"""One HTTP delivery per call, to a webhook, an Alertmanager or Grafana; never raises.
+"""One HTTP delivery of an incident version per call, to a webhook, an Alertmanager or Grafana; never raises.
 
 Each sender answers ``(outcome, detail)`` where outcome is delivered | retry | permanent, so the
 notifier's retry logic is the same for every destination. Subscription URLs go through ``egress``
@@ -25,21 +25,26 @@ ALERTNAME = "TonewatchNegativeSurge"
 Result = tuple[Outcome, str]
 
 
-def webhook_request(alert: dict[str, Any], secret: str, now: int) -> tuple[bytes, dict[str, str]]:
+def idempotency_key(incident: dict[str, Any]) -> str:
+    """``<incident id>:v<version>`` (``:escalation-N`` for a re-notification): one per delivered version."""
+    kind = f":escalation-{incident['escalation']}" if incident.get("escalation") else ""
+    return f"{incident['id']}:v{incident['version']}{kind}"
+
+
+def webhook_request(incident: dict[str, Any], secret: str, now: int) -> tuple[bytes, dict[str, str]]:
     """Body and headers of a signed webhook POST (pure: the timestamp is an argument)."""
-    body = json.dumps(alert, ensure_ascii=False, sort_keys=True).encode()
-    kind = f":escalation-{alert['escalation']}" if alert.get("escalation") else ""
+    body = json.dumps(incident, ensure_ascii=False, sort_keys=True).encode()
     headers = {
         "Content-Type": "application/json",
         "X-Tonewatch-Timestamp": str(now),
         "X-Tonewatch-Signature": sign(secret, now, body),
-        "Idempotency-Key": f"{alert['id']}:{alert['status']}{kind}",
+        "Idempotency-Key": idempotency_key(incident),
     }
     return body, headers
 
 
-def _top_text(alert: dict[str, Any]) -> str:
-    top = alert.get("top_messages") or []
+def _top_text(doc: dict[str, Any]) -> str:
+    top = doc.get("top_messages") or []
     return str(top[0].get("text", "")) if top else ""
 
 
@@ -47,43 +52,51 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def alertmanager_alert(alert: dict[str, Any], now: float, hold_s: float) -> dict[str, Any]:
-    """One Alertmanager v2 alert; the same labels for firing and resolved, so resolved ends it.
+def _summary(incident: dict[str, Any], child: dict[str, Any]) -> str:
+    return (f"{incident['severity']} incident {incident['headline']} ({len(incident['children'])} alerts): "
+            f"{child['dimension']}={child['key']} n={child.get('volume')}, z={child.get('score')}")
 
-    A firing alert carries ``endsAt = now + hold_s``: without it Alertmanager would resolve it by
-    itself after its ``resolve_timeout`` (5 min), because Tonewatch sends a state change once
-    instead of re-sending the alert every evaluation like Prometheus does.
+
+def alertmanager_alerts(incident: dict[str, Any], now: float, hold_s: float) -> list[dict[str, Any]]:
+    """Alertmanager v2 alerts, one per child, labelled with the incident (the route groups by it), its
+    headline and severity. A label set is an alert's identity, so the sets an incident had before its
+    headline changed or its severity rose are ended here; a child's own set ends when it resolves.
+
+    A firing child carries ``endsAt = now + hold_s``: without it Alertmanager would resolve it by itself
+    after its ``resolve_timeout`` (5 min), because Tonewatch sends a change once instead of re-sending the
+    alert every evaluation like Prometheus does.
     """
-    labels = {
-        "alertname": ALERTNAME, "dimension": str(alert["dimension"]), "key": str(alert["key"]),
-        "severity": str(alert["severity"]), "alert_id": str(alert["id"]),
-    }
-    annotations = {
-        "summary": (f"negative share {alert.get('negative_share', 0):.0%} vs baseline "
-                    f"{alert.get('baseline', 0):.0%} on {alert['dimension']}={alert['key']} "
-                    f"(n={alert.get('volume')}, z={alert.get('score')})"),
-        "top_message": _top_text(alert),
-    }
-    if alert.get("dashboard_url"):
-        annotations["dashboard_url"] = str(alert["dashboard_url"])
-    if alert.get("escalation"):
-        annotations["escalation"] = str(alert["escalation"])
-    out: dict[str, Any] = {"labels": labels, "annotations": annotations,
-                           "startsAt": alert.get("window", {}).get("start") or alert["at"]}
-    # end a resolved one now: the alert's own time may be event time from a replay, far in the past or future
-    out["endsAt"] = _iso(now if alert["status"] == "resolved" else now + hold_s)
-    if alert.get("dashboard_url"):
-        out["generatorURL"] = str(alert["dashboard_url"])
+    headline, severity = str(incident["headline"]), str(incident["severity"])
+    headlines = [headline, *map(str, incident.get("former_headlines") or [])]
+    severities = [severity, *map(str, incident.get("former_severities") or [])]
+    former = [(h, s) for h in headlines for s in severities if (h, s) != (headline, severity)]
+    annotations = {"headline": headline, "top_message": _top_text(incident)}
+    if incident.get("dashboard_url"):
+        annotations["dashboard_url"] = str(incident["dashboard_url"])
+    if incident.get("escalation"):
+        annotations["escalation"] = str(incident["escalation"])
+    out = []
+    for child in incident["children"]:
+        start = child.get("window", {}).get("start") or incident.get("at")
+        for h, s, ended in [(headline, severity, child["status"] == "resolved"), *((h, s, True) for h, s in former)]:
+            labels = {"alertname": ALERTNAME, "incident": str(incident["id"]), "headline": h, "severity": s,
+                      "dimension": str(child["dimension"]), "key": str(child["key"]), "alert_id": str(child["id"])}
+            # end it now: the incident's own times may be event time from a replay, far in the past or future
+            alert = {"labels": labels, "annotations": {**annotations, "summary": _summary(incident, child)},
+                     "startsAt": start, "endsAt": _iso(now if ended else now + hold_s)}
+            if incident.get("dashboard_url"):
+                alert["generatorURL"] = str(incident["dashboard_url"])
+            out.append(alert)
     return out
 
 
-def send_webhook(url: str, alert: dict[str, Any], secret: str, egress: Egress) -> Result:
-    body, headers = webhook_request(alert, secret, int(time.time()))
+def send_webhook(url: str, incident: dict[str, Any], secret: str, egress: Egress) -> Result:
+    body, headers = webhook_request(incident, secret, int(time.time()))
     return post(url, body, headers, egress)
 
 
-def send_alertmanager(url: str, alert: dict[str, Any], hold_s: float, egress: Egress) -> Result:
-    body = json.dumps([alertmanager_alert(alert, time.time(), hold_s)]).encode()
+def send_alertmanager(url: str, incident: dict[str, Any], hold_s: float, egress: Egress) -> Result:
+    body = json.dumps(alertmanager_alerts(incident, time.time(), hold_s)).encode()
     return post(f"{url}/api/v2/alerts", body, {"Content-Type": "application/json"}, egress)
 
 
@@ -91,18 +104,26 @@ def _epoch_ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def grafana_annotation(alert: dict[str, Any]) -> dict[str, Any]:
-    """Arguments of ``GrafanaApi.annotations.add_annotation``: a region over the alert's window."""
-    window = alert.get("window") or {}
-    start = _epoch_ms(window.get("start") or alert["at"])
-    end = _epoch_ms(window.get("end") or alert["at"])
-    status = alert["status"] + (f" (escalation {alert['escalation']})" if alert.get("escalation") else "")
-    text = f"{status} {alert['severity']} {alert['dimension']}={alert['key']}: {_top_text(alert)}"
+def incident_tag(incident: dict[str, Any]) -> str:
+    """The tag that finds an incident's annotation again, to update it."""
+    return f"incident:{incident['id']}"
+
+
+def grafana_annotation(incident: dict[str, Any]) -> dict[str, Any]:
+    """Arguments of ``add_annotation``/``update_annotation``: a region from the first window to the last."""
+    window = incident.get("window") or {}
+    start = _epoch_ms(window.get("start") or incident["at"])
+    end = _epoch_ms(window.get("end") or incident["at"])
+    status = incident["status"] + (f" (escalation {incident['escalation']})" if incident.get("escalation") else "")
+    keys = ", ".join(f"{c['dimension']}={c['key']}" for c in incident["children"])
+    text = f"{status} {incident['severity']} incident {incident['headline']} ({keys}): {_top_text(incident)}"
     return {"time_from": start, "time_to": end, "text": text,
-            "tags": ["tonewatch", str(alert["dimension"]), str(alert["key"]), str(alert["severity"])]}
+            "tags": ["tonewatch", incident_tag(incident), str(incident["root"]["dimension"]),
+                     str(incident["headline"]), str(incident["severity"])]}
 
 
-def send_grafana(url: str, alert: dict[str, Any], token: str | None, timeout_s: float) -> Result:
+def send_grafana(url: str, incident: dict[str, Any], token: str | None, timeout_s: float) -> Result:
+    """One annotation per incident: found again by its incident tag and updated, else added."""
     from grafana_client import GrafanaApi
     from grafana_client.client import (
         GrafanaBadInputError,
@@ -113,8 +134,14 @@ def send_grafana(url: str, alert: dict[str, Any], token: str | None, timeout_s: 
     )
 
     api = GrafanaApi.from_url(url, credential=token, timeout=timeout_s)
+    args = grafana_annotation(incident)
     try:
-        api.annotations.add_annotation(**grafana_annotation(alert))
+        found = api.annotations.find_annotations(tags=["tonewatch", incident_tag(incident)], ann_type="annotation",
+                                                 limit=1)
+        if isinstance(found, list) and found and isinstance(found[0], dict) and "id" in found[0]:
+            api.annotations.update_annotation(found[0]["id"], **args)
+            return "delivered", "annotation updated"
+        api.annotations.add_annotation(**args)
     except (GrafanaServerError, GrafanaTimeoutError) as exc:
         return "retry", f"grafana: {exc}"
     except (GrafanaBadInputError, GrafanaClientError) as exc:
@@ -165,17 +192,17 @@ def _webhook_secret(settings: Settings, sub: Subscription) -> str:
     return secret
 
 
-def deliver(settings: Settings, sub: Subscription, alert: dict[str, Any], egress: Egress | None = None) -> Result:
+def deliver(settings: Settings, sub: Subscription, incident: dict[str, Any], egress: Egress | None = None) -> Result:
     """One attempt to the subscription's destination; a subscription that can never work is permanent."""
     egress = egress or Egress.from_settings(settings.delivery)
     try:
         if sub.kind == "webhook":
-            return send_webhook(sub.url, alert, _webhook_secret(settings, sub), egress)
+            return send_webhook(sub.url, incident, _webhook_secret(settings, sub), egress)
         if sub.kind == "alertmanager":
-            return send_alertmanager(sub.url, alert, settings.delivery.alertmanager_hold_s, egress)
+            return send_alertmanager(sub.url, incident, settings.delivery.alertmanager_hold_s, egress)
         # the operator's own Grafana: trusted, so neither the address check nor egress applies
         url = grafana_target(settings.delivery.grafana_url, sub.url)
     except InvalidInput as exc:
         return "permanent", str(exc)
     token = settings.delivery.grafana_token.get_secret_value() if settings.delivery.grafana_token else None
-    return send_grafana(url, alert, token, settings.delivery.timeout_s)
+    return send_grafana(url, incident, token, settings.delivery.timeout_s)

@@ -12,7 +12,7 @@ from tonewatch.notify.signing import verify
 
 
 class WebhookSink:
-    """Accepts signed alert POSTs on 127.0.0.1; a bad signature gets 401 and is kept apart."""
+    """Accepts signed incident POSTs on 127.0.0.1; a bad signature gets 401 and is kept apart."""
 
     def __init__(self, secret: str, port: int = 0) -> None:
         self.secret = secret

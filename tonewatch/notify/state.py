@@ -1,4 +1,4 @@
-"""What the notifier knows, folded from topics: subscriptions, acks, the ledger, alert statuses.
+"""What the notifier knows, folded from topics: subscriptions, acks, the ledger, published incidents.
 
 Every field is rebuilt at start by reading the topics from the beginning, so a restarted notifier
 knows what it already delivered (and never sends it again) and which alerts still escalate. So a record that
@@ -17,6 +17,8 @@ from streams.control.rejects import InvalidRecord, load_json, preview, validatio
 from tonewatch.notify.subscriptions import Subscription, apply_record
 
 log = logging.getLogger("tonewatch.notifier")
+# what a delivery said while its incident (or, in older ledgers, its alert) was still open: escalation counts from it
+NOTIFYING = ("opened", "updated", "firing")
 
 
 class _Delivery(BaseModel):
@@ -41,6 +43,36 @@ class _AlertRef(BaseModel):
     status: str
 
 
+class _ChildRef(BaseModel):
+    """What restoring an incident reads of each child (incidents.child_from_record)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    id: str
+    dimension: str
+    key: str
+    status: str
+    severity: str = ""
+    volume: int = 0
+    score: float = Field(0.0, allow_inf_nan=False)
+    window: dict[str, str] = Field(default_factory=dict)
+    message_ids: list[str] = Field(default_factory=list)
+
+
+class _IncidentRef(BaseModel):
+    """What a record of the incidents topic must hold to be restored (incidents.incident_record writes it)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    id: str
+    version: int = Field(ge=1)
+    status: str
+    headline: str
+    children: list[_ChildRef] = Field(min_length=1)
+    top_messages: list[dict[str, Any]] = Field(default_factory=list)
+    former_headlines: list[str] = Field(default_factory=list)
+
+
 def _check(shape: type[BaseModel], doc: Any, what: str) -> None:
     try:
         shape.model_validate(doc)
@@ -50,7 +82,7 @@ def _check(shape: type[BaseModel], doc: Any, what: str) -> None:
 
 @dataclass
 class Notified:
-    """One subscription's view of one alert: when the initial firing reached it, escalations sent."""
+    """One subscription's view of one incident: when its first open version reached it, escalations sent."""
 
     at: float
     sent: int = 0
@@ -61,9 +93,12 @@ class State:
     subs: dict[str, Subscription] = field(default_factory=dict)
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
     ledger: set[str] = field(default_factory=set)
-    # alert id -> (partition, offset, payload): the latest record of each alert
+    # alert id -> (partition, offset, payload): the latest record of each alert (folded when given; the notifier
+    # reads incidents instead)
     alerts: dict[str, tuple[int, int, dict[str, Any]]] = field(default_factory=dict)
     notified: dict[tuple[str, str], Notified] = field(default_factory=dict)
+    # incident id -> its latest record on the incidents topic: the tracker starts from these
+    incidents: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def note_alert(self, partition: int, offset: int, alert: dict[str, Any]) -> None:
         """Keep the newest record per alert id (alerts are keyed by id, so one partition orders them)."""
@@ -75,7 +110,7 @@ class State:
     def note_delivery(self, entry: dict[str, Any]) -> None:
         """Fold one ledger value (what ``delivery_entry`` writes; ``apply`` checked its shape)."""
         self.ledger.add(entry["key"])
-        if entry["status"] != "firing":
+        if entry["status"] not in NOTIFYING:
             return
         pair = (entry["subscription"], entry["alert_id"])
         kind = str(entry["kind"])
@@ -86,7 +121,7 @@ class State:
             n.sent = max(n.sent, int(kind.split("-", 1)[1]))
 
     def apply(self, kind: str, partition: int, offset: int, key: bytes | None, value: bytes | None) -> str | None:
-        """Fold a record of the subscriptions, acks, deliveries or alerts topic. Returns why it was skipped
+        """Fold a record of the subscriptions, acks, deliveries, alerts or incidents topic. Returns why it was skipped
         (logged here; the state is as if it were absent), None once folded. Never raises."""
         try:
             self._fold(kind, partition, offset, key, value)
@@ -118,6 +153,12 @@ class State:
             doc = load_json(value)
             _check(_AlertRef, doc, "alert")
             self.note_alert(partition, offset, doc)
+        elif kind == "incidents" and value is not None:
+            doc = load_json(value)
+            _check(_IncidentRef, doc, "incident")
+            current = self.incidents.get(doc["id"])
+            if current is None or doc["version"] >= current["version"]:
+                self.incidents[doc["id"]] = doc
 
     def _fold_subscription(self, key: bytes, value: bytes | None) -> None:
         """Checked here, as ``apply_record`` reads it: a value no version of this code wrote removes the
@@ -137,8 +178,12 @@ class State:
 
 
 def delivery_entry(
-    key: str, sub_id: str, destination: str, alert: dict[str, Any], kind: str, at: float, attempts: int
+    key: str, sub_id: str, destination: str, item: dict[str, Any], kind: str, at: float, attempts: int
 ) -> dict[str, Any]:
-    """The ledger value written once a delivery succeeded."""
-    return {"key": key, "subscription": sub_id, "alert_id": alert["id"], "status": alert["status"],
-            "kind": kind, "delivered_at": at, "attempts": attempts, "destination": destination}
+    """The ledger value written once a delivery succeeded; ``alert_id`` is the id of what was delivered (an
+    incident's, since incidents; the name stays so older ledgers fold alike)."""
+    entry = {"key": key, "subscription": sub_id, "alert_id": item["id"], "status": item["status"],
+             "kind": kind, "delivered_at": at, "attempts": attempts, "destination": destination}
+    if "version" in item:
+        entry["version"] = item["version"]
+    return entry

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from tonewatch.alerts_cli import matches
+from tonewatch.alerts_cli import incident_matches
 
 Kind = Literal["webhook", "alertmanager", "grafana"]
 SEVERITIES = ("info", "warning", "critical")
@@ -22,7 +22,7 @@ SUBSCRIBING = {"subscribing": True}
 
 
 class Subscription(BaseModel):
-    """One destination and the alerts it wants; ``secret_env`` names an env var, never holds a secret."""
+    """One destination and the incidents it wants; ``secret_env`` names an env var, never holds a secret."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -72,16 +72,14 @@ class Subscription(BaseModel):
                              f"{WEBHOOK_SECRET_PREFIX}DESK: the notifier signs with no other variable")
         return v
 
-    def wants(self, alert: dict[str, Any]) -> bool:
-        """The same filters as ``alerts tail``, plus a dimension filter."""
-        if self.dimension and alert.get("dimension") != self.dimension:
-            return False
-        return matches(alert, self.ticker, self.topic, self.min_severity)
+    def wants(self, incident: dict[str, Any]) -> bool:
+        """The same filters as ``alerts tail``, plus a dimension filter: an incident with such an alert."""
+        return incident_matches(incident, self.ticker, self.topic, self.min_severity, self.dimension)
 
     def describe(self) -> str:
         filters = [f"{k}={v}" for k in ("ticker", "topic", "dimension", "min_severity") if (v := getattr(self, k))]
         name = f" ({self.name})" if self.name else ""
-        return f"{self.id}{name} {self.kind} {self.url} {' '.join(filters) or 'all alerts'}"
+        return f"{self.id}{name} {self.kind} {self.url} {' '.join(filters) or 'all incidents'}"
 
 
 def new_subscription(**fields: Any) -> Subscription:

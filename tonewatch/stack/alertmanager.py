@@ -14,8 +14,10 @@ from pathlib import Path
 from tonewatch.stack.procs import StackError, free_port, spawn, stop, wait_ready
 
 BINARIES = ("prometheus-alertmanager", "alertmanager")
+# group_by incident, as deploy/alertmanager/alertmanager.yml: one notification per Tonewatch incident
 CONFIG = """route:
   receiver: "null"
+  group_by: [incident]
   group_wait: 1s
   group_interval: 5s
   repeat_interval: 1h
