@@ -73,7 +73,7 @@ def count_z(x: float, level: Level) -> float:
     k = round(x) if math.isfinite(x) else None  # +inf: a tail of 0, so Z_MAX below
     if robust <= 0 or lam > EXACT_MAX or (k is not None and k <= lam):
         return robust
-    return min(robust, _tail_to_z(0.0 if k is None else _poisson_sf(k, lam)))
+    return min(robust, tail_to_z(0.0 if k is None else _poisson_sf(k, lam)))
 
 
 def _poisson_sf(k: int, lam: float) -> float:
@@ -85,8 +85,13 @@ def _poisson_sf(k: int, lam: float) -> float:
 
 
 def update_share(base: float, share: float, count: int, alpha: float, min_volume: int, clip: float) -> float:
-    """EWMA of the negative share weighted by volume, each step clipped to ``clip`` around the baseline."""
+    """EWMA of the negative share weighted by volume, each step clipped to ``clip`` around the baseline.
+
+    The clip is in messages, ``clip`` times ``min_volume`` at least: a window of one or two messages has a
+    share of 0 or 1, and clipping only its rises pulled the baseline of a quiet key well below its share.
+    """
     weight = alpha * min(1.0, count / max(min_volume, 1))
+    clip = clip * max(1.0, min_volume / count) if count > 0 else clip
     step = min(max(share - base, -clip), clip)
     return base + weight * step
 
@@ -104,7 +109,7 @@ def binomial_z(share: float, count: int, baseline: float) -> float:
     if count > EXACT_MAX or k <= p * count:  # large windows (or no excess): normal, continuity-corrected
         excess = k - p * count
         return math.copysign(max(abs(excess) - 0.5, 0.0), excess) / math.sqrt(p * (1 - p) * count)
-    return _tail_to_z(_binomial_sf(k, count, p))
+    return tail_to_z(_binomial_sf(k, count, p))
 
 
 def _binomial_sf(k: int, n: int, p: float) -> float:
@@ -112,7 +117,7 @@ def _binomial_sf(k: int, n: int, p: float) -> float:
     return float(special.bdtrc(k - 1, n, p))
 
 
-def _tail_to_z(tail: float) -> float:
+def tail_to_z(tail: float) -> float:
     """The z whose upper normal tail is ``tail`` (the normal quantile), within [-10, Z_MAX]."""
     if math.isnan(tail):
         return 0.0

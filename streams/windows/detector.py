@@ -13,8 +13,9 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from streams.windows import rolling
-from streams.windows.baseline import Level, binomial_z, count_z, decay_level, update_level, update_share
+from streams.windows import changepoint, rolling
+from streams.windows.baseline import Level, binomial_z, decay_level, update_level, update_share
+from streams.windows.changepoint import Verdict, judge
 from streams.windows.rolling import Recent, RollingView
 from tonewatch.core.sections import DetectorSettings
 
@@ -107,6 +108,10 @@ class KeyState:
     # (partition, offset) of the last trend-events record folded in: a restarted worker re-reads records
     # after the last commit, and the state restored from the changelog may already hold them
     applied: tuple[int, int] | None = None
+    # change-point evidence (changepoint.py): defaults, so states written before it load as a calm key
+    evidence: float = 0.0
+    shift: float = 0.0
+    shift_negatives: int = 0
 
     def holds(self, partition: int, offset: int) -> bool:
         """Whether the record at ``partition``/``offset`` is already part of this state."""
@@ -132,6 +137,8 @@ class KeyState:
             firing=Firing(**f) if f else None, volume=Level(**v) if v else None,
             cooldown_until=data.get("cooldown_until"), recent=rolling.from_json(data.get("recent")),
             applied=tuple(data["applied"]) if data.get("applied") else None,
+            evidence=data.get("evidence", 0.0), shift=data.get("shift", 0.0),
+            shift_negatives=data.get("shift_negatives", 0),
         )
 
 
@@ -177,49 +184,44 @@ def surge_score(window: Window, baseline: float) -> float:
     return binomial_z(window.share, window.count, baseline)
 
 
-def volume_score(window: Window, volume: Level | None) -> float:
-    """Robust z-score of the window's negative count against the key's negative-volume baseline."""
-    return 0.0 if volume is None else count_z(window.negative, volume)
-
-
 def alert_id(dimension: str, key: str, started: float) -> str:
     """Stable across redelivery and restarts: subscribers dedupe on it."""
     return hashlib.sha1(f"{dimension}|{key}|{started:.0f}".encode()).hexdigest()[:16]
 
 
-def _surge(state: KeyState, w: Window, dimension: str, cfg: DetectorSettings, strictness: float = 1.0
-           ) -> tuple[str | None, float]:
-    """Which baselines the window breaks (share, volume or both) and the larger z; ``strictness``
-    below 1 lowers every bar, for the hysteresis of resolving."""
+def _verdict(state: KeyState, w: Window, dimension: str, cfg: DetectorSettings, strictness: float = 1.0) -> Verdict:
+    """Which baselines the window breaks (share, volume or both) and the larger z; ``strictness`` below 1
+    lowers every bar, for the hysteresis of resolving (firing is the change-point evidence's call)."""
     base = cfg.baseline_prior if state.baseline is None else state.baseline
-    min_volume = cfg.min_volume_for(dimension)
-    share = w.count >= min_volume and w.share - base >= cfg.min_delta * strictness
-    share_z = surge_score(w, base) if share else 0.0  # the exact tails cost: only past the cheap bars
-    share = share and share_z >= cfg.z * strictness
-    v = state.volume
-    volume = (v is not None and v.n >= cfg.volume_min_windows and w.negative >= min_volume
-              and w.negative >= (1 + (cfg.volume_min_ratio - 1) * strictness) * v.mean)
-    volume_z = volume_score(w, v) if volume else 0.0
-    volume = volume and volume_z >= cfg.volume_z * strictness
-    reason = "both" if share and volume else "share" if share else "volume" if volume else None
-    score = max(share_z if share else -math.inf, volume_z if volume else -math.inf)
-    return reason, score if reason else 0.0
+    return judge(base, state.volume, w.count, w.negative, min_volume=cfg.min_volume_for(dimension),
+                 min_delta=cfg.min_delta * strictness, min_ratio=1 + (cfg.volume_min_ratio - 1) * strictness,
+                 volume_min_windows=cfg.volume_min_windows, z=cfg.z * strictness)
 
 
-def _close(state: KeyState, w: Window, dimension: str, cfg: DetectorSettings) -> tuple[KeyState, list[Transition]]:
+def _calm(state: KeyState, w: Window, dimension: str, cfg: DetectorSettings) -> bool:
+    """Whether a window ends an alert: below half of every bar (hysteresis). A window too small to test
+    whose share is still past half the bar is no sign of calm: a quiet key's surge has such windows."""
+    base = cfg.baseline_prior if state.baseline is None else state.baseline
+    if w.count < cfg.min_volume_for(dimension) and w.share - base >= cfg.min_delta * 0.5:
+        return False
+    return _verdict(state, w, dimension, cfg, strictness=0.5).reason is None
+
+
+def _close(state: KeyState, w: Window, dimension: str, cfg: DetectorSettings, weight: float = 1.0
+           ) -> tuple[KeyState, list[Transition]]:
     """Fold a closed window into the baselines, and resolve an alert once the window is calm again."""
     base = cfg.baseline_prior if state.baseline is None else state.baseline
     gap = 0 if state.closed_until is None else round((w.start - state.closed_until) / cfg.window_s)
     closed = replace(state, closed_windows=state.closed_windows + 1, closed_until=w.start + cfg.window_s)
     firing = state.firing
     if firing is not None and w.start >= firing.started:  # windows before the surge still teach the baseline
-        if _surge(state, w, dimension, cfg, strictness=0.5)[0] is None:  # hysteresis: well below the firing bars
+        if _calm(state, w, dimension, cfg):
             t = Transition("resolved", firing.alert_id, w, base, surge_score(w, base), firing.severity, firing.reason)
             return replace(closed, firing=None, cooldown_until=w.start + cfg.window_s + cfg.cooldown_s), [t]
         return closed, []  # the baselines are frozen while firing, so a surge never becomes the new normal
     volume = state.volume if state.volume is None else decay_level(state.volume, gap, cfg.baseline_alpha)
-    volume = update_level(volume, w.negative, cfg.baseline_alpha, cfg.robust_clip)
-    share = update_share(base, w.share, w.count, cfg.baseline_alpha, cfg.min_volume, cfg.min_delta)
+    volume = update_level(volume, w.negative, cfg.baseline_alpha, cfg.robust_clip, weight)
+    share = update_share(base, w.share, w.count, cfg.baseline_alpha * weight, cfg.min_volume, cfg.min_delta)
     return replace(closed, baseline=share, volume=volume), []
 
 
@@ -240,22 +242,27 @@ def _add(w: Window, p: Partial, top: int) -> Window:
 
 
 def _fire(state: KeyState, w: Window, dimension: str, key: str, cfg: DetectorSettings
-          ) -> tuple[KeyState, list[Transition]]:
-    """Fire on a complete window that breaks a baseline, unless the key is firing, young or cooling down."""
+          ) -> tuple[KeyState, list[Transition], float]:
+    """Fold the window into the key's change-point evidence and fire once it says so, unless the key is
+    firing, young or cooling down (then no evidence builds). Also the weight the baselines learn it with."""
     if (
         state.firing is not None
         or state.closed_windows < cfg.baseline_min_windows
         or (state.cooldown_until is not None and w.start < state.cooldown_until)
     ):
-        return state, []
-    reason, score = _surge(state, w, dimension, cfg)
-    if reason is None:
-        return state, []
+        return replace(state, evidence=0.0, shift=0.0, shift_negatives=0), [], 1.0
     base = cfg.baseline_prior if state.baseline is None else state.baseline
-    severity = "critical" if score >= cfg.critical_z else "warning"
+    missing = 0 if state.closed_until is None else max(round((w.start - state.closed_until) / cfg.window_s), 0)
+    s = changepoint.step(state.evidence, state.shift, state.shift_negatives, missing, base, state.volume, w.count,
+                         w.negative, cfg.min_volume_for(dimension), cfg)
+    state = replace(state, evidence=s.evidence, shift=s.shift, shift_negatives=s.shift_negatives)
+    weight = changepoint.OUTLIER_WEIGHT if s.outlier else 1.0
+    if s.reason is None:
+        return state, [], weight
+    severity = "critical" if s.z >= cfg.critical_z else "warning"
     aid = alert_id(dimension, key, w.start)
-    fired = replace(state, firing=Firing(aid, w.start, severity, score, reason))
-    return fired, [Transition("firing", aid, w, base, score, severity, reason)]
+    fired = replace(state, firing=Firing(aid, w.start, severity, s.z, s.reason))
+    return fired, [Transition("firing", aid, w, base, s.z, severity, s.reason)], weight
 
 
 def apply_partial(state: KeyState, ev: Partial, cfg: DetectorSettings) -> Update:
@@ -278,9 +285,9 @@ def advance(state: KeyState, watermark: float, dimension: str, key: str, cfg: De
     closed: list[ClosedWindow] = []
     while state.windows and state.windows[0].start + cfg.window_s + cfg.allowed_lateness_s <= watermark:
         oldest = state.windows[0]
-        state, fired = _fire(replace(state, windows=state.windows[1:]), oldest, dimension, key, cfg)
+        state, fired, weight = _fire(replace(state, windows=state.windows[1:]), oldest, dimension, key, cfg)
         alerting = state.firing is not None and oldest.start >= state.firing.started
-        state, resolved = _close(state, oldest, dimension, cfg)
+        state, resolved = _close(state, oldest, dimension, cfg, weight)
         recent = rolling.push(state.recent, oldest.start, oldest.count, oldest.negative, cfg.window_s, cfg.rolling_s)
         state = replace(state, recent=recent)
         out.extend(fired + resolved)

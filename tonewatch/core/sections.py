@@ -174,7 +174,7 @@ class DetectorSettings(Section):
         "watermark back (wall-clock time)."
     )
     batch_records: int = Field(1000, ge=1, description="Trend records the windows agent takes at once.")
-    baseline_alpha: float = Field(0.2, gt=0, le=1, description="EWMA weight of a closed window.")
+    baseline_alpha: float = Field(0.03, gt=0, le=1, description="EWMA weight of a closed window.")
     baseline_prior: float = Field(0.2, ge=0, le=1, description="Negative share assumed before history.")
     baseline_min_windows: int = Field(3, ge=0, description="Closed windows needed before a key may alert.")
     min_volume: int = Field(5, ge=1, description="Messages in a window before it may alert.")
@@ -185,12 +185,23 @@ class DetectorSettings(Section):
     z: float = Field(4.0, gt=0, description="Binomial z-score (exact tail) needed to fire.")
     critical_z: float = Field(6.0, gt=0, description="z-score at which an alert is critical.")
     top_messages: int = Field(5, ge=0, description="Driving messages kept in an alert.")
-    volume_z: float = Field(4.0, gt=0, description="Robust z of the negative count needed to fire.")
+    volume_z: float = Field(
+        4.0, gt=0, description="Robust z of a series' count needed to fire in tonewatch eval nab (the stream's volume "
+        "test adds to the same change-point evidence as its share test)."
+    )
     volume_min_ratio: float = Field(
         2.0, ge=1, description="Negative count must also reach this multiple of its baseline to fire."
     )
     volume_min_windows: int = Field(10, ge=0, description="Closed windows before a key may alert on volume.")
     robust_clip: float = Field(3.0, gt=0, description="Volume baseline updates are clipped at this many scales.")
+    change_drift: float = Field(
+        2.0, ge=0, description="Change-point allowance: a window that breaks a baseline adds its z less this to "
+        "the key's evidence, which fires at z; a lone window needs z plus this, a one-minute blip less."
+    )
+    shift_nats: float = Field(
+        12.0, gt=0, description="Log-likelihood (nats) at which a slow shift of the share to baseline plus min_delta "
+        "fires, over four windows at least: surges on keys too quiet for one window to tell."
+    )
     cooldown_s: int = Field(300, ge=0, description="Event-time seconds after a resolve before a key may re-fire.")
     key_ttl_s: int = Field(
         604_800, ge=0, description="A key with no open window and no open alert is deleted from the windows table "

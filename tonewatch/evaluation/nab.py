@@ -1,19 +1,25 @@
 """Score NAB-format count series (timestamp,value) with the detector's negative-volume baseline.
 
 NAB's scorer rewards the first detection in each labelled window and charges every later point
-above its threshold, so the score follows the alert lifecycle: a point's surprise (a logistic of
-the robust z) while the series is calm, 0 while an alert is open or cooling down. A score of 0.5
-or more is exactly where the stream detector would fire.
+above its threshold, so the score follows the alert lifecycle: a point's surprise while the series is
+calm, 0 while an alert is open or cooling down. A score of 0.5 or more is exactly where it fires.
+
+The surprise is the stream detector's volume evidence (streams/windows/changepoint.py): a point's z is
+the smaller of the robust z and the negative-binomial tail at the level's own dispersion (tweet counts
+are bursty: a Poisson tail makes every burst a 10-sigma event), and the z's of consecutive points past
+the ratio bar add up, less ``drift`` each, to a change-point CUSUM that fires at ``z``.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from streams.windows.baseline import Level, count_z, logistic, update_level
+from streams.windows.changepoint import dispersion, negatives_z
 from tonewatch.core.errors import InvalidInput
 
 
@@ -26,19 +32,28 @@ class NabConfig:
     clip: float = 3.0  # winsorise baseline updates at this many scales
     cooldown: int = 12  # points after a resolve with no new alert
     width: float = 1.0  # logistic width, in z units
+    drift: float = 2.0  # change-point allowance per point (detector.change_drift): a lone point needs z + drift
+
+
+def point_z(x: float, level: Level) -> float:
+    """Robust z of a count, never more than its negative-binomial tail at the level's dispersion allows."""
+    z = count_z(x, level)
+    if x > level.mean and math.isfinite(x):
+        z = min(z, negatives_z(round(x), level.mean, dispersion(level)))
+    return z
 
 
 def surge_scores(values: Sequence[float], cfg: NabConfig) -> list[float]:
     """One anomaly score in [0, 1] per value, causal: each depends only on the values before it."""
     level: Level | None = None
-    firing, cooldown = False, 0
+    firing, cooldown, evidence = False, 0, 0.0
     scores: list[float] = []
     for x in values:
         if level is None:
             scores.append(0.0)
             level = update_level(None, x, cfg.alpha, cfg.clip, dev_alpha=cfg.dev_alpha)
             continue
-        z = count_z(x, level)
+        z = point_z(x, level)
         if firing:  # the baseline is frozen while firing, as in the stream detector
             scores.append(0.0)
             if z < cfg.z / 2 or x < (1 + cfg.min_ratio) / 2 * level.mean:
@@ -48,10 +63,12 @@ def surge_scores(values: Sequence[float], cfg: NabConfig) -> list[float]:
             cooldown -= 1
             scores.append(0.0)
         else:
-            surge = z >= cfg.z and x >= cfg.min_ratio * level.mean
-            score = logistic(z, cfg.z, cfg.width)
-            scores.append(score if surge else min(score, 0.5) * (1.0 if x >= cfg.min_ratio * level.mean else 0.5))
-            firing = surge
+            big = x >= cfg.min_ratio * level.mean
+            evidence = max(evidence + (z if big else 0.0) - cfg.drift, 0.0)
+            firing = big and evidence >= cfg.z
+            score = logistic(evidence, cfg.z, cfg.width)
+            scores.append(score if firing else min(score, 0.5) * (1.0 if big else 0.5))
+            evidence = 0.0 if firing else evidence
         level = update_level(level, x, cfg.alpha, cfg.clip, dev_alpha=cfg.dev_alpha)
     return scores
 
