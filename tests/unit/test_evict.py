@@ -16,6 +16,7 @@ from streams.windows.evict import ExpiryIndex, expires_at
 from streams.windows.fold import dump_state, encode_marks, encode_partials, load_state
 from streams.windows.folder import WindowFolder
 from streams.windows.watermark import Mark
+from tests.unit.test_event_time import FakeTopic
 from tonewatch.core.sections import DetectorSettings
 from tonewatch.core.settings import Settings
 
@@ -94,15 +95,6 @@ class FakeTable:
         self.changelog.append((partition, key, value))
 
 
-class FakeTopic:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    async def send(self, key: bytes, value: bytes) -> asyncio.Future[None]:
-        self.sent.append(value)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
 
 
 class Feed:

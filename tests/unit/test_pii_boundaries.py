@@ -3,7 +3,6 @@ masked copy of its input (the original stays at its topic, partition and offset)
 
 from __future__ import annotations
 
-import asyncio
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -11,8 +10,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from streams.pii import mask_payload
-from tests.unit.kafka_fakes import FakeProducer
-from tests.unit.test_score_stage import FakeReader, _stage, uniform_outputs
+from tests.unit.test_score_stage import run_batches, uniform_outputs
 from tonewatch.core.settings import Settings
 
 EMAIL, PHONE = "jane.doe@example.com", "+44 20 7946 0958"
@@ -37,15 +35,7 @@ def test_triton_reads_chat_text_masked_and_news_as_written() -> None:
              news: [SimpleNamespace(topic=news.topic, partition=0, offset=0, key=None, value=json.dumps(
                  {"id": "n1", "source": "news", "ts": "2026-11-24T00:00:01Z", "text": "Tesla falls 5%"}).encode())]}
 
-    async def run() -> FakeProducer:
-        producer = FakeProducer(limit=1000)
-        stage, _ = _stage(reader=FakeReader([batch]), score=score, producer=producer)
-        await stage.publisher.start()
-        await stage.step()
-        await stage.committer.drain()
-        return producer
-
-    producer = asyncio.run(run())
+    producer = run_batches([batch], score)
     assert seen == ["$TSLA dump, mail <email> or call <phone>", "Tesla falls 5%"]
     scored = [json.loads(v) for t, _, recs in producer.sent if t.endswith(".scored") for _, v in recs]
     assert [r["text"] for r in scored] == seen
@@ -57,15 +47,7 @@ def test_a_dead_letter_keeps_a_masked_copy_without_author_or_channel() -> None:
                "author": "Jane Doe", "channel": "#desk-jane"}
     batch = {chat: [_record(7, invalid), _record(8, f"garbage {EMAIL}".encode()), _record(9, b"\xff" + EMAIL.encode())]}
 
-    async def run() -> FakeProducer:
-        producer = FakeProducer(limit=1000)
-        stage, _ = _stage(reader=FakeReader([batch]), producer=producer)
-        await stage.publisher.start()
-        await stage.step()
-        await stage.committer.drain()
-        return producer
-
-    producer = asyncio.run(run())
+    producer = run_batches([batch])
     dead = [json.loads(v) for t, _, recs in producer.sent if t.endswith(".dead-letter") for _, v in recs]
     assert [(d["stage"], d["offset"]) for d in dead] == [("validate", 7), ("validate", 8), ("validate", 9)]
     first = json.loads(dead[0]["payload"])

@@ -130,6 +130,22 @@ def _stage(concurrency: int = 2, reader: FakeReader | None = None, score: Any = 
     return stage, reader
 
 
+def run_batches(batches: list[Records], score: Any = None, producer: FakeProducer | None = None,
+                guarantee: str = "at_least_once", limits: ScoringSettings | None = None) -> FakeProducer:
+    """Read, score and deliver each batch through the real stage; the producer holds what it sent."""
+    made = producer or FakeProducer(limit=1000)
+
+    async def run() -> None:
+        stage, _ = _stage(reader=FakeReader(batches, limits=limits), score=score, producer=made, guarantee=guarantee)
+        await stage.publisher.start()
+        for _ in batches:
+            await stage.step()
+        await stage.committer.drain()
+
+    asyncio.run(run())
+    return made
+
+
 def test_batches_commit_in_read_order_even_when_a_later_one_finishes_first() -> None:
     async def run() -> list[dict[TopicPartition, int]]:
         stage, consumer = _stage(concurrency=3)
@@ -272,17 +288,8 @@ def test_exactly_once_aborts_a_transaction_whose_send_failed_and_sends_it_all_ag
             finally:
                 self.fail = False  # the broker is back for the retry
 
-    async def run() -> FakeProducer:
-        tp = TopicPartition(Settings().kafka.topic("news"), 0)
-        producer = FlakyProducer(limit=1000, fail=True)
-        stage, _ = _stage(reader=FakeReader([_news(tp, 0)]), score=_uniform, producer=producer,
-                          guarantee="exactly_once")
-        await stage.publisher.start()
-        await stage.step()
-        await stage.committer.drain()
-        return producer
-
-    producer = asyncio.run(run())
+    tp = TopicPartition(Settings().kafka.topic("news"), 0)
+    producer = run_batches([_news(tp, 0)], _uniform, FlakyProducer(limit=1000, fail=True), "exactly_once")
     scored = Settings().kafka.topic("scored")
     assert producer.aborted == 1 and len(producer.committed) == 1
     assert sum(len(recs) for t, _, recs in producer.sent if t == scored) == 4  # twice: aborted, then committed
@@ -372,16 +379,7 @@ def test_an_input_too_large_is_dead_lettered_unparsed_and_every_output_fits_a_ka
     huge[tp][0].value = json.dumps({"id": "big", "source": "news", "ts": "2026-11-24T00:00:00Z",
                                     "text": "$TSLA " + "é" * 499_000}, ensure_ascii=False).encode()
 
-    async def run() -> FakeProducer:
-        producer = FakeProducer(limit=1000)
-        stage, _ = _stage(reader=FakeReader([huge, _news(tp, 1)]), score=_uniform, producer=producer)
-        await stage.publisher.start()
-        await stage.step()
-        await stage.step()
-        await stage.committer.drain()
-        return producer
-
-    producer = asyncio.run(run())
+    producer = run_batches([huge, _news(tp, 1)], _uniform)
     records = [(t, k, v) for t, _, recs in producer.sent for k, v in recs]
     dead = [json.loads(v) for t, _, v in records if t.endswith(".dead-letter")]
     assert [(d["stage"], d["reason"].split(":")[0]) for d in dead] == [("validate", "998079 bytes")]
@@ -399,15 +397,7 @@ def test_a_scored_record_that_cannot_fit_is_dead_lettered_not_retried() -> None:
     # the input limits cannot let such a record through; a reader with none shows the last guard
     unlimited = Settings().scoring.model_copy(update={"max_message_bytes": 2_000_000, "max_text_chars": 500_000})
 
-    async def run() -> FakeProducer:
-        producer = FakeProducer(limit=1000)
-        stage, _ = _stage(reader=FakeReader([big], limits=unlimited), score=_uniform, producer=producer)
-        await stage.publisher.start()
-        await stage.step()
-        await stage.committer.drain()
-        return producer
-
-    producer = asyncio.run(run())
+    producer = run_batches([big], _uniform, limits=unlimited)
     topics = [t.rsplit(".", 1)[1] for t, _, _ in producer.sent]
     dead = [json.loads(v) for t, _, recs in producer.sent if t.endswith(".dead-letter") for _, v in recs]
     assert "scored" not in topics and [d["stage"] for d in dead] == ["score"], topics
@@ -446,16 +436,7 @@ def test_a_message_triton_refuses_alone_is_the_only_one_dead_lettered() -> None:
             raise ValueError("INVALID_ARG: the tokenizer cannot read this text")
         return uniform_outputs(len(texts))
 
-    async def run() -> FakeProducer:
-        tp = TopicPartition(Settings().kafka.topic("news"), 0)
-        producer = FakeProducer(limit=1000)
-        stage, _ = _stage(reader=FakeReader([_news(tp, 0, n=64)]), score=score, producer=producer)
-        await stage.publisher.start()
-        await stage.step()
-        await stage.committer.drain()
-        return producer
-
-    producer = asyncio.run(run())
+    producer = run_batches([_news(TopicPartition(Settings().kafka.topic("news"), 0), 0, n=64)], score)
     dead = [json.loads(v) for t, _, recs in producer.sent if t.endswith(".dead-letter") for _, v in recs]
     scored = [json.loads(v)["id"] for t, _, recs in producer.sent if t.endswith(".scored") for _, v in recs]
     assert [(d["stage"], d["offset"]) for d in dead] == [("score", 13)]

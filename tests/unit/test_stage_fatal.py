@@ -57,8 +57,9 @@ def _stage(triton: Any, follower: Any = None, on_fatal: Any = None) -> ScoreStag
                       **given)
 
 
-def _fatal_reasons(triton: Any, follower: Any = None) -> list[str]:
-    """Start the stage as the app does and collect what it hands ``on_fatal``, then stop it."""
+def _fatal_reasons(triton: Any, follower: Any = None, step: Any = None) -> list[str]:
+    """Start the stage as the app does (with ``step`` in place of its own) and collect what it hands
+    ``on_fatal``, then stop it."""
     async def run() -> list[str]:
         reasons: list[str] = []
         called = asyncio.Event()
@@ -68,6 +69,8 @@ def _fatal_reasons(triton: Any, follower: Any = None) -> list[str]:
             called.set()
 
         stage = _stage(triton, follower, on_fatal)
+        if step is not None:
+            stage.step = step  # type: ignore[method-assign]
         await stage.start()
         await asyncio.wait_for(called.wait(), timeout=5)
         await stage.stop()
@@ -147,24 +150,8 @@ def test_a_broker_refusing_the_records_for_good_stops_the_worker_instead_of_retr
     """The loop retries a broker hiccup; a producer refused three times in a row (ACLs, record size) is fatal."""
     from streams.score.publisher import ProduceRefused
 
-    async def run() -> list[str]:
-        reasons: list[str] = []
-        called = asyncio.Event()
+    async def refused() -> None:
+        raise ProduceRefused("the broker refuses this worker's records (TopicAuthorizationFailedError)")
 
-        def on_fatal(reason: str) -> None:
-            reasons.append(reason)
-            called.set()
-
-        stage = _stage(FakeTriton(), on_fatal=on_fatal)
-
-        async def refused() -> None:
-            raise ProduceRefused("the broker refuses this worker's records (TopicAuthorizationFailedError)")
-
-        stage.step = refused  # type: ignore[method-assign]
-        await stage.start()
-        await asyncio.wait_for(called.wait(), timeout=5)
-        await stage.stop()
-        return reasons
-
-    assert asyncio.run(run()) == ["score stage failed: ProduceRefused: the broker refuses this worker's records "
-                                  "(TopicAuthorizationFailedError)"]
+    assert _fatal_reasons(FakeTriton(), step=refused) == [
+        "score stage failed: ProduceRefused: the broker refuses this worker's records (TopicAuthorizationFailedError)"]
