@@ -15,20 +15,29 @@ from typing import Any
 FETCH_MAX_WAIT_MS = 100  # an idle consumer sends ten small fetches a second: nothing next to a 1 s stall
 
 
-def shorten_fetch_wait() -> None:
-    """Wrap Faust's consumer factory; refuse loudly if Faust no longer has it (the fix needs review)."""
+def tune_worker_consumer(**attributes: Any) -> None:
+    """Set ``attributes`` on every consumer Faust's worker builds (aiokafka reads them when the consumer starts its
+    fetcher). One wrapper however often it is called; refuse loudly if Faust no longer has the factory."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    original = getattr(AIOKafkaConsumerThread, "_create_worker_consumer", None)
-    if original is None:
+    current = getattr(AIOKafkaConsumerThread, "_create_worker_consumer", None)
+    if current is None:
         raise RuntimeError("Faust's AIOKafkaConsumerThread._create_worker_consumer is gone: review fetch_wait.py")
-    if getattr(original, "tonewatch_fetch_wait", False):
+    tuned: dict[str, Any] | None = getattr(current, "tonewatch_attributes", None)
+    if tuned is not None:
+        tuned.update(attributes)
         return
+    tuned = dict(attributes)
 
     def create(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
+        consumer = current(self, transport)
+        for name, value in tuned.items():
+            setattr(consumer, name, value)
         return consumer
 
-    create.tonewatch_fetch_wait = True  # type: ignore[attr-defined]
+    create.tonewatch_attributes = tuned  # type: ignore[attr-defined]
     AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+
+
+def shorten_fetch_wait() -> None:
+    tune_worker_consumer(_fetch_max_wait_ms=FETCH_MAX_WAIT_MS)

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from streams.score.fetch_wait import tune_worker_consumer
+
 
 def absent_between(start: int, end: int, returned: Iterable[int]) -> list[int]:
     """Offsets in ``[start, end)`` that a fetch moving the position from ``start`` to ``end`` did not return."""
@@ -74,18 +76,4 @@ def track_absent_offsets(absent: AbsentOffsets) -> None:
 
 def read_committed() -> None:
     """Faust's worker consumer reads only committed records (Faust sets that only in its own exactly-once mode)."""
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-    original = getattr(AIOKafkaConsumerThread, "_create_worker_consumer", None)
-    if original is None:
-        raise RuntimeError("Faust's AIOKafkaConsumerThread._create_worker_consumer is gone: review absent.py")
-    if getattr(original, "tonewatch_read_committed", False):
-        return
-
-    def create(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._isolation_level = "read_committed"  # read when the consumer starts its fetcher
-        return consumer
-
-    create.tonewatch_read_committed = True  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
+    tune_worker_consumer(_isolation_level="read_committed")

@@ -22,7 +22,7 @@ from typing import Any
 from kafka.consumer import KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from streams.control.rejects import InvalidRecord, load_json, preview, validation_reason
 from tonewatch.core.kafka_io import client_config, producer
@@ -33,7 +33,7 @@ from tonewatch.notify.ledger import ensure_delivery_topics, ledger_key
 from tonewatch.notify.metrics import NotifierMetrics
 from tonewatch.notify.policy import Outcome, backoff_s, due_escalation
 from tonewatch.notify.reader import StateReader
-from tonewatch.notify.state import State, delivery_entry
+from tonewatch.notify.state import AlertRef, State, delivery_entry
 from tonewatch.notify.subscriptions import Subscription
 from tonewatch.notify.tracker import Tracker
 
@@ -42,25 +42,12 @@ log = logging.getLogger("tonewatch.notifier")
 DELIVERY_THREADS = 8
 
 
-class _Alert(BaseModel):
-    """What the notifier reads of an alert to filter, key and dead-letter it (``alert_payload`` writes more).
-    Strict: a number where a string belongs would break a filter or a key later, after the commit."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-
-    id: str
-    status: str
-    dimension: str
-    key: str
-    severity: str = ""
-
-
 def parse_alert(value: bytes | None) -> dict[str, Any]:
     """The alert in a record of the alerts topic. Not UTF-8, not JSON, nested too deeply, not an object, or a
     field of the wrong type: InvalidRecord, with a reason that does not quote the record."""
     doc = load_json(value)
     try:
-        _Alert.model_validate(doc)
+        AlertRef.model_validate(doc)
     except ValidationError as exc:
         raise InvalidRecord(f"bad alert: {validation_reason(exc)}") from exc
     alert: dict[str, Any] = doc

@@ -43,16 +43,22 @@ class _AlertRef(BaseModel):
     status: str
 
 
-class _ChildRef(BaseModel):
-    """What restoring an incident reads of each child (incidents.child_from_record)."""
+class AlertRef(BaseModel):
+    """What the notifier reads of an alert to filter, key and group it (``alert_payload`` writes more).
+    Strict: a number where a string belongs would break a filter or a key later, after the commit."""
 
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
     id: str
+    status: str
     dimension: str
     key: str
-    status: str
     severity: str = ""
+
+
+class _ChildRef(AlertRef):
+    """What restoring an incident reads of each child (incidents.child_from_record)."""
+
     volume: int = 0
     score: float = Field(0.0, allow_inf_nan=False)
     window: dict[str, str] = Field(default_factory=dict)
