@@ -6,6 +6,7 @@ Written to a temporary folder and renamed into place, so Triton never sees half 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from models.labels import LABELS
+from streams.windows.prevalence import Rates
 from tonewatch.core.errors import InvalidInput
 
 MANIFEST = "manifest.json"
@@ -44,11 +46,14 @@ class Manifest:
     reference: dict[str, list[float]] | None = None  # predictions on val: the drift baseline (streams/control/drift.py)
     runtime: dict[str, Any] | None = None  # the ONNX graph served on CPU and its checks (models/onnx_export.py)
     shared_data: list[str] | None = None  # ../shared sets it trained on (models/shared_sets.py): never served
+    calibration: dict[str, Any] | None = None  # temperature fitted on val, ECE on test (models/calibration.py)
+    prevalence: dict[str, Any] | None = None  # PACC rates per source on val (streams/windows/prevalence.py)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
         try:
-            optional = {"mode", "params", "command", "reference", "runtime", "shared_data"}
+            optional = {"mode", "params", "command", "reference", "runtime", "shared_data", "calibration",
+                        "prevalence"}
             return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d or k not in optional})
         except KeyError as exc:
             raise ArtifactError(f"manifest is missing '{exc.args[0]}'") from exc
@@ -96,6 +101,30 @@ def drift_reference(version_dir: Path) -> dict[str, list[float]] | None:
     return read_manifest(version_dir).reference
 
 
+def prevalence_rates(version_dir: Path) -> dict[str, Rates] | None:
+    """The sentiment version's PACC rates per source ("news", "chat", "all"); None if its manifest has none.
+
+    A source whose rates could not be measured is left out: the worker counts its labels, as before."""
+    stored = read_manifest(version_dir).prevalence
+    if not stored:
+        return None
+    try:
+        return {source: Rates(float(r[0]), float(r[1])) for source, r in stored["rates"].items() if r is not None}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{version_dir}: unreadable prevalence rates ({exc})") from exc
+
+
+def temperature(manifest: Manifest) -> float | None:
+    """The temperature serving divides log-probabilities by; None when the version is uncalibrated."""
+    if not manifest.calibration or "temperature" not in manifest.calibration:
+        return None
+    t = manifest.calibration["temperature"]
+    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
+        raise ArtifactError(f"{manifest.name} v{manifest.version}: calibration temperature {t!r} is not a "
+                            "positive number")
+    return float(t)
+
+
 def experiment_only(version_dir: Path) -> bool:
     """Trained on ``../shared`` data (``models.shared_sets``): never the version a start picks to serve."""
     try:
@@ -117,6 +146,7 @@ def validate_artifact(version_dir: Path) -> Manifest:
         raise ArtifactError(f"{version_dir}: labels {manifest.labels} differ from {expected}")
     if not (version_dir / "model.py").is_file():
         raise ArtifactError(f"{version_dir}: no model.py")
+    temperature(manifest)
     head = artifact_dir(version_dir) / HEAD_FILE
     if not head.is_file():
         raise ArtifactError(f"{head}: missing")
@@ -184,10 +214,32 @@ def model_card(m: Manifest) -> str:
               if "int8_weighted_f1" in rt else "")
         lines += ["", f"- CPU runtime: ONNX Runtime, `{rt['file']}` (int8 agreement with fp32 on val: "
                   f"{rt.get('int8_agreement')}{f1}; fp32 max |p - torch|: {rt.get('max_abs_diff_vs_torch')})"]
+    lines += _calibration_lines(m)
     extra = {k: v for k, v in m.metrics.items() if k not in ("val", "test")}
     if extra:
         lines += ["", *(f"- {k}: {v}" for k, v in extra.items())]
     return "\n".join(lines) + "\n"
+
+
+def _calibration_lines(m: Manifest) -> list[str]:
+    lines: list[str] = []
+    if m.calibration:
+        c = m.calibration
+        lines += ["", f"- calibration: temperature {c['temperature']} fitted on {c.get('fit_split', 'val')}; "
+                  f"ECE ({c.get('ece_bins', 15)} bins, {c.get('ece_split', 'test')} split) "
+                  f"{c['ece_before']:.3f} → {c['ece_after']:.3f}"]
+    if m.prevalence:
+        p = m.prevalence
+        lines += ["", f"PACC rates of '{p['label']}' (mean calibrated p_{p['label']} of true {p['label']} (tpr) and "
+                  f"of other (fpr) {p.get('split', 'val')} messages):", "",
+                  "| source | tpr | fpr | negatives |", "|---|---|---|---|"]
+        negatives = p.get("negatives", {})
+        lines += [f"| {s} | {r[0]:.3f} | {r[1]:.3f} | {negatives.get(s, '')} |" if r else f"| {s} | - | - | "
+                  f"{negatives.get(s, '')} |" for s, r in p["rates"].items()]
+        if p.get("fallback"):
+            lines += ["", f"- {', '.join(p['fallback'])}: fewer than {p.get('min_negatives', 20)} negatives on "
+                      f"{p.get('split', 'val')}, so the rates of all are used"]
+    return lines
 
 
 def version_numbers(repo: Path, name: str) -> list[int]:

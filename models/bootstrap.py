@@ -7,11 +7,12 @@ Minutes on a laptop CPU, so a fresh clone serves fine-tuned models; full fine-tu
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from models.artifact import ArtifactError, validate_artifact
 from models.data import DATA_DIR
 from models.finetune import FinetuneConfig
-from models.train import backfill_reference, train_version
+from models.train import backfill_calibration, backfill_reference, needs_calibration, train_version
 from models.v1_cache import cache_key, cache_root, restore, store
 from tonewatch.core.settings import Settings
 
@@ -36,9 +37,7 @@ def ensure_models(settings: Settings, names: tuple[str, ...] = MODELS) -> list[s
     built = []
     for name in names:
         try:
-            if validate_artifact(settings.triton.model_repository / name / "1").reference is None:
-                log.info("storing the drift reference of %s v1", name)
-                backfill_reference(settings.triton.model_repository / name / "1")
+            complete_v1(settings.triton.model_repository / name / "1")
             continue
         except ArtifactError as exc:
             log.info("building %s v1: %s", name, exc)
@@ -47,6 +46,7 @@ def ensure_models(settings: Settings, names: tuple[str, ...] = MODELS) -> list[s
         if restore(version_dir, entry):
             log.info("%s v1 restored from the cache %s", name, entry)
             path = version_dir
+            complete_v1(path)
         else:
             path = train_version(settings, name, V1[name], version=1, progress=False, command=v1_command(name))
             store(path, entry)
@@ -55,3 +55,17 @@ def ensure_models(settings: Settings, names: tuple[str, ...] = MODELS) -> list[s
               f"weighted-F1 {m['weighted_f1']:.3f}", flush=True)
         built.append(name)
     return built
+
+
+def complete_v1(version_dir: Path, limit: int | None = None) -> None:
+    """Store what an existing version 1 predates, computed from its weights: never a reason to train again.
+
+    Calibration also rewrites the drift reference, since what is served changes with the temperature.
+    """
+    manifest = validate_artifact(version_dir)
+    if needs_calibration(manifest):
+        log.info("calibrating %s v1 and measuring its PACC rates", manifest.name)
+        backfill_calibration(version_dir, limit)
+    elif manifest.reference is None:
+        log.info("storing the drift reference of %s v1", manifest.name)
+        backfill_reference(version_dir, limit)

@@ -33,15 +33,33 @@ def _read(path: Path, text_col: str, label_col: str) -> list[tuple[str, str]]:
         return [(r[text_col], r[label_col].strip().lower()) for r in csv.DictReader(fh)]
 
 
+# per model, in reading order: (source, file, text column, label column); the source is what the stream's
+# messages carry too ("news" or "chat"), so the PACC rates can be measured per source
+SOURCES = {
+    "sentiment": (("news", "news_sentiment.csv", "text", "sentiment"),
+                  ("chat", "chat_sentiment.csv", "text", "sentiment")),  # chat: the Surge set, MIT
+    "topic": (("news", "news_topic.csv", "text", "label_name"),),
+}
+
+
+def _by_source(name: str, data_dir: Path) -> list[tuple[str, list[tuple[str, str]]]]:
+    if name not in SOURCES:
+        raise ValueError(f"unknown model '{name}' (known: {', '.join(LABELS)})")
+    return [(source, _read(data_dir / file, text, label)) for source, file, text, label in SOURCES[name]]
+
+
 def raw_examples(name: str, data_dir: Path = DATA_DIR) -> list[tuple[str, str]]:
     """(text, label name) pairs for one model, from every committed source it learns from."""
-    if name == "sentiment":
-        return _read(data_dir / "news_sentiment.csv", "text", "sentiment") + _read(
-            data_dir / "chat_sentiment.csv", "text", "sentiment"
-        )
-    if name == "topic":
-        return _read(data_dir / "news_topic.csv", "text", "label_name")
-    raise ValueError(f"unknown model '{name}' (known: {', '.join(LABELS)})")
+    return [row for _, rows in _by_source(name, data_dir) for row in rows]
+
+
+def example_sources(name: str, data_dir: Path = DATA_DIR) -> dict[str, str]:
+    """The source of every text ``split`` keeps, by ``norm_text``: like its dedup, the first occurrence wins."""
+    out: dict[str, str] = {}
+    for source, rows in _by_source(name, data_dir):
+        for text, _ in rows:
+            out.setdefault(norm_text(text), source)
+    return out
 
 
 def norm_text(text: str) -> str:

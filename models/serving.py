@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from models.artifact import HEAD_FILE, Manifest, artifact_dir, inside, validate_artifact
+from models.artifact import HEAD_FILE, Manifest, artifact_dir, inside, temperature, validate_artifact
+from models.calibration import apply_temperature
 from models.encoder import encode, encoder_path, load_encoder
 from models.head import build_head
 from models.onnx_runtime import run, session
@@ -75,12 +76,14 @@ class OnnxModel:
 
 
 class Classifier:
-    """One version as served: ONNX Runtime on CPU when the version has a graph, else torch."""
+    """One version as served: ONNX Runtime on CPU when the version has a graph, else torch; probabilities
+    rescaled by the manifest's temperature when it has one (``calibrated=False``: the raw ones, to fit it)."""
 
     def __init__(self, version_dir: Path, device: str = "cpu", threads: int | None = None,
-                 runtime: Runtime = "auto") -> None:
+                 runtime: Runtime = "auto", calibrated: bool = True) -> None:
         self.manifest = validate_artifact(version_dir)
         self.labels = self.manifest.labels
+        self.temperature = temperature(self.manifest) if calibrated else None
         self.device = device
         has_graph = bool(self.manifest.runtime and self.manifest.runtime.get("file"))
         if runtime == "onnx" and not has_graph:
@@ -94,4 +97,5 @@ class Classifier:
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return self.model.predict_proba(texts)
+        probs = self.model.predict_proba(texts)
+        return probs if self.temperature is None else apply_temperature(probs, self.temperature)

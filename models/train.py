@@ -27,7 +27,8 @@ from models.artifact import (
     version_numbers,
     write_version,
 )
-from models.data import Dataset, Split, apply_corrections, load_dataset
+from models.calibration import apply_temperature, calibration_record, source_rates
+from models.data import Dataset, Split, apply_corrections, example_sources, load_dataset, norm_text
 from models.encoder import ENCODER_PACKAGE, embed, encoder_path
 from models.finetune import FinetuneConfig, finetune
 from models.head import metrics, train_head
@@ -124,11 +125,11 @@ def train_version(
         mode=cfg.mode, params=params, command=command, shared_data=list(dict.fromkeys(train_with)) or None,
     )
     path = write_version(out_repo or repo, manifest, head_state, encoder, tokenizer)
-    manifest = attach_onnx(path, ds.val)  # before the test figures: they describe what CPU serving runs
-    clf = Classifier(path, device or "cpu")
-    test = metrics(np.array(ds.test.labels), predict_all(clf, ds.test.texts).argmax(1), len(clf.labels)).as_dict()
-    reference = reference_from_probs(predict_all(clf, ds.val.texts))
-    manifest = replace(manifest, metrics={**manifest.metrics, "test": test}, reference=reference)
+    attach_onnx(path, ds.val)  # before the test figures: they describe what CPU serving runs
+    manifest, test_probs = calibrate_version(path, ds, device)
+    # the temperature leaves every argmax as it is, so the served labels' figures come from the raw probabilities
+    test = metrics(np.array(ds.test.labels), test_probs.argmax(1), len(ds.labels)).as_dict()
+    manifest = replace(manifest, metrics={**manifest.metrics, "test": test})
     _rewrite_manifest(path, manifest)
     log.info("%s v%d (%s): test %s, trained in %.0fs on %s", name, version, cfg.mode, test, train_s, dev)
     return path
@@ -141,6 +142,44 @@ def attach_onnx(version_dir: Path, val: Split, threads: int | None = None) -> Ma
                        runtime=export_onnx(version_dir, texts, check_labels=labels, threads=threads))
     _rewrite_manifest(version_dir, manifest)
     return manifest
+
+
+def calibrate_version(version_dir: Path, ds: Dataset, device: str | None = None) -> tuple[Manifest, np.ndarray]:
+    """Fit the temperature on val and measure ECE on test; on the calibrated val predictions, store the drift
+    reference (what is served changed) and, for sentiment, the PACC rates per source. Returns the rewritten
+    manifest and the uncalibrated test probabilities."""
+    clf = Classifier(version_dir, device or "cpu", calibrated=False)
+    val_probs, test_probs = predict_all(clf, ds.val.texts), predict_all(clf, ds.test.texts)
+    calibration = calibration_record((val_probs, np.array(ds.val.labels)), (test_probs, np.array(ds.test.labels)))
+    served = apply_temperature(val_probs, calibration["temperature"])
+    manifest = replace(read_manifest(version_dir), calibration=calibration, reference=reference_from_probs(served),
+                       prevalence=_prevalence(ds, served))
+    _rewrite_manifest(version_dir, manifest)
+    log.info("%s v%d: temperature %.3f, test ECE %.4f -> %.4f", manifest.name, manifest.version,
+             calibration["temperature"], calibration["ece_before"], calibration["ece_after"])
+    return manifest, test_probs
+
+
+def _prevalence(ds: Dataset, served_val: np.ndarray) -> dict[str, object] | None:
+    """PACC rates of the negative class per source (news, chat), for a model that has one (sentiment)."""
+    if "negative" not in ds.labels:
+        return None
+    neg = ds.labels.index("negative")
+    sources = example_sources(ds.name)
+    return source_rates(served_val[:, neg], np.array(ds.val.labels) == neg,
+                        [sources[norm_text(t)] for t in ds.val.texts])
+
+
+def needs_calibration(manifest: Manifest) -> bool:
+    """A version written before temperature scaling, or a sentiment version without its PACC rates."""
+    return manifest.calibration is None or ("negative" in manifest.labels and manifest.prevalence is None)
+
+
+def backfill_calibration(version_dir: Path, limit: int | None = None, device: str | None = None) -> Manifest:
+    """Calibrate an existing version in place (no training): temperature, ECE, rates and the drift reference."""
+    ds = load_dataset(read_manifest(version_dir).name)
+    ds = replace(ds, val=_limit(ds.val, limit), test=_limit(ds.test, limit))
+    return calibrate_version(version_dir, ds, device)[0]
 
 
 def predict_all(clf: Classifier, texts: list[str], batch: int = 128) -> np.ndarray:

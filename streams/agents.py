@@ -17,6 +17,7 @@ from streams.control.drift_tracker import ReferenceLoader
 from streams.knowledge import Knowledge
 from streams.metrics import PipelineMetrics
 from streams.score.offsets import HoleHealer, heal
+from streams.score.rates import RatesLoader
 from streams.score.reader import partition_lags
 from streams.score.stage import build_score_stage
 from streams.topics import Topics
@@ -30,10 +31,12 @@ log = logging.getLogger(__name__)
 def register_agents(
     app: Any, settings: Settings, topics: Topics, table: Any, cfg: DetectorSettings, metrics: PipelineMetrics,
     knowledge: Knowledge, load_reference: ReferenceLoader | None = None, on_fatal: Callable[[str], None] | None = None,
+    load_rates: RatesLoader | None = None,
 ) -> None:
     """The score stage as a service, the lag and offset-hole timers, and the windows agent. ``on_fatal`` hears
     why the stage gave up (``streams.app.Shutdown``); without it the stage's error crashes the app."""
-    stage = build_score_stage(settings, metrics, knowledge, load_reference=load_reference, on_fatal=on_fatal)
+    stage = build_score_stage(settings, metrics, knowledge, load_reference=load_reference, on_fatal=on_fatal,
+                              load_rates=load_rates)
     app.service(stage)  # started once the table is recovered; stops after delivering what it has read
     folder = WindowFolder(settings, topics, table, cfg, metrics)
 

@@ -15,6 +15,7 @@ from streams.knowledge import load_knowledge
 from streams.metrics import PipelineMetrics, create_metrics
 from streams.score.fetch_wait import shorten_fetch_wait
 from streams.score.offsets import patch_new_offset
+from streams.score.rates import RatesLoader
 from streams.topics import declare
 from streams.windows.absent import AbsentOffsets, read_committed, track_absent_offsets
 from tonewatch.core.kafka_io import ssl_context
@@ -81,10 +82,11 @@ class Worker(faust.Worker):
 
 def create_app(settings: Settings, metrics: PipelineMetrics | None = None,
                load_reference: ReferenceLoader | None = None, on_fatal: Callable[[str], None] | None = None,
-               ) -> faust.App:
+               load_rates: RatesLoader | None = None) -> faust.App:
     """The worker's app; pass ``metrics`` to expose them (the CLI serves its registry), ``load_reference``
-    to monitor drift (it reads a version's stored reference), and ``on_fatal`` (a :class:`Shutdown`) to hear
-    why the score stage gave up."""
+    to monitor drift (it reads a version's stored reference), ``load_rates`` to correct negative shares (a
+    version's error rates per source), and ``on_fatal`` (a :class:`Shutdown`) to hear why the score stage
+    gave up."""
     absent = AbsentOffsets([settings.kafka.topic("trend-events")])
     patch_new_offset(absent)  # Faust's commit could skip an in-flight record (streams/score/offsets.py)
     shorten_fetch_wait()  # Faust's 1.5 s broker long-poll stalled the windows agent (streams/score/fetch_wait.py)
@@ -112,6 +114,6 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None,
     knowledge = load_knowledge(settings.scoring.knowledge_path) if settings.scoring.knowledge_path else load_knowledge()
     register_agents(
         app, settings, topics, state, settings.detector, metrics or create_metrics(), knowledge, load_reference,
-        on_fatal,
+        on_fatal, load_rates,
     )
     return app

@@ -74,8 +74,9 @@ class Publisher:
     """Builds and produces a batch's output records; ``producer`` makes the (not yet started) producer."""
 
     def __init__(self, settings: Settings, metrics: PipelineMetrics, drift: DriftTracker,
-                 producer: Callable[[], Any]) -> None:
+                 producer: Callable[[], Any], adjust: Callable[[Scored], float] | None = None) -> None:
         self.settings, self.metrics, self.drift = settings, metrics, drift
+        self.adjust = adjust  # a message's corrected negative count (streams/score/rates.py); None: its label
         self._make_producer = producer
         self.producer: Any = None
         self.partitions: dict[str, list[int]] = {}  # per output topic: partitions records are keyed onto
@@ -111,7 +112,7 @@ class Publisher:
                    late: Set[str] = frozenset()) -> None:
         """Each scored record, then the batch's drift events, then its trend partials per partition; a late
         message is scored but dead-lettered instead of counted."""
-        combiner = Combiner(self.settings.detector.window_s, self.settings.detector.top_messages)
+        combiner = Combiner(self.settings.detector.window_s, self.settings.detector.top_messages, adjust=self.adjust)
         sources: Counter[str] = Counter()
         scored_topic = self.settings.kafka.topic("scored")
         lateness = self.settings.detector.allowed_lateness_s

@@ -33,6 +33,7 @@ from streams.score.committer import Committer, InTransaction
 from streams.score.dedup import RecentIds
 from streams.score.outbox import Outbox
 from streams.score.publisher import CommitOffsets, Publisher, kafka_producer
+from streams.score.rates import RatesBook, RatesLoader
 from streams.score.read_size import ReadSize
 from streams.score.reader import BatchSource, Reader
 from streams.score.scorer import Scorer
@@ -222,7 +223,8 @@ class ScoreStage(Service):
 
 def build_score_stage(settings: Settings, metrics: PipelineMetrics, knowledge: Knowledge,
                       load_reference: ReferenceLoader | None = None,
-                      on_fatal: Callable[[str], None] | None = None) -> ScoreStage:
+                      on_fatal: Callable[[str], None] | None = None, load_rates: RatesLoader | None = None
+                      ) -> ScoreStage:
     """The stage with its real collaborators: Kafka clients and Triton's channel open when it starts.
     ``on_fatal``: see :class:`ScoreStage`."""
     models = (settings.triton.sentiment_model, settings.triton.topic_model)
@@ -233,8 +235,9 @@ def build_score_stage(settings: Settings, metrics: PipelineMetrics, knowledge: K
     reader = Reader(settings, read_size, clock)
     scorer = Scorer(triton, EventFollower(settings, metrics), models, knowledge, metrics, settings.scoring.max_tickers,
                     observe=read_size.observe)
+    rates = RatesBook(settings.triton.model_repository, settings.triton.sentiment_model, load_rates)
     publisher = Publisher(settings, metrics, DriftTracker(settings, metrics, load_reference),
-                          producer=partial(kafka_producer, settings))
+                          producer=partial(kafka_producer, settings), adjust=rates.adjusted)
     store = InTransaction(reader, clock) if publisher.transactional else reader
     committer = Committer(store, settings.scoring.concurrency)
     return ScoreStage(reader, Aligner(reader), scorer, publisher, committer, RecentIds(settings.scoring.dedup_capacity),

@@ -33,6 +33,8 @@ def alert_payload(
         "negative": t.window.negative,
         "negative_share": round(t.window.share, 4),
         "baseline": round(t.baseline, 4),
+        "corrected_share": round(t.window.corrected_share, 4),  # the true share, estimated (prevalence.py)
+        "corrected_baseline": round(t.baseline if t.corrected is None else t.corrected, 4),
         "score": round(t.score, 3),
         "top_messages": [asdict(d) for d in t.window.drivers],
         "model_versions": dict(t.window.model_versions),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from scipy import special
 
@@ -77,10 +78,17 @@ def negatives_z(negative: int, expected: float, phi: float) -> float:
 
 
 def judge(base: float, volume: Level | None, count: int, negative: int, *, min_volume: int, min_delta: float,
-          min_ratio: float, volume_min_windows: int, z: float | None = None) -> Verdict:
-    """The tests whose effect-size bars the window passes (and, with ``z``, whose z reaches it)."""
-    share_z = binomial_z(negative / count, count, base) if count >= min_volume and (
-        negative / count - base >= min_delta) else -math.inf
+          min_ratio: float, volume_min_windows: int, z: float | None = None, excess: float | None = None) -> Verdict:
+    """The tests whose effect-size bars the window passes (and, with ``z``, whose z reaches it).
+
+    ``excess`` is the share's effect size: the corrected share over its corrected baseline (prevalence.py),
+    so a surge that chat's model under-counts is measured at its true size; the z stays the counted share's
+    binomial tail against the counted baseline, the same test in the model's own units. Without it, the
+    counted share's excess.
+    """
+    share_z = -math.inf
+    if count >= min_volume and (negative / count - base if excess is None else excess) >= min_delta:
+        share_z = binomial_z(negative / count, count, base)
     volume_z = -math.inf
     if volume is not None and volume.n >= volume_min_windows and negative >= min_volume:
         expected = expected_negatives(volume, base, count)
@@ -113,6 +121,16 @@ def shift_llr(base: float, count: int, negative: int, min_delta: float) -> float
     return negative * math.log(p1 / p0) + (count - negative) * math.log((1 - p1) / (1 - p0))
 
 
+Run = tuple[float, int]
+
+
+def combined_z(run: Run) -> float:
+    """Stouffer's combination of the run's window z's: the surge's size, whichever window confirmed it.
+    Two windows at z 4.4 are as unlikely together as one at 6.2."""
+    total, windows = run
+    return total / math.sqrt(windows) if windows > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class Step:
     """A key's change-point state after one closed window, and what it says."""
@@ -121,14 +139,18 @@ class Step:
     shift: float  # log-likelihood CUSUM, nats: slow surges on keys too quiet for one window to tell
     shift_negatives: int  # negatives in the windows since ``shift`` left 0
     reason: str | None  # share, volume or both when the key fires on this window
-    z: float  # the firing score (a z; a shift's nats as the z of a normal tail as unlikely)
+    z: float  # the firing score: the run's combined z (a shift's nats as the z of a normal tail as unlikely)
     outlier: bool  # far off the baselines either way: learnt slowly
+    run: Run = (0.0, 0)  # the z's summed, and the windows, since ``evidence`` left 0
 
 
 def step(evidence: float, shift: float, shift_negatives: int, missing: int, base: float, volume: Level | None,
-         count: int, negative: int, min_volume: int, cfg: DetectorSettings) -> Step:
-    """Fold one closed window into the key's evidence and say whether the key fires on it."""
-    bars = {"min_volume": min_volume, "volume_min_windows": cfg.volume_min_windows}
+         count: int, negative: int, min_volume: int, cfg: DetectorSettings, run: Run = (0.0, 0),
+         excess: float | None = None) -> Step:
+    """Fold one closed window into the key's evidence and say whether the key fires on it; ``excess``: see
+    :func:`judge`."""
+    bars: dict[str, Any] = {"min_volume": min_volume, "volume_min_windows": cfg.volume_min_windows,
+                            "excess": excess}
     loose = judge(base, volume, count, negative, min_delta=cfg.min_delta * RELAXED,
                   min_ratio=1 + (cfg.volume_min_ratio - 1) * RELAXED, **bars)
     full = judge(base, volume, count, negative, min_delta=cfg.min_delta, min_ratio=cfg.volume_min_ratio, **bars)
@@ -137,10 +159,12 @@ def step(evidence: float, shift: float, shift_negatives: int, missing: int, base
     shift = max(shift + min(gain, cfg.shift_nats / SHIFT_MIN_WINDOWS), 0.0)
     shift_negatives = shift_negatives + negative if shift > 0 else 0
     outlier = (loose.reason is not None and loose.z > cfg.change_drift) or (
-        count >= min_volume and base - negative / count >= cfg.min_delta * RELAXED
+        count >= min_volume and -(negative / count - base if excess is None else excess) >= cfg.min_delta * RELAXED
         and binomial_z(negative / count, count, base) <= -cfg.change_drift)
+    window_z = loose.z if loose.reason is not None and math.isfinite(loose.z) else 0.0
+    run = (run[0] + window_z, run[1] + 1) if evidence > 0 else (0.0, 0)
     if full.reason is not None and evidence >= cfg.z:
-        return Step(0.0, 0.0, 0, full.reason, full.z, outlier)
+        return Step(0.0, 0.0, 0, full.reason, max(full.z, combined_z(run)), outlier)
     if shift >= cfg.shift_nats and gain > 0 and shift_negatives >= min_volume:
         return Step(0.0, 0.0, 0, "share", math.sqrt(2 * shift), outlier)
-    return Step(evidence, shift, shift_negatives, None, 0.0, outlier)
+    return Step(evidence, shift, shift_negatives, None, 0.0, outlier, run)

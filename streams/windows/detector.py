@@ -3,143 +3,28 @@
 Partials are added to their window; a window closes when the watermark passes its end plus the allowed
 lateness, and only then is it judged: its content, and so the alert, depend on the events alone, never on
 how fast they arrived (docs/decisions/2026-12-07-event-time-watermarks.md). Per key the state is small and
-incremental (counts, sums, a baseline, the open alert), so it fits a changelog-backed table.
+incremental (counts, sums, a baseline, the open alert; streams/windows/state.py), so it fits a
+changelog-backed table.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from streams.windows import changepoint, rolling
-from streams.windows.baseline import Level, binomial_z, decay_level, update_level, update_share
+from streams.windows.baseline import binomial_z, decay_level, update_level, update_share
 from streams.windows.changepoint import Verdict, judge
-from streams.windows.rolling import Recent, RollingView
+from streams.windows.rolling import RollingView
+from streams.windows.state import Driver, Firing, KeyState, Partial, TrendEvent, Window
 from tonewatch.core.sections import DetectorSettings
 
-
-@dataclass(frozen=True)
-class TrendEvent:
-    """One scored message seen from one dimension (ticker, topic, source...)."""
-
-    dimension: str
-    key: str
-    ts: float
-    negative: bool
-    p_negative: float
-    message_id: str
-    text: str
-    source: str
-    model_versions: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Driver:
-    message_id: str
-    text: str
-    source: str
-    p_negative: float
-
-
-@dataclass(frozen=True)
-class Partial:
-    """A batch's events of one key in one window, summed before they travel (a combiner).
-
-    Its window is ``window_start(ts)``: the score stage and the agent share ``window_s``. Why, and what
-    it changes: docs/decisions/2026-12-07-trend-partials.md.
-    """
-
-    dimension: str
-    key: str
-    ts: float  # the latest event time among them: the key's watermark moves this far
-    count: int
-    negative: int
-    p_negative_sum: float
-    drivers: tuple[Driver, ...] = ()  # the most negative of them, at most ``top_messages``
-    message_ids: tuple[str, ...] = ()  # all of them: a late partial is dead-lettered with every id
-    model_versions: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, ev: TrendEvent) -> Partial:
-        drivers = (Driver(ev.message_id, ev.text, ev.source, round(ev.p_negative, 4)),) if ev.negative else ()
-        return cls(ev.dimension, ev.key, ev.ts, 1, int(ev.negative), ev.p_negative, drivers, (ev.message_id,),
-                   ev.model_versions)
-
-
-@dataclass(frozen=True)
-class Window:
-    start: float
-    count: int = 0
-    negative: int = 0
-    p_negative_sum: float = 0.0
-    drivers: tuple[Driver, ...] = ()
-    latest: float | None = None  # the latest event time in it: its model versions speak for the window
-    model_versions: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def share(self) -> float:
-        return self.negative / self.count if self.count else 0.0
-
-
-@dataclass(frozen=True)
-class Firing:
-    alert_id: str
-    started: float
-    severity: str
-    peak_score: float
-    reason: str = "share"
-
-
-@dataclass(frozen=True)
-class KeyState:
-    """Open windows within the allowed lateness, the key's baseline, and its open alert."""
-
-    windows: tuple[Window, ...] = ()
-    watermark: float | None = None  # the latest watermark this key was advanced to
-    closed_until: float | None = None  # end of the last closed window: earlier events are too late
-    baseline: float | None = None
-    closed_windows: int = 0
-    firing: Firing | None = None
-    volume: Level | None = None  # baseline of negative messages per window
-    cooldown_until: float | None = None  # event time before which the key may not fire again
-    recent: Recent = ()  # closed windows inside the rolling view, as counts
-    # (partition, offset) of the last trend-events record folded in: a restarted worker re-reads records
-    # after the last commit, and the state restored from the changelog may already hold them
-    applied: tuple[int, int] | None = None
-    # change-point evidence (changepoint.py): defaults, so states written before it load as a calm key
-    evidence: float = 0.0
-    shift: float = 0.0
-    shift_negatives: int = 0
-
-    def holds(self, partition: int, offset: int) -> bool:
-        """Whether the record at ``partition``/``offset`` is already part of this state."""
-        return self.applied is not None and self.applied[0] == partition and offset <= self.applied[1]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> KeyState:
-        if not data:
-            return cls()
-        windows = tuple(
-            Window(start=w["start"], count=w["count"], negative=w["negative"], p_negative_sum=w["p_negative_sum"],
-                   drivers=tuple(Driver(**d) for d in w["drivers"]), latest=w.get("latest"),
-                   model_versions=w.get("model_versions", {}))
-            for w in data.get("windows", ())
-        )
-        f, v = data.get("firing"), data.get("volume")
-        return cls(
-            windows=windows, watermark=data.get("watermark"), closed_until=data.get("closed_until"),
-            baseline=data.get("baseline"), closed_windows=data.get("closed_windows", 0),
-            firing=Firing(**f) if f else None, volume=Level(**v) if v else None,
-            cooldown_until=data.get("cooldown_until"), recent=rolling.from_json(data.get("recent")),
-            applied=tuple(data["applied"]) if data.get("applied") else None,
-            evidence=data.get("evidence", 0.0), shift=data.get("shift", 0.0),
-            shift_negatives=data.get("shift_negatives", 0),
-        )
+# the state's types, imported from here by the agent, the evaluations and the tests
+__all__ = ["ClosedWindow", "Driver", "Firing", "KeyState", "Partial", "Transition", "TrendEvent", "Update", "Window",
+           "advance", "alert_id", "apply_event", "apply_partial", "next_close", "surge_score", "top_drivers",
+           "window_start"]
 
 
 @dataclass(frozen=True)
@@ -150,6 +35,7 @@ class ClosedWindow:
     baseline: float
     alerting: bool
     rolling: RollingView | None = None  # the span of cfg.rolling_s ending with this window
+    corrected: float | None = None  # the corrected share's baseline; None: the counted one's
 
 
 @dataclass(frozen=True)
@@ -173,6 +59,7 @@ class Transition:
     score: float
     severity: str
     reason: str = "share"  # share, volume or both: which baseline the window broke
+    corrected: float | None = None  # the corrected share's baseline; None: the counted one's
 
 
 def window_start(ts: float, size_s: int) -> float:
@@ -189,20 +76,24 @@ def alert_id(dimension: str, key: str, started: float) -> str:
     return hashlib.sha1(f"{dimension}|{key}|{started:.0f}".encode()).hexdigest()[:16]
 
 
+def _excess(state: KeyState, w: Window, cfg: DetectorSettings) -> float:
+    """The window's corrected share over the key's corrected baseline: the surge's size in true negatives."""
+    return w.corrected_share - (cfg.baseline_prior if state.corrected is None else state.corrected)
+
+
 def _verdict(state: KeyState, w: Window, dimension: str, cfg: DetectorSettings, strictness: float = 1.0) -> Verdict:
     """Which baselines the window breaks (share, volume or both) and the larger z; ``strictness`` below 1
     lowers every bar, for the hysteresis of resolving (firing is the change-point evidence's call)."""
     base = cfg.baseline_prior if state.baseline is None else state.baseline
     return judge(base, state.volume, w.count, w.negative, min_volume=cfg.min_volume_for(dimension),
                  min_delta=cfg.min_delta * strictness, min_ratio=1 + (cfg.volume_min_ratio - 1) * strictness,
-                 volume_min_windows=cfg.volume_min_windows, z=cfg.z * strictness)
+                 volume_min_windows=cfg.volume_min_windows, z=cfg.z * strictness, excess=_excess(state, w, cfg))
 
 
 def _calm(state: KeyState, w: Window, dimension: str, cfg: DetectorSettings) -> bool:
     """Whether a window ends an alert: below half of every bar (hysteresis). A window too small to test
     whose share is still past half the bar is no sign of calm: a quiet key's surge has such windows."""
-    base = cfg.baseline_prior if state.baseline is None else state.baseline
-    if w.count < cfg.min_volume_for(dimension) and w.share - base >= cfg.min_delta * 0.5:
+    if w.count < cfg.min_volume_for(dimension) and _excess(state, w, cfg) >= cfg.min_delta * 0.5:
         return False
     return _verdict(state, w, dimension, cfg, strictness=0.5).reason is None
 
@@ -216,13 +107,19 @@ def _close(state: KeyState, w: Window, dimension: str, cfg: DetectorSettings, we
     firing = state.firing
     if firing is not None and w.start >= firing.started:  # windows before the surge still teach the baseline
         if _calm(state, w, dimension, cfg):
-            t = Transition("resolved", firing.alert_id, w, base, surge_score(w, base), firing.severity, firing.reason)
+            t = Transition("resolved", firing.alert_id, w, base, surge_score(w, base), firing.severity, firing.reason,
+                           state.corrected)
             return replace(closed, firing=None, cooldown_until=w.start + cfg.window_s + cfg.cooldown_s), [t]
         return closed, []  # the baselines are frozen while firing, so a surge never becomes the new normal
     volume = state.volume if state.volume is None else decay_level(state.volume, gap, cfg.baseline_alpha)
     volume = update_level(volume, w.negative, cfg.baseline_alpha, cfg.robust_clip, weight)
-    share = update_share(base, w.share, w.count, cfg.baseline_alpha * weight, cfg.min_volume, cfg.min_delta)
-    return replace(closed, baseline=share, volume=volume), []
+    # a young key learns at the rate of a running mean (the prior counts as one window), as its volume does:
+    # a key of 40 minutes is judged against its own share, not one still dragged towards the prior
+    alpha = max(cfg.baseline_alpha, 1.0 / (state.closed_windows + 2))
+    share = update_share(base, w.share, w.count, alpha * weight, cfg.min_volume, cfg.min_delta)
+    corrected = update_share(cfg.baseline_prior if state.corrected is None else state.corrected, w.corrected_share,
+                             w.count, alpha * weight, cfg.min_volume, cfg.min_delta)
+    return replace(closed, baseline=share, corrected=corrected, volume=volume), []
 
 
 def top_drivers(drivers: tuple[Driver, ...], top: int) -> tuple[Driver, ...]:
@@ -236,6 +133,7 @@ def _add(w: Window, p: Partial, top: int) -> Window:
     return Window(
         start=w.start, count=w.count + p.count, negative=w.negative + p.negative,
         p_negative_sum=w.p_negative_sum + p.p_negative_sum,
+        adjusted_sum=w.adjusted_sum + (p.negative if p.adjusted_sum is None else p.adjusted_sum),
         drivers=top_drivers(w.drivers + p.drivers, top) if p.drivers else w.drivers,
         latest=p.ts if newer else w.latest, model_versions=p.model_versions if newer else w.model_versions,
     )
@@ -250,19 +148,19 @@ def _fire(state: KeyState, w: Window, dimension: str, key: str, cfg: DetectorSet
         or state.closed_windows < cfg.baseline_min_windows
         or (state.cooldown_until is not None and w.start < state.cooldown_until)
     ):
-        return replace(state, evidence=0.0, shift=0.0, shift_negatives=0), [], 1.0
+        return replace(state, evidence=0.0, shift=0.0, shift_negatives=0, run=(0.0, 0)), [], 1.0
     base = cfg.baseline_prior if state.baseline is None else state.baseline
     missing = 0 if state.closed_until is None else max(round((w.start - state.closed_until) / cfg.window_s), 0)
     s = changepoint.step(state.evidence, state.shift, state.shift_negatives, missing, base, state.volume, w.count,
-                         w.negative, cfg.min_volume_for(dimension), cfg)
-    state = replace(state, evidence=s.evidence, shift=s.shift, shift_negatives=s.shift_negatives)
+                         w.negative, cfg.min_volume_for(dimension), cfg, state.run, _excess(state, w, cfg))
+    state = replace(state, evidence=s.evidence, shift=s.shift, shift_negatives=s.shift_negatives, run=s.run)
     weight = changepoint.OUTLIER_WEIGHT if s.outlier else 1.0
     if s.reason is None:
         return state, [], weight
     severity = "critical" if s.z >= cfg.critical_z else "warning"
     aid = alert_id(dimension, key, w.start)
     fired = replace(state, firing=Firing(aid, w.start, severity, s.z, s.reason))
-    return fired, [Transition("firing", aid, w, base, s.z, severity, s.reason)], weight
+    return fired, [Transition("firing", aid, w, base, s.z, severity, s.reason, state.corrected)], weight
 
 
 def apply_partial(state: KeyState, ev: Partial, cfg: DetectorSettings) -> Update:
@@ -291,8 +189,8 @@ def advance(state: KeyState, watermark: float, dimension: str, key: str, cfg: De
         recent = rolling.push(state.recent, oldest.start, oldest.count, oldest.negative, cfg.window_s, cfg.rolling_s)
         state = replace(state, recent=recent)
         out.extend(fired + resolved)
-        closed.append(ClosedWindow(oldest, state.baseline if state.baseline is not None else cfg.baseline_prior,
-                                   alerting, rolling.view(recent, cfg.rolling_s)))
+        closed.append(ClosedWindow(oldest, cfg.baseline_prior if state.baseline is None else state.baseline,
+                                   alerting, rolling.view(recent, cfg.rolling_s), state.corrected))
     return Update(state, out, closed, True)
 
 

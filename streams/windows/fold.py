@@ -117,6 +117,8 @@ def _partial(item: dict[str, Any]) -> Partial:
     if not (isinstance(p.dimension, str) and isinstance(p.key, str) and _number(p.ts)
             and _number(p.p_negative_sum) and isinstance(p.count, int) and isinstance(p.negative, int)):
         raise ValueError("a partial needs string dimension and key, numeric ts and p_negative_sum, integer counts")
+    if p.adjusted_sum is not None and not _number(p.adjusted_sum):
+        raise ValueError("a partial's adjusted_sum must be a finite number")
     if p.count < 1 or not 0 <= p.negative <= p.count:
         raise ValueError(f"a partial needs 1 <= count and 0 <= negative <= count, got {p.count}/{p.negative}")
     return p

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ class _Sum:
     count: int = 0
     negative: int = 0
     p_negative_sum: float = 0.0
+    adjusted_sum: float = 0.0
     drivers: list[Driver] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
@@ -40,8 +42,10 @@ class Combiner:
     partials gives the same windows as folding its events one by one.
     """
 
-    def __init__(self, window_s: int, top: int, id_chars: int = PARTIAL_ID_CHARS) -> None:
+    def __init__(self, window_s: int, top: int, id_chars: int = PARTIAL_ID_CHARS,
+                 adjust: Callable[[Scored], float] | None = None) -> None:
         self.window_s, self.top, self.id_chars = window_s, top, id_chars
+        self.adjust = adjust  # a message's corrected negative count (score/rates.py); None: its label
         self._sums: dict[tuple[str, str, float], _Sum] = {}
         self._full: list[tuple[tuple[str, str, float], _Sum]] = []  # sums closed at ``id_chars``, in order
 
@@ -50,6 +54,7 @@ class Combiner:
         start = window_start(ts, self.window_s)
         negative = s.sentiment == "negative"
         p = s.p_negative
+        adj = float(negative) if self.adjust is None else self.adjust(s)
         id_chars = len(s.id)
         driver = Driver(s.id, s.text[:DRIVER_TEXT_CHARS], s.source, round(p, 4)) if negative and self.top else None
         for dim, key in dimension_keys(s):
@@ -62,6 +67,7 @@ class Combiner:
             acc.count += 1
             acc.negative += negative
             acc.p_negative_sum += p
+            acc.adjusted_sum += adj
             acc.ids.append(s.id)
             if driver is not None:
                 acc.drivers.append(driver)
@@ -72,7 +78,7 @@ class Combiner:
         """Per state key (``dimension|key``), its partials in window order (a window's closed sums first)."""
         return group_by_key(
             Partial(dim, key, acc.ts, acc.count, acc.negative, acc.p_negative_sum,
-                    top_drivers(tuple(acc.drivers), self.top), tuple(acc.ids), acc.versions)
+                    top_drivers(tuple(acc.drivers), self.top), tuple(acc.ids), acc.versions, acc.adjusted_sum)
             for (dim, key, _), acc in sorted([*self._full, *self._sums.items()], key=lambda kv: kv[0][2])
         )
 
@@ -90,6 +96,10 @@ def trend_record(dimension: str, key: str, closed: ClosedWindow, window_s: int) 
         "negative_share": round(w.share, 6),
         "p_negative_sum": round(w.p_negative_sum, 6),
         "baseline": round(closed.baseline, 6),
+        # the estimated true share (streams/windows/prevalence.py) and its baseline: what alerts measure
+        "corrected_share": round(w.corrected_share, 6),
+        "corrected_baseline": round(closed.baseline if closed.corrected is None else closed.corrected, 6),
+        "adjusted_sum": round(w.adjusted_sum, 6),
         "alerting": closed.alerting,
         **({"rolling": {"seconds": closed.rolling.seconds, "count": closed.rolling.count,
                         "negative": closed.rolling.negative, "negative_share": round(closed.rolling.share, 6)}}

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from models.artifact import prevalence_rates
+from streams.score.rates import RatesBook
+from streams.windows.prevalence import adjusted
 from tests.integration.conftest import REPO, Worker, wait_for, wait_watermark
 from tonewatch.core.kafka_io import producer, read_json
 from tonewatch.core.settings import Settings
@@ -111,6 +114,8 @@ def test_sample_feed_surge_raises_one_alert_for_the_surging_ticker_only(pipeline
     alert = ticker_firing[0]
     assert alert["severity"] in {"warning", "critical"}
     assert alert["negative_share"] > alert["baseline"] + 0.25
+    # v1's manifest has error rates: the alert's true-share estimate is its own figure, not the counted one
+    assert 0 <= alert["corrected_share"] <= 1 and alert["corrected_share"] != alert["negative_share"]
     top = alert["top_messages"]
     assert len(top) == min(alert["negative"], 5), alert
     assert all(m["p_negative"] > 1 / 3 for m in top)
@@ -135,19 +140,28 @@ def assert_trends_match_offline(s: Settings, lateness_s: int) -> None:
     import pandas as pd
 
     rows = []
+    book = RatesBook(s.triton.model_repository, s.triton.sentiment_model, prevalence_rates)
     for r in read_json(s.kafka, s.kafka.topic("scored")):
         ts = pd.Timestamp(r["ts"]).timestamp()
         keys = [("ticker", t) for t in r["tickers"]] + [("sector", x) for x in r["sectors"]]
+        negative = r["sentiment"] == "negative"
+        rates = book.rates(r["model_versions"].get(s.triton.sentiment_model), r["source"])
+        adj = adjusted(r["sentiment_probs"].get("negative", 0.0), negative, rates)
         for dim, key in [*keys, ("topic", r["topic"]), ("source", r["source"])]:
-            rows.append({"dimension": dim, "key": key, "ts": ts, "negative": r["sentiment"] == "negative"})
+            rows.append({"dimension": dim, "key": key, "ts": ts, "negative": negative, "adjusted": adj})
     df = pd.DataFrame(rows)
     df["window_start"] = (df["ts"] // s.detector.window_s) * s.detector.window_s
-    offline = df.groupby(["dimension", "key", "window_start"]).agg(count=("ts", "size"), negative=("negative", "sum"))
+    offline = df.groupby(["dimension", "key", "window_start"]).agg(
+        count=("ts", "size"), negative=("negative", "sum"), adjusted_sum=("adjusted", "sum"))
     trends = pd.DataFrame(read_json(s.kafka, s.kafka.topic("trends"))).set_index(["dimension", "key", "window_start"])
     assert trends.index.is_unique  # each window is published once
     joined = trends.join(offline, rsuffix="_offline", how="left")
     assert (joined["count"] == joined["count_offline"]).all()
     assert (joined["negative"] == joined["negative_offline"]).all()
+    # the corrected share: each message adjusted with its own version's and source's error rates
+    assert ((joined["adjusted_sum"] - joined["adjusted_sum_offline"]).abs() < 1e-5).all()
+    want = (joined["adjusted_sum_offline"] / joined["count_offline"]).clip(0, 1)
+    assert ((joined["corrected_share"] - want).abs() < 1e-5).all()
     # the rolling view of each record is the sum of the offline windows inside its span
     span = max(s.detector.rolling_s, s.detector.window_s)
     for (dim, key, start), row in trends.iterrows():

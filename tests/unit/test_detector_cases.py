@@ -10,6 +10,7 @@ from scipy import stats
 from streams.windows.baseline import Level
 from streams.windows.changepoint import dispersion, expected_negatives, negatives_z
 from streams.windows.detector import KeyState, Transition, TrendEvent, apply_event
+from streams.windows.prevalence import Rates, adjusted
 from tonewatch.core.sections import DetectorSettings
 
 CFG = DetectorSettings(window_s=60, allowed_lateness_s=120, baseline_min_windows=3, min_volume=5, cooldown_s=600,
@@ -130,3 +131,45 @@ def test_dispersion_and_expectation_from_the_key_baselines() -> None:
     usual = Level(mean=4.0, dev=1.0, n=50)
     assert expected_negatives(usual, 0.2, 100) == 20.0  # a burst: its own volume at the usual share
     assert expected_negatives(usual, 0.2, 5) == 4.0  # a lull: the usual count
+
+
+def test_severity_follows_the_whole_surge_not_the_window_that_confirmed_it() -> None:
+    # 14 of 20 against 20 %: z 4.6 a window, so the second window fires; two such windows together are as
+    # unlikely as one at z 6.5 (Stouffer), a critical surge, although neither window alone reached 6
+    _, out = feed(span(0, 30, 20, 4) + span(30, 35, 20, 14) + span(35, 45, 20, 4))
+    assert [t.status for t in out] == ["firing", "resolved"]
+    assert out[0].window.start == 31 * 60 and out[0].severity == "critical" and out[0].score > 6
+
+
+def test_a_young_key_learns_its_share_from_its_own_windows_not_the_prior() -> None:
+    # a key that never had a negative in 20 windows: its baseline must be near 0, not still near the
+    # prior (0.2 decayed by 0.97 a window is 0.11), or its first surge is judged against a share it never had
+    state, out = feed(span(0, 21, 10, 0))
+    assert out == [] and state.baseline is not None and state.baseline < 0.03
+
+
+CHAT = Rates(tpr=0.4, fpr=0.08)  # chat's model: half the true negatives labelled, p 0.4 on them on average
+
+
+def chat_minute(m: int, n: int, true_negatives: int, rates: Rates | None) -> list[TrendEvent]:
+    """True negatives alternate between labelled (p 0.7) and missed (p 0.1); the rest have p 0.08."""
+    out = []
+    for i in range(n):
+        p = (0.7 if i % 2 == 0 else 0.1) if i < true_negatives else 0.08
+        out.append(TrendEvent("source", "chat", m * 60 + i * 59 / n, p > 0.5, p, f"c{m}-{i}", "", "chat",
+                              adjusted=None if rates is None else adjusted(p, p > 0.5, rates)))
+    return out
+
+
+def test_a_surge_the_model_under_counts_is_measured_at_its_true_size() -> None:
+    # true negatives 30 % -> 55 % of 100 chat messages a minute: counted, 15 % -> 27.5 %, under min_delta
+    # above the baseline, and the negatives below twice their usual count, so only the slow-shift test sees
+    # it, six windows in; corrected, it is 0.25 above its baseline and the share test's z (3.3 a window) adds up
+    def chat_feed(rates: Rates | None) -> list[Transition]:
+        events = [e for m in range(40) for e in chat_minute(m, 100, 30 if m < 30 else 55, rates)]
+        return feed(events + [e for m in range(40, 50) for e in chat_minute(m, 100, 30, rates)])[1]
+
+    out = chat_feed(CHAT)
+    assert out[0].window.start <= 33 * 60 < chat_feed(None)[0].window.start
+    assert [t.status for t in out] == ["firing", "resolved"] and out[0].reason == "share"
+    assert abs(out[0].window.corrected_share - 0.55) < 0.02

@@ -202,6 +202,10 @@ def test_records_round_trip_and_event_records_still_read() -> None:
     b' "p_negative_sum": 0}]}',
     b'{"partials": [{"dimension": "ticker", "key": "A", "ts": 1.0, "count": 1, "negative": 0, "p_negative_sum": 0,'
     b' "extra": 1}]}',
+    b'{"partials": [{"dimension": "ticker", "key": "A", "ts": 1.0, "count": 1, "negative": 0, "p_negative_sum": 0,'
+    b' "adjusted_sum": "many"}]}',
+    b'{"partials": [{"dimension": "ticker", "key": "A", "ts": 1.0, "count": 1, "negative": 0, "p_negative_sum": 0,'
+    b' "adjusted_sum": 1e999}]}',
 ])
 def test_bad_records_raise(raw: bytes) -> None:
     with pytest.raises((ValueError, TypeError)):

@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from tonewatch.commands import ctx_settings
+from tonewatch.commands import ctx_settings, fail
 
 
 def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer) -> None:
-    """Add ``tonewatch eval nab`` and ``tonewatch eval scenarios``."""
+    """Add ``tonewatch eval nab``, ``tonewatch eval scenarios`` and ``tonewatch eval quantify``."""
     eval_app = typer.Typer(help="Evaluate the surge detector offline (NAB series, injected surges).",
                            no_args_is_help=True)
     app.add_typer(eval_app, name="eval")
@@ -62,3 +62,33 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
             return
         for line in report_lines(summary):
             typer.echo(line)
+
+    eval_app.command("quantify")(eval_quantify)
+
+
+def eval_quantify(
+    ctx: typer.Context,
+    version: Annotated[int | None, typer.Option(help="Sentiment version; default: the newest.")] = None,
+    size: Annotated[int, typer.Option(min=10, help="Messages per sample.")] = 200,
+    samples: Annotated[int, typer.Option(min=1, help="Samples per true negative share.")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same figures.")] = 7,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N] for the test-split predictions.")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Negative share on test samples at true shares 5%-60%: MAE of counted labels against PACC."""
+    from models.artifact import ArtifactError, version_numbers
+    from tonewatch.evaluation.quantify import load_posteriors, quantify, table_lines
+
+    repo = ctx_settings(ctx).triton.model_repository
+    vdir = repo / "sentiment" / str(version or max(version_numbers(repo, "sentiment"), default=0))
+    try:
+        post, rates = load_posteriors(vdir, device)
+    except ArtifactError as exc:
+        raise fail(exc) from exc
+    summary = {"version": str(vdir), **quantify(post, rates, size=size, samples=samples, seed=seed)}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo(f"{vdir}")
+    for line in table_lines(summary):
+        typer.echo(line)

@@ -52,7 +52,7 @@ def worker(ctx: typer.Context) -> None:
     """Run the Faust worker against the configured Kafka and Triton (any, not only local)."""
     from prometheus_client import start_http_server
 
-    from models.artifact import drift_reference
+    from models.artifact import drift_reference, prevalence_rates
     from streams.app import Shutdown, Worker, create_app, tune_gc
     from streams.metrics import create_metrics
     from tonewatch.core.errors import ServiceError
@@ -67,7 +67,8 @@ def worker(ctx: typer.Context) -> None:
     if settings.scoring.metrics_port:
         start_http_server(settings.scoring.metrics_port, settings.metrics_host, registry=metrics.registry)
     shutdown = Shutdown()
-    faust_app = create_app(settings, metrics, load_reference=drift_reference, on_fatal=shutdown)
+    faust_app = create_app(settings, metrics, load_reference=drift_reference, on_fatal=shutdown,
+                           load_rates=prevalence_rates)
     tune_gc()
     try:
         Worker(faust_app, shutdown, loglevel="INFO").execute_from_commandline()

@@ -183,7 +183,9 @@ class DetectorSettings(Section):
     )
     min_delta: float = Field(0.25, gt=0, le=1, description="Share above baseline needed to fire.")
     z: float = Field(4.0, gt=0, description="Binomial z-score (exact tail) needed to fire.")
-    critical_z: float = Field(6.0, gt=0, description="z-score at which an alert is critical.")
+    critical_z: float = Field(
+        6.0, gt=0, description="Combined z of the surge's windows (Stouffer) at which an alert is critical."
+    )
     top_messages: int = Field(5, ge=0, description="Driving messages kept in an alert.")
     volume_z: float = Field(
         4.0, gt=0, description="Robust z of a series' count needed to fire in tonewatch eval nab (the stream's volume "
