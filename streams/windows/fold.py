@@ -112,7 +112,7 @@ def decode_partials(raw: bytes) -> list[Partial]:
 
 def _partial(item: dict[str, Any]) -> Partial:
     """Checked here, so a malformed record is dead-lettered alone instead of failing its key's whole fold."""
-    p = Partial(**{**item, "drivers": tuple(Driver(**d) for d in item.get("drivers", ())),
+    p = Partial(**{**item, "drivers": tuple(Driver.from_dict(d) for d in item.get("drivers", ())),
                    "message_ids": tuple(item.get("message_ids", ()))})
     if not (isinstance(p.dimension, str) and isinstance(p.key, str) and _number(p.ts)
             and _number(p.p_negative_sum) and isinstance(p.count, int) and isinstance(p.negative, int)):

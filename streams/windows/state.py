@@ -29,6 +29,7 @@ class TrendEvent:
     source: str
     model_versions: dict[str, str] = field(default_factory=dict)
     adjusted: float | None = None  # its share of a corrected negative count (prevalence.py); None: its label
+    tickers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,15 @@ class Driver:
     text: str
     source: str
     p_negative: float
+    tickers: tuple[str, ...] = ()  # what it is about: relates a sector, topic or source alert to a ticker's
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Driver:
+        """From JSON (a state or a partial); drivers written before ``tickers`` have none."""
+        tickers = d.get("tickers", ())
+        if not isinstance(tickers, list | tuple) or not all(isinstance(t, str) for t in tickers):
+            raise ValueError("a driver's tickers must be a list of strings")
+        return cls(**{**d, "tickers": tuple(tickers)})
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,8 @@ class Partial:
 
     @classmethod
     def of(cls, ev: TrendEvent) -> Partial:
-        drivers = (Driver(ev.message_id, ev.text, ev.source, round(ev.p_negative, 4)),) if ev.negative else ()
+        drivers = (Driver(ev.message_id, ev.text, ev.source, round(ev.p_negative, 4), tuple(ev.tickers)),) \
+            if ev.negative else ()
         return cls(ev.dimension, ev.key, ev.ts, 1, int(ev.negative), ev.p_negative, drivers, (ev.message_id,),
                    ev.model_versions, ev.adjusted)
 
@@ -133,7 +144,7 @@ class KeyState:
             return cls()
         windows = tuple(
             Window(start=w["start"], count=w["count"], negative=w["negative"], p_negative_sum=w["p_negative_sum"],
-                   drivers=tuple(Driver(**d) for d in w["drivers"]), latest=w.get("latest"),
+                   drivers=tuple(Driver.from_dict(d) for d in w["drivers"]), latest=w.get("latest"),
                    model_versions=w.get("model_versions", {}), adjusted_sum=w.get("adjusted_sum", w["negative"]))
             for w in data.get("windows", ())
         )

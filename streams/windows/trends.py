@@ -56,7 +56,8 @@ class Combiner:
         p = s.p_negative
         adj = float(negative) if self.adjust is None else self.adjust(s)
         id_chars = len(s.id)
-        driver = Driver(s.id, s.text[:DRIVER_TEXT_CHARS], s.source, round(p, 4)) if negative and self.top else None
+        driver = Driver(s.id, s.text[:DRIVER_TEXT_CHARS], s.source, round(p, 4), tuple(s.tickers)) \
+            if negative and self.top else None
         for dim, key in dimension_keys(s):
             acc = self._sums.get((dim, key, start))
             if acc is None or acc.id_chars >= self.id_chars:

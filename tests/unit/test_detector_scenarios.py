@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tonewatch.core.sections import DetectorSettings
-from tonewatch.evaluation.scenario_feeds import KINDS, MUST_ALERT, MUST_NOT, key_events, plan_keys
+from tonewatch.evaluation.scenario_feeds import KINDS, MUST_ALERT, MUST_NOT, SEASONAL_DAYS, key_events, plan_keys
 from tonewatch.evaluation.scenarios import run_scenarios
 
 
@@ -18,7 +18,7 @@ def test_every_kind_is_reported_and_injected_surges_alert_once_each_and_resolve(
     for kind in MUST_NOT:
         row = summary["kinds"][kind]
         assert row["recall"] is None and row["expect"] == "silence"
-    assert summary["kinds"]["seasonal"]["key_days"] == 2.0  # a whole market day each
+    assert summary["kinds"]["seasonal"]["key_days"] == 2.0 * SEASONAL_DAYS  # whole market days each
     for i, surge in enumerate(result.surges):
         for alert in result.matched[i]:
             assert alert.resolved is not None and surge.start <= alert.fired <= surge.end + 180

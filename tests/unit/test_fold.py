@@ -58,7 +58,7 @@ def _scored(seed: int, n: int = 400) -> list[Scored]:
 def _events(s: Scored) -> list[TrendEvent]:
     """The message's trend events, one per key, as the stage sent them before the combiner."""
     return [TrendEvent(dim, key, s.ts.timestamp(), s.sentiment == "negative", s.p_negative, s.id, s.text, s.source,
-                       s.model_versions) for dim, key in dimension_keys(s)]
+                       s.model_versions, tickers=s.tickers) for dim, key in dimension_keys(s)]
 
 
 def _outcome(updates: list[tuple[list[str], Update]]) -> dict[str, Any]:

@@ -165,3 +165,30 @@ def test_an_alert_that_joins_and_resolves_while_settling_is_shown_firing_first()
     assert (joined[0]["version"], resolved[0]["version"], resolved[0]["status"]) == (2, 3, "updated")
     assert joined[0]["id"] == resolved[0]["id"] == opened["id"]
     assert (joined[1], resolved[1]) == ([], ["t-sector", "t-sector"])
+
+
+def about(a: dict[str, Any], tickers: dict[str, list[str]]) -> dict[str, Any]:
+    """The alert with each driving message's tickers (what the worker writes since drivers carry them)."""
+    return {**a, "top_messages": [{**m, "tickers": tickers.get(m["message_id"], [])} for m in a["top_messages"]]}
+
+
+def test_a_broad_key_whose_later_window_is_driven_by_the_ticker_joins_its_incident() -> None:
+    # the demo's shape: TSLA fires on its first surge window; chat and its topic reach their bar three windows
+    # later, driven by other TSLA messages (and one about WMT): no message in common, the same cause
+    tsla = about(TSLA, {"m1": ["TSLA"], "m2": ["TSLA"], "m3": ["TSLA"]})
+    chat = about(alert("c-chat", "source", "chat", ("c1", "c2", "c3"), start=T0 + 180, volume=25),
+                 {"c1": ["TSLA"], "c2": ["WMT"], "c3": ["TSLA"]})
+    topic = about(alert("c-topic", "topic", "Stock Commentary", ("c1", "c4"), start=T0 + 180), {"c4": ["TSLA"]})
+    (inc,) = group_alerts([chat, topic, tsla], GAP, SECTORS)
+    assert inc["headline"] == "TSLA" and [c["id"] for c in inc["children"]] == ["t-tsla", "c-topic", "c-chat"]
+    assert summary(tracked([chat, topic, tsla])) == summary([inc])
+
+
+def test_a_ticker_named_by_a_broad_key_never_ties_two_tickers_together() -> None:
+    # two tickers surging at once, and a chat alert whose messages name both: the chat alert joins one of them,
+    # the tickers stay two incidents
+    tsla, aapl = about(TSLA, {"m1": ["TSLA", "AAPL"]}), about(AAPL, {"n1": ["AAPL", "TSLA"]})
+    chat = about(alert("c-chat", "source", "chat", ("c1", "c2")), {"c1": ["TSLA"], "c2": ["AAPL"]})
+    incidents = group_alerts([tsla, aapl, chat], GAP, SECTORS)
+    assert sorted(r["headline"] for r in incidents) == ["AAPL", "TSLA"]
+    assert sorted(len(r["children"]) for r in incidents) == [1, 2]

@@ -48,7 +48,7 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
         ctx: typer.Context,
         seed: Annotated[int, typer.Option(help="Random seed: same seed, same figures.")] = 7,
         keys: Annotated[int, typer.Option(min=1, help="Scenarios per kind (a pair is two keys).")] = 12,
-        hours: Annotated[float, typer.Option(min=3, help="Simulated event time per key (a day for seasonal).")] = 6.0,
+        hours: Annotated[float, typer.Option(min=3, help="Simulated event time per key (seasonal: 2 days).")] = 6.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     ) -> None:
         """Run the real detector over simulated keys, per scenario kind: recall, false alerts, delay."""

@@ -1,38 +1,61 @@
-"""Score NAB-format count series (timestamp,value) with the detector's negative-volume baseline.
+"""Score NAB-format count series (timestamp,value) with the detector's volume evidence and the market's clock.
 
 NAB's scorer rewards the first detection in each labelled window and charges every later point
 above its threshold, so the score follows the alert lifecycle: a point's surprise while the series is
-calm, 0 while an alert is open or cooling down. A score of 0.5 or more is exactly where it fires.
+calm, 0 while an alert is open or the key is quiet after one. A score of 0.5 or more is where it fires.
 
-The surprise is the stream detector's volume evidence (streams/windows/changepoint.py): a point's z is
-the smaller of the robust z and the negative-binomial tail at the level's own dispersion (tweet counts
-are bursty: a Poisson tail makes every burst a 10-sigma event), and the z's of consecutive points past
-the ratio bar add up, less ``drift`` each, to a change-point CUSUM that fires at ``z``.
+Per point (benchmarks/detector.md has what each part is worth on NAB realTweets):
+
+- **expected count**: the key's level (the stream's robust EWMA, learnt from ``count / factor``) times the
+  market-clock factor of the point's hour (``streams/windows/seasonal.py``);
+- **evidence**: the point's z is the smaller of the robust z and the negative-binomial tail at the level's
+  own dispersion (tweet counts are bursty: a Poisson tail makes every burst a 10-sigma event); the count
+  of the last ``sustained_s`` tested as one, against the sum of its expectations, stands in when larger
+  (a quiet key's surge is a few extra a point, for hours). z's past the ratio bar add up, less ``drift``
+  each, to the change-point CUSUM;
+- **novelty**: the CUSUM must also pass the key's highest daily peak of the last ``novelty_days``: on a
+  bursty key its everyday bursts are its normal, and a desk is paged for what it has not seen lately;
+- **lifecycle**: an alert is open until a point falls below half the bars, and the key then stays quiet
+  for ``cooldown`` points and until ``quiet_s`` after the alert fired.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+from streams.windows import seasonal
 from streams.windows.baseline import Level, count_z, logistic, update_level
 from streams.windows.changepoint import dispersion, negatives_z
 from tonewatch.core.errors import InvalidInput
+
+NAB_STEP_S = 300.0  # NAB's usual sampling: the times assumed when a caller has none
+DAY_S = 86400.0
 
 
 @dataclass(frozen=True)
 class NabConfig:
     alpha: float = 0.05  # EWMA weight of the level per point (5-minute points: about 1.5 hours of memory)
     dev_alpha: float = 0.002  # EWMA weight of the spread: about 2 days, so bursts are judged against a long run
-    z: float = 4.0  # robust z of the count at which the detector fires (score 0.5)
-    min_ratio: float = 2.0  # and the count must reach this multiple of its baseline
+    z: float = 4.0  # the least evidence at which the detector fires (score 0.5)
+    min_ratio: float = 2.0  # and the count must reach this multiple of its expectation
     clip: float = 3.0  # winsorise baseline updates at this many scales
     cooldown: int = 12  # points after a resolve with no new alert
     width: float = 1.0  # logistic width, in z units
     drift: float = 2.0  # change-point allowance per point (detector.change_drift): a lone point needs z + drift
+    clock_buckets: int = 24  # market-clock layout (seasonal.LAYOUTS); 0: no clock
+    clock_alpha: float = 0.1  # EWMA weight of a point in its clock bucket: 12 points an hour, about a day's memory
+    clock_min_seen: float = 12.0  # points a bucket needs before its own factor is trusted fully
+    sustained_s: float = 3600.0  # the last hour's count is also tested as one; 0: points only
+    novelty_days: int = 14  # fire only past the key's highest daily peak of this many days; 0: off
+    quiet_s: float = DAY_S  # after an alert fires the key stays quiet this long (event time)
+    clock_outlier_weight: float = 1.0  # weight of a point past the ratio bar in its clock bucket
+    level_outlier_weight: float = 1.0  # and in the level
 
 
 def point_z(x: float, level: Level) -> float:
@@ -43,38 +66,114 @@ def point_z(x: float, level: Level) -> float:
     return z
 
 
-def surge_scores(values: Sequence[float], cfg: NabConfig) -> list[float]:
-    """One anomaly score in [0, 1] per value, causal: each depends only on the values before it."""
+@dataclass
+class _Series:
+    """One series' state between points: baselines, the last hour, daily peaks, the alert lifecycle."""
+
+    cfg: NabConfig
     level: Level | None = None
-    firing, cooldown, evidence = False, 0, 0.0
-    scores: list[float] = []
-    for x in values:
-        if level is None:
-            scores.append(0.0)
-            level = update_level(None, x, cfg.alpha, cfg.clip, dev_alpha=cfg.dev_alpha)
-            continue
-        z = point_z(x, level)
-        if firing:  # the baseline is frozen while firing, as in the stream detector
-            scores.append(0.0)
-            if z < cfg.z / 2 or x < (1 + cfg.min_ratio) / 2 * level.mean:
-                firing, cooldown = False, cfg.cooldown
-            continue
-        if cooldown > 0:
-            cooldown -= 1
-            scores.append(0.0)
-        else:
-            big = x >= cfg.min_ratio * level.mean
-            evidence = max(evidence + (z if big else 0.0) - cfg.drift, 0.0)
-            firing = big and evidence >= cfg.z
-            score = logistic(evidence, cfg.z, cfg.width)
-            scores.append(score if firing else min(score, 0.5) * (1.0 if big else 0.5))
-            evidence = 0.0 if firing else evidence
-        level = update_level(level, x, cfg.alpha, cfg.clip, dev_alpha=cfg.dev_alpha)
-    return scores
+    clock: seasonal.Profile = ()
+    hour: deque[tuple[float, float, float]] = field(default_factory=deque)  # (time, count, expected)
+    hour_full: bool = False  # the hour deque spans a whole ``sustained_s``
+    peaks: deque[float] = field(default_factory=deque)  # highest evidence of each past day
+    day: int | None = None
+    today: float = 0.0
+    firing: bool = False
+    cooldown: int = 0
+    quiet_until: float = -math.inf
+    evidence: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.clock = seasonal.new(self.cfg.clock_buckets) if self.cfg.clock_buckets else ()
+        self.peaks = deque(maxlen=max(self.cfg.novelty_days, 1))
+
+    def factor(self, t: float) -> float:
+        return seasonal.factor(self.clock, t, min_seen=self.cfg.clock_min_seen) if self.clock else 1.0
+
+    def sustained_z(self, t: float, x: float, expected: float, level: Level) -> float:
+        """z of the last ``sustained_s`` counted as one, when it reaches the ratio bar (else -inf)."""
+        cfg = self.cfg
+        if cfg.sustained_s <= 0:
+            return -math.inf
+        self.hour.append((t, x, expected))
+        while self.hour and self.hour[0][0] <= t - cfg.sustained_s:
+            self.hour.popleft()
+            self.hour_full = True
+        total, mean = sum(h[1] for h in self.hour), sum(h[2] for h in self.hour)
+        if not (self.hour_full and math.isfinite(total) and total >= cfg.min_ratio * mean):
+            return -math.inf
+        return negatives_z(round(total), mean, dispersion(level))
+
+    def bar(self, t: float, z: float) -> float:
+        """The evidence a point needs: ``z``, or the highest daily peak of the last ``novelty_days``."""
+        day = math.floor(t / DAY_S)
+        if self.day is not None and day != self.day:
+            self.peaks.append(self.today)
+            self.today = 0.0
+        self.day = day
+        self.today = max(self.today, z)
+        if self.cfg.novelty_days <= 0 or len(self.peaks) < 2:
+            return self.cfg.z
+        return max(self.cfg.z, max(self.peaks))
+
+    def learn(self, t: float, x: float, f: float, outlier: bool = False) -> None:
+        """Fold the point into the level (deseasonalised) and its clock bucket; a point past the ratio bar
+        teaches them at the ``*_outlier_weight`` (1: as any point, which measured best on NAB)."""
+        cfg = self.cfg
+        if self.clock and self.level is not None:
+            weight = cfg.clock_outlier_weight if outlier else 1.0
+            self.clock = seasonal.update(self.clock, t, x, self.level.mean, alpha=cfg.clock_alpha, weight=weight)
+        lw = cfg.level_outlier_weight if outlier else 1.0
+        self.level = update_level(self.level, x / f, cfg.alpha, cfg.clip, weight=lw, dev_alpha=cfg.dev_alpha)
+
+
+def _score(s: _Series, t: float, x: float) -> float:
+    """One point's score, then the point folded into the series' state."""
+    cfg, f = s.cfg, s.factor(t)
+    if s.level is None:
+        s.learn(t, x, f)
+        return 0.0
+    level = Level(s.level.mean * f, s.level.dev * f, s.level.n)  # the level at this hour of the clock
+    z, big = point_z(x, level), x >= cfg.min_ratio * level.mean
+    hour_z = s.sustained_z(t, x, level.mean, level)
+    if hour_z > z:
+        z, big = hour_z, True
+    bar = s.bar(t, z if big else 0.0)
+    if s.firing:  # the baselines are frozen while firing, as in the stream detector
+        if z < cfg.z / 2 or x < (1 + cfg.min_ratio) / 2 * level.mean:
+            s.firing, s.cooldown = False, cfg.cooldown
+        return 0.0
+    score = 0.0
+    if s.cooldown > 0 or t < s.quiet_until:
+        s.cooldown = max(s.cooldown - 1, 0)
+    else:
+        s.evidence = max(s.evidence + (z if big else 0.0) - cfg.drift, 0.0)
+        s.firing = big and s.evidence >= bar
+        score = logistic(s.evidence - bar, 0.0, cfg.width)
+        score = score if s.firing else min(score, 0.5) * (1.0 if big else 0.5)
+        if s.firing:
+            s.evidence, s.quiet_until = 0.0, t + cfg.quiet_s
+    s.learn(t, x, f, big)
+    return score
+
+
+def surge_scores(values: Sequence[float], cfg: NabConfig, times: Sequence[float] | None = None) -> list[float]:
+    """One anomaly score in [0, 1] per value, causal: each depends only on the values before it.
+
+    ``times`` are the points' epoch seconds (UTC); without them, NAB's 5-minute steps from the epoch.
+    """
+    ts = times if times is not None else [i * NAB_STEP_S for i in range(len(values))]
+    s = _Series(cfg)
+    return [_score(s, float(t), float(x)) for t, x in zip(ts, values, strict=True)]
 
 
 class NotNabFormat(InvalidInput):
     """A CSV without the timestamp,value header: reported and skipped, never half-scored."""
+
+
+def _epoch(stamp: str) -> float:
+    """NAB's ``YYYY-MM-DD HH:MM:SS`` (UTC) as epoch seconds."""
+    return datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
 
 
 def score_file(src: Path, dst: Path, cfg: NabConfig) -> int:
@@ -89,7 +188,11 @@ def score_file(src: Path, dst: Path, cfg: NabConfig) -> int:
         values = [float(r["value"]) for r in rows]
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{src}: non-numeric value ({exc})") from exc
-    scores = surge_scores(values, cfg)
+    try:
+        times = [_epoch(r["timestamp"]) for r in rows]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{src}: bad timestamp ({exc})") from exc
+    scores = surge_scores(values, cfg, times)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with dst.open("w", newline="") as fh:
         out = csv.writer(fh)
@@ -97,8 +200,6 @@ def score_file(src: Path, dst: Path, cfg: NabConfig) -> int:
         for r, s in zip(rows, scores, strict=True):
             out.writerow([r["timestamp"], r["value"], f"{s:.6f}"])
     return len(rows)
-
-
 def score_tree(data: Path, out: Path, cfg: NabConfig) -> tuple[list[tuple[Path, int]], list[tuple[Path, str]]]:
     """Score every NAB-format CSV under ``data`` into ``out``, mirroring relative paths.
 

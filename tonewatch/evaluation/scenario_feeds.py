@@ -21,8 +21,10 @@ must not alert
              before anyone could act on a page; a desk does not want to be paged for it
   burst      every 90 minutes, 5-20 windows of 4x volume at the key's usual share: the negative count
              quadruples with the volume, the mix does not change
-  seasonal   a ticker on the market clock for a whole day: 0.3x overnight, 1x in regular hours, 3x in the
-             opening and closing half hours (14:30 and 20:30 UTC), always at its usual share
+  seasonal   a ticker on the market clock for two days: 0.3x overnight, 1x in regular hours, 3x in the
+             opening and closing half hours (14:30 and 20:30 UTC), always at its usual share, so its
+             negatives rise 3x at each open too; from the second day on a baseline that learns the clock
+             (streams/windows/seasonal.py) has seen an open before
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ MUST_NOT = ("calm", "positive", "blip", "burst", "seasonal")
 KINDS = MUST_ALERT + MUST_NOT
 DAY = 86400.0
 BLIP_S = 60.0
+SEASONAL_DAYS = 2  # each open and close comes again: a learnt market clock must not fire on them
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,8 @@ def _market(windows: int, window_s: int) -> np.ndarray:
 def plan_keys(rng: np.random.Generator, kind: str, index: int, windows: int, window_s: int) -> list[Plan]:
     """The key(s) of one scenario of ``kind``: one key, or two for ``pair``."""
     key = f"{kind[:4].upper()}{index:03d}"
-    if kind == "seasonal":  # a whole day, so both the open and the close are in it
-        windows = max(windows, int(DAY // window_s))
+    if kind == "seasonal":  # whole days, so every open and close is in it
+        windows = max(windows, int(SEASONAL_DAYS * DAY // window_s))
         lam, p = _calm(rng, windows, window_s)
         lam = lam.mean() * _market(windows, window_s)
         return [Plan("ticker", key, kind, lam, p)]

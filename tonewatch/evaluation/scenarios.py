@@ -121,8 +121,8 @@ def _run_key(plan: Plan, rng: np.random.Generator, cfg: DetectorSettings) -> lis
 
 def run_scenarios(cfg: DetectorSettings, keys: int = 12, hours: float = 6.0, seed: int = 7,
                   kinds: Sequence[str] = KINDS) -> ScenarioResult:
-    """``keys`` scenarios of each kind (a ``pair`` is two keys), ``hours`` of event time per key (a day for
-    ``seasonal``). Each key draws from its own generator seeded by (seed, kind, index): same seed, same figures."""
+    """``keys`` scenarios of each kind (a ``pair`` is two keys), ``hours`` of event time per key (two days
+    for ``seasonal``). Each key draws from its own generator seeded by (seed, kind, index): same seed, same figures."""
     windows = int(hours * 3600 // cfg.window_s)
     result = ScenarioResult(cfg.window_s, {}, {}, [], [], [])
     for kind in kinds:

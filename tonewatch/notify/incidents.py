@@ -2,9 +2,10 @@
 
 A surge on a ticker fires the ticker, its sector, its topic and its source, each on its own partition of the
 alerts topic. Two alerts are related when their firing windows start within ``gap_s`` of each other (event
-time) and they share a driving message, or one is a ticker and the other its sector. ``group`` assigns every
-alert of a set to one incident in a canonical order, so the result does not depend on the order the alerts
-arrived in; the notifier's tracker (tracker.py) applies the same rules incrementally.
+time) and they share a driving message, or one is a ticker and the other its sector or a key whose driving
+messages are about that ticker (a broad key often reaches its bar a window or two later, on other
+messages). ``group`` assigns every alert of a set to one incident in a canonical order, so the result does
+not depend on the order the alerts arrived in; the notifier's tracker (tracker.py) applies the same rules incrementally.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Child:
     message_ids: frozenset[str] = frozenset()
     at: str = ""
     dashboard_url: str | None = None
+    tickers: frozenset[str] = frozenset()  # what its driving messages are about
 
     @property
     def order(self) -> tuple[int, float, int, str, str]:
@@ -93,7 +95,13 @@ def child_of(alert: Mapping[str, Any], known: Child | None = None) -> Child:
                  str(alert.get("severity") or ""), start, end,
                  volume if isinstance(volume, int) and not isinstance(volume, bool) else 0,
                  float(score) if isinstance(score, int | float) and not isinstance(score, bool) else 0.0,
-                 ids, str(alert.get("at") or ""), url if isinstance(url, str) else None)
+                 ids, str(alert.get("at") or ""), url if isinstance(url, str) else None,
+                 _tickers(m.get("tickers") for m in messages_of(alert)))
+
+
+def _tickers(lists: Iterable[object]) -> frozenset[str]:
+    """The tickers named in lists of them; anything else (records from before drivers carried them) is none."""
+    return frozenset(t.upper() for xs in lists if isinstance(xs, list) for t in xs if isinstance(t, str))
 
 
 def related(a: Child, b: Child, gap_s: float, sectors: Mapping[str, str]) -> int:
@@ -102,9 +110,11 @@ def related(a: Child, b: Child, gap_s: float, sectors: Mapping[str, str]) -> int
     if abs(a.start - b.start) > gap_s:
         return 0
     strength = len(a.message_ids & b.message_ids)
-    if {a.dimension, b.dimension} == {"ticker", "sector"}:
-        ticker, sector = (a, b) if a.dimension == "ticker" else (b, a)
-        strength += sectors.get(ticker.key.upper()) == sector.key
+    if (a.dimension == "ticker") != (b.dimension == "ticker"):  # never between two tickers: two surges stay two
+        ticker, other = (a, b) if a.dimension == "ticker" else (b, a)
+        if other.dimension == "sector":
+            strength += sectors.get(ticker.key.upper()) == other.key
+        strength += ticker.key.upper() in other.tickers
     return strength
 
 
@@ -160,7 +170,7 @@ def top_messages(messages: Iterable[Mapping[str, Any]], most: int) -> list[dict[
 def child_record(c: Child) -> dict[str, Any]:
     return {"id": c.id, "dimension": c.dimension, "key": c.key, "status": c.status, "severity": c.severity,
             "volume": c.volume, "score": round(c.score, 3), "window": {"start": iso(c.start), "end": iso(c.end)},
-            "message_ids": sorted(c.message_ids), "at": c.at}
+            "message_ids": sorted(c.message_ids), "tickers": sorted(c.tickers), "at": c.at}
 
 
 def child_from_record(d: Mapping[str, Any]) -> Child:
@@ -171,7 +181,7 @@ def child_from_record(d: Mapping[str, Any]) -> Child:
     ids = ids if isinstance(ids, list) else []
     return Child(str(d["id"]), str(d["dimension"]), str(d["key"]), str(d["status"]), str(d.get("severity") or ""),
                  start, epoch(window.get("end")) or start, int(d.get("volume") or 0), float(d.get("score") or 0.0),
-                 frozenset(map(str, ids)), str(d.get("at") or ""))
+                 frozenset(map(str, ids)), str(d.get("at") or ""), tickers=_tickers([d.get("tickers")]))
 
 
 def status_of(children: Iterable[Child], version: int) -> str:

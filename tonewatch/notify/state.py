@@ -63,6 +63,7 @@ class _ChildRef(AlertRef):
     score: float = Field(0.0, allow_inf_nan=False)
     window: dict[str, str] = Field(default_factory=dict)
     message_ids: list[str] = Field(default_factory=list)
+    tickers: list[str] = Field(default_factory=list)
 
 
 class _IncidentRef(BaseModel):
