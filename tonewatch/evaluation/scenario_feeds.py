@@ -9,8 +9,9 @@ must alert (a negative surge, 5 to 20 windows, after a warm-up of up to 2 hours)
   both       the volume quadruples and the share jumps by 0.45
   quiet      a ticker with about one message a window gains 6-10 extra negatives a window
   chat       a chat source key (dimension "source"): the true share jumps by 0.45 at 1.5x volume, but chat's
-             sentiment model labels a true negative negative only half the time, so the observed share
-             rises by about half as much
+             sentiment model labels a true negative negative only half the time, so the counted share
+             rises by about half as much (its p_negative: 0.8 labelled, 0.3 missed, 0.08 otherwise; the
+             detector corrects it with those error rates, as the stream does with a version's measured ones)
   pair       two tickers surge (share) in the same windows
 
 must not alert
@@ -35,12 +36,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streams.windows.detector import TrendEvent
+from streams.windows.prevalence import Rates, adjusted
 
 MUST_ALERT = ("share", "negvolume", "both", "quiet", "chat", "pair")
 MUST_NOT = ("calm", "positive", "blip", "burst", "seasonal")
 KINDS = MUST_ALERT + MUST_NOT
 DAY = 86400.0
 BLIP_S = 60.0
+# p_negative of a labelled negative, a missed true negative and a non-negative message (chat's model)
+MISSED_P = (0.8, 0.3, 0.08)
 SEASONAL_DAYS = 2  # each open and close comes again: a learnt market clock must not fire on them
 
 
@@ -184,11 +188,20 @@ def key_events(rng: np.random.Generator, plan: Plan, window_s: int) -> list[Tren
     for t0, k in plan.blips:
         parts_ts.append(t0 + rng.uniform(0, BLIP_S, k))
         parts_neg.append(np.ones(k, dtype=bool))
-    ts, neg = np.concatenate(parts_ts), np.concatenate(parts_neg)
+    ts, truth = np.concatenate(parts_ts), np.concatenate(parts_neg)
+    neg = truth
     if plan.label_recall < 1:  # the model misses some true negatives: they read as not negative
-        neg = neg & (rng.random(len(neg)) < plan.label_recall)
+        neg = truth & (rng.random(len(truth)) < plan.label_recall)
     order = np.argsort(ts, kind="stable")
     dim, key = plan.dimension, plan.key
     source = "chat" if dim == "source" else "news"
-    return [TrendEvent(dim, key, t, b, 0.9 if b else 0.1, f"{key}-{i}", "", source)
-            for i, (t, b) in enumerate(zip(ts[order].tolist(), neg[order].tolist(), strict=True))]
+    if plan.label_recall >= 1:
+        return [TrendEvent(dim, key, t, b, 0.9 if b else 0.1, f"{key}-{i}", "", source)
+                for i, (t, b) in enumerate(zip(ts[order].tolist(), neg[order].tolist(), strict=True))]
+    # an under-counting model's probabilities: a missed negative still scores above the rest, and the
+    # stream corrects each message with the version's error rates for its source (prevalence.py)
+    p = np.where(neg, MISSED_P[0], np.where(truth, MISSED_P[1], MISSED_P[2]))
+    rates = Rates(plan.label_recall * MISSED_P[0] + (1 - plan.label_recall) * MISSED_P[1], MISSED_P[2])
+    return [TrendEvent(dim, key, t, b, q, f"{key}-{i}", "", source, adjusted=adjusted(q, b, rates))
+            for i, (t, b, q) in enumerate(zip(ts[order].tolist(), neg[order].tolist(), p[order].tolist(),
+                                              strict=True))]
