@@ -48,12 +48,13 @@ class Manifest:
     shared_data: list[str] | None = None  # ../shared sets it trained on (models/shared_sets.py): never served
     calibration: dict[str, Any] | None = None  # temperature fitted on val, ECE on test (models/calibration.py)
     prevalence: dict[str, Any] | None = None  # PACC rates per source on val (streams/windows/prevalence.py)
+    domains: dict[str, Any] | None = None  # test figures per source: news, chat, all (models/domains.py)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
         try:
             optional = {"mode", "params", "command", "reference", "runtime", "shared_data", "calibration",
-                        "prevalence"}
+                        "prevalence", "domains"}
             return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d or k not in optional})
         except KeyError as exc:
             raise ArtifactError(f"manifest is missing '{exc.args[0]}'") from exc
@@ -208,6 +209,7 @@ def model_card(m: Manifest) -> str:
         r = m.metrics.get(split)
         if isinstance(r, dict):
             lines.append(f"| {split} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['weighted_f1']:.4f} |")
+    lines += domain_lines(m.domains)
     if m.runtime:
         rt = m.runtime
         f1 = (f"; val weighted-F1 fp32 {rt['fp32_weighted_f1']}, int8 {rt['int8_weighted_f1']}"
@@ -283,3 +285,16 @@ def write_version(
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def domain_lines(domains: dict[str, Any] | None) -> list[str]:
+    """The model card's table of the figures per source."""
+    if not domains:
+        return []
+    lines = ["", f"Per source on the {domains.get('split', 'test')} split (negative: the class alerts count):", "",
+             "| source | n | accuracy | macro-F1 | weighted-F1 | negative precision | negative recall | negatives |",
+             "|---|---|---|---|---|---|---|---|"]
+    for source, f in domains.get("figures", {}).items():
+        lines.append(f"| {source} | {f['n']} | {f['accuracy']:.3f} | {f['macro_f1']:.3f} | {f['weighted_f1']:.3f} | "
+                     f"{f['negative_precision']:.3f} | {f['negative_recall']:.3f} | {f['negatives']} |")
+    return lines

@@ -12,7 +12,14 @@ from pathlib import Path
 from models.artifact import ArtifactError, validate_artifact
 from models.data import DATA_DIR
 from models.finetune import FinetuneConfig
-from models.train import backfill_calibration, backfill_reference, needs_calibration, train_version
+from models.train import (
+    backfill_calibration,
+    backfill_domains,
+    backfill_reference,
+    needs_calibration,
+    needs_domains,
+    train_version,
+)
 from models.v1_cache import cache_key, cache_root, restore, store
 from tonewatch.core.settings import Settings
 
@@ -50,9 +57,15 @@ def ensure_models(settings: Settings, names: tuple[str, ...] = MODELS) -> list[s
         else:
             path = train_version(settings, name, V1[name], version=1, progress=False, command=v1_command(name))
             store(path, entry)
-        m = validate_artifact(path).metrics["test"]
+        manifest = validate_artifact(path)
+        m = manifest.metrics["test"]
         print(f"{name} v1 test: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, "
               f"weighted-F1 {m['weighted_f1']:.3f}", flush=True)
+        for source, f in (manifest.domains or {}).get("figures", {}).items():
+            if source != "all":
+                print(f"  {source} ({f['n']} texts): accuracy {f['accuracy']:.3f}, macro-F1 {f['macro_f1']:.3f}, "
+                      f"negative precision {f['negative_precision']:.3f}, recall {f['negative_recall']:.3f}",
+                      flush=True)
         built.append(name)
     return built
 
@@ -60,12 +73,17 @@ def ensure_models(settings: Settings, names: tuple[str, ...] = MODELS) -> list[s
 def complete_v1(version_dir: Path, limit: int | None = None) -> None:
     """Store what an existing version 1 predates, computed from its weights: never a reason to train again.
 
-    Calibration also rewrites the drift reference, since what is served changes with the temperature.
+    Calibration also rewrites the drift reference, since what is served changes with the temperature; the test
+    figures per source (news, chat) are measured with it, or alone for a version calibrated before them.
     """
     manifest = validate_artifact(version_dir)
     if needs_calibration(manifest):
         log.info("calibrating %s v1 and measuring its PACC rates", manifest.name)
-        backfill_calibration(version_dir, limit)
-    elif manifest.reference is None:
+        backfill_calibration(version_dir, limit)  # the figures per source too
+        return
+    if manifest.reference is None:
         log.info("storing the drift reference of %s v1", manifest.name)
         backfill_reference(version_dir, limit)
+    if needs_domains(manifest):
+        log.info("measuring %s v1 on the test split per source (news, chat)", manifest.name)
+        backfill_domains(version_dir, limit)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from models.data import Split
+from models.data import SOURCES, Split
 from models.head import metrics, per_class
 from tonewatch.core.errors import InvalidInput
 
@@ -90,10 +90,42 @@ class Report:
         return dict(self.__dict__)
 
 
+def predict_probs(predict: Predictor, texts: list[str], batch: int = 256) -> np.ndarray:
+    return np.concatenate([predict(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+
+
 def evaluate(predict: Predictor, split: Split, labels: list[str], *, model: str, version: str, data: str,
              batch: int = 256) -> Report:
-    probs = np.concatenate([predict(split.texts[i : i + batch]) for i in range(0, len(split.texts), batch)])
-    y_true, y_pred = np.array(split.labels), probs.argmax(1)
+    return report_from_probs(predict_probs(predict, split.texts, batch), split, labels, model=model,
+                             version=version, data=data)
+
+
+def evaluate_by_source(predict: Predictor, split: Split, sources: list[str], labels: list[str], *, model: str,
+                       version: str, data: str) -> dict[str, Report]:
+    """``all``, then one report per source of the texts (``sources[i]`` is text i's), from one prediction pass."""
+    return reports_by_source(predict_probs(predict, split.texts), split, sources, labels, model=model,
+                             version=version, data=data)
+
+
+def reports_by_source(probs: np.ndarray, split: Split, sources: list[str], labels: list[str], *, model: str,
+                      version: str, data: str) -> dict[str, Report]:
+    """Like :func:`evaluate_by_source` on probabilities already computed. Sources come in the order
+    ``models.data.SOURCES`` lists them (news, then chat), any other after them by name."""
+    listed = [s for s, *_ in SOURCES.get(model, ())]
+    present = set(sources)
+    order = [s for s in listed if s in present] + sorted(present - set(listed))
+    out = {"all": report_from_probs(probs, split, labels, model=model, version=version, data=data)}
+    for source in order:
+        rows = [i for i, s in enumerate(sources) if s == source]
+        part = Split([split.texts[i] for i in rows], [split.labels[i] for i in rows])
+        out[source] = report_from_probs(probs[rows], part, labels, model=model, version=version,
+                                        data=f"{data}: {source}")
+    return out
+
+
+def report_from_probs(probs: np.ndarray, split: Split, labels: list[str], *, model: str, version: str,
+                      data: str) -> Report:
+    y_true, y_pred = np.array(split.labels, dtype=int), np.asarray(probs).argmax(1)
     n = len(labels)
     m = metrics(y_true, y_pred, n)
     p, r, f1, support = per_class(y_true, y_pred, n)

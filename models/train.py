@@ -29,7 +29,9 @@ from models.artifact import (
 )
 from models.calibration import apply_temperature, calibration_record, source_rates
 from models.data import Dataset, Split, apply_corrections, example_sources, load_dataset, norm_text
+from models.domains import domain_record, text_sources
 from models.encoder import ENCODER_PACKAGE, embed, encoder_path
+from models.evaluate import reports_by_source
 from models.finetune import FinetuneConfig, finetune
 from models.head import metrics, train_head
 from models.onnx_export import export_onnx
@@ -129,7 +131,7 @@ def train_version(
     manifest, test_probs = calibrate_version(path, ds, device)
     # the temperature leaves every argmax as it is, so the served labels' figures come from the raw probabilities
     test = metrics(np.array(ds.test.labels), test_probs.argmax(1), len(ds.labels)).as_dict()
-    manifest = replace(manifest, metrics={**manifest.metrics, "test": test})
+    manifest = replace(manifest, metrics={**manifest.metrics, "test": test}, domains=test_domains(ds, test_probs))
     _rewrite_manifest(path, manifest)
     log.info("%s v%d (%s): test %s, trained in %.0fs on %s", name, version, cfg.mode, test, train_s, dev)
     return path
@@ -175,11 +177,42 @@ def needs_calibration(manifest: Manifest) -> bool:
     return manifest.calibration is None or ("negative" in manifest.labels and manifest.prevalence is None)
 
 
+def test_domains(ds: Dataset, test_probs: np.ndarray) -> dict[str, object] | None:
+    """The manifest's ``domains``: test figures for all texts, news and chat (None for topic)."""
+    if "negative" not in ds.labels:
+        return None
+    reports = reports_by_source(test_probs, ds.test, text_sources(ds.name, ds.test.texts), ds.labels,
+                                model=ds.name, version="", data="test split")
+    return domain_record(reports)
+
+
+def needs_domains(manifest: Manifest) -> bool:
+    """A sentiment version written before its test figures were kept per source."""
+    return "negative" in manifest.labels and manifest.domains is None
+
+
 def backfill_calibration(version_dir: Path, limit: int | None = None, device: str | None = None) -> Manifest:
-    """Calibrate an existing version in place (no training): temperature, ECE, rates and the drift reference."""
+    """Calibrate an existing version in place (no training): temperature, ECE, rates and the drift reference;
+    the figures per source come from the same test predictions."""
+    ds = _eval_data(version_dir, limit)
+    manifest, test_probs = calibrate_version(version_dir, ds, device)
+    manifest = replace(manifest, domains=test_domains(ds, test_probs))
+    _rewrite_manifest(version_dir, manifest)
+    return manifest
+
+
+def backfill_domains(version_dir: Path, limit: int | None = None, device: str | None = None) -> Manifest:
+    """Store the test figures per source in an existing, calibrated version; nothing else changes."""
+    ds = _eval_data(version_dir, limit)
+    probs = predict_all(Classifier(version_dir, device or "cpu", calibrated=False), ds.test.texts)
+    manifest = replace(read_manifest(version_dir), domains=test_domains(ds, probs))
+    _rewrite_manifest(version_dir, manifest)
+    return manifest
+
+
+def _eval_data(version_dir: Path, limit: int | None) -> Dataset:
     ds = load_dataset(read_manifest(version_dir).name)
-    ds = replace(ds, val=_limit(ds.val, limit), test=_limit(ds.test, limit))
-    return calibrate_version(version_dir, ds, device)[0]
+    return replace(ds, val=_limit(ds.val, limit), test=_limit(ds.test, limit))
 
 
 def predict_all(clf: Classifier, texts: list[str], batch: int = 128) -> np.ndarray:

@@ -29,6 +29,7 @@ class PipelineMetrics:
     trend_events: Counter
     alerts: Counter
     negative_share: Gauge
+    corrected_share: Gauge
     window_volume: Gauge
     consumer_lag: Gauge
     model_version_info: Gauge
@@ -65,6 +66,8 @@ def create_metrics() -> PipelineMetrics:
                        registry=r),
         negative_share=Gauge("tonewatch_negative_share", "Negative share of the open window.", ["dimension", "key"],
                              registry=r),
+        corrected_share=Gauge("tonewatch_corrected_share", "Estimated true negative share of the open window, "
+                              "corrected for the model's error rates per source.", ["dimension", "key"], registry=r),
         window_volume=Gauge("tonewatch_window_volume", "Messages in the open window.", ["dimension", "key"],
                             registry=r),
         consumer_lag=Gauge("tonewatch_consumer_lag", "Records behind the partition's end, per assigned partition.",

