@@ -9,19 +9,20 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from models.data import Split
+from models.data import Split, norm_text
 from models.labels import LABELS
 from tonewatch.core.errors import InvalidInput
 from tonewatch.core.settings import Settings
 
 TOPIC = "feedback"
+Source = Literal["news", "chat"]
 
 
 class FeedbackError(InvalidInput):
@@ -41,6 +42,8 @@ class Feedback(BaseModel):
     at: datetime
     alert_id: str | None = None
     note: str | None = Field(None, max_length=2000)
+    # the scored message's source; None on records stored before issue #29 (they count as news in retraining)
+    source: Source | None = None
 
     @field_validator("at")
     @classmethod
@@ -65,7 +68,7 @@ def canonical_label(model: str, label: str) -> str:
 
 def make_feedback(
     *, message_id: str, model: str, label: str, text: str | None, by: str, at: datetime | None = None,
-    alert_id: str | None = None, note: str | None = None,
+    alert_id: str | None = None, note: str | None = None, source: str | None = None,
 ) -> Feedback:
     """A validated record; ``text`` must be known (given, or looked up from the scored topic by the caller)."""
     label = canonical_label(model, label)
@@ -73,10 +76,35 @@ def make_feedback(
         raise FeedbackError(f"message '{message_id}' is not in the scored topic: give its text with --text")
     try:
         return Feedback(message_id=message_id, model=model, label=label, text=text, by=by,
-                        at=at or datetime.now(UTC), alert_id=alert_id, note=note)
+                        at=at or datetime.now(UTC), alert_id=alert_id, note=note,
+                        source=source)  # pydantic checks the literal: "blog" is a FeedbackError
     except ValidationError as exc:
         first = exc.errors()[0]
         raise FeedbackError(f"invalid field '{'.'.join(map(str, first['loc']))}': {first['msg']}") from exc
+
+
+class ScoredMessage(NamedTuple):
+    """What a correction needs from the scored record: its text (masked for chat, as stored) and source."""
+
+    text: str
+    source: str | None
+
+
+def feedback_for_message(
+    lookup: Callable[[set[str]], dict[str, ScoredMessage]], *, message_id: str, model: str, label: str, by: str,
+    text: str | None = None, source: str | None = None, note: str | None = None,
+) -> Feedback:
+    """``tonewatch feedback add``: text and source from the scored record unless given (given ones win).
+
+    ``lookup`` (the scored-topic scan) runs only when the text is not given, and after the label is checked.
+    """
+    canonical_label(model, label)
+    if not text:
+        found = lookup({message_id}).get(message_id)
+        if found is not None:
+            text, source = found.text, source or found.source
+    return make_feedback(message_id=message_id, model=model, label=label, text=text, by=by, note=note,
+                         source=source)
 
 
 def latest(records: Iterable[Feedback]) -> list[Feedback]:
@@ -95,14 +123,26 @@ def as_split(records: Iterable[Feedback], model: str) -> Split:
     return Split([fb.text for fb in rows], [index[fb.label] for fb in rows])
 
 
+def sources_by_text(records: Iterable[Feedback], model: str) -> dict[str, str]:
+    """The source of one model's corrected texts, by ``norm_text`` (the latest correction of a text wins)."""
+    out: dict[str, str] = {}
+    for fb in records:
+        if fb.model == model:
+            key = norm_text(fb.text)
+            out.pop(key, None)
+            if fb.source is not None:
+                out[key] = fb.source
+    return out
+
+
 def write_csv(records: Iterable[Feedback], model: str, out: Path) -> int:
-    """``text,label`` of one model, readable by ``tonewatch models evaluate --data``; returns the rows."""
+    """``text,label,source`` of one model, readable by ``tonewatch models evaluate --data``; returns the rows."""
     rows = [fb for fb in records if fb.model == model]
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["text", "label"])
-        writer.writerows([fb.text, fb.label] for fb in rows)
+        writer.writerow(["text", "label", "source"])
+        writer.writerows([fb.text, fb.label, fb.source or ""] for fb in rows)
     return len(rows)
 
 
@@ -150,18 +190,18 @@ def read_feedback(settings: Settings) -> list[Feedback]:
                   if r.value)
 
 
-def scored_texts(settings: Settings, ids: set[str]) -> dict[str, str]:
-    """Texts (masked for chat, as stored) of scored messages, by id."""
+def scored_messages(settings: Settings, ids: set[str]) -> dict[str, ScoredMessage]:
+    """Text (masked for chat, as stored) and source of scored messages, by id."""
     from tonewatch.core.kafka_io import iter_topic
 
-    found: dict[str, str] = {}
+    found: dict[str, ScoredMessage] = {}
     for r in iter_topic(settings.kafka, settings.kafka.topic("scored")):
         try:
             rec = json.loads(r.value)
         except (TypeError, json.JSONDecodeError):
             continue
         if isinstance(rec, dict) and rec.get("id") in ids:
-            found[rec["id"]] = rec.get("text", "")
+            found[rec["id"]] = ScoredMessage(rec.get("text", ""), rec.get("source"))
     return found
 
 
@@ -188,4 +228,4 @@ def alert_feedback(alert: dict[str, Any], label: str, by: str, note: str | None 
     if not messages:
         raise FeedbackError(f"alert '{alert.get('id')}' carries no messages to label")
     return [make_feedback(message_id=m["message_id"], model="sentiment", label=label, text=m.get("text"), by=by,
-                          alert_id=alert.get("id"), note=note) for m in messages]
+                          alert_id=alert.get("id"), note=note, source=m.get("source")) for m in messages]

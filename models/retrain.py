@@ -23,7 +23,7 @@ from typing import Any
 from models.artifact import MANIFEST, artifact_dir, next_version, read_manifest, validate_artifact
 from models.data import Split, apply_corrections, load_dataset, norm_text
 from models.domains import domain_record, text_sources
-from models.feedback import Feedback, as_split
+from models.feedback import Feedback, as_split, sources_by_text
 from models.finetune import FinetuneConfig
 from models.retrain_triggers import Job, OnError, follow_drift
 from tonewatch.core.settings import Settings
@@ -83,6 +83,18 @@ def held_out_filter(rows: Split, held_out: list[Split]) -> tuple[Split, int]:
     seen = {norm_text(t) for part in held_out for t in part.texts}
     keep = [i for i, t in enumerate(rows.texts) if norm_text(t) not in seen]
     return Split([rows.texts[i] for i in keep], [rows.labels[i] for i in keep]), len(rows.texts) - len(keep)
+
+
+def feedback_sources(feedback: list[Feedback], used: Split, name: str, weight: int) -> dict[str, Any]:
+    """Per source ("none": records from before sources), ``name``'s feedback rows and those used in training."""
+    sources = sources_by_text(feedback, name)
+    by_source = {s: {"rows": 0, "used": 0} for s in ("chat", "news", "none")}
+    for fb in feedback:
+        if fb.model == name:
+            by_source[fb.source or "none"]["rows"] += 1
+    for text in used.texts:
+        by_source[sources.get(norm_text(text), "none")]["used"] += 1
+    return {"chat_weight": weight, "by_source": by_source}
 
 
 def parse_every(text: str) -> float:
@@ -168,7 +180,7 @@ def run_retrain(
     prod = production_version(settings, name)
     staging = settings.run_dir / "retrain" / f"{name}-{stamp}"
     path = train_version(settings, name, cfg, limit=limit, device=device, extra=rows, out_repo=staging,
-                         command=command, progress=False)
+                         command=command, progress=False, extra_sources=sources_by_text(feedback, name))
     what = f"test split (committed MIT data, seed 7{f', first {limit}' if limit else ''})"
     decision, cand, prod_figures = _judge(settings, name, path, prod, test, what, margin, device or "cpu")
     pushed = push(settings, name, path) if decision.passed and do_push else None
@@ -180,6 +192,7 @@ def run_retrain(
                  "feedback_rows": len(as_split(feedback, name).texts), "feedback_used": len(rows.texts),
                  "feedback_new_texts": len(new.texts), "feedback_relabelled": len(rows.texts) - len(new.texts),
                  "feedback_dropped_held_out": dropped},
+        "feedback": feedback_sources(feedback, rows, name, settings.retrain.chat_feedback_weight),
         "production": prod_figures,
         "candidate": {"staged": None if pushed is not None or not decision.passed else str(path), **cand},
         "gate": asdict(decision), "decision": "passed" if decision.passed else "refused", "pushed_version": pushed,
@@ -239,6 +252,7 @@ def markdown(r: dict[str, Any]) -> str:
              f"- data: {d['train']} base train / {d['val']} val / {d['test']} test texts; feedback "
              f"{d['feedback_rows']} rows, {d['feedback_used']} used ({d['feedback_new_texts']} new texts, "
              f"{d['feedback_relabelled']} relabelled), {d['feedback_dropped_held_out']} dropped (in val/test)",
+             *_by_source_line(r.get("feedback")),
              f"- pushed as version: {r['pushed_version']}" if r["pushed_version"] is not None
              else f"- not pushed{'; staged at ' + r['candidate']['staged'] if r['candidate']['staged'] else ''}",
              f"- took {r['seconds']} s", "",
@@ -255,6 +269,15 @@ def markdown(r: dict[str, Any]) -> str:
                   f"{g['negative_precision']:.4f} | {g['negative_recall']:.4f} | {g['negatives']} |"
                   for label, f in rows for s, g in (f.get("by_source") or {}).items()]
     return "\n".join(lines) + "\n"
+
+
+def _by_source_line(fb: dict[str, Any] | None) -> list[str]:
+    if not fb:  # reports written before issue #29
+        return []
+    n = fb["by_source"]
+    return [f"- feedback by source: chat {n['chat']['rows']} rows ({n['chat']['used']} used, each counted "
+            f"{fb['chat_weight']} times), news {n['news']['rows']} ({n['news']['used']} used), no source "
+            f"{n['none']['rows']} ({n['none']['used']} used)"]
 
 
 def on_drift(settings: Settings, name: str, job: Job, on_error: OnError,

@@ -64,11 +64,25 @@ def _head_only(
     return state, val.as_dict(), {"kind": "package", "package": ENCODER_PACKAGE}
 
 
+def weight_chat_rows(extra: Split, new: Split, sources: dict[str, str], weight: int) -> Split:
+    """``new`` plus ``weight - 1`` more copies of each chat correction, so that each appears ``weight`` times.
+
+    After :func:`apply_corrections` every corrected text is in the training split once (relabelled in place or
+    new); chat is where the model is weakest and analysts' chat labels are the only servable chat labels that
+    grow, so they count more (issue #29). ``sources`` maps ``norm_text`` to the correction's source.
+    """
+    final = {norm_text(t): (t, y) for t, y in zip(extra.texts, extra.labels, strict=True)}  # last one wins
+    copies = [row for key, row in final.items() if sources.get(key) == "chat" for _ in range(weight - 1)]
+    return Split(new.texts + [t for t, _ in copies], new.labels + [y for _, y in copies])
+
+
 def _training_data(
-    name: str, limit: int | None, extra: Split | None, train_with: tuple[str, ...], shared_dir: Path
+    name: str, limit: int | None, extra: Split | None, train_with: tuple[str, ...], shared_dir: Path,
+    extra_sources: dict[str, str] | None = None, chat_weight: int = 1,
 ) -> tuple[Dataset, list[str], Split | None]:
     """The committed splits (first ``limit`` rows), with ``train_with`` sets' rows and ``extra`` corrections
-    applied to the training split; also the shared sets' description lines and the feedback rows that are new."""
+    applied to the training split; also the shared sets' description lines and the feedback rows that are new
+    (chat corrections, by ``extra_sources``, repeated to ``chat_weight`` rows each)."""
     ds = load_dataset(name)
     ds = replace(ds, train=_limit(ds.train, limit), val=_limit(ds.val, limit), test=_limit(ds.test, limit))
     shared_lines: list[str] = []
@@ -78,6 +92,7 @@ def _training_data(
     new = None
     if extra is not None:
         corrected, new = apply_corrections(ds.train, extra)
+        new = weight_chat_rows(extra, new, extra_sources or {}, chat_weight)
         ds = replace(ds, train=corrected)
     return ds, shared_lines, new
 
@@ -86,10 +101,12 @@ def train_version(
     settings: Settings, name: str, cfg: FinetuneConfig, *, version: int | None = None, limit: int | None = None,
     device: str | None = None, command: str | None = None, progress: bool = True, extra: Split | None = None,
     out_repo: Path | None = None, train_with: tuple[str, ...] = (), shared_dir: Path = SHARED_DIR,
+    extra_sources: dict[str, str] | None = None,
 ) -> Path:
     """Train ``name`` in ``cfg.mode``, write ``<repo>/<name>/<version>``, test the written artifact.
 
-    ``extra`` rows (analyst feedback) join the training split only; ``out_repo`` stages the version
+    ``extra`` rows (analyst feedback) join the training split only, chat ones (``extra_sources``: source by
+    ``norm_text``) ``retrain.chat_feedback_weight`` times; ``out_repo`` stages the version
     elsewhere (the retrain job) while numbering and lineage still follow the live repository.
     ``train_with`` names ``../shared`` sets whose rows join the training split too (experiments only:
     the version is marked and never served; see ``models.shared_sets``).
@@ -98,7 +115,8 @@ def train_version(
     repo = settings.triton.model_repository
     existing = version_numbers(repo, name)
     version = version or next_version(repo, name)
-    ds, shared_lines, new = _training_data(name, limit, extra, train_with, shared_dir)
+    ds, shared_lines, new = _training_data(name, limit, extra, train_with, shared_dir, extra_sources,
+                                           settings.retrain.chat_feedback_weight)
     encoder_spec: dict[str, str]
     if cfg.mode == "head":
         head_state, val, encoder_spec = _head_only(settings, ds, cfg.hidden, new)

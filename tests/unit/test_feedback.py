@@ -51,7 +51,7 @@ def test_export_is_readable_by_models_evaluate(tmp_path: Path) -> None:
     out = tmp_path / "fb.csv"
     assert write_csv(rows, "sentiment", out) == 2  # type: ignore[arg-type]
     with out.open(newline="") as fh:
-        assert next(csv.reader(fh)) == ["text", "label"]
+        assert next(csv.reader(fh)) == ["text", "label", "source"]
     back = read_labelled_csv(out, "text", "label", SENTIMENT)
     assert back.texts == ["Shares, \"sink\"\nhard", "up"] and back.labels == [0, 2]
 

@@ -26,20 +26,22 @@ def feedback_add(
     by: Annotated[str, typer.Option(help="Who labels it.")],
     model: Annotated[str, typer.Option(help="sentiment or topic.")] = "sentiment",
     text: Annotated[str | None, typer.Option(help="The text; default: looked up in the scored topic.")] = None,
+    source: Annotated[str | None, typer.Option(
+        help="news or chat (chat corrections weigh more in retraining); default: the scored record's source.")]
+    = None,
     note: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Store one correction; the latest correction of a message wins."""
-    from models.feedback import FeedbackError, canonical_label, make_feedback, publish, scored_texts
+    from models.feedback import FeedbackError, feedback_for_message, publish, scored_messages
 
     settings = ctx_settings(ctx)
     try:
-        canonical_label(model, label)  # before the scan of the scored topic
-        text = text or scored_texts(settings, {message_id}).get(message_id)
-        fb = make_feedback(message_id=message_id, model=model, label=label, text=text, by=by, note=note)
+        fb = feedback_for_message(lambda ids: scored_messages(settings, ids), message_id=message_id, model=model,
+                                  label=label, by=by, text=text, source=source, note=note)
     except FeedbackError as exc:
         raise fail(exc) from exc
     publish(settings, [fb])
-    typer.echo(f"stored: {fb.model} {fb.message_id} -> {fb.label}")
+    typer.echo(f"stored: {fb.model} {fb.message_id} ({fb.source or 'source unknown'}) -> {fb.label}")
 
 
 @feedback_app.command("alert")
@@ -69,17 +71,18 @@ def feedback_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--j
     from models.feedback import read_feedback
 
     for fb in read_feedback(ctx_settings(ctx)):
-        line = f"{fb.at:%Y-%m-%d %H:%M} {fb.model:<9} {fb.message_id:<16} {fb.label:<12} by {fb.by}: {fb.text[:60]}"
+        line = (f"{fb.at:%Y-%m-%d %H:%M} {fb.model:<9} {fb.message_id:<16} {fb.source or '-':<4} {fb.label:<12} "
+                f"by {fb.by}: {fb.text[:60]}")
         typer.echo(fb.model_dump_json() if as_json else line)
 
 
 @feedback_app.command("export")
 def feedback_export(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option(dir_okay=False, help="CSV with text,label columns.")],
+    out: Annotated[Path, typer.Option(dir_okay=False, help="CSV with text,label,source columns.")],
     model: Annotated[str, typer.Option(help="sentiment or topic.")] = "sentiment",
 ) -> None:
-    """One model's corrections as text,label (the format `tonewatch models evaluate --data` reads)."""
+    """One model's corrections as text,label,source (`tonewatch models evaluate --data` reads it)."""
     from models.feedback import FeedbackError, read_feedback, write_csv
     from models.labels import LABELS
 

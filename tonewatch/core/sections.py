@@ -302,6 +302,10 @@ class RetrainSettings(Section):
         0.02, ge=0, description="Largest drop in chat negative recall or chat macro-F1 (test split) vs production "
         "a sentiment candidate may have."
     )
+    chat_feedback_weight: int = Field(
+        3, ge=1, description="Times each analyst correction of a chat message appears in the training split "
+        "(news and unknown-source ones count once): chat is where the model is weakest."
+    )
     reports_dir: Path = Field(Path("reports/retrain"), description="Where retrain reports are written.")
     drift_cooldown_s: float = Field(
         3600.0, ge=0, description="--on-drift: shortest time between two retrains of one model."
