@@ -45,7 +45,7 @@ def _produce(settings: Settings, topic: str, records: list[dict]) -> None:
 
 def test_feedback_add_alert_list_export_round_trip(stack_settings: Settings, tmp_path: Path) -> None:
     s = _prefixed(stack_settings)
-    _produce(s, "scored", [{"id": "n1", "text": "$TSLA plunges after recall", "sentiment": "neutral"},
+    _produce(s, "scored", [{"id": "n1", "text": "$TSLA plunges after recall", "sentiment": "neutral", "source": "chat"},
                            {"id": "c7", "text": "call me at [PHONE], buying more", "sentiment": "neutral"}])
     _produce(s, "alerts", [{"id": "ticker|TSLA|1767621600", "status": "firing", "top_messages": [
         {"message_id": "n2", "text": "Tesla recalls 2 million cars", "source": "news", "p_negative": 0.9},
@@ -75,6 +75,7 @@ def test_feedback_add_alert_list_export_round_trip(stack_settings: Settings, tmp
     assert set(rows) == {("sentiment", "n1"), ("topic", "x9"), ("sentiment", "n2"), ("sentiment", "n3")}
     assert rows["sentiment", "n1"]["label"] == "negative" and rows["sentiment", "n1"]["by"] == "bob"
     assert rows["sentiment", "n1"]["text"] == "$TSLA plunges after recall"  # looked up in the scored topic
+    assert rows["sentiment", "n1"]["source"] == "chat" and rows["sentiment", "n2"]["source"] == "news"  # and alert
     assert rows["sentiment", "n2"]["alert_id"] == "ticker|TSLA|1767621600"
     assert rows["topic", "x9"]["label"] == "Earnings"
     assert len(read_json(s.kafka, s.kafka.topic("feedback"))) == 5  # the log keeps both corrections of n1
@@ -84,8 +85,9 @@ def test_feedback_add_alert_list_export_round_trip(stack_settings: Settings, tmp
     assert done.returncode == 0, done.stderr
     with out.open(newline="") as fh:
         exported = sorted(map(tuple, csv.reader(fh)))
-    assert exported == sorted([("text", "label"), ("$TSLA plunges after recall", "negative"),
-                               ("Tesla recalls 2 million cars", "neutral"), ("TSLA falls 5%", "neutral")])
+    assert exported == sorted([("text", "label", "source"), ("$TSLA plunges after recall", "negative", "chat"),
+                               ("Tesla recalls 2 million cars", "neutral", "news"),
+                               ("TSLA falls 5%", "neutral", "news")])
 
 
 LIMIT = 100
@@ -96,8 +98,10 @@ def retrain_settings(stack_settings: Settings, tmp_path: Path) -> Settings:
     """A private copy of the sentiment repository, so a pushed version never reaches the shared Triton."""
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "triton_repo" / "sentiment", repo / "sentiment")
+    # a head-only candidate on 100 texts is far below v1 on chat as well as overall: --margin 0.3 relaxes the
+    # overall bar, this the chat one (tests/unit/test_domains.py tests the chat gate itself)
     return _prefixed(stack_settings, triton__model_repository=repo, retrain__reports_dir=tmp_path / "reports",
-                     run_dir=tmp_path / "run")
+                     run_dir=tmp_path / "run", retrain__chat_tolerance=1.0)
 
 
 def _retrain(s: Settings, *args: str) -> tuple[int, dict]:
