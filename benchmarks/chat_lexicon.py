@@ -19,8 +19,8 @@ import numpy as np
 
 from models.artifact import read_manifest, temperature
 from models.calibration import apply_temperature
-from models.data import Split, load_dataset
-from models.domains import figures, text_sources
+from models.data import Split, load_dataset, text_sources
+from models.domains import figures
 from models.evaluate import report_from_probs
 from models.lexicon import VERSION, apply_lexicon, counts, lexicon_record
 from models.shared_sets import SHARED_DIR, by_key, read_set

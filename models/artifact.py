@@ -105,7 +105,8 @@ def drift_reference(version_dir: Path) -> dict[str, list[float]] | None:
 def prevalence_rates(version_dir: Path) -> dict[str, Rates] | None:
     """The sentiment version's PACC rates per source ("news", "chat", "all"); None if its manifest has none.
 
-    A source whose rates could not be measured is left out: the worker counts its labels, as before."""
+    A source whose rates could not be measured is left out; the worker then uses the rates of "all"
+    (``streams.score.rates``), and counts labels only for a version with none."""
     stored = read_manifest(version_dir).prevalence
     if not stored:
         return None

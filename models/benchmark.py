@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from models.artifact import Manifest, read_manifest, version_numbers
-from models.data import Split, load_dataset
-from models.domains import FOCUS, text_sources
+from models.data import Split, load_dataset, text_sources
+from models.domains import FOCUS
 from models.evaluate import Predictor, Report, evaluate, evaluate_by_source, local_predictor
 from models.shared_sets import SHARED_SETS, SharedSet, read_set
 

@@ -62,6 +62,12 @@ def example_sources(name: str, data_dir: Path = DATA_DIR) -> dict[str, str]:
     return out
 
 
+def text_sources(name: str, texts: list[str], data_dir: Path = DATA_DIR) -> list[str]:
+    """The source of each committed text (``SOURCES``); a text that is not committed is 'other'."""
+    known = example_sources(name, data_dir)
+    return [known.get(norm_text(t), "other") for t in texts]
+
+
 def norm_text(text: str) -> str:
     """The identity of a text for dedup: case and spacing do not make a new example."""
     return " ".join(text.lower().split())

@@ -8,19 +8,11 @@ retrain gate compares chat (``models.retrain.domain_gate``).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from models.data import DATA_DIR, example_sources, norm_text
 from models.evaluate import Report
 
 FOCUS = "negative"  # the class alerts count: its precision and recall are kept per source
-
-
-def text_sources(name: str, texts: list[str], data_dir: Path = DATA_DIR) -> list[str]:
-    """The source of each committed text (``models.data.SOURCES``); a text that is not committed is 'other'."""
-    known = example_sources(name, data_dir)
-    return [known.get(norm_text(t), "other") for t in texts]
 
 
 def figures(report: Report) -> dict[str, Any]:

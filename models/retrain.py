@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from models.artifact import MANIFEST, artifact_dir, next_version, read_manifest, validate_artifact
-from models.data import Split, apply_corrections, load_dataset, norm_text
-from models.domains import domain_record, text_sources
+from models.data import Split, apply_corrections, load_dataset, norm_text, text_sources
+from models.domains import domain_record
 from models.feedback import Feedback, as_split, sources_by_text
 from models.finetune import FinetuneConfig
 from models.retrain_triggers import Job, OnError, follow_drift

@@ -28,10 +28,10 @@ from models.artifact import (
     write_version,
 )
 from models.calibration import apply_temperature, calibration_record, source_rates
-from models.data import Dataset, Split, apply_corrections, example_sources, load_dataset, norm_text
-from models.domains import domain_record, text_sources
+from models.data import Dataset, Split, apply_corrections, load_dataset, norm_text, text_sources
+from models.domains import domain_record
 from models.encoder import ENCODER_PACKAGE, embed, encoder_path
-from models.evaluate import reports_by_source
+from models.evaluate import predict_probs, reports_by_source
 from models.finetune import FinetuneConfig, finetune
 from models.head import metrics, train_head
 from models.onnx_export import export_onnx
@@ -185,9 +185,7 @@ def _prevalence(ds: Dataset, served_val: np.ndarray) -> dict[str, object] | None
     if "negative" not in ds.labels:
         return None
     neg = ds.labels.index("negative")
-    sources = example_sources(ds.name)
-    return source_rates(served_val[:, neg], np.array(ds.val.labels) == neg,
-                        [sources[norm_text(t)] for t in ds.val.texts])
+    return source_rates(served_val[:, neg], np.array(ds.val.labels) == neg, text_sources(ds.name, ds.val.texts))
 
 
 def needs_calibration(manifest: Manifest) -> bool:
@@ -234,7 +232,7 @@ def _eval_data(version_dir: Path, limit: int | None) -> Dataset:
 
 
 def predict_all(clf: Classifier, texts: list[str], batch: int = 128) -> np.ndarray:
-    return np.concatenate([clf.predict_proba(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+    return predict_probs(clf.predict_proba, texts, batch)
 
 
 def speed(clf: Classifier, texts: list[str], batch: int = 64) -> float:

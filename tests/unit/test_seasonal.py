@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.windows import seasonal
 from tonewatch.core.errors import InvalidInput
+from tonewatch.evaluation import seasonal
 
 HOUR = 3600.0
 MONDAY = datetime(2015, 3, 2, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC

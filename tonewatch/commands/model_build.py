@@ -112,8 +112,7 @@ def models_evaluate(
     """Accuracy, macro/weighted F1, per-class precision/recall/F1/support, and a confusion-matrix PNG;
     with --split, sentiment's news and chat texts are also shown apart."""
     from models.artifact import read_manifest, version_numbers
-    from models.data import load_dataset
-    from models.domains import text_sources
+    from models.data import load_dataset, text_sources
     from models.evaluate import (
         EvalDataError,
         confusion_png,

@@ -7,7 +7,7 @@ calm, 0 while an alert is open or the key is quiet after one. A score of 0.5 or 
 Per point (benchmarks/detector.md has what each part is worth on NAB realTweets):
 
 - **expected count**: the key's level (the stream's robust EWMA, learnt from ``count / factor``) times the
-  market-clock factor of the point's hour (``streams/windows/seasonal.py``);
+  market-clock factor of the point's hour (``tonewatch/evaluation/seasonal.py``);
 - **evidence**: the point's z is the smaller of the robust z and the negative-binomial tail at the level's
   own dispersion (tweet counts are bursty: a Poisson tail makes every burst a 10-sigma event); the count
   of the last ``sustained_s`` tested as one, against the sum of its expectations, stands in when larger
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from streams.windows import seasonal
 from streams.windows.baseline import Level, count_z, logistic, update_level
 from streams.windows.changepoint import dispersion, negatives_z
 from tonewatch.core.errors import InvalidInput
+from tonewatch.evaluation import seasonal
 
 NAB_STEP_S = 300.0  # NAB's usual sampling: the times assumed when a caller has none
 DAY_S = 86400.0
@@ -200,6 +200,8 @@ def score_file(src: Path, dst: Path, cfg: NabConfig) -> int:
         for r, s in zip(rows, scores, strict=True):
             out.writerow([r["timestamp"], r["value"], f"{s:.6f}"])
     return len(rows)
+
+
 def score_tree(data: Path, out: Path, cfg: NabConfig) -> tuple[list[tuple[Path, int]], list[tuple[Path, str]]]:
     """Score every NAB-format CSV under ``data`` into ``out``, mirroring relative paths.
 

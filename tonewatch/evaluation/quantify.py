@@ -99,7 +99,7 @@ def table_lines(summary: dict[str, Any]) -> list[str]:
 def load_posteriors(version_dir: Path, device: str = "cpu") -> tuple[Posteriors, dict[str, Rates]]:
     """The version's served (calibrated) predictions on its test split, and its stored rates."""
     from models.artifact import ArtifactError, prevalence_rates, read_manifest
-    from models.data import example_sources, load_dataset, norm_text
+    from models.data import load_dataset, text_sources
     from models.serving import Classifier
     from models.train import predict_all
 
@@ -111,8 +111,7 @@ def load_posteriors(version_dir: Path, device: str = "cpu") -> tuple[Posteriors,
     ds = load_dataset(manifest.name)
     probs = predict_all(Classifier(version_dir, device), ds.test.texts)
     neg = manifest.labels.index("negative")
-    where = example_sources(manifest.name)
     post = Posteriors(p_negative=probs[:, neg].astype(np.float64), predicted_negative=probs.argmax(1) == neg,
                       is_negative=np.array(ds.test.labels) == neg,
-                      sources=np.array([where[norm_text(t)] for t in ds.test.texts]))
+                      sources=np.array(text_sources(manifest.name, ds.test.texts)))
     return post, rates

@@ -25,7 +25,7 @@ must not alert
   seasonal   a ticker on the market clock for two days: 0.3x overnight, 1x in regular hours, 3x in the
              opening and closing half hours (14:30 and 20:30 UTC), always at its usual share, so its
              negatives rise 3x at each open too; from the second day on a baseline that learns the clock
-             (streams/windows/seasonal.py) has seen an open before
+             (tonewatch/evaluation/seasonal.py) has seen an open before
 """
 
 from __future__ import annotations

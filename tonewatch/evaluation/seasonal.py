@@ -1,5 +1,8 @@
 """A key's market clock: how busy it usually is at this time of the week, learnt online (issue #28).
 
+Used by the NAB adapter (``nab.py``), whose signal is volume alone; the stream detector has none, since its
+volume test already expects the baseline share of each window's own volume (benchmarks/detector.md).
+
 A key's volume follows the market's clock: the open, the close, lunch, overnight, weekends. A baseline that
 ignores it either fires at every open or, with a fast level that chases the clock, misses surges in quiet
 hours. A **profile** is a multiplicative factor per bucket of the week, each an EWMA of count / level, so
