@@ -109,8 +109,8 @@ class WindowFolder:
                 return []
             items = fresh
         fold = fold_events(state, (t for _, t in items), self.cfg)
-        self._write(key, partition, replace(fold.state, applied=(partition, max(ev.message.offset for ev, _ in items))))
-        sends: Sends = []
+        applied = (partition, max(ev.message.offset for ev, _ in items))
+        sends: Sends = [self._write(key, partition, replace(fold.state, applied=applied))]
         accepted = 0
         for (ev, tev), update in zip(items, fold.updates, strict=True):
             if update.accepted:
@@ -127,15 +127,18 @@ class WindowFolder:
             self.metrics.window_volume.labels(last.dimension, last.key).set(latest.count)
         return sends
 
-    def _write(self, key: str, partition: int, state: KeyState) -> None:
+    def _write(self, key: str, partition: int, state: KeyState) -> Awaitable[Any]:
+        """The state into the store and its changelog; awaited with the batch's sends, as the batch's offsets are
+        committed once it is folded, and a state record still in the producer's buffer then dies with a stop."""
         index = self._index(partition)  # first: built after this write, it would count the key twice
         index.count += key not in self.table.data
         value = dump_state(state)
         # a batch has no "current event", which Table.__setitem__ needs for the changelog partition: write the
         # store and its changelog record directly, on the partition the key's records came from (co-partitioned)
         self.table.data[key] = value
-        self.table.send_changelog(partition, key, value)
+        delivered = self.table.send_changelog(partition, key, value)
         self._note(index, key, state)
+        return delivered
 
     def _note(self, index: PartitionKeys, key: str, state: KeyState) -> None:
         closes = next_close(state, self.cfg)
@@ -157,16 +160,17 @@ class WindowFolder:
             self.keys[partition] = index
         return self.keys[partition]
 
-    def _evict(self, partition: int, watermark: float) -> None:
+    def _evict(self, partition: int, watermark: float) -> Sends:
         """Delete the partition's keys idle for the TTL: from the store, and from the changelog with a tombstone
         as Faust's ``Table.__delitem__`` does (value None, raw), so a restore does not bring them back."""
-        index = self._index(partition)
+        index, tombstones = self._index(partition), []
         for key in index.expiring.due(watermark):  # every write notes its key's expiry: a firing key has none
             del self.table.data[key]
-            self.table.send_changelog(partition, key, None, value_serializer="raw")
+            tombstones.append(self.table.send_changelog(partition, key, None, value_serializer="raw"))
             index.count -= 1
             self.metrics.keys_evicted.labels(key.partition("|")[0]).inc()
         self.metrics.table_keys.labels(str(partition)).set(index.count)
+        return tombstones
 
     async def _advance_partition(self, partition: int, records: list[Any], reached: dict[int, float]) -> Sends:
         marks = self.watermarks.setdefault(partition, Watermarks())
@@ -180,14 +184,14 @@ class WindowFolder:
         sends: Sends = []
         for key in due:  # a list first: advancing a key updates the index
             sends += await self._advance_key(key, partition, watermark)
-        self._evict(partition, watermark)  # after closing: a key whose last window just closed may be idle now
+        sends += self._evict(partition, watermark)  # after closing: a key whose last window just closed may be idle now
         return sends
 
     async def _advance_key(self, key: str, partition: int, watermark: float) -> Sends:
         dimension, _, name = key.partition("|")
         update = advance(load_state(self.table.get(key)), watermark, dimension, name, self.cfg)
-        self._write(key, partition, update.state)
-        return await self._publish(key, dimension, name, update)
+        written = self._write(key, partition, update.state)
+        return [written, *await self._publish(key, dimension, name, update)]
 
     async def _publish(self, key: str, dimension: str, name: str, update: Update) -> Sends:
         cfg, sends = self.cfg, []

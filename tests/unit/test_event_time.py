@@ -82,8 +82,11 @@ class FakeTable:
     def get(self, key: str) -> bytes | None:
         return self.data.get(key)
 
-    def send_changelog(self, partition: int, key: str, value: bytes) -> None:
+    def send_changelog(self, partition: int, key: str, value: bytes) -> asyncio.Future[None]:
         self.changelog.append((partition, key))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)  # delivered at once
+        return done
 
 
 class FakeTopic:

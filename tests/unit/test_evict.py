@@ -89,12 +89,34 @@ class FakeTable:
         return self.data.get(key)
 
     def send_changelog(self, partition: int, key: str, value: bytes | None, value_serializer: str | None = None
-                       ) -> None:
+                       ) -> asyncio.Future[None]:
         # the table's own serializer would turn None into b"null", a value, not a tombstone
         assert value is not None or value_serializer == "raw"
         self.changelog.append((partition, key, value))
+        return self.delivery()
+
+    def delivery(self) -> asyncio.Future[None]:
+        """As Faust's ``send_soon``: a future the producer resolves once the record is on the broker."""
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
 
+class SlowChangelog(FakeTable):
+    """A changelog whose records stay in the producer's buffer until ``deliver``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[asyncio.Future[None]] = []
+
+    def delivery(self) -> asyncio.Future[None]:
+        self.pending.append(asyncio.get_running_loop().create_future())
+        return self.pending[-1]
+
+    def deliver(self) -> None:
+        for future in self.pending:
+            future.set_result(None)
+        self.pending.clear()
 
 
 class Feed:
@@ -165,3 +187,26 @@ def test_an_evicted_key_seen_again_starts_fresh() -> None:
     asyncio.run(run())
     state = load_state(table.data["ticker|ONCE"])
     assert state.closed_windows == 0 and state.closed_until is None and len(state.windows) == 1
+
+
+def test_a_batch_is_done_only_once_the_state_it_wrote_is_on_the_changelog() -> None:
+    """The batch's offsets are committed once fold returns: a state record still in the producer's buffer then
+    would be lost by a stop, and the restored key would miss the batch's messages for good."""
+    table = SlowChangelog()
+    folder, _ = _folder(table)
+    feed = Feed(folder)
+
+    async def waits_for(step: Any) -> None:
+        task = asyncio.ensure_future(step)
+        await asyncio.sleep(0.05)
+        assert not task.done() and table.pending, "the batch was done before its state was delivered"
+        table.deliver()
+        await asyncio.wait_for(task, 1.0)
+
+    async def run() -> None:
+        await waits_for(feed.partials(["ONCE"], 1000.0))  # a partial folded
+        await waits_for(feed.mark(1200.0))  # its window closed
+        await waits_for(feed.mark(30 * DAY))  # the key evicted: its tombstone
+
+    asyncio.run(run())
+    assert [value is None for _, _, value in table.changelog] == [False, False, True]
