@@ -42,14 +42,17 @@ AUDIT_IGNORE :=
 audit: install ## Check the locked versions against the advisory database (needs PyPI's JSON API)
 	$(BIN)/pip-audit -r requirements/lock.txt --no-deps --disable-pip --strict --progress-spinner off $(AUDIT_IGNORE)
 
-# Prometheus and Alertmanager from Debian: the local stack and the tests run the real ones;
-# openssl makes the throwaway CA of the SASL_SSL broker test
+# Prometheus, Alertmanager and PostgreSQL 15 from Debian: the local stack and the tests run the real ones;
+# openssl makes the throwaway CA of the SASL_SSL broker test. PostgreSQL's binaries are not on PATH.
 APT_TOOLS := prometheus promtool prometheus-alertmanager openssl
-system: ## Install the Debian packages (Prometheus, Alertmanager, openssl) when missing
+PG_BIN := /usr/lib/postgresql/15/bin
+system: ## Install the Debian packages (Prometheus, Alertmanager, PostgreSQL 15, openssl) when missing
 	@missing=0; for t in $(APT_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
+	test -x $(PG_BIN)/postgres || missing=1; \
 	if [ $$missing = 1 ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q prometheus prometheus-alertmanager openssl; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q prometheus \
+	    prometheus-alertmanager postgresql-15 openssl; \
 	fi
 
 setup: install system ## Also fetch the Kafka broker jars and train models v1 if missing

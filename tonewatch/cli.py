@@ -14,6 +14,7 @@ import typer
 
 from tonewatch.commands import delivery, evaluation, fail, feeds, local_stack, model_build, retrain, rollout
 from tonewatch.commands import report as report_cmds
+from tonewatch.commands import store as store_cmds
 from tonewatch.core.errors import ConfigError, TonewatchError
 from tonewatch.core.settings import Settings
 
@@ -34,7 +35,7 @@ def _root(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose",
 
 
 # one module per area; the order here is the order ``--help`` lists the commands in
-for _area in (local_stack, feeds, model_build, delivery, evaluation, rollout, retrain, report_cmds):
+for _area in (local_stack, feeds, model_build, delivery, evaluation, rollout, retrain, report_cmds, store_cmds):
     _area.register(app, alerts_app, models_app)
 
 

@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,34 @@ def _deliveries(state: StackState) -> dict[str, int]:
             if s.name == "tonewatch_deliveries_total" and s.labels.get("outcome") == "delivered" and s.value}
 
 
+def _sink_lag(state: StackState) -> float | None:
+    """Records the sink has still to write, from its /metrics; None before its first lag reading."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(state.metrics["sink"], timeout=5) as resp:
+        text = resp.read().decode()
+    lags = [s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == "tonewatch_sink_lag"]
+    return sum(lags) if lags else None
+
+
+def store_trend(local: Settings, state: StackState, ticker: str, timeout_s: float = 60.0) -> list[str]:
+    """The ticker's closed windows as the history store has them, once the sink has caught up."""
+    import psycopg
+
+    from tonewatch.store.queries import ticker_trend
+
+    if local.store.dsn is None or "sink" not in state.metrics:
+        return ["(no history store: PostgreSQL 15 is not installed; run make system)"]
+    deadline = time.monotonic() + timeout_s
+    while _sink_lag(state) != 0 and time.monotonic() < deadline:
+        time.sleep(1.0)
+    with psycopg.connect(local.store.dsn.get_secret_value()) as conn:
+        rows = ticker_trend(conn, ticker, since=datetime.fromtimestamp(0, UTC))
+    return [f"{r['window_start']:%H:%M} {r['count']:4d} msgs {r['negative']:3d} negative  share {r['share']:.2f}  "
+            f"baseline {r['baseline'] if r['baseline'] is not None else float('nan'):.2f}  "
+            + "#" * round(20 * r["share"]) for r in rows]
+
+
 def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
     t_start = time.monotonic()
     # fresh topics each run: the local broker keeps earlier runs' data, which must not count here
@@ -135,6 +164,7 @@ def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
             verified, rejected = len(sink.received), sink.rejected
             delivered = _deliveries(state)
         page = report_from_topics(local, REPORT_DIR)  # before the stack goes: it reads the topics
+        trend = store_trend(local, state, "TSLA")
     finally:
         print("== stopping the stack", flush=True)
         down(local)
@@ -154,4 +184,6 @@ def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
               f"(the sample surge starts {SURGE_START_MIN * 60 / speed:.0f}s into the paced replay)")
     print(f"processing took {result['seconds']:.1f}s; whole demo {time.monotonic() - t_start:.0f}s")
     print(f"report (open in a browser): {page.resolve()}")
+    print("TSLA from the history store (tonewatch trends TSLA; Grafana's Ticker dashboard):")
+    print("\n".join(f"  {line}" for line in trend))
     return 0 if firing and latest else 1

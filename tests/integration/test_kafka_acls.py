@@ -36,9 +36,9 @@ from tonewatch.stack.procs import free_port, spawn, stop, wait_ready
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-USERS = ("admin", "worker", "notifier", "rollout", "retrain", "console", "ingest")
+USERS = ("admin", "worker", "notifier", "rollout", "sink", "retrain", "console", "ingest")
 PASSWORDS = {user: secrets.token_hex(16) for user in USERS}
-OTHERS = ("worker", "rollout", "retrain", "console", "ingest")  # every principal but the notifier and admin
+OTHERS = ("worker", "rollout", "sink", "retrain", "console", "ingest")  # every principal but the notifier and admin
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from tests.dashboard_sql import SQL_DASHBOARDS
 from tests.integration.conftest import REPO, Worker, wait_for, wait_watermark
 from tests.integration.test_pipeline import last_event_time
 from tonewatch.core.kafka_io import client_config
@@ -40,7 +41,8 @@ from tonewatch.stack.prometheus import (
 
 pytestmark = pytest.mark.integration
 
-DASHBOARDS = sorted((REPO / "dashboards" / "json").glob("*.json"))
+# the history store's dashboards run in test_store_dashboards.py, against PostgreSQL
+DASHBOARDS = sorted(p for p in (REPO / "dashboards" / "json").glob("*.json") if p.stem not in SQL_DASHBOARDS)
 RULE_FILES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
 
 

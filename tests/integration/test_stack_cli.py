@@ -52,14 +52,16 @@ def test_up_status_down(stack_settings: object, tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr[-3000:]
     state = json.loads((run_dir / "stack.json").read_text())
     # in start order, which 'down' reverses: Prometheus first, Kafka last
-    assert list(state["pids"]) == ["kafka", "triton", "alertmanager", "worker", "notifier", "prometheus"]
+    assert list(state["pids"]) == ["kafka", "triton", "postgres", "alertmanager", "worker", "notifier", "sink",
+                                   "prometheus"]
     assert state["endpoints"]["kafka_bootstrap"].startswith("127.0.0.1:")
     try:
         again = _cli(run_dir, "up")
         assert again.returncode != 0 and "already running" in again.stderr
         status = json.loads(_cli(run_dir, "status").stdout)
         assert status["running"] and all(c["alive"] for c in status["components"].values())
-        assert set(status["metrics"]) == {"triton", "alertmanager", "worker", "notifier", "prometheus"}
+        assert set(status["metrics"]) == {"triton", "alertmanager", "worker", "notifier", "sink", "prometheus"}
+        assert "***@127.0.0.1:" in status["endpoints"]["store_dsn"]  # the password stays in stack.json (0600)
         for url in status["metrics"].values():
             with urllib.request.urlopen(url, timeout=10) as resp:
                 assert resp.status == 200 and b"# TYPE" in resp.read()
@@ -75,11 +77,13 @@ def test_up_status_down(stack_settings: object, tmp_path: Path) -> None:
         _until(lambda: _prom(urls["prometheus"], "alertmanagers")["activeAlertmanagers"] != [], "an alertmanager")
         assert [a["url"] for a in _prom(urls["prometheus"], "alertmanagers")["activeAlertmanagers"]] == \
             [f"http://{am_host}/api/v2/alerts"]
-        jobs = ("triton", "alertmanager", "worker", "notifier", "prometheus")
+        jobs = ("triton", "alertmanager", "worker", "notifier", "sink", "prometheus")
         _until(lambda: _up(urls["prometheus"]) == {j: "1" for j in jobs}, "every target up")
         # every other command finds the stack through the state file
         tail = _cli(run_dir, "alerts", "tail", "--json", timeout=60)
         assert tail.returncode == 0 and tail.stdout == ""
+        trends = _cli(run_dir, "trends", "TSLA", "--json", timeout=60)  # the sink migrated the store at its start
+        assert trends.returncode == 0 and json.loads(trends.stdout or "[]") == [], trends.stderr[-2000:]
     finally:
         down = _cli(run_dir, "down")
     assert down.returncode == 0, down.stderr[-2000:]

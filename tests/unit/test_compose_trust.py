@@ -40,7 +40,7 @@ def test_only_grafana_is_published_on_every_interface() -> None:
             if name not in PUBLIC:
                 assert _host_ip(entry) == "127.0.0.1", f"{name} publishes {entry} beyond the host's loopback"
     # no host port at all: reached only over the compose network
-    for name in ("triton", "alertmanager", "kafka"):
+    for name in ("triton", "alertmanager", "kafka", "postgres", "sink"):
         assert "ports" not in services[name], name
     assert [_host_ip(p) for p in services["prometheus"]["ports"]] == ["127.0.0.1"]
     grafana = services["grafana"]["environment"]  # what is published asks for a login
@@ -83,11 +83,60 @@ def test_loader_sends_the_key_it_holds() -> None:
     assert "k3y" not in repr(keyed.triton)
 
 
+# --- PostgreSQL: no host port, the sink writes as the owner, Grafana reads as a SELECT-only role ---------------
+
+OWNER_VAR, READER_VAR = "POSTGRES_PASSWORD", "POSTGRES_GRAFANA_PASSWORD"
+READER = "grafana_reader"
+
+
+def _holders(var: str) -> set[str]:
+    """Services whose environment interpolates ``${var}`` (with or without a ``:?`` message)."""
+    pattern = re.compile(rf"\$\{{{var}[:}}]")
+    return {name for name, svc in _services().items() if isinstance(svc.get("environment"), dict)
+            and any(pattern.search(str(value)) for value in svc["environment"].values())}
+
+
+def test_only_the_sink_holds_the_owner_password_and_grafana_the_readers() -> None:
+    from urllib.parse import urlsplit
+
+    services = _services()
+    assert _holders(OWNER_VAR) == {"postgres", "sink"}
+    assert _holders(READER_VAR) == {"postgres", "grafana"}  # postgres: its init script creates the role
+    postgres = services["postgres"]["environment"]
+    assert postgres[OWNER_VAR].startswith(f"${{{OWNER_VAR}:?")  # required: no default to run on
+    assert services["grafana"]["environment"][READER_VAR].startswith(f"${{{READER_VAR}:?")
+    assert {n for n, s in services.items() if "TONEWATCH_STORE__DSN" in s.get("environment", {})} == {"sink"}
+    raw = services["sink"]["environment"]["TONEWATCH_STORE__DSN"]
+    # as compose interpolates it: the password is the owner's, from the environment
+    dsn = urlsplit(re.sub(rf"\$\{{{OWNER_VAR}:\?[^}}]+\}}", "OWNER-SECRET", raw))
+    database = f"/{postgres['POSTGRES_DB']}"
+    assert (dsn.scheme, dsn.hostname, dsn.port, dsn.path) == ("postgresql", "postgres", 5432, database), raw
+    assert (dsn.username, dsn.password) == (postgres["POSTGRES_USER"], "OWNER-SECRET"), raw
+    [source] = yaml.safe_load((REPO / "dashboards/provisioning/datasources/postgres.yml").read_text())["datasources"]
+    assert source["user"] == READER and source["user"] != postgres["POSTGRES_USER"]
+    assert source["secureJsonData"] == {"password": f"${{{READER_VAR}}}"}  # Grafana's env, never the file
+
+
+def test_grafanas_role_may_only_read() -> None:
+    """The init script the image runs on the first start: the reader gets SELECT on what the owner creates."""
+    postgres = _services()["postgres"]
+    assert "./deploy/postgres:/docker-entrypoint-initdb.d:ro" in postgres["volumes"]
+    [script] = (REPO / "deploy" / "postgres").glob("*.sh")
+    assert script.stat().st_mode & 0o111, "not executable: the image would source it into its entrypoint"
+    sql = script.read_text()
+    granted = re.findall(rf"GRANT ([A-Z, ]+) ON [^;]+ TO {READER};", sql)
+    assert granted and set(", ".join(granted).split(", ")) <= {"SELECT", "USAGE", "CONNECT"}, granted
+    assert f"ALTER DEFAULT PRIVILEGES FOR ROLE :\"owner\" GRANT SELECT ON TABLES TO {READER};" in sql
+    assert '--set owner="$POSTGRES_USER"' in sql  # the owner is the sink's login
+    assert f"ALTER ROLE {READER} SET default_transaction_read_only = on;" in sql
+    assert re.search(rf"CREATE ROLE {READER} LOGIN PASSWORD :'\w+'", sql) and READER_VAR in sql
+
+
 # --- Kafka: SASL_SSL, one principal per service, ACLs ----------------------------------------------------------
 
 KAFKA_DIR = REPO / "deploy" / "kafka" / "compose"
 TOPIC_PREFIX = "tonewatch."  # compose runs the default topic prefix
-LOGINS = {"worker": "worker", "notifier": "notifier", "models-sync": "rollout", "retrain": "retrain",
+LOGINS = {"worker": "worker", "notifier": "notifier", "models-sync": "rollout", "sink": "sink", "retrain": "retrain",
           "retrain-topic": "retrain", "kafka-setup": "admin"}  # service -> its SCRAM user
 
 

@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.dashboard_sql import SQL_DASHBOARDS, sql_queries
 from tonewatch.notify.senders import ALERTNAME
 from tonewatch.stack.prometheus import dashboard_queries, local_config, vector_selectors
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "dashboards" / "json").glob("*.json"))
+PG = {"type": "grafana-postgresql-datasource", "uid": "tonewatch-postgres"}
 GRAFANA_BUILTIN = "-- Grafana --"  # Grafana's own annotation store (the delivery area posts alert text there)
+DATASOURCES = REPO / "dashboards" / "provisioning" / "datasources"
 
 
 def _yaml(path: str) -> dict:
@@ -44,10 +47,19 @@ def _datasource_uids(node: Any) -> set[str]:
     return set()
 
 
+def _provisioned() -> dict[str, dict[str, Any]]:
+    """Every provisioned Grafana datasource, by uid."""
+    sources = [d for path in sorted(DATASOURCES.glob("*.yml")) for d in yaml.safe_load(path.read_text())["datasources"]]
+    by_uid = {d["uid"]: d for d in sources}
+    assert len(by_uid) == len(sources), "two datasources share a uid"
+    return by_uid
+
+
 def test_compose_has_the_production_topology() -> None:
     compose = _yaml("docker-compose.yml")
     services = compose["services"]
-    expected = {"kafka", "triton", "worker", "notifier", "retrain", "prometheus", "alertmanager", "grafana"}
+    expected = {"kafka", "triton", "worker", "notifier", "sink", "postgres", "retrain", "prometheus", "alertmanager",
+                "grafana"}
     assert expected <= set(services)
     gpu = services["triton"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
@@ -73,7 +85,7 @@ def test_compose_holds_no_secrets() -> None:
 
 def test_compose_services_are_healthchecked_and_workers_scalable() -> None:
     services = _yaml("docker-compose.yml")["services"]
-    for name in ("kafka", "triton", "worker", "notifier", "prometheus", "alertmanager", "grafana"):
+    for name in ("kafka", "triton", "worker", "notifier", "sink", "postgres", "prometheus", "alertmanager", "grafana"):
         assert services[name]["healthcheck"]["test"], name
     # replicas cannot share a host port: the worker exposes its metrics port to the compose network only
     assert "ports" not in services["worker"] and services["worker"]["expose"] == ["9108"]
@@ -84,6 +96,26 @@ def test_compose_services_are_healthchecked_and_workers_scalable() -> None:
     assert notifier["environment"]["TONEWATCH_METRICS_HOST"] == "0.0.0.0" and notifier["expose"] == ["9109"]
     assert "127.0.0.1:9109/metrics" in " ".join(notifier["healthcheck"]["test"])
     assert "alert_webhook_url" in services["alertmanager"]["secrets"]
+
+
+def test_compose_runs_the_history_store_and_its_sink() -> None:
+    from tonewatch.core.settings import Settings
+
+    services = _yaml("docker-compose.yml")["services"]
+    postgres, sink = services["postgres"], services["sink"]
+    assert postgres["image"] == "postgres:15"
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert "postgres-data" in _yaml("docker-compose.yml")["volumes"]
+    assert _mount(postgres, "/var/lib/postgresql/data") == "postgres-data"  # history survives a re-create
+    assert sink["command"] == ["tonewatch", "sink"]
+    assert sink["build"] == services["notifier"]["build"]
+    env = sink["environment"]
+    assert env["TONEWATCH_STORE__METRICS_PORT"] == "9110" == str(Settings().store.metrics_port)
+    assert env["TONEWATCH_METRICS_HOST"] == "0.0.0.0" and sink["expose"] == ["9110"] and "ports" not in sink
+    assert "127.0.0.1:9110/metrics" in " ".join(sink["healthcheck"]["test"])
+    assert sink["depends_on"] == {"kafka-setup": {"condition": "service_completed_successfully"},
+                                  "postgres": {"condition": "service_healthy"}}
+    assert services["grafana"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
 
 
 def _mount(service: dict, target: str) -> str:
@@ -128,6 +160,14 @@ def test_grafana_provisioning_uses_fixed_datasource_uid() -> None:
     ds = _yaml("dashboards/provisioning/datasources/prometheus.yml")["datasources"]
     assert [d["uid"] for d in ds] == ["tonewatch-prometheus"]
     assert ds[0]["url"] == "http://prometheus:9090"
+    provisioned = _provisioned()
+    assert set(provisioned) == {"tonewatch-prometheus", "tonewatch-postgres"}
+    assert [uid for uid, d in provisioned.items() if d.get("isDefault")] == ["tonewatch-prometheus"]
+    pg = provisioned["tonewatch-postgres"]
+    assert (pg["type"], pg["url"], pg["user"]) == ("grafana-postgresql-datasource", "postgres:5432", "grafana_reader")
+    postgres = _yaml("docker-compose.yml")["services"]["postgres"]
+    assert pg["jsonData"]["database"] == postgres["environment"]["POSTGRES_DB"]
+    assert pg["jsonData"]["sslmode"] == "disable"  # the compose network only: PostgreSQL has no host port
     providers = _yaml("dashboards/provisioning/dashboards/tonewatch.yml")["providers"]
     grafana = _yaml("docker-compose.yml")["services"]["grafana"]
     assert _mount(grafana, "/etc/grafana/provisioning") == "./dashboards/provisioning"
@@ -137,21 +177,23 @@ def test_grafana_provisioning_uses_fixed_datasource_uid() -> None:
 
 
 def test_dashboards_parse_and_reference_only_provisioned_datasources() -> None:
-    provisioned = {d["uid"] for d in _yaml("dashboards/provisioning/datasources/prometheus.yml")["datasources"]}
+    provisioned = set(_provisioned())
     names = {p.stem for p in DASHBOARDS}
-    assert names == {"risk-overview", "alerts", "model-ops", "pipeline-health"}
+    assert names == {"risk-overview", "alerts", "model-ops", "pipeline-health", "ticker", "incidents"}
     uids = []
     for path in DASHBOARDS:
         dashboard = json.loads(path.read_text())
         uids.append(dashboard["uid"])
         assert _datasource_uids(dashboard) <= provisioned | {GRAFANA_BUILTIN}, path.name
+        # a dashboard reads one store: PromQL from Prometheus, or SQL from the history store
+        source = PG if path.stem in SQL_DASHBOARDS else {"type": "prometheus", "uid": "tonewatch-prometheus"}
         for panel in dashboard["panels"]:
             if panel["type"] != "text":
-                assert panel["datasource"] == {"type": "prometheus", "uid": "tonewatch-prometheus"}, panel["title"]
+                assert panel["datasource"] == source, panel["title"]
                 assert panel["targets"], panel["title"]
             for target in panel.get("targets", []):
-                assert target["datasource"]["uid"] == "tonewatch-prometheus", panel["title"]
-        queries = dashboard_queries(dashboard)
+                assert target["datasource"] == source, panel["title"]
+        queries = sql_queries(dashboard) if path.stem in SQL_DASHBOARDS else dashboard_queries(dashboard)
         assert queries and all(expr.strip() for _, expr in queries), path.name
         ids = [p["id"] for p in dashboard["panels"]]
         assert len(ids) == len(set(ids)), path.name
@@ -197,10 +239,11 @@ def test_prometheus_scrapes_the_compose_services() -> None:
     prom = _yaml("deploy/prometheus/prometheus.yml")
     services = _yaml("docker-compose.yml")["services"]
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
-    assert {"worker", "triton", "notifier", "alertmanager"} <= set(jobs)
+    assert {"worker", "triton", "notifier", "sink", "alertmanager"} <= set(jobs)
     worker_sd = jobs["worker"]["dns_sd_configs"][0]  # every replica, not one DNS answer
     assert worker_sd["names"] == ["worker"] and worker_sd["port"] == 9108
-    for job in ("triton", "notifier", "alertmanager"):
+    assert jobs["sink"]["static_configs"] == [{"targets": ["sink:9110"]}]
+    for job in ("triton", "notifier", "sink", "alertmanager"):
         for target in jobs[job]["static_configs"][0]["targets"]:
             assert target.split(":")[0] in services, target
     prometheus = services["prometheus"]

@@ -169,3 +169,16 @@ def test_free_port_never_hands_out_a_port_twice() -> None:
 
     ports = [free_port() for _ in range(300)]
     assert len(set(ports)) == len(ports)
+
+
+def test_the_store_dsn_travels_in_the_state_file_and_status_hides_its_password(tmp_path: Path) -> None:
+    from tonewatch.stack import status
+
+    dsn = "postgresql://postgres:s3cret@127.0.0.1:5544/tonewatch"
+    local = Settings(run_dir=tmp_path).updated(store__dsn=dsn)
+    write_state(tmp_path, StackState(endpoints=local.endpoints(), pids={}, logs={}))
+    assert Settings(run_dir=tmp_path).with_endpoints(read_state(tmp_path).endpoints).store.dsn.get_secret_value() \
+        == dsn  # type: ignore[union-attr]
+    shown = json.dumps(status(Settings(run_dir=tmp_path)))
+    assert "s3cret" not in shown and "postgresql://postgres:***@127.0.0.1:5544/tonewatch" in shown
+    assert "store_dsn" not in Settings().endpoints()  # no store: nothing recorded, not the text "None"

@@ -23,6 +23,10 @@ class StackSettings(Section):
     monitoring: bool = Field(
         True, description="'tonewatch up' also starts Prometheus and Alertmanager when their binaries are present."
     )
+    store: bool = Field(
+        True, description="'tonewatch up' also starts PostgreSQL 15 and the sink when its binaries are present and "
+        "store.dsn is unset (a given store.dsn is used as it is)."
+    )
 
 
 class KafkaSettings(Section):
@@ -100,6 +104,11 @@ class KafkaSettings(Section):
     def score_group_id(self) -> str:
         """The score stage's consumer group, on the input topics."""
         return f"{self.group_id}-score"
+
+    @property
+    def sink_group_id(self) -> str:
+        """``tonewatch sink``'s consumer group: outside the worker's group prefix, which its ACLs may read."""
+        return f"{self.app_id}-sink-{self.topic_prefix}"
 
 
 class TritonSettings(Section):
@@ -315,3 +324,19 @@ class RetrainSettings(Section):
     )
     drift_window: int = Field(500, ge=10, description="Recent scored messages per model the drift PSI is computed on.")
     drift_threshold: float = Field(0.2, gt=0, description="PSI above which a drift event is published.")
+
+
+class StoreSettings(Section):
+    """The PostgreSQL history store and ``tonewatch sink``, which fills it from the topics (docs/store.md)."""
+
+    dsn: SecretStr | None = Field(
+        None, description="PostgreSQL connection URI (postgresql://user:password@host:port/db). None: no store; "
+        "the sink refuses to start and the history commands say so."
+    )
+    batch_records: int = Field(2000, ge=1, description="Records the sink writes in one database transaction at most.")
+    batch_timeout_s: float = Field(1.0, gt=0, description="Longest the sink waits to fill a batch.")
+    retention_days: int = Field(
+        30, ge=1, description="Scored messages older than this many days of event time are dropped, a day's "
+        "partition at a time.",
+    )
+    metrics_port: int = Field(9110, ge=0, description="The sink's Prometheus /metrics port; 0 disables it.")

@@ -27,6 +27,7 @@ from tonewatch.core.sections import (
     ScoringSettings,
     Section,
     StackSettings,
+    StoreSettings,
     TritonSettings,
 )
 
@@ -40,6 +41,7 @@ STACK_ENDPOINTS = {
     "triton_http_url": ("triton", "http_url"),
     "triton_metrics_url": ("triton", "metrics_url"),
     "model_env_path": ("triton", "model_env_path"),
+    "store_dsn": ("store", "dsn"),
 }
 # TONEWATCH_* variables that are not settings: a subscription's own webhook key, compose's Alertmanager secret
 FOREIGN_VARIABLES = ("TONEWATCH_WEBHOOK_SECRET_", "TONEWATCH_ALERT_WEBHOOK_URL_FILE")
@@ -81,6 +83,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings, description="The alert notifier.")
     rollout: RolloutSettings = Field(default_factory=RolloutSettings, description="Model rollouts and gates.")
     retrain: RetrainSettings = Field(default_factory=RetrainSettings, description="Retraining and drift.")
+    store: StoreSettings = Field(default_factory=StoreSettings, description="The PostgreSQL history store.")
 
     @model_validator(mode="after")
     def _future_within_lateness(self) -> Self:
@@ -112,8 +115,13 @@ class Settings(BaseSettings):
         return type(self).model_validate(data)
 
     def endpoints(self) -> dict[str, str]:
-        """What ``tonewatch up`` records in stack.json for every later command."""
-        return {name: str(getattr(getattr(self, section), field)) for name, (section, field) in STACK_ENDPOINTS.items()}
+        """What ``tonewatch up`` records in stack.json (0600) for every later command; an unset one is left out."""
+        found = {}
+        for name, (section, field) in STACK_ENDPOINTS.items():
+            value = getattr(getattr(self, section), field)
+            if value is not None:
+                found[name] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        return found
 
     def with_endpoints(self, endpoints: Mapping[str, str]) -> Self:
         """A copy pointed at the endpoints a stack.json recorded."""

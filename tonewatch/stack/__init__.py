@@ -1,11 +1,12 @@
-"""``tonewatch up/down/status``: Kafka, Triton, a worker, the notifier, Prometheus and Alertmanager as local
-child processes."""
+"""``tonewatch up/down/status``: Kafka, Triton, PostgreSQL, a worker, the notifier, the sink, Prometheus and
+Alertmanager as local child processes."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import sys
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from tonewatch.notify.egress import LOOPBACK
 from tonewatch.stack.alertmanager import BINARIES as AM_BINARIES
 from tonewatch.stack.alertmanager import start_alertmanager
 from tonewatch.stack.kafka import start_kafka
+from tonewatch.stack.postgres import start_postgres
 from tonewatch.stack.procs import StackError, alive, free_port, spawn, stop, wait_ready
 from tonewatch.stack.prometheus import start_prometheus
 from tonewatch.stack.state import StackState, clear_state, read_state, write_state
@@ -24,6 +26,7 @@ from tonewatch.stack.triton import start_triton
 
 __all__ = ["StackError", "down", "status", "up"]
 
+PG_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15; not on PATH
 PROMETHEUS_INTERVAL_S = 5.0  # scrape and rule evaluation: light on a laptop, fine-grained enough to watch a demo
 
 
@@ -48,6 +51,22 @@ def monitoring_available() -> bool:
     return shutil.which("prometheus") is not None and any(shutil.which(b) for b in AM_BINARIES)
 
 
+def store_available() -> bool:
+    """Debian's postgresql-15 (``make system``): without it the stack runs with no history store."""
+    return (PG_BIN / "postgres").is_file()
+
+
+def _store(settings: Settings, run_dir: Path, started: list[Component]) -> dict[str, Any]:
+    """PostgreSQL when the stack keeps history and no store is given: the settings that point the sink at it."""
+    if settings.store.dsn is not None:
+        return {"store__metrics_port": free_port()}
+    if not (settings.stack.store and store_available()):
+        return {}
+    pg = start_postgres(run_dir / "postgres")
+    started.append(Component("postgres", pg.pid, pg.log_path))
+    return {"store__dsn": pg.dsn, "store__metrics_port": free_port()}
+
+
 def _service(name: str, local: Settings, port: int, run_dir: Path) -> Component:
     """A ``tonewatch <name>`` child on the local settings, ready once its /metrics answers."""
     log_path = run_dir / "logs" / f"{name}.log"
@@ -64,7 +83,7 @@ def _service(name: str, local: Settings, port: int, run_dir: Path) -> Component:
 
 def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...] | None = None,
        monitoring: bool | None = None) -> StackState:
-    """Kafka, Triton (models loaded), Alertmanager, worker, notifier, Prometheus: started in that order.
+    """Kafka, Triton (models loaded), PostgreSQL, Alertmanager, worker, notifier, sink, Prometheus: in that order.
 
     ``monitoring`` None follows ``settings.stack.monitoring`` and skips Prometheus and Alertmanager when
     their binaries are missing; True demands them. Whatever started is stopped again if a later step fails.
@@ -84,6 +103,7 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
         started.append(Component("kafka", kafka.pid, kafka.log_path))
         triton = start_triton(settings, run_dir / "triton")
         started.append(Component("triton", triton.pid, triton.log_path, metrics=triton.metrics_url))
+        store = _store(settings, run_dir, started)
         local = settings.updated(
             run_dir=run_dir, kafka__bootstrap=kafka.bootstrap, triton__grpc_url=triton.grpc_url,
             triton__http_url=triton.http_url, triton__metrics_url=triton.metrics_url,
@@ -93,6 +113,7 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
             scoring__metrics_port=free_port(), delivery__metrics_port=free_port(),
             # the local stack's receivers (the demo's webhook sink, its Alertmanager) listen on loopback
             delivery__allowed_networks=",".join(filter(None, (settings.delivery.allowed_networks, LOOPBACK))),
+            **store,
         )
         ensure_models(local)
         for name in models:
@@ -103,24 +124,40 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
         if start_worker:
             started.append(_service("worker", local, local.scoring.metrics_port, run_dir))
             started.append(_service("notifier", local, local.delivery.metrics_port, run_dir))
+            if local.store.dsn is not None:
+                started.append(_service("sink", local, local.store.metrics_port, run_dir))
         if monitoring:
             targets = {c.name: [c.metrics] for c in started if c.metrics}
             prom = start_prometheus(run_dir / "prometheus", targets, interval_s=PROMETHEUS_INTERVAL_S,
                                     alertmanagers=targets["alertmanager"], scrape_self=True)
             started.append(Component("prometheus", prom.pid, prom.log_path, metrics=_hostport(prom.url), url=prom.url))
-        state = StackState(
-            endpoints=local.endpoints(),
-            pids={c.name: c.pid for c in started},
-            logs={c.name: str(c.log) for c in started},
-            metrics={c.name: f"http://{c.metrics}/metrics" for c in started if c.metrics},
-            urls={c.name: c.url for c in started if c.url},
-        )
-        write_state(run_dir, state)
-        return state
+        return _record(local, started)
     except BaseException:
         for component in reversed(started):
             stop(component.pid, timeout_s=30)
         raise
+
+
+def _record(local: Settings, started: list[Component]) -> StackState:
+    """The state file every later command reads, and ``down`` stops in reverse."""
+    state = StackState(
+        endpoints=local.endpoints(),
+        pids={c.name: c.pid for c in started},
+        logs={c.name: str(c.log) for c in started},
+        metrics={c.name: f"http://{c.metrics}/metrics" for c in started if c.metrics},
+        urls={c.name: c.url for c in started if c.url},
+    )
+    write_state(local.run_dir, state)
+    return state
+
+
+def _masked(url: str) -> str:
+    """An endpoint with its password hidden: status output ends up in terminals and tickets."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _hostport(url: str) -> str:
@@ -128,8 +165,8 @@ def _hostport(url: str) -> str:
 
 
 def down(settings: Settings) -> None:
-    """Stop in the reverse of start order: Prometheus, the notifier and worker (finishing their batches),
-    Alertmanager, Triton, Kafka."""
+    """Stop in the reverse of start order: Prometheus, the sink, the notifier and worker (finishing their
+    batches), Alertmanager, PostgreSQL, Triton, Kafka."""
     run_dir = settings.run_dir.resolve()
     state = read_state(run_dir)
     if state is None:
@@ -147,7 +184,7 @@ def status(settings: Settings) -> dict[str, Any]:
         "running": True,
         "components": {n: {"pid": p, "alive": alive(p), "log": state.logs.get(n), "url": state.urls.get(n)}
                        for n, p in state.pids.items()},
-        "endpoints": state.endpoints,
+        "endpoints": {name: _masked(value) for name, value in state.endpoints.items()},
         "metrics": state.metrics,
         "urls": state.urls,
     }

@@ -144,14 +144,16 @@ def vector_selectors(expr: str) -> list[str]:
 
 
 def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every ``(where, PromQL)`` of a Grafana dashboard: panel targets (rows included) and annotations."""
+    """Every ``(where, PromQL)`` of a Grafana dashboard: panel targets (rows included) and annotations; SQL
+    targets (the history store's dashboards) are not PromQL and are left out."""
     out = []
     panels = list(dashboard.get("panels", []))
     while panels:
         panel = panels.pop(0)
         panels.extend(panel.get("panels", []))
         for target in panel.get("targets", []):
-            out.append((f"panel {panel['title']!r} {target['refId']}", target["expr"]))
+            if "expr" in target:
+                out.append((f"panel {panel['title']!r} {target['refId']}", target["expr"]))
     for ann in dashboard.get("annotations", {}).get("list", []):
         if "expr" in ann:
             out.append((f"annotation {ann['name']!r}", ann["expr"]))

@@ -8,7 +8,7 @@ umask 077
 bin=${KAFKA_BIN:-/opt/kafka/bin}
 template=${KAFKA_TEMPLATE:-$(dirname "$0")/server.properties}
 run=${KAFKA_RUN_DIR:-/tmp/kafka}  # the container's own /tmp: the filled-in configs hold the admin login
-users=(admin worker notifier rollout retrain console ingest)  # the principals of acls.txt, and admin
+users=(admin worker notifier rollout sink retrain console ingest)  # the principals of acls.txt, and admin
 
 die() { echo "start-broker: $*" >&2; exit 2; }
 

@@ -1,0 +1,201 @@
+"""The history store on a real PostgreSQL: migrations, idempotent batches, the history queries, retention."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from streams.control.routing import ModelEvent
+from streams.records import Scored
+from streams.windows.alerts import alert_payload
+from streams.windows.detector import ClosedWindow, Driver, Transition, Window, alert_id
+from streams.windows.trends import trend_record
+from tests.integration.postgres import running_postgres
+from tonewatch.notify.incidents import group_alerts
+from tonewatch.stack.postgres import PostgresProcess
+from tonewatch.store.errors import StoreError
+from tonewatch.store.queries import alert_history, search_messages, ticker_trend
+from tonewatch.store.rows import KINDS, to_row
+from tonewatch.store.schema import drop_expired, ensure_day_partitions, migrate
+from tonewatch.store.writer import StoreWriter
+
+pytestmark = pytest.mark.integration
+
+DAY = datetime(2025, 12, 1, tzinfo=UTC)
+WINDOW_S = 60
+TABLES = {"trends": "trends", "alerts": "alerts", "incidents": "incidents", "scored": "messages",
+          "model_events": "model_events"}
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresProcess]:
+    with running_postgres(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture
+def conn(pg: PostgresProcess) -> Iterator[psycopg.Connection[Any]]:
+    """A migrated, emptied store (the sink's kind of connection: not autocommit)."""
+    with psycopg.connect(pg.dsn) as c:
+        migrate(c)
+        drop_expired(c, date(9999, 1, 1))
+        c.execute("TRUNCATE trends, alerts, incidents, model_events")
+        c.commit()
+        yield c
+
+
+def _fresh_database(pg: PostgresProcess, name: str) -> str:
+    with psycopg.connect(pg.dsn, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name}")
+        c.execute(f"CREATE DATABASE {name}")
+    return pg.dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _trend(key: str, start: datetime, count: int = 10, negative: int = 4) -> dict[str, Any]:
+    w = Window(start=start.timestamp(), count=count, negative=negative, p_negative_sum=negative * 0.9,
+               adjusted_sum=float(negative))
+    return trend_record("ticker", key, ClosedWindow(w, baseline=0.1, alerting=False), WINDOW_S)
+
+
+def _alert(key: str, start: datetime, status: str = "firing") -> dict[str, Any]:
+    w = Window(start=start.timestamp(), count=12, negative=9, p_negative_sum=8.0, adjusted_sum=9.0,
+               drivers=(Driver(f"{key}-m1", f"{key} recall", "news", 0.95, (key,)),))
+    t = Transition(status, alert_id("ticker", key, start.timestamp()), w, baseline=0.1,  # type: ignore[arg-type]
+                   score=5.5, severity="critical", reason="share")
+    return json.loads(json.dumps(alert_payload(t, "ticker", key, WINDOW_S, 30)))
+
+
+def _scored(mid: str, ts: datetime, text: str, p_negative: float, tickers: tuple[str, ...]) -> dict[str, Any]:
+    probs = {"negative": p_negative, "neutral": round(1 - p_negative, 6), "positive": 0.0}
+    return json.loads(Scored(id=mid, source="news", ts=ts, text=text, tickers=tickers, sentiment="negative",
+                             sentiment_probs=probs, topic="Product", topic_probs={"Product": 1.0},
+                             model_versions={"sentiment": "1"}, scored_at=ts, inference_ms=1.0).to_json())
+
+
+def _records() -> dict[str, list[dict[str, Any]]]:
+    firing = _alert("AAPL", DAY)
+    incident = group_alerts([firing], gap_s=300, sectors={})[0]
+    return {
+        "trends": [_trend("AAPL", DAY + timedelta(minutes=i)) for i in range(3)] + [_trend("MSFT", DAY)],
+        "alerts": [firing, _alert("AAPL", DAY, "resolved"), _alert("MSFT", DAY + timedelta(hours=1))],
+        "incidents": [incident, {**incident, "version": 2, "status": "updated"}],
+        "scored": [
+            _scored("m1", DAY - timedelta(days=2), "Apple recalls old phones", 0.7, ("AAPL",)),
+            _scored("m2", DAY - timedelta(days=1), "Microsoft results beat", 0.1, ("MSFT",)),
+            _scored("m3", DAY + timedelta(hours=3), "Apple recalls every phone worldwide", 0.99, ("AAPL",)),
+            _scored("m4", DAY + timedelta(hours=4), "Apple shares steady", 0.3, ("AAPL", "MSFT")),
+        ],
+        "model_events": [ModelEvent.from_dict({"model": "sentiment", "version": v, "event": e,
+                                               "at": "2025-12-01T09:00:00Z"}).to_dict()
+                         for v, e in ((1, "loaded"), (2, "promoted"))],
+    }
+
+
+def _rows(records: dict[str, list[dict[str, Any]]]) -> dict[str, list[tuple[Any, ...]]]:
+    return {kind: [to_row(kind, r) for r in recs] for kind, recs in records.items()}
+
+
+def _counts(c: psycopg.Connection[Any]) -> dict[str, int]:
+    return {kind: c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
+            for kind, table in TABLES.items()}
+
+
+def test_migrate_applies_each_migration_once(pg: PostgresProcess) -> None:
+    with psycopg.connect(_fresh_database(pg, "migrate_once")) as c:
+        assert migrate(c) == ["0001_history"]
+        assert migrate(c) == []
+        assert c.execute("SELECT version, name FROM schema_migrations").fetchall() == [(1, "0001_history")]
+
+
+def test_two_sinks_migrating_at_once_apply_it_once(pg: PostgresProcess) -> None:
+    dsn = _fresh_database(pg, "migrate_race")
+    results: list[list[str]] = []
+
+    def run() -> None:
+        with psycopg.connect(dsn) as c:
+            results.append(migrate(c))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == [[], [], ["0001_history"]]
+
+
+def test_a_batch_written_twice_changes_nothing(conn: psycopg.Connection[Any]) -> None:
+    rows = _rows(_records())
+    writer = StoreWriter(conn)
+    assert writer.write(rows) == {kind: len(r) for kind, r in rows.items()}
+    counts = _counts(conn)
+    assert counts == {kind: len(r) for kind, r in rows.items()}
+    versions = conn.execute("SELECT xmin::text FROM trends ORDER BY key, window_start").fetchall()
+    conn.commit()
+    assert writer.write(rows) == dict.fromkeys(KINDS, 0)
+    assert _counts(conn) == counts
+    # not even rewritten: the same row versions
+    assert conn.execute("SELECT xmin::text FROM trends ORDER BY key, window_start").fetchall() == versions
+
+
+def test_a_newer_record_of_the_same_window_replaces_the_row(conn: psycopg.Connection[Any]) -> None:
+    writer = StoreWriter(conn)
+    writer.write({"trends": [to_row("trends", _trend("AAPL", DAY))]})
+    assert writer.write({"trends": [to_row("trends", _trend("AAPL", DAY, count=11, negative=6))]}) == {"trends": 1}
+    assert conn.execute("SELECT count, negative, record->>'count' FROM trends").fetchall() == [(11, 6, "11")]
+
+
+def test_a_batch_the_database_refuses_is_rolled_back_whole(conn: psycopg.Connection[Any]) -> None:
+    good = to_row("trends", _trend("AAPL", DAY))
+    bad = to_row("alerts", _alert("AAPL", DAY))
+    bad = (*bad[:5], None, *bad[6:])  # no window_start: a NOT NULL column
+    with pytest.raises(StoreError) as exc:
+        StoreWriter(conn).write({"trends": [good], "alerts": [bad]})
+    assert isinstance(exc.value.__cause__, psycopg.IntegrityError)  # the sink dead-letters such a row
+    assert _counts(conn)["trends"] == 0
+    assert StoreWriter(conn).write({"trends": [good]}) == {"trends": 1}  # the connection is usable again
+
+
+def test_a_closed_connection_is_a_store_error(pg: PostgresProcess) -> None:
+    c = psycopg.connect(pg.dsn)
+    c.close()
+    with pytest.raises(StoreError):
+        StoreWriter(c).write({"trends": [to_row("trends", _trend("AAPL", DAY))]})
+
+
+def test_the_history_queries(conn: psycopg.Connection[Any]) -> None:
+    StoreWriter(conn).write(_rows(_records()))
+    trend = ticker_trend(conn, "aapl", DAY + timedelta(minutes=1))
+    assert [(r["key"], r["window_start"], r["count"], r["share"]) for r in trend] == [
+        ("AAPL", DAY + timedelta(minutes=i), 10, 0.4) for i in (1, 2)]
+
+    alerts = alert_history(conn, DAY)
+    assert [(r["key"], r["status"]) for r in alerts] == [("AAPL", "firing"), ("AAPL", "resolved"), ("MSFT", "firing")]
+    assert [r["status"] for r in alert_history(conn, DAY, key="AAPL")] == ["firing", "resolved"]
+    assert alert_history(conn, DAY + timedelta(hours=2)) == []
+    assert alerts[0]["z"] == 5.5 and alerts[0]["reasons"] == "share" and alerts[0]["top_messages"][0]["tickers"] == [
+        "AAPL"]
+
+    since = DAY - timedelta(days=7)
+    assert [r["id"] for r in search_messages(conn, "recall", None, since)] == ["m3", "m1"]  # stemmed; most negative
+    assert [r["id"] for r in search_messages(conn, "apple -recall", None, since)] == ["m4"]
+    assert [r["id"] for r in search_messages(conn, None, "msft", since)] == ["m4", "m2"]
+    assert [r["id"] for r in search_messages(conn, "apple", "AAPL", DAY, limit=1)] == ["m3"]
+    assert search_messages(conn, "recall", None, DAY + timedelta(days=1)) == []
+
+
+def test_drop_expired_drops_only_older_day_partitions(conn: psycopg.Connection[Any]) -> None:
+    StoreWriter(conn).write({"scored": _rows(_records())["scored"]})
+    ensure_day_partitions(conn, [DAY.date() + timedelta(days=1)])
+    conn.commit()
+    assert drop_expired(conn, DAY.date()) == ["messages_20251129", "messages_20251130"]
+    assert [r[0] for r in conn.execute("SELECT id FROM messages ORDER BY id")] == ["m3", "m4"]
+    assert drop_expired(conn, DAY.date()) == []
+    parts = conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                         "WHERE i.inhparent = 'messages'::regclass ORDER BY 1").fetchall()
+    assert parts == [("messages_20251201",), ("messages_20251202",)]

@@ -1,0 +1,289 @@
+"""The sink loop (tonewatch/store/sink.py) with a fake consumer, connection and writer: offsets move only after the
+database commit, a failed write is retried with the same rows, bad records are dead-lettered; and durations."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from typing import Any, NamedTuple
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from tonewatch.commands.store import parse_duration, table
+from tonewatch.core.errors import InvalidInput
+from tonewatch.core.sections import StoreSettings
+from tonewatch.store.errors import StoreError
+from tonewatch.store.sink import Sink, create_sink_metrics
+
+TRENDS, ALERTS, SCORED = "p.trends", "p.alerts", "p.scored"
+KINDS = {TRENDS: "trends", ALERTS: "alerts", SCORED: "scored"}
+
+
+class TP(NamedTuple):  # as kafka.structs.TopicPartition
+    topic: str
+    partition: int
+
+
+class Rec(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def trend(key: str = "TSLA") -> bytes:
+    return json.dumps({"dimension": "ticker", "key": key, "window_start": "2026-01-05T10:00:00Z",
+                       "window_end": "2026-01-05T10:01:00Z", "count": 10, "negative": 7}).encode()
+
+
+def alert(aid: str = "a1") -> bytes:
+    return json.dumps({"id": aid, "status": "firing", "dimension": "ticker", "key": "TSLA", "severity": "critical",
+                       "reason": "both", "score": 5.0,
+                       "window": {"start": "2026-01-05T10:00:00Z", "end": "2026-01-05T10:01:00Z"}}).encode()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.slept.append(s)
+        self.now += s
+
+
+class FakeConsumer:
+    """Hands out the scripted polls in order, then nothing (time passes as in a real poll's wait)."""
+
+    def __init__(self, clock: Clock, events: list[str], *polls: list[Rec], high: int = 100) -> None:
+        self.clock, self.events, self.polls, self.high = clock, events, list(polls), high
+        self.commits: list[dict[Any, int]] = []
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TP, list[Rec]]:
+        if not self.polls:
+            self.clock.now += timeout_ms / 1000
+            return {}
+        out: dict[TP, list[Rec]] = {}
+        for r in self.polls.pop(0)[:max_records]:
+            out.setdefault(TP(r.topic, r.partition), []).append(r)
+        return out
+
+    def commit(self, offsets: Mapping[Any, Any]) -> None:
+        self.events.append("commit")
+        self.commits.append({tp: o.offset for tp, o in offsets.items()})
+
+    def highwater(self, tp: TP) -> int:
+        return self.high
+
+    def position(self, tp: TP, timeout_ms: int) -> int | None:
+        return None
+
+
+class FakeWriter:
+    """Fails the first ``failures`` writes as a database outage; ``refuse`` rows fail as PostgreSQL refusing them."""
+
+    def __init__(self, clock: Clock, events: list[str], failures: int = 0, refuse: Sequence[Any] = ()) -> None:
+        self.clock, self.events, self.failures, self.refuse = clock, events, failures, refuse
+        self.times: list[float] = []
+        self.attempts: list[dict[str, list[tuple[Any, ...]]]] = []
+        self.written: dict[str, list[tuple[Any, ...]]] = {}
+
+    def __call__(self, conn: Any) -> FakeWriter:
+        assert not conn.closed, "a write on a closed connection"
+        return self
+
+    def write(self, rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> dict[str, int]:
+        self.attempts.append({k: list(v) for k, v in rows.items()})
+        self.times.append(self.clock.now)
+        self.events.append("write")
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("writing failed: OperationalError") from psycopg.OperationalError("server closed")
+        if any(row[1] in self.refuse for rs in rows.values() for row in rs):
+            raise StoreError("writing failed: DataError") from psycopg.DataError("refused")
+        for kind, rs in rows.items():
+            self.written.setdefault(kind, []).extend(rs)
+        return {kind: len(rs) for kind, rs in rows.items()}
+
+
+class Conn:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Harness:
+    def __init__(self, *polls: list[Rec], failures: int = 0, refuse: Sequence[Any] = (), **store: Any) -> None:
+        self.events: list[str] = []
+        self.clock = Clock()
+        self.consumer = FakeConsumer(self.clock, self.events, *polls)
+        self.writer = FakeWriter(self.clock, self.events, failures, refuse)
+        self.conns: list[Conn] = []
+        self.dead: list[dict[str, Any]] = []
+        self.expired: list[date] = []
+        self.metrics = create_sink_metrics()
+        self.sink = Sink(self.consumer, self.connect, self.dead_letters, self.metrics,
+                         StoreSettings(batch_timeout_s=1.0, **store), KINDS, writer=self.writer,
+                         expire=self.expire, clock=self.clock, sleep=self.clock.sleep, today=lambda: date(2026, 1, 31))
+
+    def connect(self) -> Conn:
+        self.conns.append(Conn())
+        return self.conns[-1]
+
+    def dead_letters(self, letters: list[tuple[bytes, bytes]]) -> None:
+        self.events.append("dead-letters")
+        self.dead += [json.loads(v) for _, v in letters]
+
+    def expire(self, conn: Any, before: date) -> list[str]:
+        self.expired.append(before)
+        return []
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name, labels)
+
+
+def test_offsets_are_committed_only_after_the_rows_are_written() -> None:
+    h = Harness([Rec(TRENDS, 0, 7, b"k", trend()), Rec(ALERTS, 1, 3, b"a1", alert())])
+    h.sink.step(lambda: False)
+    assert h.events == ["write", "commit"]
+    assert h.consumer.commits == [{TP(TRENDS, 0): 8, TP(ALERTS, 1): 4}]  # the next offset to read
+    assert set(h.writer.written) == {"trends", "alerts"}
+    assert h.sample("tonewatch_sink_rows_total", kind="trends") == 1
+    assert h.sample("tonewatch_sink_lag", topic=ALERTS, partition="1") == 100 - 4
+
+
+def test_a_batch_holds_every_record_polled_until_the_timeout() -> None:
+    """Two polls, one transaction: a sink that wrote each poll would show two writes."""
+    h = Harness([Rec(TRENDS, 0, 0, None, trend("A"))], [Rec(TRENDS, 0, 1, None, trend("B"))])
+    h.sink.step(lambda: False)
+    assert h.events == ["write", "commit"] and len(h.writer.written["trends"]) == 2
+
+
+def test_a_failed_write_is_retried_with_the_same_rows_and_nothing_is_committed_until_it_succeeds() -> None:
+    h = Harness([Rec(TRENDS, 0, 0, None, trend()), Rec(ALERTS, 0, 0, None, alert())], failures=3)
+    h.sink.step(lambda: False)
+    assert h.events == ["write"] * 4 + ["commit"]
+    assert all(a == h.writer.attempts[0] for a in h.writer.attempts)
+    assert h.consumer.commits == [{TP(TRENDS, 0): 1, TP(ALERTS, 0): 1}]
+    assert [c.closed for c in h.conns] == [True, True, True, False]  # a fresh connection for each try
+    assert sum(h.clock.slept) == pytest.approx(1 + 2 + 4)  # backing off, doubling
+    assert h.sample("tonewatch_sink_errors_total", reason="database") == 3
+
+
+def test_the_backoff_is_capped_at_30_seconds() -> None:
+    h = Harness([Rec(TRENDS, 0, 0, None, trend())], failures=8)
+    h.sink.step(lambda: False)
+    tries = h.writer.times
+    assert [b - a for a, b in itertools.pairwise(tries)] == [1, 2, 4, 8, 16, 30, 30, 30]
+
+
+def test_a_stop_while_the_database_is_down_commits_nothing() -> None:
+    h = Harness([Rec(TRENDS, 0, 0, None, trend())], failures=1000)
+    h.sink.run(lambda: h.clock.now > 1100)
+    assert "write" in h.events and "commit" not in h.events
+    assert h.conns and all(c.closed for c in h.conns)
+
+
+def test_bad_json_and_invalid_records_are_dead_lettered_and_the_rest_written() -> None:
+    h = Harness([Rec(TRENDS, 0, 0, b"k0", b"{not json"), Rec(TRENDS, 0, 1, None, trend("OK")),
+                 Rec(ALERTS, 0, 5, b"k2", json.dumps({"id": "a9"}).encode()), Rec(ALERTS, 0, 6, None, b"[1, 2]"),
+                 Rec(SCORED, 2, 9, None, None), Rec(ALERTS, 0, 7, None, alert("a2"))])
+    h.sink.step(lambda: False)
+    assert h.events == ["write", "dead-letters", "commit"]
+    assert [r[1] for r in h.writer.written["trends"]] == ["OK"] and len(h.writer.written["alerts"]) == 1
+    where = [(d["topic"], d["partition"], d["offset"]) for d in h.dead]
+    assert where == [(TRENDS, 0, 0), (ALERTS, 0, 5), (ALERTS, 0, 6), (SCORED, 2, 9)]
+    assert {d["stage"] for d in h.dead} == {"sink"}
+    reasons = [d["reason"] for d in h.dead]
+    assert "not JSON" in reasons[0] and "status" in reasons[1] and "object" in reasons[2] and "empty" in reasons[3]
+    assert h.dead[0]["payload"] == "{not json"
+    assert h.consumer.commits == [{TP(TRENDS, 0): 2, TP(ALERTS, 0): 8, TP(SCORED, 2): 10}]
+    assert h.sample("tonewatch_sink_errors_total", reason="invalid") == 4
+
+
+def test_a_batch_of_only_bad_records_is_dead_lettered_and_committed() -> None:
+    h = Harness([Rec(TRENDS, 0, 4, None, b"\xff\xfe")])
+    h.sink.step(lambda: False)
+    assert h.events == ["dead-letters", "commit"] and h.dead[0]["payload"] is None  # not UTF-8: withheld
+
+
+def test_a_row_the_database_refuses_is_dead_lettered_and_the_others_written() -> None:
+    """A refused row (DataError) is not an outage: retrying the batch forever would stop the sink for good."""
+    h = Harness([Rec(TRENDS, 0, 0, None, trend("A")), Rec(TRENDS, 0, 1, None, trend("BAD")),
+                 Rec(TRENDS, 0, 2, None, trend("C"))], refuse=["BAD"])
+    h.sink.step(lambda: False)
+    assert [r[1] for r in h.writer.written["trends"]] == ["A", "C"]
+    refused = "trends record: the database refused the row (DataError)"
+    assert [(d["offset"], d["reason"]) for d in h.dead] == [(1, refused)]
+    assert h.events[-2:] == ["dead-letters", "commit"] and h.consumer.commits == [{TP(TRENDS, 0): 3}]
+
+
+def test_offsets_stay_put_when_the_dead_letters_cannot_be_sent() -> None:
+    h = Harness([Rec(TRENDS, 0, 0, None, b"nope")])
+
+    def down(letters: list[tuple[bytes, bytes]]) -> None:
+        raise ConnectionError("broker gone")
+
+    h.sink.dead_letters = down
+    with pytest.raises(ConnectionError):
+        h.sink.step(lambda: False)
+    assert h.consumer.commits == []
+
+
+def test_a_stop_finishes_the_batch_in_hand() -> None:
+    h = Harness([Rec(TRENDS, 0, 0, None, trend())], [Rec(TRENDS, 0, 1, None, trend("B"))])
+    polls = iter([False, False, True])
+    h.sink.run(lambda: next(polls, True))
+    assert h.events == ["write", "commit"] and h.consumer.commits == [{TP(TRENDS, 0): 1}]
+
+
+def test_retention_runs_at_the_start_and_then_hourly() -> None:
+    h = Harness(retention_days=30)
+    h.sink.step(lambda: False)
+    h.sink.step(lambda: False)
+    assert h.expired == [date(2026, 1, 1)]
+    h.clock.now += 3600
+    h.sink.step(lambda: False)
+    assert h.expired == [date(2026, 1, 1)] * 2
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("30m", timedelta(minutes=30)), ("7d", timedelta(days=7)), ("12h", timedelta(hours=12)),
+    ("2w", timedelta(weeks=2)), ("90s", timedelta(seconds=90)), (" 7D ", timedelta(days=7)),
+])
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "7", "d", "0d", "-1d", "1.5h", "7x", "7d12h", "seven days"])
+def test_what_is_not_a_duration_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInput, match="not a duration"):
+        parse_duration(text)
+
+
+def test_a_table_aligns_columns_and_shows_hostile_text_harmlessly() -> None:
+    out = table([{"key": "TSLA", "z": 5.0, "text": "crash\x1b[2J\r\nFORGED"}, {"key": "AAPL", "z": 12.25, "text": "x"}])
+    lines = out.splitlines()
+    assert len(lines) == 3 and lines[0].split() == ["key", "z", "text"]
+    assert lines[1].index("5") == lines[2].index("12.2") + 3  # numbers right-aligned
+    assert all(c.isprintable() for c in out.replace("\n", ""))
+
+
+def test_the_history_commands_refuse_without_a_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tonewatch.cli import app
+
+    monkeypatch.delenv("TONEWATCH_STORE__DSN", raising=False)
+    for args in (["trends", "TSLA"], ["alerts", "history"], ["messages", "search", "recall"], ["sink"]):
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 2, (args, out.output)
+        assert "error: no store configured (TONEWATCH_STORE__DSN, or run 'tonewatch up')" in out.output

@@ -1,0 +1,342 @@
+"""The ``tonewatch sink`` loop: the output topics into the PostgreSQL history store (issue #30, docs/store.md).
+
+A batch (at most ``store.batch_records`` records, or what ``store.batch_timeout_s`` brings) is decoded, each record
+turned into its row, and the rows written in one database transaction; a record that cannot be stored is
+dead-lettered with its reason. Offsets are committed only after the database commit and the flushed dead letters,
+so a crash reads the batch again and the idempotent upserts change nothing. A database that fails or is down is
+retried with the same batch, backing off, until it answers: a stopped PostgreSQL leaves a backlog in Kafka that
+drains once it is back, nothing lost and nothing written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+import psycopg
+from kafka.consumer import KafkaConsumer
+from kafka.errors import KafkaError
+from kafka.producer import KafkaProducer
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from streams.control.rejects import load_json, preview
+from streams.errors import dead_letter_record
+from streams.pii import mask_payload
+from tonewatch.core.errors import InvalidInput, TonewatchError
+from tonewatch.core.kafka_io import READER, client_config, ensure_topics, producer
+from tonewatch.core.sections import KafkaSettings, StoreSettings
+from tonewatch.core.settings import Settings
+from tonewatch.core.topics import INCIDENTS
+from tonewatch.store.errors import StoreError
+from tonewatch.store.rows import KINDS, to_row
+from tonewatch.store.schema import drop_expired, migrate
+from tonewatch.store.writer import StoreWriter
+
+log = logging.getLogger("tonewatch.sink")
+T = TypeVar("T")
+
+# short topic name -> the kind of row its records become
+TOPIC_KINDS = {"trends": "trends", "alerts": "alerts", INCIDENTS: "incidents", "scored": "scored",
+               "model-events": "model_events"}
+STAGE = "sink"
+DEAD_LETTER_COPY_BYTES = 16_384  # as the score stage's: the whole record stays at its topic, partition and offset
+BACKOFF_START_S, BACKOFF_CAP_S = 1.0, 30.0
+RETENTION_EVERY_S = 3600.0
+# the database refuses these rows themselves (a NUL in a text, a value out of range): retrying cannot help
+REFUSED = (psycopg.DataError, psycopg.IntegrityError)
+REFUSAL = (*REFUSED, StoreError)  # what Sink.database raises for a refused row: psycopg's error, or the store's on it
+
+DeadLetters = Callable[[list[tuple[bytes, bytes]]], None]  # sends (key, value) pairs and flushes them, or raises
+
+
+class Writer(Protocol):
+    def write(self, rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class SinkMetrics:
+    registry: CollectorRegistry
+    rows: Counter
+    errors: Counter
+    lag: Gauge
+    batch_seconds: Histogram
+
+
+def create_sink_metrics() -> SinkMetrics:
+    reg = CollectorRegistry()
+    metrics = SinkMetrics(
+        registry=reg,
+        rows=Counter("tonewatch_sink_rows", "Rows written to the store, by kind.", ["kind"], registry=reg),
+        errors=Counter("tonewatch_sink_errors", "Sink failures: database (a failed write or connection, retried) "
+                       "or invalid (a record dead-lettered).", ["reason"], registry=reg),
+        lag=Gauge("tonewatch_sink_lag", "Records the sink is behind, per partition.", ["topic", "partition"],
+                  registry=reg),
+        batch_seconds=Histogram("tonewatch_sink_batch_seconds", "Writing and committing one batch.",
+                                buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=reg),
+    )
+    for kind in KINDS:  # every series from the start, at 0 (as the notifier's)
+        metrics.rows.labels(kind)
+    for reason in ("database", "invalid"):
+        metrics.errors.labels(reason)
+    return metrics
+
+
+def topic_kinds(kafka: KafkaSettings) -> dict[str, str]:
+    """Full topic name -> row kind."""
+    return {kafka.topic(short): kind for short, kind in TOPIC_KINDS.items()}
+
+
+def sink_consumer(kafka: KafkaSettings) -> KafkaConsumer:
+    """The sink's own group; it reads only committed records and commits its offsets itself."""
+    return KafkaConsumer(*topic_kinds(kafka), **client_config(kafka), **READER, group_id=kafka.sink_group_id,
+                         auto_offset_reset="earliest", fetch_max_wait_ms=200)
+
+
+def kafka_dead_letters(producer: KafkaProducer, topic: str, timeout_s: float = 30.0) -> DeadLetters:
+    """Sends and waits for each: a dead letter that was not written raises, so the offsets stay put."""
+    def send(letters: list[tuple[bytes, bytes]]) -> None:
+        futures = [producer.send(topic, key=key, value=value) for key, value in letters]
+        producer.flush(timeout_s)
+        for fut in futures:
+            fut.get(timeout=timeout_s)
+    return send
+
+
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+@dataclass
+class Batch:
+    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    sources: list[tuple[str, tuple[Any, ...], Any]] = field(default_factory=list)  # (kind, row, its record)
+    dead: list[tuple[bytes, bytes]] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to read, per partition
+    count: int = 0
+
+
+class Stopped(TonewatchError):
+    """Asked to stop while the database was still failing: the batch in hand is left uncommitted."""
+
+
+class Sink:
+    """The loop; every collaborator comes in here, so tests give it fakes."""
+
+    def __init__(self, consumer: Any, connect: Callable[[], Any], dead_letters: DeadLetters, metrics: SinkMetrics,
+                 store: StoreSettings, kinds: Mapping[str, str], *, writer: Callable[[Any], Writer] = StoreWriter,
+                 expire: Callable[[Any, date], list[str]] = drop_expired, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep, today: Callable[[], date] = _utc_today) -> None:
+        self.consumer, self.connect, self.dead_letters = consumer, connect, dead_letters
+        self.metrics, self.store, self.kinds = metrics, store, kinds
+        self.writer, self.expire, self.clock, self.sleep, self.today = writer, expire, clock, sleep, today
+        self.conn: Any = None
+        self.next_retention = float("-inf")
+
+    def run(self, stop: Callable[[], bool]) -> None:
+        """Until ``stop()``; the batch in hand is written and committed first (unless the database is down)."""
+        try:
+            while not stop():
+                self.step(stop)
+        except Stopped:
+            log.info("stopped with the database unavailable: the last batch is read again at the next start")
+        finally:
+            self._disconnect()
+
+    def step(self, stop: Callable[[], bool]) -> None:
+        self.retention(stop)
+        batch = self.collect(stop)
+        if batch.count:
+            self.flush(batch, stop)
+
+    # --- reading -------------------------------------------------------------------------------
+    def collect(self, stop: Callable[[], bool]) -> Batch:
+        batch = Batch()
+        deadline = self.clock() + self.store.batch_timeout_s
+        while batch.count < self.store.batch_records and not stop():
+            left = deadline - self.clock()
+            if left <= 0:
+                break
+            polled = self.consumer.poll(timeout_ms=max(1, int(left * 1000)),
+                                        max_records=self.store.batch_records - batch.count)
+            for tp, records in polled.items():
+                for r in records:
+                    self.add(batch, tp, r)
+        return batch
+
+    def add(self, batch: Batch, tp: TopicPartition, r: Any) -> None:
+        """The record's row into the batch, or its dead letter: bad input never stops the sink."""
+        batch.count += 1
+        batch.offsets[tp] = r.offset + 1
+        kind = self.kinds[tp.topic]
+        try:
+            doc = load_json(r.value)
+            if not isinstance(doc, dict):
+                raise InvalidInput(f"not a JSON object but {type(doc).__name__}")
+        except InvalidInput as exc:
+            self.reject(batch, r, f"{kind} record: {exc}")
+            return
+        try:
+            row = to_row(kind, doc)
+        except InvalidInput as exc:  # its reason names the kind already
+            self.reject(batch, r, str(exc))
+            return
+        batch.rows.setdefault(kind, []).append(row)
+        batch.sources.append((kind, row, r))
+
+    def reject(self, batch: Batch, r: Any, reason: str) -> None:
+        self.metrics.errors.labels("invalid").inc()
+        try:
+            copy = mask_payload(r.value, DEAD_LETTER_COPY_BYTES)
+        except Exception:  # a dead letter must never fail its batch: the record is at its offset anyway
+            log.exception("masking a dead letter's payload failed; it is sent without one")
+            copy = None
+        record = dead_letter_record(reason, copy, stage=STAGE, topic=r.topic, partition=r.partition, offset=r.offset)
+        if r.value is not None and len(r.value) > DEAD_LETTER_COPY_BYTES:
+            record.update(payload_truncated=True, payload_size=len(r.value))
+        batch.dead.append((r.key or b"", json.dumps(record, separators=(",", ":")).encode()))
+
+    # --- writing -------------------------------------------------------------------------------
+    def flush(self, batch: Batch, stop: Callable[[], bool]) -> None:
+        """Rows, then dead letters, then offsets: each step only once the one before is durable."""
+        t0 = self.clock()
+        if batch.rows:
+            try:
+                written = self.database(self._write(batch.rows), stop)
+            except REFUSAL:  # only a refused row gets here: find it, write the rest
+                written = self.one_by_one(batch, stop)
+            for kind, n in written.items():
+                self.metrics.rows.labels(kind).inc(n)
+        if batch.dead:
+            self.dead_letters(batch.dead)
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in batch.offsets.items()})
+        except KafkaError as exc:  # a rebalance: the batch is read again, and its upserts change nothing
+            log.warning("offset commit failed (%s); the batch will be read again", exc)
+        self.metrics.batch_seconds.observe(self.clock() - t0)
+        self.update_lag(batch.offsets)
+
+    def one_by_one(self, batch: Batch, stop: Callable[[], bool]) -> dict[str, int]:
+        """Each row in a transaction of its own; those the database refuses are dead-lettered."""
+        written: dict[str, int] = {}
+        for kind, row, r in batch.sources:
+            try:
+                n = self.database(self._write({kind: [row]}), stop)
+            except REFUSAL as exc:
+                self.reject(batch, r, f"{kind} record: the database refused the row ({_cause_name(exc)})")
+                continue
+            for k, count in n.items():
+                written[k] = written.get(k, 0) + count
+        return written
+
+    def database(self, work: Callable[[Any], T], stop: Callable[[], bool]) -> T:
+        """``work(connection)``, retried on a fresh connection with backoff until it succeeds; a row the database
+        refuses is raised at once, and a stop while the database is down raises :class:`Stopped`."""
+        delay = BACKOFF_START_S
+        while True:
+            try:
+                if self.conn is None:
+                    self.conn = self.connect()
+                return work(self.conn)
+            except (StoreError, psycopg.Error) as exc:
+                if _refused(exc):
+                    raise
+                self.metrics.errors.labels("database").inc()
+                log.warning("database failed (%s: %s); retrying in %.0fs", _cause_name(exc),
+                            preview(str(exc), 300), delay)
+                self._disconnect()
+                if self._pause(delay, stop):
+                    raise Stopped from exc
+                delay = min(delay * 2, BACKOFF_CAP_S)
+
+    def retention(self, stop: Callable[[], bool]) -> None:
+        """Drop the partitions past ``store.retention_days``: at the start, then once an hour."""
+        if self.clock() < self.next_retention:
+            return
+        before = self.today() - timedelta(days=self.store.retention_days)
+        try:
+            dropped = self.database(lambda conn: self.expire(conn, before), stop)
+        except REFUSAL as exc:
+            log.warning("retention failed (%s); next try in an hour", _cause_name(exc))
+            dropped = []
+        self.next_retention = self.clock() + RETENTION_EVERY_S
+        if dropped:
+            log.info("retention: dropped %s (before %s)", ", ".join(dropped), before)
+
+    def update_lag(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """High watermark minus position: the position is past transaction markers, which hold no record."""
+        for tp, nxt in offsets.items():
+            try:
+                high, position = self.consumer.highwater(tp), self.consumer.position(tp, timeout_ms=0)
+            except (AssertionError, KafkaError):  # revoked by a rebalance since the batch was read
+                continue
+            if high is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(high - max(nxt, position or 0), 0))
+
+    def _write(self, rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> Callable[[Any], dict[str, int]]:
+        return lambda conn: self.writer(conn).write(rows)
+
+    def _pause(self, seconds: float, stop: Callable[[], bool]) -> bool:
+        """Sleep in short slices so SIGTERM is not kept waiting; True when asked to stop."""
+        end = self.clock() + seconds
+        while not stop():
+            left = end - self.clock()
+            if left <= 0:
+                return False
+            self.sleep(min(left, 0.5))
+        return True
+
+    def _disconnect(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception as exc:  # a broken connection may fail to close: it is dropped either way
+                log.debug("closing the database connection failed: %s", exc)
+            self.conn = None
+
+
+def _refused(exc: BaseException) -> bool:
+    return isinstance(exc, REFUSED) or isinstance(exc.__cause__, REFUSED)
+
+
+def _cause_name(exc: BaseException) -> str:
+    """The error's class and SQLSTATE, not its message: PostgreSQL quotes the refused value in some, and a dead
+    letter's reason never quotes the payload."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, psycopg.Error) else exc
+    state = getattr(cause, "sqlstate", None)
+    return type(cause).__name__ + (f" {state}" if state else "")
+
+
+def run_sink(settings: Settings, metrics: SinkMetrics, stop: Callable[[], bool]) -> None:
+    """``tonewatch sink``: the topics, a schema migrated on the first connection (waiting for the database like
+    any reconnection), then the loop until ``stop()``."""
+    assert settings.store.dsn is not None, "the command refuses to start without a store"
+    dsn = settings.store.dsn.get_secret_value()
+    migrated: list[str] = []
+
+    def connect() -> psycopg.Connection[Any]:
+        conn = psycopg.connect(dsn, connect_timeout=10, application_name="tonewatch-sink")
+        if not migrated:
+            try:
+                applied = migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+            log.info("store schema ready%s", f" (applied {', '.join(applied)})" if applied else "")
+            migrated.append("done")
+        return conn
+
+    kinds = topic_kinds(settings.kafka)
+    dead_topic = settings.kafka.topic("dead-letter")
+    ensure_topics(settings.kafka, [*kinds, dead_topic])
+    consumer, out = sink_consumer(settings.kafka), producer(settings.kafka)
+    try:
+        Sink(consumer, connect, kafka_dead_letters(out, dead_topic), metrics, settings.store, kinds).run(stop)
+    finally:
+        consumer.close()
+        out.close()
