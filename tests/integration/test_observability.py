@@ -1,5 +1,6 @@
 """Dashboards and rules against a real Prometheus scraping a real worker, Triton, notifier and Alertmanager
-after a replay whose alerts the notifier delivers to a webhook sink and to that Alertmanager."""
+after a replay whose alerts the notifier delivers to a webhook sink and to that Alertmanager; then the SQL
+dashboards against a real PostgreSQL the sink fills from the same replay."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pydantic import SecretStr
 
 from tests.dashboard_sql import SQL_DASHBOARDS
 from tests.integration.conftest import REPO, Worker, wait_for, wait_watermark
+from tests.integration.store_checks import check_store_dashboards
 from tests.integration.test_pipeline import last_event_time
 from tonewatch.core.kafka_io import client_config
 from tonewatch.core.settings import Settings
@@ -41,7 +43,7 @@ from tonewatch.stack.prometheus import (
 
 pytestmark = pytest.mark.integration
 
-# the history store's dashboards run in test_store_dashboards.py, against PostgreSQL
+# the history store's dashboards run against PostgreSQL (store_checks.py)
 DASHBOARDS = sorted(p for p in (REPO / "dashboards" / "json").glob("*.json") if p.stem not in SQL_DASHBOARDS)
 RULE_FILES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
 
@@ -188,6 +190,7 @@ def test_every_dashboard_and_rule_expression_returns_data(
         _check_targets_and_models(prom.url, am.url, s)
         _check_dashboards(prom.url, start, fired)
         _check_rules(prom.url)
+        assert check_store_dashboards(s, tmp_path / "postgres", ticker="TSLA") >= 10
     finally:
         stop_prometheus(prom)
         stop_alertmanager(am)

@@ -66,6 +66,7 @@ class FakeConsumer:
     def __init__(self, clock: Clock, events: list[str], *polls: list[Rec], high: int = 100) -> None:
         self.clock, self.events, self.polls, self.high = clock, events, list(polls), high
         self.commits: list[dict[Any, int]] = []
+        self.positions: dict[TP, int] = {}  # as a real consumer's: past the records returned and any markers
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[TP, list[Rec]]:
         if not self.polls:
@@ -73,8 +74,13 @@ class FakeConsumer:
             return {}
         out: dict[TP, list[Rec]] = {}
         for r in self.polls.pop(0)[:max_records]:
-            out.setdefault(TP(r.topic, r.partition), []).append(r)
+            tp = TP(r.topic, r.partition)
+            out.setdefault(tp, []).append(r)
+            self.positions[tp] = max(self.positions.get(tp, 0), r.offset + 1)
         return out
+
+    def assignment(self) -> set[TP]:
+        return set(self.positions)
 
     def commit(self, offsets: Mapping[Any, Any]) -> None:
         self.events.append("commit")
@@ -84,7 +90,7 @@ class FakeConsumer:
         return self.high
 
     def position(self, tp: TP, timeout_ms: int) -> int | None:
-        return None
+        return self.positions.get(tp)
 
 
 class FakeWriter:
@@ -287,3 +293,17 @@ def test_the_history_commands_refuse_without_a_store(monkeypatch: pytest.MonkeyP
         out = CliRunner().invoke(app, args)
         assert out.exit_code == 2, (args, out.output)
         assert "error: no store configured (TONEWATCH_STORE__DSN, or run 'tonewatch up')" in out.output
+
+
+def test_transaction_markers_after_the_last_record_are_committed_too_so_the_lag_reaches_zero() -> None:
+    """The worker writes scored records in transactions: a partition ends with a commit marker, which holds no
+    record. Committing the last record's offset + 1 would leave the group one behind on every such partition for
+    ever (the lag gauge never 0, a caught-up check never true)."""
+    h = Harness([Rec(SCORED, 0, 0, None, None), Rec(SCORED, 0, 1, None, None)])
+    h.consumer.high = 3  # records at 0 and 1, the transaction's marker at 2
+    h.consumer.polls.append([])  # the next fetch returns only the marker: the position moves past it
+    h.sink.step(lambda: False)
+    h.consumer.positions[TP(SCORED, 0)] = 3
+    h.sink.step(lambda: False)  # nothing new to write, but the position moved
+    assert h.consumer.commits[-1] == {TP(SCORED, 0): 3}
+    assert h.sample("tonewatch_sink_lag", topic=SCORED, partition="0") == 0

@@ -20,9 +20,8 @@ from typing import Any, Protocol, TypeVar
 
 import psycopg
 from kafka.consumer import KafkaConsumer
-from kafka.errors import KafkaError
 from kafka.producer import KafkaProducer
-from kafka.structs import OffsetAndMetadata, TopicPartition
+from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.control.rejects import load_json, preview
@@ -34,6 +33,7 @@ from tonewatch.core.sections import KafkaSettings, StoreSettings
 from tonewatch.core.settings import Settings
 from tonewatch.core.topics import INCIDENTS
 from tonewatch.store.errors import StoreError
+from tonewatch.store.offsets import Committer
 from tonewatch.store.rows import KINDS, to_row
 from tonewatch.store.schema import drop_expired, migrate
 from tonewatch.store.writer import StoreWriter
@@ -136,6 +136,7 @@ class Sink:
         self.metrics, self.store, self.kinds = metrics, store, kinds
         self.writer, self.expire, self.clock, self.sleep, self.today = writer, expire, clock, sleep, today
         self.conn: Any = None
+        self.offsets = Committer(consumer, metrics.lag)
         self.next_retention = float("-inf")
 
     def run(self, stop: Callable[[], bool]) -> None:
@@ -153,6 +154,8 @@ class Sink:
         batch = self.collect(stop)
         if batch.count:
             self.flush(batch, stop)
+        else:
+            self.offsets.follow()
 
     # --- reading -------------------------------------------------------------------------------
     def collect(self, stop: Callable[[], bool]) -> Batch:
@@ -214,12 +217,8 @@ class Sink:
                 self.metrics.rows.labels(kind).inc(n)
         if batch.dead:
             self.dead_letters(batch.dead)
-        try:
-            self.consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in batch.offsets.items()})
-        except KafkaError as exc:  # a rebalance: the batch is read again, and its upserts change nothing
-            log.warning("offset commit failed (%s); the batch will be read again", exc)
+        self.offsets.commit(batch.offsets)
         self.metrics.batch_seconds.observe(self.clock() - t0)
-        self.update_lag(batch.offsets)
 
     def one_by_one(self, batch: Batch, stop: Callable[[], bool]) -> dict[str, int]:
         """Each row in a transaction of its own; those the database refuses are dead-lettered."""
@@ -267,16 +266,6 @@ class Sink:
         self.next_retention = self.clock() + RETENTION_EVERY_S
         if dropped:
             log.info("retention: dropped %s (before %s)", ", ".join(dropped), before)
-
-    def update_lag(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """High watermark minus position: the position is past transaction markers, which hold no record."""
-        for tp, nxt in offsets.items():
-            try:
-                high, position = self.consumer.highwater(tp), self.consumer.position(tp, timeout_ms=0)
-            except (AssertionError, KafkaError):  # revoked by a rebalance since the batch was read
-                continue
-            if high is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(high - max(nxt, position or 0), 0))
 
     def _write(self, rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> Callable[[Any], dict[str, int]]:
         return lambda conn: self.writer(conn).write(rows)
