@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,7 +20,8 @@ from streams.windows.detector import ClosedWindow, Driver, Transition, Window, a
 from streams.windows.trends import trend_record
 from tests.integration.postgres import running_postgres
 from tonewatch.notify.incidents import group_alerts
-from tonewatch.stack.postgres import PostgresProcess
+from tonewatch.stack.postgres import PostgresProcess, start_postgres
+from tonewatch.stack.procs import StackError
 from tonewatch.store.errors import StoreError
 from tonewatch.store.queries import alert_history, search_messages, ticker_trend
 from tonewatch.store.rows import KINDS, to_row
@@ -199,3 +202,19 @@ def test_drop_expired_drops_only_older_day_partitions(conn: psycopg.Connection[A
     parts = conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                          "WHERE i.inhparent = 'messages'::regclass ORDER BY 1").fetchall()
     assert parts == [("messages_20251201",), ("messages_20251202",)]
+
+
+def test_a_restart_on_the_same_folder_keeps_its_port_and_its_rows(tmp_path: Path) -> None:
+    """The DSN the sink holds stays valid across a PostgreSQL restart; a port taken meanwhile is an error."""
+    with running_postgres(tmp_path) as first, psycopg.connect(first.dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE kept (x int)")
+        c.execute("INSERT INTO kept VALUES (1)")
+    with running_postgres(tmp_path) as second, psycopg.connect(second.dsn) as c:
+        assert second.dsn == first.dsn
+        assert c.execute("SELECT x FROM kept").fetchall() == [(1,)]
+    port = int(first.dsn.rsplit(":", 1)[1].split("/")[0])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with pytest.raises(StackError, match=f"port {port}.*taken"):
+            start_postgres(tmp_path)

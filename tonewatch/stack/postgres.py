@@ -1,7 +1,8 @@
 """A real PostgreSQL (Debian's postgresql-15 binaries) as a child process: the history store's database.
 
-One cluster per run folder, initialised once and reused on restart (its password is kept beside it). It listens
-on 127.0.0.1 only, with password (SCRAM) authentication, and its Unix socket inside the cluster folder.
+One cluster per run folder, initialised once and reused on restart (its password and port are kept beside it, so
+its DSN stays the same). It listens on 127.0.0.1 only, with password (SCRAM) authentication, and its Unix socket
+inside the cluster folder.
 PostgreSQL refuses to run as root: a root caller runs it as the ``postgres`` user, which owns the cluster.
 """
 
@@ -11,8 +12,10 @@ import os
 import pwd
 import secrets
 import shutil
+import socket
 import stat
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +92,39 @@ def _prepare(data_dir: Path) -> tuple[Path, Path]:
     return cluster, pwfile
 
 
+def _bindable(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:``port`` now. SO_REUSEADDR, as PostgreSQL's own listener sets:
+    a stopped predecessor's connections left in TIME_WAIT do not hold the port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_port(data_dir: Path, pick: Callable[[], int] = free_port,
+                 bindable: Callable[[int], bool] = _bindable) -> int:
+    """The cluster's port: picked and recorded in ``data_dir`` on the first start, the same on every restart, so
+    the DSN its clients hold (a running sink's) reaches it again. A recorded port taken now is an error rather than
+    a new port, which those clients would never find."""
+    path = data_dir / "port"
+    if not path.is_file():
+        port = pick()
+        write_private(path, str(port))
+        return port
+    text = path.read_text().strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise StackError(f"postgres: {path} holds {text!r}, not a port: remove it to start on a new port")
+    port = int(text)
+    if not bindable(port):
+        raise StackError(f"postgres: port {port}, recorded in {path} on the cluster's first start, is taken by "
+                         f"another process now: free it, or remove {path} to start on a new port (its clients "
+                         "then need the new DSN)")
+    return port
+
+
 def _initdb(bin_dir: Path, cluster: Path, pwfile: Path, log_path: Path) -> None:
     if (cluster / "PG_VERSION").is_file():
         return
@@ -116,17 +152,17 @@ def _connects(url: str) -> bool:
 
 
 def start_postgres(data_dir: Path, timeout_s: float = 60.0) -> PostgresProcess:
-    """Initialise the cluster under ``data_dir`` once, start the server on a free port, create the database.
+    """Initialise the cluster under ``data_dir`` once, start the server on its port, create the database.
 
     The DSN carries the superuser's password: the store is local, and the cluster is the run's alone.
     """
     bin_dir = _bin_dir()
     data_dir = data_dir.resolve()
     log_path = data_dir / "log" / "postgres.log"  # own folder: spawn makes the log's folder 0700 again
+    port = cluster_port(data_dir)  # before _prepare: recording it makes data_dir 0700, _prepare then opens it
     cluster, pwfile = _prepare(data_dir)
     _initdb(bin_dir, cluster, pwfile, log_path)
     password = pwfile.read_text().strip()
-    port = free_port()
     sockets = str(cluster) if len(f"{cluster}/.s.PGSQL.{port}") <= SOCKET_PATH_MAX else ""  # "": TCP only
     pid = spawn(_as_server_user([
         str(bin_dir / "postgres"), "-D", str(cluster), "-c", "listen_addresses=127.0.0.1", "-c", f"port={port}",

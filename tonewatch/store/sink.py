@@ -95,7 +95,8 @@ def topic_kinds(kafka: KafkaSettings) -> dict[str, str]:
 def sink_consumer(kafka: KafkaSettings) -> KafkaConsumer:
     """The sink's own group; it reads only committed records and commits its offsets itself."""
     return KafkaConsumer(*topic_kinds(kafka), **client_config(kafka), **READER, group_id=kafka.sink_group_id,
-                         auto_offset_reset="earliest", fetch_max_wait_ms=200)
+                         auto_offset_reset="earliest", fetch_max_wait_ms=200,
+                         session_timeout_ms=int(kafka.session_timeout_s * 1000))
 
 
 def kafka_dead_letters(producer: KafkaProducer, topic: str, timeout_s: float = 30.0) -> DeadLetters:
