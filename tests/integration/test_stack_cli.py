@@ -46,6 +46,20 @@ def _until(check: Callable[[], bool], what: str, timeout_s: float = 60.0) -> Non
         time.sleep(1.0)
 
 
+def _signs_in(url: str, user: str, password: str) -> None:
+    """The one-time password 'up' printed opens the console (the sign-in form's CSRF token sent back)."""
+    import http.cookiejar
+    import re
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(f"{url}/login", timeout=10) as resp:
+        token = re.search(r'name="csrf" value="([^"]+)"', resp.read().decode())
+    form = {"username": user, "password": password, **({"csrf": token[1]} if token else {})}
+    with opener.open(f"{url}/login", data=urllib.parse.urlencode(form).encode(), timeout=10) as resp:
+        page = resp.read().decode()
+    assert resp.status == 200 and "Sign out" in page, page[:500]
+
+
 def test_up_status_down(stack_settings: object, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     up = _cli(run_dir, "up")
@@ -53,7 +67,9 @@ def test_up_status_down(stack_settings: object, tmp_path: Path) -> None:
     state = json.loads((run_dir / "stack.json").read_text())
     # in start order, which 'down' reverses: Prometheus first, Kafka last
     assert list(state["pids"]) == ["kafka", "triton", "postgres", "alertmanager", "worker", "notifier", "sink",
-                                   "prometheus"]
+                                   "console", "prometheus"]
+    assert "console_password" not in state  # told once on stdout, never stored
+    password = up.stdout.split("password ", 1)[1].split(",", 1)[0]
     assert state["endpoints"]["kafka_bootstrap"].startswith("127.0.0.1:")
     try:
         again = _cli(run_dir, "up")
@@ -68,10 +84,11 @@ def test_up_status_down(stack_settings: object, tmp_path: Path) -> None:
         with urllib.request.urlopen(status["metrics"]["notifier"], timeout=10) as resp:
             assert b"tonewatch_deliveries_total" in resp.read()
         urls = status["urls"]
-        assert set(urls) == {"prometheus", "alertmanager"}
-        for url in urls.values():
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=10) as resp:
+        assert set(urls) == {"prometheus", "alertmanager", "console"}
+        for name in ("prometheus", "alertmanager"):
+            with urllib.request.urlopen(f"{urls[name]}/-/ready", timeout=10) as resp:
                 assert resp.status == 200
+        _signs_in(urls["console"], "analyst", password)
         # Prometheus scrapes every local component and sends its alerts to the local Alertmanager
         am_host = urls["alertmanager"].split("://")[1]
         _until(lambda: _prom(urls["prometheus"], "alertmanagers")["activeAlertmanagers"] != [], "an alertmanager")

@@ -111,9 +111,10 @@ def _counts(c: psycopg.Connection[Any]) -> dict[str, int]:
 
 def test_migrate_applies_each_migration_once(pg: PostgresProcess) -> None:
     with psycopg.connect(_fresh_database(pg, "migrate_once")) as c:
-        assert migrate(c) == ["0001_history"]
+        assert migrate(c) == ["0001_history", "0002_console"]
         assert migrate(c) == []
-        assert c.execute("SELECT version, name FROM schema_migrations").fetchall() == [(1, "0001_history")]
+        assert c.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall() == [
+            (1, "0001_history"), (2, "0002_console")]
 
 
 def test_two_sinks_migrating_at_once_apply_it_once(pg: PostgresProcess) -> None:
@@ -129,7 +130,8 @@ def test_two_sinks_migrating_at_once_apply_it_once(pg: PostgresProcess) -> None:
         t.start()
     for t in threads:
         t.join(60)
-    assert sorted(results) == [[], [], ["0001_history"]]
+    # each migration is its own transaction, so two sinks may share the work: each one applied once in all
+    assert sorted(name for applied in results for name in applied) == ["0001_history", "0002_console"]
 
 
 def test_a_batch_written_twice_changes_nothing(conn: psycopg.Connection[Any]) -> None:

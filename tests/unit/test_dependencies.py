@@ -21,7 +21,7 @@ RUNTIME_PROVIDED = {"triton_python_backend_utils"}
 # pydantic pins its core to one exact version; declaring the core too would only fight that pin
 BUNDLED_WITH = {"pydantic-core": "pydantic"}
 # dev tools (pytest, ruff...) are not installed where the code runs, so code may not rely on them
-RUNTIME_EXTRAS = ("models", "local")
+RUNTIME_EXTRAS = ("models", "local", "console")
 UPPER_BOUND_OPERATORS = {"<", "<=", "==", "===", "~="}
 
 
@@ -119,7 +119,7 @@ def test_make_install_uses_the_lock_as_constraints() -> None:
     makefile = (REPO / "Makefile").read_text()
     stamp_rule = re.search(r"^\$\(STAMP\):(.*)$", makefile, re.MULTILINE)
     assert stamp_rule and "requirements/lock.txt" in stamp_rule.group(1), "a changed lock must reinstall"
-    assert re.search(r"pip install .*-c requirements/lock\.txt .*-e '\.\[models,local,dev\]'", makefile)
+    assert re.search(r"pip install .*-c requirements/lock\.txt .*-e '\.\[models,local,console,dev\]'", makefile)
 
 
 @pytest.mark.parametrize("dockerfile", ["docker/triton.Dockerfile"])
@@ -129,3 +129,22 @@ def test_the_triton_image_has_the_cve_2025_23319_fix(dockerfile: str) -> None:
                       re.MULTILINE)
     assert match, "the Triton base image must be a fixed YY.MM release tag, not latest or a digest-less floating tag"
     assert (int(match.group(1)), int(match.group(2))) >= (25, 7)
+
+
+def test_every_file_the_code_reads_at_run_time_goes_into_the_wheel() -> None:
+    """Images install the project without -e: a migration or template missing from package-data would be
+    missing there (the sink could not create its tables, the console could not render a page)."""
+    from fnmatch import fnmatch
+
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"].get("package-data", {})
+    missing = []
+    for source in SOURCES:
+        for path in (REPO / source).rglob("*"):
+            if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+                continue
+            package = next((p for p in sorted(data, key=len, reverse=True)
+                            if path.relative_to(REPO).as_posix().startswith(p.replace(".", "/") + "/")), None)
+            inside = path.relative_to(REPO / package.replace(".", "/")).as_posix() if package else ""
+            if package is None or not any(fnmatch(inside, pattern) for pattern in data[package]):
+                missing.append(str(path.relative_to(REPO)))
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from models.rollout.gates import LiveStats, class_shift, collect, decide, golden_gate, shift_noise
-from tonewatch.core.sections import RolloutSettings
+from tonewatch.core.service_sections import RolloutSettings
 
 TH = RolloutSettings(min_samples=20, max_error_rate=0.01, min_agreement=0.8, max_class_shift=0.25, max_golden_drop=0.05)
 

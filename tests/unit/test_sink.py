@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from tonewatch.commands.store import parse_duration, table
 from tonewatch.core.errors import InvalidInput
-from tonewatch.core.sections import StoreSettings
+from tonewatch.core.service_sections import StoreSettings
 from tonewatch.store.errors import StoreError
 from tonewatch.store.sink import Sink, create_sink_metrics
 

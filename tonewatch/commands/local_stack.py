@@ -15,11 +15,15 @@ def up(
     worker: Annotated[bool, typer.Option(help="Also start a worker and the alert notifier.")] = True,
     monitoring: Annotated[bool, typer.Option(help="Also start Prometheus and Alertmanager when installed.")] = True,
 ) -> None:
-    """Start the local stack: Kafka, Triton with the models, a worker, the notifier, Prometheus, Alertmanager."""
+    """Start the local stack: Kafka, Triton with the models, PostgreSQL, a worker, the notifier, the sink, the
+    analyst console, Prometheus, Alertmanager."""
     from tonewatch import stack
 
     state = stack.up(ctx_settings(ctx), start_worker=worker, monitoring=None if monitoring else False)
-    typer.echo(json.dumps({**state.endpoints, **state.urls}, indent=2))
+    typer.echo(json.dumps(stack.status(ctx_settings(ctx))["endpoints"] | state.urls, indent=2))
+    if state.console_password:
+        typer.echo(f"console: {state.urls['console']} (user analyst, password {state.console_password}, "
+                   "new at each 'tonewatch up')")
 
 
 def down(ctx: typer.Context) -> None:

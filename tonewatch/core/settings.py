@@ -19,16 +19,19 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from tonewatch.core.errors import ConfigError, InvalidInput
 from tonewatch.core.sections import (
-    DeliverySettings,
     DetectorSettings,
     KafkaSettings,
-    RetrainSettings,
-    RolloutSettings,
     ScoringSettings,
     Section,
     StackSettings,
-    StoreSettings,
     TritonSettings,
+)
+from tonewatch.core.service_sections import (
+    ConsoleSettings,
+    DeliverySettings,
+    RetrainSettings,
+    RolloutSettings,
+    StoreSettings,
 )
 
 ENV_PREFIX = "TONEWATCH_"
@@ -84,6 +87,7 @@ class Settings(BaseSettings):
     rollout: RolloutSettings = Field(default_factory=RolloutSettings, description="Model rollouts and gates.")
     retrain: RetrainSettings = Field(default_factory=RetrainSettings, description="Retraining and drift.")
     store: StoreSettings = Field(default_factory=StoreSettings, description="The PostgreSQL history store.")
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings, description="The analyst console.")
 
     @model_validator(mode="after")
     def _future_within_lateness(self) -> Self:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from tonewatch.core.errors import InvalidInput
-from tonewatch.core.sections import DeliverySettings
+from tonewatch.core.service_sections import DeliverySettings
 from tonewatch.notify.policy import Outcome, classify_status
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

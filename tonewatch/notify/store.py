@@ -58,8 +58,18 @@ def remove_subscription(settings: Settings, sub_id: str) -> bool:
     return True
 
 
+def ack_record(alert_id: str, by: str | None, note: str | None) -> dict[str, Any]:
+    """The ack record: ``tonewatch alerts ack`` and the console's ack both build it here."""
+    return {"alert_id": alert_id, "by": by, "note": note, "at": time.time()}
+
+
+def publish_ack(settings: Settings, doc: dict[str, Any]) -> None:
+    """Write an ack record, keyed by its alert id (the acks topic is compacted)."""
+    _put(settings, "acks", str(doc["alert_id"]), doc)
+
+
 def acknowledge(settings: Settings, alert_id: str, by: str | None, note: str | None) -> dict[str, Any]:
     """Record an ack (keyed by alert id); the notifier stops escalating that alert."""
-    doc = {"alert_id": alert_id, "by": by, "note": note, "at": time.time()}
-    _put(settings, "acks", alert_id, doc)
+    doc = ack_record(alert_id, by, note)
+    publish_ack(settings, doc)
     return doc

@@ -3,7 +3,9 @@ Alertmanager as local child processes."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import secrets
 import shutil
 import sys
 import urllib.parse
@@ -67,6 +69,27 @@ def _store(settings: Settings, run_dir: Path, started: list[Component]) -> dict[
     return {"store__dsn": pg.dsn, "store__metrics_port": free_port()}
 
 
+def _console(local: Settings, run_dir: Path, started: list[Component]) -> str | None:
+    """The analyst console on the store, with a new one-time password for the user ``analyst`` (returned)."""
+    if local.store.dsn is None or importlib.util.find_spec("fastapi") is None:  # the console extra is optional
+        return None
+    from tonewatch.console.auth import add_user
+
+    password = secrets.token_urlsafe(12)
+    add_user(local.console.users_file, "analyst", "analyst", password)
+    log_path = run_dir / "logs" / "console.log"
+    pid = spawn([sys.executable, "-m", "tonewatch", "console"], log_path, env=worker_env(local))
+    url = f"http://{local.console.host}:{local.console.port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=3) as resp:
+            return bool(resp.status == 200)
+
+    wait_ready("console", pid, log_path, ready, timeout_s=60)
+    started.append(Component("console", pid, log_path, url=url))
+    return password
+
+
 def _service(name: str, local: Settings, port: int, run_dir: Path) -> Component:
     """A ``tonewatch <name>`` child on the local settings, ready once its /metrics answers."""
     log_path = run_dir / "logs" / f"{name}.log"
@@ -98,6 +121,7 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
         monitoring = settings.stack.monitoring and monitoring_available()
     models = models or (settings.triton.sentiment_model, settings.triton.topic_model)
     started: list[Component] = []
+    password = None
     try:
         kafka = start_kafka(settings, run_dir / "kafka-data")
         started.append(Component("kafka", kafka.pid, kafka.log_path))
@@ -113,7 +137,7 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
             scoring__metrics_port=free_port(), delivery__metrics_port=free_port(),
             # the local stack's receivers (the demo's webhook sink, its Alertmanager) listen on loopback
             delivery__allowed_networks=",".join(filter(None, (settings.delivery.allowed_networks, LOOPBACK))),
-            **store,
+            console__port=free_port(), console__users_file=run_dir / "console-users.json", **store,
         )
         ensure_models(local)
         for name in models:
@@ -126,12 +150,13 @@ def up(settings: Settings, *, start_worker: bool = True, models: tuple[str, ...]
             started.append(_service("notifier", local, local.delivery.metrics_port, run_dir))
             if local.store.dsn is not None:
                 started.append(_service("sink", local, local.store.metrics_port, run_dir))
+            password = _console(local, run_dir, started)
         if monitoring:
             targets = {c.name: [c.metrics] for c in started if c.metrics}
             prom = start_prometheus(run_dir / "prometheus", targets, interval_s=PROMETHEUS_INTERVAL_S,
                                     alertmanagers=targets["alertmanager"], scrape_self=True)
             started.append(Component("prometheus", prom.pid, prom.log_path, metrics=_hostport(prom.url), url=prom.url))
-        return _record(local, started)
+        return _record(local, started).model_copy(update={"console_password": password})
     except BaseException:
         for component in reversed(started):
             stop(component.pid, timeout_s=30)

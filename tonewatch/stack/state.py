@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tonewatch.core.settings import STATE_FILE
 from tonewatch.stack.procs import write_private
@@ -16,7 +16,9 @@ class StackState(BaseModel):
     pids: dict[str, int]
     logs: dict[str, str]
     metrics: dict[str, str] = {}  # component -> Prometheus endpoint
-    urls: dict[str, str] = {}  # component -> its web UI / API base URL (Prometheus, Alertmanager)
+    urls: dict[str, str] = {}  # component -> its web UI / API base URL (Prometheus, Alertmanager, console)
+    # the console's one-time analyst password: told to whoever ran 'up', never written to the state file
+    console_password: str | None = Field(None, exclude=True)
 
 
 def write_state(run_dir: Path, state: StackState) -> Path:

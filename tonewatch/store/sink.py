@@ -29,7 +29,8 @@ from streams.errors import dead_letter_record
 from streams.pii import mask_payload
 from tonewatch.core.errors import InvalidInput, TonewatchError
 from tonewatch.core.kafka_io import READER, client_config, ensure_topics, producer
-from tonewatch.core.sections import KafkaSettings, StoreSettings
+from tonewatch.core.sections import KafkaSettings
+from tonewatch.core.service_sections import StoreSettings
 from tonewatch.core.settings import Settings
 from tonewatch.core.topics import INCIDENTS
 from tonewatch.store.errors import StoreError
