@@ -8,13 +8,11 @@ the trivial ones in ``benchmarks/trivial_repo`` (``pipeline_only_msgs_per_s``).
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +20,10 @@ import numpy as np
 
 from tonewatch.core.kafka_io import ensure_topics, iter_topic, producer
 from tonewatch.core.settings import Settings
-from tonewatch.feed import DATA
+from tonewatch.perf.workload import bench_messages
 from tonewatch.replay import wait_for_pipeline
 
 PIPELINE_MESSAGES_PER_E2E = 25  # pipeline-only messages per end-to-end message
-
-
-def _texts() -> list[str]:
-    with (DATA / "news_sentiment.csv").open(encoding="utf-8", newline="") as fh:
-        return [r["text"] for r in csv.DictReader(fh)]
-
-
-def bench_messages(n: int, run: str = "") -> list[dict[str, Any]]:
-    """Real headlines, cycled to ``n``, event times spread over the last few minutes.
-
-    Ids carry ``run``: the worker skips ids it has scored, so a second run on the same topics needs new ones.
-    """
-    texts = _texts()
-    now = datetime.now(UTC)
-    return [
-        {"id": f"bench-{run}-{i}", "source": "news", "text": texts[i % len(texts)],
-         "ts": (now - timedelta(seconds=(n - i) * 180 / n)).isoformat().replace("+00:00", "Z")}
-        for i in range(n)
-    ]
 
 
 def _wait_processed(settings: Settings, deadline: float) -> None:
@@ -204,4 +183,13 @@ def run_bench(settings: Settings, n: int = 2000, timeout_s: float = 600.0) -> di
         "live_msgs_per_s": live["e2e_msgs_per_s"], "live_p50_ms": live["p50_ms"], "live_p99_ms": live["p99_ms"],
         "live_through_trends_msgs_per_s": live["through_trends_msgs_per_s"],
     }
+    if settings.store.dsn is not None:  # the stack's PostgreSQL (absent without make system): the sink's own rate
+        from tonewatch.perf.sink_bench import measure_sink
+
+        _progress(result)
+        result["sink"] = measure_sink(settings, pipeline_n)
+        result["sink_rows_per_s"] = result["sink"]["rows_per_s"]
+        # above 1: the sink writes the scored rows of one worker's pipeline-only rate with room to spare
+        result["sink_vs_pipeline_only"] = round(result["sink"]["scored_rows_per_s"] /
+                                                max(result["pipeline_only_msgs_per_s"], 1e-9), 2)
     return result

@@ -145,6 +145,9 @@ def run_demo(settings: Settings, feed: Path, speed: float = 60.0) -> int:
           "first run trains models v1 ...", flush=True)
     state = up(settings)
     local = settings.with_endpoints(state.endpoints)
+    if state.console_password:
+        print(f"== analyst console {state.urls['console']}: user analyst, one-time password {state.console_password} "
+              "(open while the demo runs)", flush=True)
     delivered: dict[str, int] = {}
     verified = rejected = 0
     try:

@@ -16,7 +16,7 @@ from tonewatch.console.pg import PgConsoleStore
 from tonewatch.console.ports import AuditEntry, InboxFilter, Verdict
 from tonewatch.stack.postgres import PostgresProcess
 from tonewatch.store.errors import StoreError
-from tonewatch.store.schema import ensure_day_partitions, migrate
+from tonewatch.store.schema import MIGRATIONS, ensure_day_partitions, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresProcess]:
 @pytest.fixture(scope="module")
 def store(pg: PostgresProcess) -> Iterator[PgConsoleStore]:
     found = PgConsoleStore(pg.dsn)
-    assert found.migrate() == ["0001_history", "0002_console"]
+    assert found.migrate() == [f.stem for f in sorted(MIGRATIONS.glob("*.sql"))]  # 0002_console among them
     yield found
     found.close()
 

@@ -111,10 +111,10 @@ def _counts(c: psycopg.Connection[Any]) -> dict[str, int]:
 
 def test_migrate_applies_each_migration_once(pg: PostgresProcess) -> None:
     with psycopg.connect(_fresh_database(pg, "migrate_once")) as c:
-        assert migrate(c) == ["0001_history", "0002_console"]
+        assert migrate(c) == ["0001_history", "0002_console", "0003_messages_p_negative"]
         assert migrate(c) == []
         assert c.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall() == [
-            (1, "0001_history"), (2, "0002_console")]
+            (1, "0001_history"), (2, "0002_console"), (3, "0003_messages_p_negative")]
 
 
 def test_two_sinks_migrating_at_once_apply_it_once(pg: PostgresProcess) -> None:
@@ -131,7 +131,8 @@ def test_two_sinks_migrating_at_once_apply_it_once(pg: PostgresProcess) -> None:
     for t in threads:
         t.join(60)
     # each migration is its own transaction, so two sinks may share the work: each one applied once in all
-    assert sorted(name for applied in results for name in applied) == ["0001_history", "0002_console"]
+    assert sorted(name for applied in results for name in applied) == ["0001_history", "0002_console",
+                                                                        "0003_messages_p_negative"]
 
 
 def test_a_batch_written_twice_changes_nothing(conn: psycopg.Connection[Any]) -> None:
@@ -220,3 +221,25 @@ def test_a_restart_on_the_same_folder_keeps_its_port_and_its_rows(tmp_path: Path
         squatter.listen()
         with pytest.raises(StackError, match=f"port {port}.*taken"):
             start_postgres(tmp_path)
+
+
+def test_the_report_reads_a_run_back_from_the_store(conn: psycopg.Connection[Any], tmp_path: Path) -> None:
+    from tonewatch.report.render import write_report
+    from tonewatch.report.store import read_store
+
+    records = _records()
+    StoreWriter(conn).write(_rows(records))
+    run = read_store(conn, since=DAY - timedelta(days=1, hours=1))
+    def window(t: dict[str, Any]) -> tuple[float, str]:
+        return t["window_start"], t["key"]
+
+    assert run.trends == sorted(records["trends"], key=window)  # each record as the topic had it, in window order
+    assert sorted(a["id"] + a["status"] for a in run.alerts) == sorted(a["id"] + a["status"] for a in records["alerts"])
+
+    def scored(s: dict[str, Any]) -> tuple[datetime, str, str]:
+        return datetime.fromisoformat(s["ts"]), s["source"], json.dumps(s["model_versions"])
+
+    assert sorted(map(scored, run.scored)) == sorted(map(scored, records["scored"][1:]))  # m1 is before since
+    assert run.dead == []  # dead letters stay on their topic
+    page = write_report(run, tmp_path, source="the history store").read_text()
+    assert page.count("data:image/png;base64,") >= 2 and "AAPL" in page  # its trends and volume plotted

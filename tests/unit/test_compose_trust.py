@@ -13,7 +13,7 @@ from models.triton_admin import ADMIN_HEADER, admin_headers
 from tonewatch.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-PUBLIC = {"grafana"}  # what users open in a browser; the analyst console joins when it exists
+PUBLIC = {"grafana"}  # on every interface; the analyst console is on loopback, behind the operator's TLS proxy
 ADMIN_APIS = {"model-repository", "shared-memory"}  # loading a model runs its model.py; shm maps memory
 TRITON_APIS = {"health", "metadata", "inference", "shared-memory", "model-config", "model-repository", "statistics",
                "trace", "logging"}  # `tritonserver --help`
@@ -43,6 +43,7 @@ def test_only_grafana_is_published_on_every_interface() -> None:
     for name in ("triton", "alertmanager", "kafka", "postgres", "sink"):
         assert "ports" not in services[name], name
     assert [_host_ip(p) for p in services["prometheus"]["ports"]] == ["127.0.0.1"]
+    assert services["console"]["ports"] == ["127.0.0.1:8088:8088"]
     grafana = services["grafana"]["environment"]  # what is published asks for a login
     assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
@@ -85,8 +86,9 @@ def test_loader_sends_the_key_it_holds() -> None:
 
 # --- PostgreSQL: no host port, the sink writes as the owner, Grafana reads as a SELECT-only role ---------------
 
-OWNER_VAR, READER_VAR = "POSTGRES_PASSWORD", "POSTGRES_GRAFANA_PASSWORD"
-READER = "grafana_reader"
+OWNER_VAR, READER_VAR, CONSOLE_VAR = "POSTGRES_PASSWORD", "POSTGRES_GRAFANA_PASSWORD", "POSTGRES_CONSOLE_PASSWORD"
+READER, CONSOLE_ROLE = "grafana_reader", "tonewatch_console"
+POSTGRES_DIR = REPO / "deploy" / "postgres"
 
 
 def _holders(var: str) -> set[str]:
@@ -96,22 +98,29 @@ def _holders(var: str) -> set[str]:
             and any(pattern.search(str(value)) for value in svc["environment"].values())}
 
 
-def test_only_the_sink_holds_the_owner_password_and_grafana_the_readers() -> None:
+def _store_dsn(service: str, var: str) -> Any:
+    """The service's TONEWATCH_STORE__DSN as compose interpolates it, with ``var``'s value as SECRET."""
     from urllib.parse import urlsplit
 
+    services = _services()
+    raw = services[service]["environment"]["TONEWATCH_STORE__DSN"]
+    dsn = urlsplit(re.sub(rf"\$\{{{var}:\?[^}}]+\}}", "SECRET", raw))
+    database = f"/{services['postgres']['environment']['POSTGRES_DB']}"
+    assert (dsn.scheme, dsn.hostname, dsn.port, dsn.path) == ("postgresql", "postgres", 5432, database), raw
+    return dsn
+
+
+def test_only_the_sink_holds_the_owner_password_and_grafana_the_readers() -> None:
     services = _services()
     assert _holders(OWNER_VAR) == {"postgres", "sink"}
     assert _holders(READER_VAR) == {"postgres", "grafana"}  # postgres: its init script creates the role
     postgres = services["postgres"]["environment"]
     assert postgres[OWNER_VAR].startswith(f"${{{OWNER_VAR}:?")  # required: no default to run on
     assert services["grafana"]["environment"][READER_VAR].startswith(f"${{{READER_VAR}:?")
-    assert {n for n, s in services.items() if "TONEWATCH_STORE__DSN" in s.get("environment", {})} == {"sink"}
-    raw = services["sink"]["environment"]["TONEWATCH_STORE__DSN"]
-    # as compose interpolates it: the password is the owner's, from the environment
-    dsn = urlsplit(re.sub(rf"\$\{{{OWNER_VAR}:\?[^}}]+\}}", "OWNER-SECRET", raw))
-    database = f"/{postgres['POSTGRES_DB']}"
-    assert (dsn.scheme, dsn.hostname, dsn.port, dsn.path) == ("postgresql", "postgres", 5432, database), raw
-    assert (dsn.username, dsn.password) == (postgres["POSTGRES_USER"], "OWNER-SECRET"), raw
+    assert {n for n, s in services.items() if "TONEWATCH_STORE__DSN" in s.get("environment", {})} == {
+        "sink", "console"}
+    dsn = _store_dsn("sink", OWNER_VAR)  # the password is the owner's, from the environment
+    assert (dsn.username, dsn.password) == (postgres["POSTGRES_USER"], "SECRET")
     [source] = yaml.safe_load((REPO / "dashboards/provisioning/datasources/postgres.yml").read_text())["datasources"]
     assert source["user"] == READER and source["user"] != postgres["POSTGRES_USER"]
     assert source["secureJsonData"] == {"password": f"${{{READER_VAR}}}"}  # Grafana's env, never the file
@@ -121,9 +130,11 @@ def test_grafanas_role_may_only_read() -> None:
     """The init script the image runs on the first start: the reader gets SELECT on what the owner creates."""
     postgres = _services()["postgres"]
     assert "./deploy/postgres:/docker-entrypoint-initdb.d:ro" in postgres["volumes"]
-    [script] = (REPO / "deploy" / "postgres").glob("*.sh")
-    assert script.stat().st_mode & 0o111, "not executable: the image would source it into its entrypoint"
-    sql = script.read_text()
+    scripts = sorted(POSTGRES_DIR.glob("*.sh"))
+    assert [s.name for s in scripts] == ["10-grafana-reader.sh", "20-console.sh"]
+    for script in scripts:
+        assert script.stat().st_mode & 0o111, f"{script.name} is not executable: the image would source it"
+    sql = scripts[0].read_text()
     granted = re.findall(rf"GRANT ([A-Z, ]+) ON [^;]+ TO {READER};", sql)
     assert granted and set(", ".join(granted).split(", ")) <= {"SELECT", "USAGE", "CONNECT"}, granted
     assert f"ALTER DEFAULT PRIVILEGES FOR ROLE :\"owner\" GRANT SELECT ON TABLES TO {READER};" in sql
@@ -132,12 +143,63 @@ def test_grafanas_role_may_only_read() -> None:
     assert re.search(rf"CREATE ROLE {READER} LOGIN PASSWORD :'\w+'", sql) and READER_VAR in sql
 
 
+def test_only_the_console_holds_its_role_and_the_role_reads_and_writes_its_tables_alone() -> None:
+    services = _services()
+    assert _holders(CONSOLE_VAR) == {"postgres", "console"}  # postgres: 20-console.sh creates the role
+    assert services["postgres"]["environment"][CONSOLE_VAR].startswith(f"${{{CONSOLE_VAR}:?")
+    assert (_store_dsn("console", CONSOLE_VAR).username, _store_dsn("console", CONSOLE_VAR).password) == (
+        CONSOLE_ROLE, "SECRET")
+    sql = (POSTGRES_DIR / "20-console.sh").read_text()
+    assert re.search(rf"CREATE ROLE {CONSOLE_ROLE} LOGIN PASSWORD :'\w+'", sql) and CONSOLE_VAR in sql
+    granted = re.findall(rf"GRANT ([A-Z, ]+) ON [^;]+ TO {CONSOLE_ROLE};", sql)
+    assert granted and set(", ".join(granted).split(", ")) <= {"SELECT", "USAGE", "CONNECT"}, granted
+    # its writes: granted by the migration that creates the tables, and only there
+    writes = [(m.name, g) for m in sorted((REPO / "tonewatch" / "store" / "migrations").glob("*.sql"))
+              for g in re.findall(rf"GRANT ([A-Z, ]+ ON \w+) TO {CONSOLE_ROLE};", m.read_text())]
+    assert writes == [("0002_console.sql", "INSERT ON audit"), ("0002_console.sql", "INSERT, UPDATE ON verdicts")]
+
+
+def test_the_console_keeps_its_users_and_session_key_out_of_the_repo_and_trusts_only_the_gateway() -> None:
+    import ipaddress
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    console = compose["services"]["console"]
+    env = console["environment"]
+    assert console["secrets"] == ["console_users"]
+    assert env["TONEWATCH_CONSOLE__USERS_FILE"] == "/run/secrets/console_users"
+    assert compose["secrets"]["console_users"]["file"].startswith("${TONEWATCH_CONSOLE_USERS_FILE:?")
+    assert not [v for v in console.get("volumes", []) if v.startswith(".")], "a users file of the repo"
+    assert env["TONEWATCH_CONSOLE__SESSION_SECRET"].startswith("${TONEWATCH_CONSOLE__SESSION_SECRET:?")
+    # X-Forwarded-Proto (Secure cookies) and -For (the audit's address) only from the host's side of the network
+    [net] = compose["networks"]["default"]["ipam"]["config"]
+    assert ipaddress.ip_address(net["gateway"]) in ipaddress.ip_network(net["subnet"])
+    assert env["FORWARDED_ALLOW_IPS"] == net["gateway"]
+
+
+def test_compose_runs_the_console_after_the_sinks_migrations() -> None:
+    import tomllib
+
+    from tonewatch.core.settings import Settings
+
+    console = _services()["console"]
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert console["build"]["args"]["EXTRAS"] == "[console]" and "console" in extras  # fastapi, uvicorn, argon2
+    assert console["command"] == ["tonewatch", "console"]
+    env, port = console["environment"], str(Settings().console.port)
+    assert (env["TONEWATCH_CONSOLE__HOST"], env["TONEWATCH_CONSOLE__PORT"]) == ("0.0.0.0", port)
+    assert f"127.0.0.1:{port}/healthz" in " ".join(console["healthcheck"]["test"])
+    assert console["depends_on"] == {"kafka-setup": {"condition": "service_completed_successfully"},
+                                     "postgres": {"condition": "service_healthy"},
+                                     "sink": {"condition": "service_healthy"}}  # the sink migrates the store
+    assert console["restart"] == "unless-stopped"
+
+
 # --- Kafka: SASL_SSL, one principal per service, ACLs ----------------------------------------------------------
 
 KAFKA_DIR = REPO / "deploy" / "kafka" / "compose"
 TOPIC_PREFIX = "tonewatch."  # compose runs the default topic prefix
 LOGINS = {"worker": "worker", "notifier": "notifier", "models-sync": "rollout", "sink": "sink", "retrain": "retrain",
-          "retrain-topic": "retrain", "kafka-setup": "admin"}  # service -> its SCRAM user
+          "retrain-topic": "retrain", "kafka-setup": "admin", "console": "console"}  # service -> its SCRAM user
 
 
 def _kafka_setup() -> Any:
@@ -248,3 +310,17 @@ def test_acls_give_each_principal_exactly_the_documented_topics() -> None:
     assert not any("tonewatch.subscriptions" in ops.get(ACLOperation.WRITE, set()) for ops in granted.values())
     assert {u for u, ops in granted.items() if "tonewatch.subscriptions" in ops.get(ACLOperation.READ, set())} == {
         "notifier"}
+
+
+def test_the_documented_principals_name_their_compose_services() -> None:
+    documented = _documented_principals()
+    for service, user in LOGINS.items():
+        if user != "admin":  # popped with its row: kafka-setup, the broker and operators
+            assert f"`{service}`" in documented[user]["compose service"], (user, service)
+
+
+def test_every_variable_compose_requires_is_listed_under_secrets() -> None:
+    """An operator reads docs/security.md#secrets, not the compose file, to know what to set."""
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", (REPO / "docker-compose.yml").read_text()))
+    listed = (REPO / "docs" / "security.md").read_text().split("## Secrets", 1)[1].split("\n## ", 1)[0]
+    assert required and not {v for v in required if f"`{v}`" not in listed}

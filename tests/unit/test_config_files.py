@@ -59,7 +59,7 @@ def test_compose_has_the_production_topology() -> None:
     compose = _yaml("docker-compose.yml")
     services = compose["services"]
     expected = {"kafka", "triton", "worker", "notifier", "sink", "postgres", "retrain", "prometheus", "alertmanager",
-                "grafana"}
+                "grafana", "console"}
     assert expected <= set(services)
     gpu = services["triton"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
@@ -85,7 +85,8 @@ def test_compose_holds_no_secrets() -> None:
 
 def test_compose_services_are_healthchecked_and_workers_scalable() -> None:
     services = _yaml("docker-compose.yml")["services"]
-    for name in ("kafka", "triton", "worker", "notifier", "sink", "postgres", "prometheus", "alertmanager", "grafana"):
+    for name in ("kafka", "triton", "worker", "notifier", "sink", "postgres", "prometheus", "alertmanager", "grafana",
+                 "console"):
         assert services[name]["healthcheck"]["test"], name
     # replicas cannot share a host port: the worker exposes its metrics port to the compose network only
     assert "ports" not in services["worker"] and services["worker"]["expose"] == ["9108"]

@@ -105,7 +105,7 @@ def test_versions_over_time_split_at_the_rollout(run: d.RunInput) -> None:
 
 
 def test_page_names_the_alert_embeds_the_plots_and_escapes_text(run: d.RunInput, tmp_path: Path) -> None:
-    path = write_report(run, tmp_path / "out", prefix="t1", keys=6)
+    path = write_report(run, tmp_path / "out", source="topics t1.*", keys=6)
     page = path.read_text(encoding="utf-8")
     assert path.name == "index.html" and not list(path.parent.glob(".*tmp"))
     pngs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
@@ -118,7 +118,7 @@ def test_page_names_the_alert_embeds_the_plots_and_escapes_text(run: d.RunInput,
 
 
 def test_an_empty_run_still_renders() -> None:
-    page = render_html(d.RunInput(), prefix="empty")
+    page = render_html(d.RunInput(), source="topics empty.*")
     assert "No alert fired" in page and "No closed windows yet" in page and page.count("<img") == 2
 
 

@@ -61,7 +61,8 @@ def test_stack_endpoints_round_trip() -> None:
 
 def test_a_variable_that_names_no_setting_is_refused_not_ignored() -> None:
     env = {"TONEWATCH_KAFKA_BOOTSTRAP": "old:1", "TONEWATCH_KAFKA__BOOTSTRAP": "new:1", "TONEWATCH_RUN_DIR": "x",
-           "TONEWATCH_WEBHOOK_SECRET_DESK": "a subscription's own key", "HOME": "/root"}
+           "TONEWATCH_WEBHOOK_SECRET_DESK": "a subscription's own key", "HOME": "/root",
+           "TONEWATCH_CONSOLE_USERS_FILE": "compose's console users secret, read by compose on the host"}
     assert unknown_variables(env) == ["TONEWATCH_KAFKA_BOOTSTRAP"]
     with pytest.raises(ConfigError, match="TONEWATCH_KAFKA_BOOTSTRAP name no setting"):
         load_settings(env)

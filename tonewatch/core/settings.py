@@ -46,8 +46,9 @@ STACK_ENDPOINTS = {
     "model_env_path": ("triton", "model_env_path"),
     "store_dsn": ("store", "dsn"),
 }
-# TONEWATCH_* variables that are not settings: a subscription's own webhook key, compose's Alertmanager secret
-FOREIGN_VARIABLES = ("TONEWATCH_WEBHOOK_SECRET_", "TONEWATCH_ALERT_WEBHOOK_URL_FILE")
+# TONEWATCH_* variables that are not settings: a subscription's own webhook key, compose's Alertmanager and
+# console secrets (read by compose on the host)
+FOREIGN_VARIABLES = ("TONEWATCH_WEBHOOK_SECRET_", "TONEWATCH_ALERT_WEBHOOK_URL_FILE", "TONEWATCH_CONSOLE_USERS_FILE")
 
 
 class StackStateSource(PydanticBaseSettingsSource):

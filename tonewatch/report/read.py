@@ -21,4 +21,4 @@ def read_run(settings: Settings) -> RunInput:
 
 def report_from_topics(settings: Settings, out: Path, keys: int = 6) -> Path:
     """Read the configured topic prefix and write ``out/index.html``."""
-    return write_report(read_run(settings), out, prefix=settings.kafka.topic_prefix, keys=keys)
+    return write_report(read_run(settings), out, source=f"topics {settings.kafka.topic_prefix}.*", keys=keys)

@@ -46,7 +46,7 @@ def _per(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "none"
 
 
-def _header(s: d.Summary, prefix: str) -> str:
+def _header(s: d.Summary, source: str) -> str:
     scored = sum(s.scored_by_source.values())
     dead = sum(s.dead_by_stage.values())
     cards = [
@@ -59,7 +59,7 @@ def _header(s: d.Summary, prefix: str) -> str:
     dead_table = (f"<h2>Dead-letter reasons</h2><table><tr><th>reason</th><th>messages</th></tr>{reasons}</table>"
                   if reasons else "")
     return (
-        f"<h1>Tonewatch run report</h1><p class=sub>topics <code>{_e(prefix)}.*</code> · event time "
+        f"<h1>Tonewatch run report</h1><p class=sub>{_e(source)} · event time "
         f"{_when(s.first_ts)} &ndash; {_when(s.last_ts)} · generated {_when(datetime.now(UTC))}</p>"
         f'<div class="cards">{"".join(cards)}</div>{dead_table}'
     )
@@ -85,11 +85,11 @@ def _alerts_table(rows: list[dict[str, Any]]) -> str:
     return f"<h2>Alerts</h2><table>{head}{''.join(body)}</table>"
 
 
-def render_html(run: d.RunInput, *, prefix: str, keys: int = 6) -> str:
-    """The whole page as a string; every value from the topics is escaped."""
+def render_html(run: d.RunInput, *, source: str, keys: int = 6) -> str:
+    """The whole page as a string; every value read is escaped. ``source`` says what was read."""
     window_s = d.window_of(run)
     span = d.span(run, window_s)
-    parts = [_header(d.summarise(run), prefix), _alerts_table(d.alert_rows(run))]
+    parts = [_header(d.summarise(run), source), _alerts_table(d.alert_rows(run))]
     parts.append("<h2>Negative share by key</h2><p class=sub>Every alerting key, then the busiest tickers. Line: "
                  "negative share per closed window; dashed: the baseline it was judged against; bars: volume; "
                  "shaded: windows while an alert was firing.</p>")
@@ -108,14 +108,14 @@ def render_html(run: d.RunInput, *, prefix: str, keys: int = 6) -> str:
                                      "by model versions", f"messages scored per {window_s}s", span),
                       "model versions over time"))
     return ("<!doctype html><html lang=en><head><meta charset=utf-8><title>Tonewatch report "
-            f"{_e(prefix)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+            f"{_e(source)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
 
 
-def write_report(run: d.RunInput, out: Path, *, prefix: str, keys: int = 6) -> Path:
+def write_report(run: d.RunInput, out: Path, *, source: str, keys: int = 6) -> Path:
     """Write ``out/index.html`` atomically (a reader never sees half a page) and return its path."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
     tmp = out / ".index.html.tmp"
-    tmp.write_text(render_html(run, prefix=prefix, keys=keys), encoding="utf-8")
+    tmp.write_text(render_html(run, source=source, keys=keys), encoding="utf-8")
     tmp.replace(path)
     return path

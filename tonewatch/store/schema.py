@@ -76,8 +76,10 @@ def migrate(conn: psycopg.Connection[Any], folder: Path = MIGRATIONS) -> list[st
         for m in migrations(folder):
             with atomic(conn):
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
-                             "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+                # looked up first: a login without CREATE (the console's) is refused even IF NOT EXISTS
+                if conn.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,):
+                    conn.execute("CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
+                                 "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
                 if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (m.version,)).fetchone():
                     continue
                 conn.execute(m.path.read_text(), prepare=False)  # no parameters: several statements in one

@@ -33,3 +33,15 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The console's own login (compose's tonewatch_console, deploy/postgres/20-console.sh) reads every table by
+-- default privileges and writes only these two; the audit by INSERT alone, so no login but the owner rewrites it.
+-- The identity needs no grant on its sequence: INSERT draws an identity value without one.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'tonewatch_console') THEN
+        GRANT INSERT ON audit TO tonewatch_console;
+        GRANT INSERT, UPDATE ON verdicts TO tonewatch_console;
+    END IF;
+END
+$$;
