@@ -11,6 +11,7 @@ import pytest
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from typer.testing import CliRunner
 
+from tests.fakes import FakeClock
 from tonewatch import replay as rp
 from tonewatch.cli import app
 from tonewatch.core.settings import Settings
@@ -54,19 +55,6 @@ def test_count_messages_counts_non_blank_lines(tmp_path: Path) -> None:
     feed = tmp_path / "feed.jsonl"
     feed.write_bytes(b'{"id": 1}\n\n  \n{"id": 2}\r\nnot json\n')
     assert count_messages(feed) == 3
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.slept.append(s)
-        self.now += s
 
 
 def test_wait_returns_at_once_when_nothing_lags() -> None:

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from tests.fakes import FakeClock
 from tonewatch.commands.store import parse_duration, table
 from tonewatch.core.errors import InvalidInput
 from tonewatch.core.service_sections import StoreSettings
@@ -47,23 +48,10 @@ def alert(aid: str = "a1") -> bytes:
                        "window": {"start": "2026-01-05T10:00:00Z", "end": "2026-01-05T10:01:00Z"}}).encode()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.slept.append(s)
-        self.now += s
-
-
 class FakeConsumer:
     """Hands out the scripted polls in order, then nothing (time passes as in a real poll's wait)."""
 
-    def __init__(self, clock: Clock, events: list[str], *polls: list[Rec], high: int = 100) -> None:
+    def __init__(self, clock: FakeClock, events: list[str], *polls: list[Rec], high: int = 100) -> None:
         self.clock, self.events, self.polls, self.high = clock, events, list(polls), high
         self.commits: list[dict[Any, int]] = []
         self.positions: dict[TP, int] = {}  # as a real consumer's: past the records returned and any markers
@@ -96,7 +84,7 @@ class FakeConsumer:
 class FakeWriter:
     """Fails the first ``failures`` writes as a database outage; ``refuse`` rows fail as PostgreSQL refusing them."""
 
-    def __init__(self, clock: Clock, events: list[str], failures: int = 0, refuse: Sequence[Any] = ()) -> None:
+    def __init__(self, clock: FakeClock, events: list[str], failures: int = 0, refuse: Sequence[Any] = ()) -> None:
         self.clock, self.events, self.failures, self.refuse = clock, events, failures, refuse
         self.times: list[float] = []
         self.attempts: list[dict[str, list[tuple[Any, ...]]]] = []
@@ -131,7 +119,7 @@ class Conn:
 class Harness:
     def __init__(self, *polls: list[Rec], failures: int = 0, refuse: Sequence[Any] = (), **store: Any) -> None:
         self.events: list[str] = []
-        self.clock = Clock()
+        self.clock = FakeClock(1000.0)
         self.consumer = FakeConsumer(self.clock, self.events, *polls)
         self.writer = FakeWriter(self.clock, self.events, failures, refuse)
         self.conns: list[Conn] = []

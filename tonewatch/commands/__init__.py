@@ -6,6 +6,10 @@ imports its heavy dependencies inside the command bodies, so ``tonewatch --help`
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 from tonewatch.core.settings import Settings, load_settings
@@ -27,3 +31,20 @@ def fail(exc: Exception, code: int = 2) -> typer.Exit:
     """
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(code)
+
+
+def serve_until_signal(port: int, host: str, registry: Any) -> Callable[[], bool]:
+    """A long-running service's /metrics on ``port`` (0: none) and its stop flag: SIGTERM or SIGINT sets it, so
+    the service finishes the batch in hand instead of dying in it."""
+    from prometheus_client import start_http_server
+
+    if port:
+        start_http_server(port, host, registry=registry)
+    stopping: list[int] = []
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return lambda: bool(stopping)

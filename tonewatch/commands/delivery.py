@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-import signal
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from tonewatch.commands import ctx_settings
+from tonewatch.commands import ctx_settings, serve_until_signal
 
 
 def alerts_tail(
@@ -40,23 +39,13 @@ def alerts_tail(
 def notifier(ctx: typer.Context) -> None:
     """Group alerts into incidents and deliver them to subscriptions (webhooks, Alertmanager, Grafana) until
     SIGTERM/SIGINT."""
-    from prometheus_client import start_http_server
-
     from tonewatch.notify.metrics import create_notifier_metrics
     from tonewatch.notify.notifier import Notifier
 
     settings = ctx_settings(ctx)
     metrics = create_notifier_metrics()
-    if settings.delivery.metrics_port:
-        start_http_server(settings.delivery.metrics_port, settings.metrics_host, registry=metrics.registry)
-    stopping: list[int] = []
-
-    def _stop(signum: int, _frame: Any) -> None:
-        stopping.append(signum)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    Notifier(settings, metrics).run(lambda: bool(stopping))
+    Notifier(settings, metrics).run(serve_until_signal(settings.delivery.metrics_port, settings.metrics_host,
+                                                       metrics.registry))
 
 
 def subscribe(

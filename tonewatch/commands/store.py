@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -13,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tonewatch.commands import ctx_settings, fail
+from tonewatch.commands import ctx_settings, fail, serve_until_signal
 from tonewatch.core.errors import ConfigError, InvalidInput
 from tonewatch.core.settings import Settings
 
@@ -120,21 +119,11 @@ def sink(ctx: typer.Context) -> None:
     settings = ctx_settings(ctx)
     if settings.store.dsn is None:
         raise fail(ConfigError(NO_STORE))
-    from prometheus_client import start_http_server
-
     from tonewatch.store.sink import create_sink_metrics, run_sink
 
     metrics = create_sink_metrics()
-    if settings.store.metrics_port:
-        start_http_server(settings.store.metrics_port, settings.metrics_host, registry=metrics.registry)
-    stopping: list[int] = []
-
-    def _stop(signum: int, _frame: Any) -> None:
-        stopping.append(signum)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    run_sink(settings, metrics, lambda: bool(stopping))
+    run_sink(settings, metrics, serve_until_signal(settings.store.metrics_port, settings.metrics_host,
+                                                   metrics.registry))
 
 
 def trends(
