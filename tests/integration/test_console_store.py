@@ -179,3 +179,24 @@ def test_grafanas_reader_sees_the_history_but_not_the_audit(pg: PostgresProcess,
         can = {t: conn.execute("SELECT has_table_privilege('grafana_reader', %s, 'SELECT')", (t,)).fetchone()[0]
                for t in ("trends", "alerts", "verdicts", "audit")}  # type: ignore[index]
     assert can == {"trends": True, "alerts": True, "verdicts": True, "audit": False}
+
+
+def test_a_false_alarm_verdict_shows_in_tonewatch_eval(pg: PostgresProcess, store: PgConsoleStore,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from tonewatch.cli import app
+
+    with psycopg.connect(pg.dsn) as conn:
+        conn.execute("DELETE FROM verdicts")
+        child = [{"dimension": "ticker", "key": "TSLA"}]
+        _incident(conn, "inc-e1", 1, "critical", "opened", child, datetime.now(UTC))
+        _incident(conn, "inc-e2", 1, "warning", "opened", child, datetime.now(UTC))
+    for iid, verdict in (("inc-e1", "true_alarm"), ("inc-e2", "true_alarm"), ("inc-e2", "false_alarm")):
+        store.save_verdict(Verdict(iid, verdict, "ana", None), AuditEntry("ana", "verdict", iid, None, {}))
+    monkeypatch.setenv("TONEWATCH_STORE__DSN", pg.dsn)
+    out = CliRunner().invoke(app, ["eval", "verdicts", "--json"])
+    assert out.exit_code == 0, out.output
+    table = json.loads(out.output)
+    assert table["all"] == {"true_alarm": 1, "false_alarm": 1, "judged": 2, "precision": 0.5}  # the latest wins
+    assert table["warning"]["false_alarm"] == 1 and table["critical"]["precision"] == 1.0

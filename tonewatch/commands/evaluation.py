@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from tonewatch.commands import ctx_settings, fail
+from tonewatch.core.errors import ConfigError
 
 
 def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer) -> None:
@@ -64,6 +65,27 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
             typer.echo(line)
 
     eval_app.command("quantify")(eval_quantify)
+    eval_app.command("verdicts")(eval_verdicts)
+
+
+def eval_verdicts(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """The detector's precision on the analysts' verdicts (the console's true/false alarm, latest per incident)."""
+    import psycopg
+
+    from tonewatch.evaluation.verdicts import lines, read_precision
+
+    settings = ctx_settings(ctx)
+    if settings.store.dsn is None:
+        raise fail(ConfigError("no store configured (TONEWATCH_STORE__DSN, or run 'tonewatch up')"))
+    try:
+        with psycopg.connect(settings.store.dsn.get_secret_value()) as conn:
+            table = read_precision(conn)
+    except psycopg.Error as exc:
+        raise fail(ConnectionError(f"store query failed: {type(exc).__name__}: {str(exc).strip()}")) from exc
+    typer.echo(json.dumps(table) if as_json else "\n".join(lines(table)))
 
 
 def eval_quantify(
