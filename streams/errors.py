@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.control.rejects import preview
+from streams.pii import mask_payload
 
 log = logging.getLogger(__name__)
 
@@ -54,4 +55,21 @@ def dead_letter_record(
         record["payload"] = payload
         record["payload_encoding"] = "utf-8"
     log.warning("dead-letter [%s] %s (%s:%s@%s)", stage, preview(reason, 300), topic, partition, offset)
+    return record
+
+
+DEAD_LETTER_COPY_BYTES = 16_384  # of an input record copied into its dead letter; the whole stays at its offset
+
+
+def input_dead_letter(reason: str, r: Any, stage: str) -> dict[str, Any]:
+    """The dead letter of Kafka record ``r`` (topic, partition, offset, key, value): its copy masked of personal
+    data and cut to ``DEAD_LETTER_COPY_BYTES``, and said so when cut."""
+    try:
+        copy = mask_payload(r.value, DEAD_LETTER_COPY_BYTES)
+    except Exception:  # a dead letter must never fail its batch: the record is at its offset anyway
+        log.exception("masking a dead letter's payload failed; it is sent without one")
+        copy = None
+    record = dead_letter_record(reason, copy, stage=stage, topic=r.topic, partition=r.partition, offset=r.offset)
+    if r.value is not None and len(r.value) > DEAD_LETTER_COPY_BYTES:
+        record.update(payload_truncated=True, payload_size=len(r.value))
     return record

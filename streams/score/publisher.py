@@ -16,9 +16,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from streams.control.drift_tracker import DriftTracker, event_time
-from streams.errors import dead_letter_record
+from streams.errors import input_dead_letter
 from streams.metrics import PipelineMetrics
-from streams.pii import mask_payload
 from streams.records import Message, Scored
 from streams.score.outbox import MAX_RECORD_BYTES, Outbox, fits, partition_for
 from streams.windows.detector import Partial
@@ -57,7 +56,6 @@ def kafka_producer(settings: Settings) -> AIOKafkaProducer:
 
 
 # what a dead letter keeps of its input (masked): enough to see what was wrong; the record is at its offset
-DEAD_LETTER_COPY_BYTES = 16_384
 REFUSALS_TO_STOP = 3  # non-retriable produce errors in a row (a fresh producer between): the worker stops
 
 
@@ -98,15 +96,7 @@ class Publisher:
     def dead_letter(self, out: Outbox, reason: str, r: Any, stage: str) -> None:
         """Input record ``r`` with the reason it produced no output, keyed as it came; its personal data masked."""
         self.metrics.dead_letter.labels(stage).inc()
-        try:
-            copy = mask_payload(r.value, DEAD_LETTER_COPY_BYTES)
-        except Exception:  # a dead letter must never fail its batch: the record is at its offset anyway
-            log.exception("masking a dead letter's payload failed; it is sent without one")
-            copy = None
-        record = dead_letter_record(reason, copy, stage=stage, topic=r.topic, partition=r.partition, offset=r.offset)
-        if r.value is not None and len(r.value) > DEAD_LETTER_COPY_BYTES:  # the whole of it stays at its offset
-            record.update(payload_truncated=True, payload_size=len(r.value))
-        out.add(self.settings.kafka.topic("dead-letter"), r.key or b"", dumps(record))
+        out.add(self.settings.kafka.topic("dead-letter"), r.key or b"", dumps(input_dead_letter(reason, r, stage)))
 
     def add_scored(self, out: Outbox, valid: list[tuple[Any, Message]], scored: list[Scored | str],
                    late: Set[str] = frozenset()) -> None:

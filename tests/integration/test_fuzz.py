@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from streams.errors import DEAD_LETTER_COPY_BYTES
 from streams.pii import mask_payload
 from streams.records import InvalidMessage, parse_message
-from streams.score.publisher import DEAD_LETTER_COPY_BYTES
 from tests.integration.conftest import Worker, wait_for
 from tonewatch.core.kafka_io import producer, read_json
 from tonewatch.core.sections import ScoringSettings

@@ -25,8 +25,7 @@ from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.control.rejects import load_json, preview
-from streams.errors import dead_letter_record
-from streams.pii import mask_payload
+from streams.errors import input_dead_letter
 from tonewatch.core.errors import InvalidInput, TonewatchError
 from tonewatch.core.kafka_io import READER, client_config, ensure_topics, producer
 from tonewatch.core.sections import KafkaSettings
@@ -46,7 +45,6 @@ T = TypeVar("T")
 TOPIC_KINDS = {"trends": "trends", "alerts": "alerts", INCIDENTS: "incidents", "scored": "scored",
                "model-events": "model_events"}
 STAGE = "sink"
-DEAD_LETTER_COPY_BYTES = 16_384  # as the score stage's: the whole record stays at its topic, partition and offset
 BACKOFF_START_S, BACKOFF_CAP_S = 1.0, 30.0
 RETENTION_EVERY_S = 3600.0
 # the database refuses these rows themselves (a NUL in a text, a value out of range): retrying cannot help
@@ -196,14 +194,7 @@ class Sink:
 
     def reject(self, batch: Batch, r: Any, reason: str) -> None:
         self.metrics.errors.labels("invalid").inc()
-        try:
-            copy = mask_payload(r.value, DEAD_LETTER_COPY_BYTES)
-        except Exception:  # a dead letter must never fail its batch: the record is at its offset anyway
-            log.exception("masking a dead letter's payload failed; it is sent without one")
-            copy = None
-        record = dead_letter_record(reason, copy, stage=STAGE, topic=r.topic, partition=r.partition, offset=r.offset)
-        if r.value is not None and len(r.value) > DEAD_LETTER_COPY_BYTES:
-            record.update(payload_truncated=True, payload_size=len(r.value))
+        record = input_dead_letter(reason, r, STAGE)
         batch.dead.append((r.key or b"", json.dumps(record, separators=(",", ":")).encode()))
 
     # --- writing -------------------------------------------------------------------------------
