@@ -16,22 +16,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from streams.windows import changepoint
+from streams.windows import changepoint, spread
 from tonewatch.core.sections import DetectorSettings
 from tonewatch.evaluation.scenarios import run_scenarios
 
 
 @contextmanager
 def patched(**constants: Any) -> Iterator[None]:
-    """Module constants of changepoint set for one candidate, then restored."""
-    saved = {k: getattr(changepoint, k) for k in constants}
+    """Module constants of changepoint (or, where it has no such name, spread) set for one candidate, then
+    restored."""
+    owners = {k: changepoint if hasattr(changepoint, k) else spread for k in constants}
+    saved = {k: getattr(owners[k], k) for k in constants}
     for k, v in constants.items():
-        setattr(changepoint, k, v)
+        setattr(owners[k], k, v)
     try:
         yield
     finally:
         for k, v in saved.items():
-            setattr(changepoint, k, v)
+            setattr(owners[k], k, v)
 
 
 def _unconditioned(volume: Any, base: float, count: int) -> float:
@@ -52,6 +54,8 @@ CANDIDATES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("no slow-shift CUSUM", {"shift_nats": 1e9}, {}),
     ("outlier windows learnt at full rate", {}, {"OUTLIER_WEIGHT": 1.0}),
     ("fast baselines (baseline_alpha 0.2, as before #28)", {"baseline_alpha": 0.2}, {}),
+    ("no outlast test: negatives that fit in one minute may fire (a lone window at z 6)", {},
+     {"outlasts": lambda slices, base: True}),
 ]
 
 

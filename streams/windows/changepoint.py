@@ -11,8 +11,9 @@ Two tests per window, both exact tails on small counts:
 
 A window that breaks a test's effect-size bars adds its z, less ``change_drift``, to the key's evidence, a
 one-sided CUSUM (Page's test); windows that break nothing take ``change_drift`` off. The key fires when
-the evidence reaches ``z``: a lone window needs ``z + change_drift``, a run of windows less each. A
-one-minute blip stays below the bar; a surge crosses it on its first window if sharp, else on the next.
+the evidence reaches ``z`` and the negatives in excess outlast one window's length (spread.py): a burst of
+a minute, however sharp, is a blip and brings the key to the bar, no further; a surge fires on its second
+window if sharp, else when its evidence adds up.
 
 A key too quiet for one window to tell (a few messages a minute) never passes the minimum volume; for it a
 second CUSUM adds up each window's log-likelihood ratio of a share at the firing bar (baseline plus
@@ -32,6 +33,7 @@ from typing import Any
 
 from scipy import special
 
+from streams.windows import spread
 from streams.windows.baseline import MAD_TO_SIGMA, Level, binomial_z, tail_to_z
 from tonewatch.core.sections import DetectorSettings
 
@@ -146,9 +148,10 @@ class Step:
 
 def step(evidence: float, shift: float, shift_negatives: int, missing: int, base: float, volume: Level | None,
          count: int, negative: int, min_volume: int, cfg: DetectorSettings, run: Run = (0.0, 0),
-         excess: float | None = None) -> Step:
+         excess: float | None = None, slices: spread.Slices | None = None) -> Step:
     """Fold one closed window into the key's evidence and say whether the key fires on it; ``excess``: see
-    :func:`judge`."""
+    :func:`judge`. ``slices``: the last closed windows' slices, this one last (spread.py); neither CUSUM fires
+    on negatives that fit in one window's length (the z evidence then waits at the bar). None: no such check."""
     bars: dict[str, Any] = {"min_volume": min_volume, "volume_min_windows": cfg.volume_min_windows,
                             "excess": excess}
     loose = judge(base, volume, count, negative, min_delta=cfg.min_delta * RELAXED,
@@ -164,7 +167,11 @@ def step(evidence: float, shift: float, shift_negatives: int, missing: int, base
     window_z = loose.z if loose.reason is not None and math.isfinite(loose.z) else 0.0
     run = (run[0] + window_z, run[1] + 1) if evidence > 0 else (0.0, 0)
     if full.reason is not None and evidence >= cfg.z:
-        return Step(0.0, 0.0, 0, full.reason, max(full.z, combined_z(run)), outlier)
-    if shift >= cfg.shift_nats and gain > 0 and shift_negatives >= min_volume:
+        seen = min(run[1], spread.SUSTAIN_WINDOWS) * spread.SLICES
+        if slices is None or spread.outlasts(slices[-seen:], base):
+            return Step(0.0, 0.0, 0, full.reason, max(full.z, combined_z(run)), outlier)
+        evidence = cfg.z  # a burst no longer than a window brings the key to the bar, no further
+    if shift >= cfg.shift_nats and gain > 0 and shift_negatives >= min_volume and (
+            slices is None or spread.outlasts(slices, base)):
         return Step(0.0, 0.0, 0, "share", math.sqrt(2 * shift), outlier)
     return Step(evidence, shift, shift_negatives, None, 0.0, outlier, run)

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from streams.windows import changepoint, rolling
+from streams.windows import changepoint, rolling, spread
 from streams.windows.baseline import binomial_z, decay_level, update_level, update_share
 from streams.windows.changepoint import Verdict, judge
 from streams.windows.rolling import RollingView
@@ -128,7 +128,7 @@ def top_drivers(drivers: tuple[Driver, ...], top: int) -> tuple[Driver, ...]:
     return tuple(sorted(drivers, key=lambda d: -d.p_negative)[:top]) if top > 0 else ()
 
 
-def _add(w: Window, p: Partial, top: int) -> Window:
+def _add(w: Window, p: Partial, top: int, window_s: int) -> Window:
     newer = w.latest is None or p.ts >= w.latest
     return Window(
         start=w.start, count=w.count + p.count, negative=w.negative + p.negative,
@@ -136,13 +136,26 @@ def _add(w: Window, p: Partial, top: int) -> Window:
         adjusted_sum=w.adjusted_sum + (p.negative if p.adjusted_sum is None else p.adjusted_sum),
         drivers=top_drivers(w.drivers + p.drivers, top) if p.drivers else w.drivers,
         latest=p.ts if newer else w.latest, model_versions=p.model_versions if newer else w.model_versions,
+        slices=spread.merge(_slices(w, window_s) if w.count else (),
+                            p.slices or spread.whole(p.count, p.negative, p.ts, w.start, window_s)),
     )
+
+
+def _missing(state: KeyState, w: Window, cfg: DetectorSettings) -> int:
+    """Windows with no messages between the last closed one and ``w``."""
+    return 0 if state.closed_until is None else max(round((w.start - state.closed_until) / cfg.window_s), 0)
+
+
+def _slices(w: Window, window_s: int) -> spread.Slices:
+    """The window's slices; a window from a state written before them has its counts in its latest slice."""
+    return w.slices or spread.whole(w.count, w.negative, w.latest, w.start, window_s)
 
 
 def _fire(state: KeyState, w: Window, dimension: str, key: str, cfg: DetectorSettings
           ) -> tuple[KeyState, list[Transition], float]:
     """Fold the window into the key's change-point evidence and fire once it says so, unless the key is
-    firing, young or cooling down (then no evidence builds). Also the weight the baselines learn it with."""
+    firing, young or cooling down (then no evidence builds). Also the weight the baselines learn it with.
+    ``state.recent_slices`` already ends with ``w``'s."""
     if (
         state.firing is not None
         or state.closed_windows < cfg.baseline_min_windows
@@ -150,9 +163,9 @@ def _fire(state: KeyState, w: Window, dimension: str, key: str, cfg: DetectorSet
     ):
         return replace(state, evidence=0.0, shift=0.0, shift_negatives=0, run=(0.0, 0)), [], 1.0
     base = cfg.baseline_prior if state.baseline is None else state.baseline
-    missing = 0 if state.closed_until is None else max(round((w.start - state.closed_until) / cfg.window_s), 0)
-    s = changepoint.step(state.evidence, state.shift, state.shift_negatives, missing, base, state.volume, w.count,
-                         w.negative, cfg.min_volume_for(dimension), cfg, state.run, _excess(state, w, cfg))
+    s = changepoint.step(state.evidence, state.shift, state.shift_negatives, _missing(state, w, cfg), base,
+                         state.volume, w.count, w.negative, cfg.min_volume_for(dimension), cfg, state.run,
+                         _excess(state, w, cfg), state.recent_slices)
     state = replace(state, evidence=s.evidence, shift=s.shift, shift_negatives=s.shift_negatives, run=s.run)
     weight = changepoint.OUTLIER_WEIGHT if s.outlier else 1.0
     if s.reason is None:
@@ -170,7 +183,7 @@ def apply_partial(state: KeyState, ev: Partial, cfg: DetectorSettings) -> Update
     if state.closed_until is not None and start < state.closed_until:
         return Update(state, [], [], False)
     windows = {w.start: w for w in state.windows}
-    windows[start] = _add(windows.get(start, Window(start=start)), ev, cfg.top_messages)
+    windows[start] = _add(windows.get(start, Window(start=start)), ev, cfg.top_messages, cfg.window_s)
     return Update(replace(state, windows=tuple(windows[k] for k in sorted(windows))), [], [], True)
 
 
@@ -183,7 +196,9 @@ def advance(state: KeyState, watermark: float, dimension: str, key: str, cfg: De
     closed: list[ClosedWindow] = []
     while state.windows and state.windows[0].start + cfg.window_s + cfg.allowed_lateness_s <= watermark:
         oldest = state.windows[0]
-        state, fired, weight = _fire(replace(state, windows=state.windows[1:]), oldest, dimension, key, cfg)
+        history = spread.push(state.recent_slices, _slices(oldest, cfg.window_s), _missing(state, oldest, cfg))
+        state = replace(state, windows=state.windows[1:], recent_slices=history)
+        state, fired, weight = _fire(state, oldest, dimension, key, cfg)
         alerting = state.firing is not None and oldest.start >= state.firing.started
         state, resolved = _close(state, oldest, dimension, cfg, weight)
         recent = rolling.push(state.recent, oldest.start, oldest.count, oldest.negative, cfg.window_s, cfg.rolling_s)

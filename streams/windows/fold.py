@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 import pydantic_core
 
+from streams.windows import spread
 from streams.windows.detector import Driver, KeyState, Partial, TrendEvent, Update, apply_partial
 from streams.windows.watermark import Mark, mark_from_json, mark_to_json
 from tonewatch.core.sections import DetectorSettings
@@ -113,7 +114,7 @@ def decode_partials(raw: bytes) -> list[Partial]:
 def _partial(item: dict[str, Any]) -> Partial:
     """Checked here, so a malformed record is dead-lettered alone instead of failing its key's whole fold."""
     p = Partial(**{**item, "drivers": tuple(Driver.from_dict(d) for d in item.get("drivers", ())),
-                   "message_ids": tuple(item.get("message_ids", ()))})
+                   "message_ids": tuple(item.get("message_ids", ())), "slices": spread.from_json(item.get("slices"))})
     if not (isinstance(p.dimension, str) and isinstance(p.key, str) and _number(p.ts)
             and _number(p.p_negative_sum) and isinstance(p.count, int) and isinstance(p.negative, int)):
         raise ValueError("a partial needs string dimension and key, numeric ts and p_negative_sum, integer counts")
@@ -121,6 +122,9 @@ def _partial(item: dict[str, Any]) -> Partial:
         raise ValueError("a partial's adjusted_sum must be a finite number")
     if p.count < 1 or not 0 <= p.negative <= p.count:
         raise ValueError(f"a partial needs 1 <= count and 0 <= negative <= count, got {p.count}/{p.negative}")
+    if p.slices and (len(p.slices) != spread.SLICES or sum(c for c, _ in p.slices) != p.count
+                     or sum(n for _, n in p.slices) != p.negative):
+        raise ValueError("a partial's slices must be one window's, adding up to its count and negatives")
     return p
 
 

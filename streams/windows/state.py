@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from streams.windows import changepoint, rolling
+from streams.windows import changepoint, rolling, spread
 from streams.windows.baseline import Level
 from streams.windows.prevalence import corrected_share
 from streams.windows.rolling import Recent
@@ -68,6 +68,7 @@ class Partial:
     model_versions: dict[str, str] = field(default_factory=dict)
     # the corrected negative count (streams/windows/prevalence.py); None (records from before it): ``negative``
     adjusted_sum: float | None = None
+    slices: spread.Slices = ()  # (count, negative) per sixth of its window (spread.py); () for one message
 
     @classmethod
     def of(cls, ev: TrendEvent) -> Partial:
@@ -87,6 +88,7 @@ class Window:
     latest: float | None = None  # the latest event time in it: its model versions speak for the window
     model_versions: dict[str, str] = field(default_factory=dict)
     adjusted_sum: float = 0.0  # corrected negative count: equals ``negative`` where no version has rates
+    slices: spread.Slices = ()  # when in the window its messages came (spread.py); () in states from before
 
     @property
     def share(self) -> float:
@@ -130,6 +132,7 @@ class KeyState:
     shift: float = 0.0
     shift_negatives: int = 0
     run: changepoint.Run = (0.0, 0)  # the evidence's window z's summed, and how many: the surge's size
+    recent_slices: spread.Slices = ()  # the last closed windows' slices: does a surge outlast one window (spread.py)
 
     def holds(self, partition: int, offset: int) -> bool:
         """Whether the record at ``partition``/``offset`` is already part of this state."""
@@ -145,7 +148,8 @@ class KeyState:
         windows = tuple(
             Window(start=w["start"], count=w["count"], negative=w["negative"], p_negative_sum=w["p_negative_sum"],
                    drivers=tuple(Driver.from_dict(d) for d in w["drivers"]), latest=w.get("latest"),
-                   model_versions=w.get("model_versions", {}), adjusted_sum=w.get("adjusted_sum", w["negative"]))
+                   model_versions=w.get("model_versions", {}), adjusted_sum=w.get("adjusted_sum", w["negative"]),
+                   slices=spread.from_json(w.get("slices")))
             for w in data.get("windows", ())
         )
         f, v = data.get("firing"), data.get("volume")
@@ -158,6 +162,7 @@ class KeyState:
             applied=tuple(data["applied"]) if data.get("applied") else None,
             evidence=data.get("evidence", 0.0), shift=data.get("shift", 0.0),
             shift_negatives=data.get("shift_negatives", 0), run=_run(data.get("run")),
+            recent_slices=spread.from_json(data.get("recent_slices")),
         )
 
 

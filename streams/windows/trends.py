@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streams.records import Scored
+from streams.windows import spread
 from streams.windows.detector import ClosedWindow, Driver, Partial, top_drivers, window_start
 from streams.windows.fold import group_by_key
 
@@ -33,6 +34,7 @@ class _Sum:
     ids: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     id_chars: int = 0
+    slices: list[list[int]] = field(default_factory=lambda: [[0, 0] for _ in range(spread.SLICES)])
 
 
 class Combiner:
@@ -53,6 +55,7 @@ class Combiner:
         ts = s.ts.timestamp()
         start = window_start(ts, self.window_s)
         negative = s.sentiment == "negative"
+        at = spread.slice_of(ts, start, self.window_s)
         p = s.p_negative
         adj = float(negative) if self.adjust is None else self.adjust(s)
         id_chars = len(s.id)
@@ -69,6 +72,8 @@ class Combiner:
             acc.negative += negative
             acc.p_negative_sum += p
             acc.adjusted_sum += adj
+            acc.slices[at][0] += 1
+            acc.slices[at][1] += negative
             acc.ids.append(s.id)
             if driver is not None:
                 acc.drivers.append(driver)
@@ -79,7 +84,8 @@ class Combiner:
         """Per state key (``dimension|key``), its partials in window order (a window's closed sums first)."""
         return group_by_key(
             Partial(dim, key, acc.ts, acc.count, acc.negative, acc.p_negative_sum,
-                    top_drivers(tuple(acc.drivers), self.top), tuple(acc.ids), acc.versions, acc.adjusted_sum)
+                    top_drivers(tuple(acc.drivers), self.top), tuple(acc.ids), acc.versions, acc.adjusted_sum,
+                    tuple((c, n) for c, n in acc.slices))
             for (dim, key, _), acc in sorted([*self._full, *self._sums.items()], key=lambda kv: kv[0][2])
         )
 

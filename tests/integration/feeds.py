@@ -3,7 +3,8 @@
 Twenty minutes of event time over six tickers: each gets about two news headlines and two chat messages a
 minute of mixed sentiment (about 20 % negative). Two surges of clearly negative wording (the sample feed's
 patterns: "shares plummet", "stock falls again", "looking pretty sucky") multiply a ticker's volume by five
-for three minutes, 14 of each 16 extra messages negative: Boeing in the news, Netflix in chat only. Models v1
+for three minutes, 14 of each 16 extra messages negative: Boeing in the news, Netflix in chat only. One
+spike of 30 negative Exxon headlines inside one minute, straddling two windows, must raise nothing. Models v1
 read every template as its intended sentiment, by a margin of at least 0.6 in probability, so batching never
 flips a label. Six neutral messages are late by design: each carries an event time 30 minutes behind the
 message before it in the file, so its input partition has long passed it (120 s of lateness are allowed).
@@ -42,6 +43,7 @@ class Surge:
 
 
 SURGES = (Surge("BA", "news", 11), Surge("NFLX", "chat", 15))
+SPIKE_TICKER, SPIKE_AT, SPIKE_NEGATIVES = "XOM", timedelta(minutes=6, seconds=20), 30  # within 60 s from SPIKE_AT
 
 NEWS = {
     "negative": [
@@ -114,6 +116,9 @@ def _traffic(rng: random.Random) -> list[dict[str, Any]]:
                 sentiment = "negative" if i < SURGE_NEGATIVE_PER_MINUTE else rng.choice(["neutral", "positive"])
                 ts = T0 + timedelta(minutes=minute, seconds=rng.uniform(0, 60))
                 out.append(_message(rng, surge.source, surge.ticker, sentiment, ts))
+    for i in range(SPIKE_NEGATIVES):
+        ts = T0 + SPIKE_AT + timedelta(seconds=i * 59 / SPIKE_NEGATIVES)
+        out.append(_message(rng, "news", SPIKE_TICKER, "negative", ts))
     return sorted(out, key=lambda m: m["ts"])
 
 

@@ -28,6 +28,7 @@ from tests.integration.conftest import REPO, Worker, wait_watermark
 from tests.integration.feeds import (
     COMPANIES,
     MINUTES,
+    SPIKE_TICKER,
     SURGE_EXTRA_PER_MINUTE,
     EventTimeFeed,
     build_event_time_feed,
@@ -244,6 +245,7 @@ def test_generated_feed_paced_alerts_on_both_surges_and_dead_letters_exactly_the
 ) -> None:
     base = paced("generated", lambda: run_once(pipeline, tmp_path, feed.lines, GENERATED_SPEED))
     assert {surge.ticker for surge in feed.surges} <= base.firing("ticker"), base.alerts
+    assert SPIKE_TICKER not in base.firing("ticker"), base.alerts  # a one-minute spike is no surge
     assert base.late_ids == feed.late_ids
     assert sum(1 for w in base.windows if w[0] == "ticker") >= len(COMPANIES) * (MINUTES - 5), base.windows
     closing_min = (DETECTOR["detector__window_s"] + DETECTOR["detector__allowed_lateness_s"]) // 60

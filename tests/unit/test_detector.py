@@ -73,12 +73,12 @@ def test_calm_busy_key_stays_silent_over_half_a_day() -> None:
 
 
 def test_cooldown_blocks_a_refire_then_lets_a_later_surge_fire() -> None:
-    surge = [e for m in range(20, 22) for e in minute(m, 20, 20)]  # sharp: each window fires alone
+    surge = [e for m in range(20, 22) for e in minute(m, 20, 20)]  # sharp: fires on its second window
     again = [e for m in range(26, 28) for e in minute(m, 20, 20)]  # 4 minutes after the resolve: cooling down
     late = [e for m in range(40, 42) for e in minute(m, 20, 20)]  # long after
     _, out = feed(calm(0, 20) + surge + calm(22, 26) + again + calm(28, 40) + late + calm(42, 50))
     assert [(t.status, t.window.start) for t in out] == [
-        ("firing", 1200), ("resolved", 1320), ("firing", 2400), ("resolved", 2520)]
+        ("firing", 1260), ("resolved", 1320), ("firing", 2460), ("resolved", 2520)]
     _, no_cooldown = feed(calm(0, 20) + surge + calm(22, 26) + again + calm(28, 32),
                           DetectorSettings(baseline_min_windows=3, cooldown_s=0))
     assert [t.status for t in no_cooldown] == ["firing", "resolved", "firing", "resolved"]
@@ -87,8 +87,9 @@ def test_cooldown_blocks_a_refire_then_lets_a_later_surge_fire() -> None:
 def test_per_dimension_minimum_volume_silences_small_windows_of_that_dimension_only() -> None:
     cfg = DetectorSettings(min_volume_by_dimension={"source": 50})
     for dim, fires in (("source", False), ("ticker", True)):
-        events = [e for m in range(10) for e in minute(m, 10, 2, dim=dim)] + minute(10, 20, 20, dim=dim)
-        events += minute(13, 10, 2, dim=dim)  # the watermark passes the surging window by the lateness
+        events = [e for m in range(10) for e in minute(m, 10, 2, dim=dim)]
+        events += minute(10, 20, 20, dim=dim) + minute(11, 20, 20, dim=dim)
+        events += minute(14, 10, 2, dim=dim)  # the watermark passes the surging windows by the lateness
         _, out = feed(events, cfg)
         assert bool(out) is fires, dim
 
@@ -123,7 +124,7 @@ def test_state_dicts_written_before_volume_and_cooldown_still_load() -> None:
     assert state.firing is not None and state.firing.reason == "share"
     u = apply_event(state, ev(640, False), CFG)
     assert u.accepted
-    new, _ = feed(calm(0, 30) + minute(30, 20, 20) + calm(33, 34))
+    new, _ = feed(calm(0, 30) + minute(30, 20, 20) + minute(31, 20, 20) + calm(34, 35))
     assert new.volume is not None and new.firing is not None
     assert KeyState.from_dict(new.to_dict()) == new
 

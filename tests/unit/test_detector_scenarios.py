@@ -30,7 +30,7 @@ def test_same_seed_same_figures() -> None:
     assert a == b
 
 
-def test_chat_labels_under_count_negatives_and_blips_fit_in_one_minute() -> None:
+def test_chat_labels_under_count_negatives_and_blips_and_spikes_fit_in_one_minute() -> None:
     rng = np.random.default_rng(3)
     (chat,) = plan_keys(rng, "chat", 0, 360, 60)
     events = key_events(rng, chat, 60)
@@ -40,3 +40,6 @@ def test_chat_labels_under_count_negatives_and_blips_fit_in_one_minute() -> None
     (blip,) = plan_keys(rng, "blip", 0, 360, 60)
     assert blip.blips and all(3 <= k <= 8 for _, k in blip.blips)
     assert all(s.end - s.start == 60 for s in blip.injected)
+    (spike,) = plan_keys(rng, "spike", 0, 360, 60)  # far past six sigma alone, still within one minute
+    assert spike.blips and all(10 <= k <= 60 for _, k in spike.blips)
+    assert all(s.end - s.start == 60 for s in spike.injected)

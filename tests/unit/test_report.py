@@ -83,11 +83,11 @@ def test_baseline_shown_is_the_one_each_window_was_judged_against(run: d.RunInpu
     rows = sorted((t for t in run.trends if t["key"] == "TSLA"), key=lambda t: t["window_start"])
     assert s.baselines[0] is None and s.baselines[1:] == [t["baseline"] for t in rows[:-1]]
     assert s.starts == sorted(s.starts) and len(s.starts) == len(rows) == len(s.counts)
-    # six of six negative on a key that never had one: sharp enough to fire on the surge's first window
-    assert s.firing == [datetime.fromtimestamp(T0 + 20 * 60, UTC)]
+    # six of six negative on a key that never had one: sharp, so it fires once the surge outlasts one window
+    assert s.firing == [datetime.fromtimestamp(T0 + 21 * 60, UTC)]
     assert s.resolved and s.resolved[0] > s.firing[0]
     surge_windows = [st.minute for st, a in zip(s.starts, s.alerting, strict=True) if a]
-    assert 20 in surge_windows and 25 not in surge_windows
+    assert 21 in surge_windows and 25 not in surge_windows
 
 
 def test_alerting_keys_come_first_then_the_busiest_tickers(run: d.RunInput) -> None:
@@ -113,7 +113,7 @@ def test_page_names_the_alert_embeds_the_plots_and_escapes_text(run: d.RunInput,
     assert all(base64.b64decode(p).startswith(b"\x89PNG") for p in pngs)
     assert "ticker <b>TSLA</b>" in page and "firing" in page and "resolved" in page
     assert "&lt;b&gt;falls&lt;/b&gt;" in page and "<b>falls</b>" not in page  # message text is escaped
-    assert "2026-01-05 14:20&ndash;14:21 UTC" in page
+    assert "2026-01-05 14:21&ndash;14:22 UTC" in page
     assert "sentiment v2 · topic v1 180" in page and "validate 2" in page
 
 

@@ -20,6 +20,8 @@ must not alert
   blip       every 30 minutes, 3-8 extra negative messages within one 60 s span that starts anywhere (so it
              may straddle two windows), the volume otherwise normal: one author or one reply thread, over
              before anyone could act on a page; a desk does not want to be paged for it
+  spike      the same, 10-60 extra negatives within one minute: far past six sigma on its own, still over
+             within the minute (one story pulled, one bot), so still no page
   burst      every 90 minutes, 5-20 windows of 4x volume at the key's usual share: the negative count
              quadruples with the volume, the mix does not change
   seasonal   a ticker on the market clock for two days: 0.3x overnight, 1x in regular hours, 3x in the
@@ -39,10 +41,11 @@ from streams.windows.detector import TrendEvent
 from streams.windows.prevalence import Rates, adjusted
 
 MUST_ALERT = ("share", "negvolume", "both", "quiet", "chat", "pair")
-MUST_NOT = ("calm", "positive", "blip", "burst", "seasonal")
+MUST_NOT = ("calm", "positive", "blip", "spike", "burst", "seasonal")
 KINDS = MUST_ALERT + MUST_NOT
 DAY = 86400.0
 BLIP_S = 60.0
+BLIP_SIZES = {"blip": (3, 8), "spike": (10, 60)}  # extra negatives within one BLIP_S, inclusive
 # p_negative of a labelled negative, a missed true negative and a non-negative message (chat's model)
 MISSED_P = (0.8, 0.3, 0.08)
 SEASONAL_DAYS = 2  # each open and close comes again: a learnt market clock must not fire on them
@@ -168,11 +171,12 @@ def _inject(rng: np.random.Generator, plan: Plan, windows: int, window_s: int) -
             plan.extra_neg[s] = rng.uniform(6, 10)
         elif kind == "positive":
             plan.extra_pos[s] = rng.uniform(1, 4) * lam[s]
-    if kind == "blip":
+    if kind in BLIP_SIZES:
         warm = min(2 * 3600, windows * window_s / 3)
+        lo, hi = BLIP_SIZES[kind]
         for slot in np.arange(warm, windows * window_s - 1800, 1800):
             t0 = float(slot + rng.uniform(0, 1800 - BLIP_S))
-            plan.blips.append((t0, int(rng.integers(3, 9))))
+            plan.blips.append((t0, int(rng.integers(lo, hi + 1))))
             plan.injected.append(Surge(plan.key, kind, t0, t0 + BLIP_S))
 
 
