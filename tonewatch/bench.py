@@ -20,6 +20,7 @@ import numpy as np
 
 from tonewatch.core.kafka_io import ensure_topics, iter_topic, producer
 from tonewatch.core.settings import Settings
+from tonewatch.perf.latency_runs import LatencyOptions
 from tonewatch.perf.workload import bench_messages
 from tonewatch.replay import wait_for_pipeline
 
@@ -116,11 +117,13 @@ def drain(settings: Settings, n: int, start_worker: Callable[[Settings], object]
             "start_to_through_trends_s": round(through_trends_s, 2)}
 
 
-def pipeline_only(settings: Settings, n: int, work_dir: Path) -> dict[str, Any]:
+def pipeline_only(settings: Settings, n: int, work_dir: Path, latency: LatencyOptions | None = None
+                  ) -> dict[str, Any]:
     """The same worker on the same Kafka, both models trivial: what the pipeline itself sustains.
 
     Two ways: live (messages produced while the worker runs, as ``measure`` does) and drain (a
     backlog waiting before the worker starts, see ``drain``): the headline figure is the drain rate.
+    With ``latency``, then the open-loop curve and surge-to-alert time against the drain rate (perf/latency_runs.py).
     """
     from tonewatch.perf.trivial import start_trivial_triton
     from tonewatch.stack import worker_env
@@ -145,7 +148,14 @@ def pipeline_only(settings: Settings, n: int, work_dir: Path) -> dict[str, Any]:
         result = measure(live, n)
         result["through_trends_msgs_per_s"] = round(n / max(result["trends_caught_up_s"], 1e-6), 1)
         stop(pids[-1], timeout_s=30)
-        return {"live": result, "drain": drain(fresh(local), n, start_worker)}
+        out = {"live": result, "drain": drain(fresh(local), n, start_worker)}
+        stop(pids[-1], timeout_s=30)
+        if latency is not None:  # while the trivial Triton is up; the drain's rate is the open loop's ceiling
+            from tonewatch.perf.latency_runs import run_latency
+
+            out["latency"] = run_latency(lambda: fresh(local), start_worker, out["drain"]["drain_msgs_per_s"],
+                                         latency, work_dir, progress=_progress)
+        return out
     finally:
         for pid in pids:
             stop(pid, timeout_s=30)
@@ -157,8 +167,10 @@ def _progress(result: dict[str, Any]) -> None:
     print(f"bench so far: {json.dumps(result)}", file=sys.stderr, flush=True)
 
 
-def run_bench(settings: Settings, n: int = 2000, timeout_s: float = 600.0) -> dict[str, Any]:
-    """All figures of ``make bench``, one dict; ``settings`` point at a running stack and worker."""
+def run_bench(settings: Settings, n: int = 2000, timeout_s: float = 600.0, latency: LatencyOptions | None = None
+              ) -> dict[str, Any]:
+    """All figures of ``make bench``, one dict; ``settings`` point at a running stack and worker. With ``latency``
+    also ``open_loop`` and ``surge_to_alert`` on the trivial models (tonewatch/perf/latency_runs.py)."""
     from tonewatch.perf.ceiling import triton_ceiling
 
     result = measure(settings, n, timeout_s)
@@ -173,7 +185,8 @@ def run_bench(settings: Settings, n: int = 2000, timeout_s: float = 600.0) -> di
     _progress(result)
     # the pipeline alone drains 10,000 messages too fast to measure: 25x gives a drain long enough
     pipeline_n = PIPELINE_MESSAGES_PER_E2E * n
-    pipeline = pipeline_only(settings, pipeline_n, settings.run_dir.resolve() / "bench")
+    pipeline = pipeline_only(settings, pipeline_n, settings.run_dir.resolve() / "bench", latency)
+    result.update(pipeline.get("latency", {}))
     live, drained = pipeline["live"], pipeline["drain"]
     result["pipeline_only_msgs_per_s"] = drained["drain_msgs_per_s"]
     result["pipeline_only"] = {

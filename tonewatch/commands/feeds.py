@@ -60,22 +60,34 @@ def bench(
     ctx: typer.Context,
     messages: Annotated[int, typer.Option(help="Messages to push through.")] = 2000,
     local: Annotated[bool, typer.Option(help="Start (and stop) a local stack for the run.")] = True,
+    open_loop: Annotated[bool, typer.Option(
+        help="Open-loop latency curve on the trivial models at 10-90% of the pipeline-only drain rate.")] = True,
+    step_seconds: Annotated[float, typer.Option(min=1, metavar="SECONDS", help="Load per open-loop step.")] = 12.0,
+    plot: Annotated[Path | None, typer.Option(
+        dir_okay=False, metavar="PNG", show_default="open-loop.png in the run dir's bench/",
+        help="Where to write the latency-against-load plot.")] = None,
+    surge: Annotated[bool, typer.Option(
+        help="Surge-to-alert time: a negative surge in a steady feed, to the alert and its webhook.")] = True,
 ) -> None:
-    """Print one JSON line: end-to-end msgs/s, p50/p99 produce->scored latency, per-stage rates."""
+    """Print one JSON line: end-to-end msgs/s, p50/p99 produce->scored latency, per-stage rates, and (unless
+    --no-open-loop / --no-surge) the open-loop latency curve and the surge-to-alert time (docs/performance.md)."""
     import time
 
     from tonewatch.bench import run_bench
+    from tonewatch.perf.latency_runs import LatencyOptions
     from tonewatch.stack import down, up
 
     settings = ctx_settings(ctx)
+    latency = LatencyOptions(open_loop=open_loop, step_s=step_seconds, plot_path=plot, surge=surge) \
+        if open_loop or surge else None
     if not local:  # the running worker's topics: a fresh prefix would be a topic set no worker reads
-        typer.echo(json.dumps(run_bench(settings, messages)))
+        typer.echo(json.dumps(run_bench(settings, messages, latency=latency)))
         return
     settings = settings.updated(kafka__topic_prefix=f"bench-{time.strftime('%Y%m%d-%H%M%S')}")
     state = up(settings)
     stacked = settings.with_endpoints(state.endpoints)
     try:
-        result = run_bench(stacked, messages)
+        result = run_bench(stacked, messages, latency=latency)
     finally:
         down(stacked)
     typer.echo(json.dumps(result))
