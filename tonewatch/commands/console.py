@@ -35,11 +35,13 @@ def serve(ctx: typer.Context) -> None:
     import uvicorn
 
     from tonewatch.console.app import create_app
+    from tonewatch.console.models_live import LiveModels
     from tonewatch.console.pg import KafkaConsoleWriter, PgConsoleStore
 
     store = PgConsoleStore(settings.store.dsn.get_secret_value())
     store.migrate()  # the console's tables, if the sink has not made them yet
-    app = create_app(settings.console, users, store, store, KafkaConsoleWriter(settings))
+    app = create_app(settings.console, users, store, store, KafkaConsoleWriter(settings),
+                     models=LiveModels(settings, store.drift))
     typer.echo(f"console: http://{settings.console.host}:{settings.console.port}/ ({len(users)} users)")
     try:
         uvicorn.run(app, host=settings.console.host, port=settings.console.port, log_level="info",

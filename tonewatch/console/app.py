@@ -13,8 +13,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from tonewatch.console import actions, pages
+from tonewatch.console import actions, models_page, pages
 from tonewatch.console.auth import Authenticator, LoginLimiter, Sessions, User
+from tonewatch.console.models_port import ModelsPort
 from tonewatch.console.ports import ConsoleLedger, ConsoleReader, ConsoleWriter
 from tonewatch.console.web import HERE, Console, SignInRequired, render, templates
 from tonewatch.core.errors import ServiceError
@@ -30,21 +31,23 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 # the statuses the console answers with a page (the rest keep FastAPI's JSON)
-ERROR_PAGES = (400, 403, 404, 405, 429)
+ERROR_PAGES = (400, 403, 404, 405, 409, 429)
 
 
 def create_app(settings: ConsoleSettings, users: Mapping[str, User], reader: ConsoleReader, ledger: ConsoleLedger,
-               writer: ConsoleWriter, *, hasher: PasswordHasher | None = None,
+               writer: ConsoleWriter, *, models: ModelsPort | None = None, hasher: PasswordHasher | None = None,
                clock: Callable[[], float] = time.time) -> FastAPI:
-    """The app; ``hasher`` and ``clock`` are for tests (cheap argon2 parameters, a clock they move)."""
+    """The app; ``models`` serves the Models page (none: no such page); ``hasher`` and ``clock`` are for tests
+    (cheap argon2 parameters, a clock they move)."""
     secret = settings.session_secret.get_secret_value() if settings.session_secret else secrets.token_urlsafe(32)
     app = FastAPI(title="Tonewatch console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = Console(
         settings=settings, auth=Authenticator(users, hasher), sessions=Sessions(secret, settings.session_hours, clock),
         limiter=LoginLimiter(settings.login_attempts, settings.login_window_s, clock), reader=reader, ledger=ledger,
-        writer=writer, templates=templates())
+        writer=writer, templates=templates(), models=models)
     app.include_router(actions.router)
     app.include_router(pages.router)
+    app.include_router(models_page.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.get("/healthz", include_in_schema=False)

@@ -102,6 +102,10 @@ class PgConsoleStore:
         with self._conn() as conn:
             return history.search_messages(conn, None, ticker, since, limit=limit)
 
+    def drift(self, model: str) -> list[Row]:
+        with self._conn() as conn:
+            return queries.latest_drift(conn, model)
+
     def audit(self, entry: AuditEntry) -> None:
         with self._conn() as conn:
             queries.insert_audit(conn, entry)

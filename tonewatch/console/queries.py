@@ -86,6 +86,14 @@ def message(conn: psycopg.Connection[Any], message_id: str, ts: datetime) -> dic
     return rows[0] if rows else None
 
 
+def latest_drift(conn: psycopg.Connection[Any], model: str) -> list[dict[str, Any]]:
+    """The newest drift event of a model per version and kind (class_mix, confidence): the Models page's PSI."""
+    return _fetch(conn, "SELECT DISTINCT ON (version, payload->>'kind') version, payload->>'kind' AS kind, "
+                        "(payload->>'psi')::float AS psi, (payload->>'threshold')::float AS threshold, at "
+                        "FROM model_events WHERE model = %s AND kind = 'drift' "
+                        "ORDER BY version, payload->>'kind', at DESC NULLS LAST", (model,))
+
+
 def insert_audit(conn: psycopg.Connection[Any], entry: AuditEntry) -> None:
     conn.execute("INSERT INTO audit (username, action, target, before, after) VALUES (%s, %s, %s, %s, %s)",
                  (entry.username, entry.action, entry.target, _json(entry.before), _json(entry.after)))

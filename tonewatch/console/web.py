@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from models.labels import TOPIC
 from tonewatch.console.auth import COOKIE, Authenticator, LoginLimiter, Session, Sessions
+from tonewatch.console.models_port import ModelsPort
 from tonewatch.console.ports import ConsoleLedger, ConsoleReader, ConsoleWriter
 from tonewatch.core.service_sections import ConsoleSettings
 
@@ -40,6 +41,7 @@ class Console:
     ledger: ConsoleLedger
     writer: ConsoleWriter
     templates: Jinja2Templates
+    models: ModelsPort | None = None  # the Models page's; None: no model registry, the page is a 404
 
 
 def console(request: Request) -> Console:
