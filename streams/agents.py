@@ -70,6 +70,17 @@ def register_agents(
     @app.agent(topics.trend_events, name="windows")
     async def windows(stream: Any) -> None:
         # the table is read and written once per key per batch; the detector sees every partial in order
-        take, within = settings.detector.batch_records, settings.scoring.batch_timeout_s
-        async for events in stream.take_events(take, within=within):
-            await folder.fold(events)
+        await fold_batches(stream, folder, settings.detector.batch_records, settings.scoring.batch_timeout_s)
+
+
+async def fold_batches(stream: Any, folder: Any, take: int, within: float) -> None:
+    """Fold the stream a batch at a time, and acknowledge a batch only once it is folded.
+
+    Faust's ``take_events`` acks a batch in a ``finally``, so a worker stopped mid-batch committed offsets past
+    partials whose state never reached the changelog, and their messages left their windows for good.
+    ``noack_take`` leaves acking to us: an unfinished batch is read again, and keys that already hold it skip it.
+    """
+    async for events in stream.noack_take(take, within=within):
+        await folder.fold(events)
+        for event in events:
+            await stream.ack(event)

@@ -122,6 +122,10 @@ def drain(s: Settings, workers: list[Worker], lines: list[str], timeout_s: float
         assert time.monotonic() < deadline, f"{out}/{messages} messages came out\n{_logs(workers)}"
         time.sleep(1.0)
     wait_watermark(workers, last_event_time(lines))
+    # the marks that took the watermark there closed the last windows: once the windows agent has committed them,
+    # those windows' trends and alerts are written (a batch commits after its sends), however slow the machine
+    left = wait_for_pipeline(s, max(deadline - time.monotonic(), 1.0))
+    assert not any(left.values()), f"trend events not committed after the watermark: {left}\n{_logs(workers)}"
     sizes, quiet_since = (-1, -1), time.monotonic()
     while time.monotonic() - quiet_since < 3.0:  # the closing windows' trends and alerts are written
         assert all(w.alive() for w in workers) and time.monotonic() < deadline, _logs(workers)
