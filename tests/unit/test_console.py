@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from models.feedback import Feedback, ScoredMessage, feedback_for_message
+from tests.fakes import FakeClock
 from tonewatch.console.app import create_app
 from tonewatch.console.auth import User, add_user, load_users
 from tonewatch.console.ports import AuditEntry, InboxFilter, Verdict
@@ -115,18 +116,10 @@ class FakeWriter:
         self.labels.extend(records)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 class Rig:
     def __init__(self, attempts: int = 5, base_url: str = "http://testserver") -> None:
         self.reader, self.ledger, self.writer = FakeReader(), FakeLedger(), FakeWriter()
-        self.clock, self.hasher = Clock(), Hasher()
+        self.clock, self.hasher = FakeClock(1_800_000_000.0), Hasher()
         users = {name: User(name, role, CHEAP.hash(f"{name}-pw"))  # type: ignore[arg-type]
                  for name, role in (("ana", "analyst"), ("vic", "viewer"), ("ops", "ops"))}
         settings = ConsoleSettings(login_attempts=attempts, session_hours=1)
@@ -173,7 +166,7 @@ def test_failed_sign_ins_are_limited_per_user_and_address_without_checking_the_p
     assert limited.status_code == 429 and limited.headers["retry-after"] == "300"
     assert rig.hasher.verified == checked  # refused before any password check
     assert rig.login("vic").status_code == 303  # another user from the same address is not limited
-    rig.clock.t += 301  # the failures leave the window
+    rig.clock.now += 301  # the failures leave the window
     assert rig.login("ana").status_code == 303
 
 
@@ -181,7 +174,7 @@ def test_a_session_expires_and_a_forged_cookie_is_no_session() -> None:
     rig = Rig()
     rig.signed_in("ana")
     assert rig.client.get("/").status_code == 200
-    rig.clock.t += 3601  # session_hours=1
+    rig.clock.now += 3601  # session_hours=1
     assert rig.client.get("/").status_code == 303
     rig.signed_in("ana")
     value = rig.client.cookies["tonewatch_console"]
@@ -266,7 +259,7 @@ def test_every_action_is_audited_with_before_and_after() -> None:
     rig.login("ana", "guess")
     rig.login("ana", "guess")
     rig.login("ana", "guess")  # over the limit
-    rig.clock.t += 301
+    rig.clock.now += 301
     token = rig.signed_in("ana")
     rig.client.post(f"/incidents/{IID}/ack", data={"csrf": token})
     rig.client.post("/relabel", data={"csrf": token, "message_id": "m1", "ts": MESSAGE["ts"].isoformat(),
@@ -277,7 +270,8 @@ def test_every_action_is_audited_with_before_and_after() -> None:
     assert (refused.username, refused.target) == ("ana", "testclient") and "password" in refused.after["reason"]
     assert "too many" in limited.after["reason"]
     ack, relabel, verdict = rig.ledger.entries[4:]
-    assert (ack.username, ack.target, ack.after) == ("ana", IID, rig.writer.acks[0])
+    seen = {"version": 2, "status": "updated", "severity": "critical", "verdict": None}  # as the analyst saw it
+    assert (ack.username, ack.target, ack.after, ack.before) == ("ana", IID, rig.writer.acks[0], seen)
     assert relabel.before == {"model": "sentiment", "label": "neutral"} and relabel.after["label"] == "negative"
     assert verdict.after == {"verdict": "false_alarm", "note": "a meme", "by": "ana"} and verdict.before is None
     assert rig.ledger.verdicts[IID] == Verdict(IID, "false_alarm", "ana", "a meme")

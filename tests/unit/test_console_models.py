@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from models.feedback import Feedback
 from models.labels import TOPIC
-from tests.unit.test_console import CHEAP, Clock, FakeLedger, FakeReader, FakeWriter, Hasher
+from tests.fakes import FakeClock
+from tests.unit.test_console import CHEAP, FakeLedger, FakeReader, FakeWriter, Hasher
 from tonewatch.console.app import create_app
 from tonewatch.console.auth import User
 from tonewatch.console.models_port import ModelActionRefused, feedback_since
@@ -86,7 +87,7 @@ class Rig:
         users = {name: User(name, role, CHEAP.hash(f"{name}-pw"))  # type: ignore[arg-type]
                  for name, role in (("ana", "analyst"), ("vic", "viewer"), ("ops", "ops"))}
         app = create_app(ConsoleSettings(), users, FakeReader(), self.ledger, FakeWriter(),
-                         models=self.models if with_models else None, hasher=Hasher(), clock=Clock())
+                         models=self.models if with_models else None, hasher=Hasher(), clock=FakeClock(1_800_000_000.0))
         self.client = TestClient(app, follow_redirects=False)
 
     def csrf(self, path: str) -> str:

@@ -102,11 +102,12 @@ def _known_incident(request: Request, incident_id: str) -> dict[str, Any]:
 def ack(request: Request, incident_id: str, csrf: Text = "", note: Text = "", back: Back = "/") -> Response:
     """The record ``tonewatch alerts ack ID --by USER --note NOTE`` writes; the notifier stops re-notifying."""
     user = _writer(request, csrf)
-    _known_incident(request, incident_id)
+    row = _known_incident(request, incident_id)
     c = console(request)
     record = ack_record(incident_id, user, _note(note))
     c.writer.ack(record)
-    c.ledger.audit(AuditEntry(user, "ack", incident_id, after=record))
+    before = {k: row.get(k) for k in ("version", "status", "severity", "verdict")}  # what the analyst acked
+    c.ledger.audit(AuditEntry(user, "ack", incident_id, before, record))
     return RedirectResponse(safe_next(back), status_code=303)
 
 
