@@ -168,7 +168,9 @@ def test_the_console_keeps_its_users_and_session_key_out_of_the_repo_and_trusts_
     assert console["secrets"] == ["console_users"]
     assert env["TONEWATCH_CONSOLE__USERS_FILE"] == "/run/secrets/console_users"
     assert compose["secrets"]["console_users"]["file"].startswith("${TONEWATCH_CONSOLE_USERS_FILE:?")
-    assert not [v for v in console.get("volumes", []) if v.startswith(".")], "a users file of the repo"
+    # the model repository read-only (the Models page), and no users file of the repo; no Triton admin key
+    assert [v for v in console.get("volumes", []) if v.startswith(".")] == ["./triton_repo:/models:ro"]
+    assert "TONEWATCH_TRITON__ADMIN_KEY" not in env
     assert env["TONEWATCH_CONSOLE__SESSION_SECRET"].startswith("${TONEWATCH_CONSOLE__SESSION_SECRET:?")
     # X-Forwarded-Proto (Secure cookies) and -For (the audit's address) only from the host's side of the network
     [net] = compose["networks"]["default"]["ipam"]["config"]
