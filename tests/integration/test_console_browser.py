@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from streams.records import Scored
 from streams.windows.alerts import alert_payload
 from streams.windows.detector import ClosedWindow, Driver, Transition, Window, alert_id
 from streams.windows.trends import trend_record
+from tests.integration.console_proc import running_console
 from tests.integration.postgres import running_postgres
 from tonewatch.console.auth import Sessions
 from tonewatch.core.kafka_io import read_json
@@ -33,7 +33,7 @@ from tonewatch.core.settings import Settings
 from tonewatch.notify.incidents import group_alerts
 from tonewatch.notify.store import ack_record
 from tonewatch.stack import worker_env
-from tonewatch.stack.procs import free_port, spawn, stop, wait_ready
+from tonewatch.stack.procs import free_port
 from tonewatch.store.rows import to_row
 from tonewatch.store.schema import migrate
 from tonewatch.store.writer import StoreWriter
@@ -125,19 +125,8 @@ def console(stack: Settings) -> Iterator[str]:
         subprocess.run([sys.executable, "-m", "tonewatch", "console", "add-user", name, "--role", role,
                         "--password-stdin"], input=f"{password}\n", env=env, cwd=REPO, text=True,
                        capture_output=True, check=True, timeout=30)
-    log = stack.run_dir / "logs" / "console.log"
-    pid = spawn([sys.executable, "-m", "tonewatch", "console"], log, env=env, cwd=REPO)
-    url = f"http://{stack.console.host}:{stack.console.port}"
-
-    def ready() -> bool:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=3) as resp:
-            return bool(resp.status == 200)
-
-    try:
-        wait_ready("console", pid, log, ready, timeout_s=60)
+    with running_console(stack, env) as url:
         yield url
-    finally:
-        stop(pid)  # before PostgreSQL: its smart shutdown waits for the console's connections
 
 
 @pytest.fixture(scope="module")

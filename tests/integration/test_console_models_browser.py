@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,13 +27,14 @@ from models.rollout import events
 from models.rollout.driver import status
 from models.triton_admin import load_model
 from streams.control.drift import DriftEvent
+from tests.integration.console_proc import running_console
 from tests.integration.postgres import running_postgres
 from tonewatch.console.auth import add_user
 from tonewatch.core.kafka_io import ensure_topics, producer
 from tonewatch.core.settings import Settings
 from tonewatch.perf.trivial import TRIVIAL_REPO
 from tonewatch.stack import worker_env
-from tonewatch.stack.procs import free_port, spawn, stop, wait_ready
+from tonewatch.stack.procs import free_port
 from tonewatch.stack.triton import start_triton, stop_triton
 from tonewatch.store.rows import to_row
 from tonewatch.store.schema import migrate
@@ -124,20 +124,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 def console(stack: Settings) -> Iterator[str]:
     for name, (role, password) in USERS.items():
         add_user(stack.console.users_file, name, role, password, CHEAP)
-    log = stack.run_dir / "logs" / "console.log"
     env = {k: v for k, v in worker_env(stack).items() if k != "TONEWATCH_SCREENSHOT_DIR"}  # not a setting
-    pid = spawn([sys.executable, "-m", "tonewatch", "console"], log, env=env, cwd=REPO)
-    url = f"http://{stack.console.host}:{stack.console.port}"
-
-    def ready() -> bool:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=3) as resp:
-            return bool(resp.status == 200)
-
-    try:
-        wait_ready("console", pid, log, ready, timeout_s=60)
+    with running_console(stack, env) as url:
         yield url
-    finally:
-        stop(pid)
 
 
 @pytest.fixture(scope="module")

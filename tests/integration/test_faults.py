@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.integration.conftest import REPO, Worker
+from tests.integration.conftest import Worker
+from tests.integration.trivial_stack import kafka_and_trivial_triton
 from tonewatch.core.kafka_io import count_records, group_lag, producer, read_json
 from tonewatch.core.settings import Settings
 from tonewatch.perf.trivial import ports_of, start_trivial_triton
@@ -49,23 +50,14 @@ class Stack:
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run_dir = tmp_path_factory.mktemp("faults")
-    base = Settings().updated(run_dir=REPO / ".tonewatch")
-    kafka = start_kafka(base, run_dir / "kafka")
-    try:
-        triton, settings = start_trivial_triton(base, run_dir / "triton")
-    except BaseException:
-        stop_kafka(kafka)
-        raise
-    stack = Stack(settings.updated(
-        kafka__bootstrap=kafka.bootstrap, run_dir=run_dir, kafka__session_timeout_s=8.0,
-        detector__window_s=10, detector__allowed_lateness_s=60, triton__timeout_s=5.0,
-        # one partition: event time cannot skew across partitions of a lagging worker, so nothing is late
-        # unless a redelivery makes it so (then it is a duplicate, dead-lettered as late and counted)
-        kafka__topic_partitions=1,
-    ), kafka, triton)
-    yield stack
-    stop_triton(stack.triton)
-    stop_kafka(stack.kafka)
+    with kafka_and_trivial_triton(run_dir) as (kafka, triton, settings):
+        yield Stack(settings.updated(
+            kafka__bootstrap=kafka.bootstrap, run_dir=run_dir, kafka__session_timeout_s=8.0,
+            detector__window_s=10, detector__allowed_lateness_s=60, triton__timeout_s=5.0,
+            # one partition: event time cannot skew across partitions of a lagging worker, so nothing is late
+            # unless a redelivery makes it so (then it is a duplicate, dead-lettered as late and counted)
+            kafka__topic_partitions=1,
+        ), kafka, triton)
 
 
 class Feed(threading.Thread):
@@ -85,7 +77,8 @@ class Feed(threading.Thread):
 
     def message(self, i: int) -> dict[str, Any]:
         ts = self._t0 + i * STEP_S
-        surge = int(ts // self.settings.detector.window_s) % 8 == 5  # one window in eight turns negative
+        # two windows in eight turn negative: a surge must outlast one window to alert
+        surge = int(ts // self.settings.detector.window_s) % 8 in (5, 6)
         text = SURGE if surge and i % 2 else f"{CALM[i % len(CALM)]} #{i}"
         if self.pii:
             text += f", call {PII[i % len(PII)]} or ping {PII[(i + 1) % len(PII)]}"
@@ -247,7 +240,7 @@ def test_pii_masked_in_scored_alerts_and_log(own_stack: Stack, spawn: Callable[[
     worker = spawn(s)
     feed = Feed(s, pii=True)
     feed.start()
-    _wait_progress(s, 600, worker, timeout_s=180)  # past the first surge window and its lateness
+    _wait_progress(s, 600, worker, timeout_s=180)  # past the first surge's windows and their lateness
     feed.stop()
     figures = _drain_and_account(s, feed.acked, worker, "PII")
     assert figures["alerts"] > 0, figures

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, Worker
+from tests.integration.conftest import Worker
+from tests.integration.trivial_stack import kafka_and_trivial_triton
 from tonewatch.core.settings import Settings
 from tonewatch.perf.openloop import run_open_loop
 from tonewatch.stack.procs import free_port
@@ -18,24 +19,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def trivial_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Kafka and a Triton serving benchmarks/trivial_repo: loads in seconds, scores next to free."""
-    from tonewatch.perf.trivial import start_trivial_triton
-    from tonewatch.stack.kafka import start_kafka, stop_kafka
-    from tonewatch.stack.triton import stop_triton
-
     run_dir = tmp_path_factory.mktemp("openloop")
-    base = Settings().updated(run_dir=REPO / ".tonewatch")
-    kafka = start_kafka(base, run_dir / "kafka")
-    try:
-        triton, settings = start_trivial_triton(base, run_dir / "triton")
-    except BaseException:
-        stop_kafka(kafka)
-        raise
-    try:
+    with kafka_and_trivial_triton(run_dir) as (kafka, _, settings):
         yield settings.updated(kafka__bootstrap=kafka.bootstrap, run_dir=run_dir)
-    finally:
-        stop_triton(triton)
-        stop_kafka(kafka)
 
 
 def test_a_tiny_open_loop_curve_times_every_message_to_scored_and_to_its_trend_update(
