@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from streams.control.routing import ModelEvent
 from streams.records import Scored
@@ -111,10 +112,10 @@ def _counts(c: psycopg.Connection[Any]) -> dict[str, int]:
 
 def test_migrate_applies_each_migration_once(pg: PostgresProcess) -> None:
     with psycopg.connect(_fresh_database(pg, "migrate_once")) as c:
-        assert migrate(c) == ["0001_history", "0002_console", "0003_messages_p_negative"]
+        assert migrate(c) == ["0001_history", "0002_console", "0003_messages_p_negative", "0004_trends_covering"]
         assert migrate(c) == []
         assert c.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall() == [
-            (1, "0001_history"), (2, "0002_console"), (3, "0003_messages_p_negative")]
+            (1, "0001_history"), (2, "0002_console"), (3, "0003_messages_p_negative"), (4, "0004_trends_covering")]
 
 
 def test_two_sinks_migrating_at_once_apply_it_once(pg: PostgresProcess) -> None:
@@ -132,7 +133,8 @@ def test_two_sinks_migrating_at_once_apply_it_once(pg: PostgresProcess) -> None:
         t.join(60)
     # each migration is its own transaction, so two sinks may share the work: each one applied once in all
     assert sorted(name for applied in results for name in applied) == ["0001_history", "0002_console",
-                                                                        "0003_messages_p_negative"]
+                                                                        "0003_messages_p_negative",
+                                                                        "0004_trends_covering"]
 
 
 def test_a_batch_written_twice_changes_nothing(conn: psycopg.Connection[Any]) -> None:
@@ -147,6 +149,13 @@ def test_a_batch_written_twice_changes_nothing(conn: psycopg.Connection[Any]) ->
     assert _counts(conn) == counts
     # not even rewritten: the same row versions
     assert conn.execute("SELECT xmin::text FROM trends ORDER BY key, window_start").fetchall() == versions
+
+
+def test_a_message_twice_in_one_batch_is_written_once(conn: psycopg.Connection[Any]) -> None:
+    row = _rows(_records())["scored"][0]
+    assert StoreWriter(conn).write({"scored": [row, row]}) == {"scored": 1}  # COPY, then INSERT ... DO NOTHING
+    assert conn.execute("SELECT id, ts, text, tickers, probs FROM messages").fetchall() == [
+        (row[0], row[1], row[3], row[8], json.loads(row[6]))]
 
 
 def test_a_newer_record_of_the_same_window_replaces_the_row(conn: psycopg.Connection[Any]) -> None:
@@ -179,6 +188,11 @@ def test_the_history_queries(conn: psycopg.Connection[Any]) -> None:
     trend = ticker_trend(conn, "aapl", DAY + timedelta(minutes=1))
     assert [(r["key"], r["window_start"], r["count"], r["share"]) for r in trend] == [
         ("AAPL", DAY + timedelta(minutes=i), 10, 0.4) for i in (1, 2)]
+    with conn.cursor(row_factory=dict_row) as cur:  # every column, in the table's order, as text results give them
+        whole = cur.execute("SELECT dimension, key, window_start, window_end, count, negative, share, "
+                            "corrected_share, baseline, corrected_baseline, z FROM trends WHERE key = 'AAPL' "
+                            "AND window_start >= %s ORDER BY window_start", (DAY + timedelta(minutes=1),)).fetchall()
+    assert [list(r.items()) for r in trend] == [list(r.items()) for r in whole]
 
     alerts = alert_history(conn, DAY)
     assert [(r["key"], r["status"]) for r in alerts] == [("AAPL", "firing"), ("AAPL", "resolved"), ("MSFT", "firing")]
@@ -217,6 +231,8 @@ def test_a_restart_on_the_same_folder_keeps_its_port_and_its_rows(tmp_path: Path
         assert c.execute("SELECT x FROM kept").fetchall() == [(1,)]
     port = int(first.dsn.rsplit(":", 1)[1].split("/")[0])
     with socket.socket() as squatter:
+        # the server closed its connections first, so they may sit in TIME_WAIT on this port: bind past them
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         with pytest.raises(StackError, match=f"port {port}.*taken"):
