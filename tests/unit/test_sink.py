@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, NamedTuple
@@ -154,6 +155,32 @@ def test_offsets_are_committed_only_after_the_rows_are_written() -> None:
     assert set(h.writer.written) == {"trends", "alerts"}
     assert h.sample("tonewatch_sink_rows_total", kind="trends") == 1
     assert h.sample("tonewatch_sink_lag", topic=ALERTS, partition="1") == 100 - 4
+
+
+def test_run_reads_the_next_batch_while_one_is_written_and_commits_each_only_as_far_as_it_read() -> None:
+    """run() writes a batch on a thread of its own while it reads the next one: the consumer's position is then
+    past records not yet written, so a batch's offsets must be where that batch ended, not the position."""
+    h = Harness([Rec(TRENDS, 0, 0, None, trend("A"))], [Rec(TRENDS, 0, 1, None, trend("B"))], batch_records=1)
+    second_read, overlapped = threading.Event(), []
+    poll, write = h.consumer.poll, h.writer.write
+
+    def watched_poll(**kwargs: Any) -> dict[TP, list[Rec]]:
+        polled = poll(**kwargs)
+        if any(r.offset == 1 for records in polled.values() for r in records):
+            second_read.set()
+        return polled
+
+    def first_write_waits_for_the_second_read(rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> dict[str, int]:
+        if not overlapped:
+            overlapped.append(second_read.wait(5))
+        return write(rows)
+
+    h.consumer.poll = watched_poll  # type: ignore[method-assign]
+    h.writer.write = first_write_waits_for_the_second_read  # type: ignore[method-assign]
+    h.sink.run(lambda: len(h.consumer.commits) >= 2)
+    assert overlapped == [True]
+    assert h.consumer.commits == [{TP(TRENDS, 0): 1}, {TP(TRENDS, 0): 2}]
+    assert [r[1] for r in h.writer.written["trends"]] == ["A", "B"]
 
 
 def test_a_batch_holds_every_record_polled_until_the_timeout() -> None:

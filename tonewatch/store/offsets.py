@@ -21,10 +21,15 @@ class Committer:
         self.consumer, self.lag = consumer, lag
         self.committed: dict[TopicPartition, int] = {}
 
+    def reached(self, read: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Where a batch just read ends, per partition: the offset after its last record or, when the consumer
+        has moved further over markers, its position (every record before it is in the batch). Taken when the
+        batch is read: by the time it is written the consumer may be past a next batch, not yet written."""
+        return {tp: max(nxt, self._position(tp) or 0) for tp, nxt in read.items()}
+
     def commit(self, read: Mapping[TopicPartition, int]) -> None:
-        """Once a batch is durable: each partition it read, to the offset after its last record or, when the
-        consumer has moved further over markers, to its position (every record before it was in a batch)."""
-        self._commit({tp: max(nxt, self._position(tp) or 0) for tp, nxt in read.items()})
+        """Once a batch is durable: each partition it read, to where :meth:`reached` said it ends."""
+        self._commit(dict(read))
         self.update_lag(read)
 
     def follow(self) -> None:

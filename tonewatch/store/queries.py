@@ -6,12 +6,13 @@ from datetime import datetime
 from typing import Any, LiteralString
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from tonewatch.core.errors import InvalidInput
 
-_TREND = ("dimension, key, window_start, window_end, count, negative, share, corrected_share, baseline, "
-          "corrected_baseline, z")
+# a trend row's columns after dimension and key, which the query fixes (trends_row's order)
+_TREND_VALUES: tuple[LiteralString, ...] = ("window_start", "window_end", "count", "negative", "share",
+                                            "corrected_share", "baseline", "corrected_baseline", "z")
 _ALERT = "alert_id, status, dimension, key, severity, window_start, window_end, z, reasons, top_messages, payload"
 _MESSAGE = "id, ts, source, text, sentiment, p_negative, probs, topic, tickers, sectors, model_versions"
 # the expression of the messages_text index: a query must use the same one for the index to serve it
@@ -28,8 +29,18 @@ def ticker_trend(conn: psycopg.Connection[Any], key: str, since: datetime,
     """One key's closed windows from ``since`` on, oldest first (the trends primary key serves it). Tickers are
     upper case throughout the pipeline, so a ticker key is matched in upper case."""
     key = key.upper() if dimension == "ticker" else key
-    return _fetch(conn, f"SELECT {_TREND} FROM trends WHERE dimension = %s AND key = %s AND window_start >= %s "
-                        "ORDER BY window_start", (dimension, key, since))
+    # The busiest ticker has 35,000 windows a month: the time went into the client, not PostgreSQL (14 ms). Binary
+    # results spare both sides formatting and parsing timestamps and floats as text, and dimension and key,
+    # equal to the parameters, are not sent at all (docs/store.md, Performance).
+    query: LiteralString = (f"SELECT {', '.join(_TREND_VALUES)} FROM trends "
+                            "WHERE dimension = %s AND key = %s AND window_start >= %s ORDER BY window_start")
+    with conn.cursor(binary=True, row_factory=tuple_row) as cur:
+        rows = cur.execute(query, (dimension, key, since)).fetchall()
+    # a dict display, in _TREND_VALUES' order: half the time of dict(zip(...)) per row
+    return [{"dimension": dimension, "key": key, "window_start": start, "window_end": end, "count": count,
+             "negative": negative, "share": share, "corrected_share": corrected_share, "baseline": baseline,
+             "corrected_baseline": corrected_baseline, "z": z}
+            for start, end, count, negative, share, corrected_share, baseline, corrected_baseline, z in rows]
 
 
 def alert_history(conn: psycopg.Connection[Any], since: datetime, key: str | None = None) -> list[dict[str, Any]]:

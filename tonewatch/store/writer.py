@@ -3,6 +3,11 @@
 Replaying a topic writes nothing new: alerts and messages never change once written (DO NOTHING); trends,
 incidents and model events take a newer record of the same key (DO UPDATE), but only when it differs, so a
 replay of the same record neither rewrites the row nor counts as written.
+
+The DO NOTHING kinds (scored messages: nearly every row) are COPied into a temporary table of the same columns
+and inserted from it in one statement: a row per INSERT cost the sink a third of its time in parameter
+binding and per-statement work. The DO UPDATE kinds keep one INSERT per row, in a pipeline: a key twice in one
+INSERT ... SELECT ... DO UPDATE is an error, where one statement per row lets the later record win.
 """
 
 from __future__ import annotations
@@ -34,6 +39,19 @@ _TABLES: dict[str, tuple[str, tuple[str, ...], frozenset[str], tuple[str, ...], 
 }
 
 
+def staged_sql(kind: str) -> tuple[str, str, str] | None:
+    """For a DO NOTHING kind: its temporary table's creation (emptied at each commit), its COPY, and the INSERT
+    from it; None for the others. The temporary table takes the table's columns and NOT NULLs (LIKE), so a row
+    the table would refuse is refused by the COPY with the same error class."""
+    table, columns, _, key, whole = _TABLES[kind]
+    if whole is not None:
+        return None
+    names, stage = ", ".join(columns), f"stage_{table}"
+    return (f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS",
+            f"COPY {stage} ({names}) FROM STDIN",
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} ON CONFLICT ({', '.join(key)}) DO NOTHING")
+
+
 def upsert_sql(kind: str) -> str:
     """The INSERT of one row of ``kind``. ``whole`` is the column holding the whole record: when it is unchanged
     the row is too, and the update is skipped (no new row version, no count)."""
@@ -52,6 +70,7 @@ class StoreWriter:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
         self._sql = {kind: upsert_sql(kind) for kind in KINDS}
+        self._staged = {kind: staged for kind in KINDS if (staged := staged_sql(kind)) is not None}
 
     def write(self, rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> dict[str, int]:
         """Every row in one transaction, committed at the end; returns per kind the rows inserted or changed
@@ -74,6 +93,18 @@ class StoreWriter:
         return written
 
     def _upsert(self, kind: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        if kind in self._staged:
+            return self._copy(kind, rows)
         with self._conn.cursor() as cur:
             cur.executemany(self._sql[kind], rows)  # in a pipeline: one round trip for the lot
+            return max(cur.rowcount, 0)
+
+    def _copy(self, kind: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        create, copy, insert = self._staged[kind]
+        with self._conn.cursor() as cur:
+            cur.execute(create.encode())  # a notice once it exists; its rows go at every commit
+            with cur.copy(copy.encode()) as out:
+                for row in rows:
+                    out.write_row(row)
+            cur.execute(insert.encode())
             return max(cur.rowcount, 0)
