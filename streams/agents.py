@@ -38,7 +38,8 @@ def register_agents(
     stage = build_score_stage(settings, metrics, knowledge, load_reference=load_reference, on_fatal=on_fatal,
                               load_rates=load_rates)
     app.service(stage)  # started once the table is recovered; stops after delivering what it has read
-    folder = WindowFolder(settings, topics, table, cfg, metrics)
+    folder = WindowFolder(settings, topics, table, cfg, metrics,
+                          committed=committed_offsets(app, settings.kafka.topic("trend-events")))
 
     @app.on_partitions_assigned.connect
     async def rebalanced(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -71,6 +72,18 @@ def register_agents(
     async def windows(stream: Any) -> None:
         # the table is read and written once per key per batch; the detector sees every partial in order
         await fold_batches(stream, folder, settings.detector.batch_records, settings.scoring.batch_timeout_s)
+
+
+def committed_offsets(app: Any, topic: str) -> Callable[[int], int | None]:
+    """The windows group's committed offset of a ``topic`` partition, as Faust's consumer last committed it."""
+    def committed(partition: int) -> int | None:
+        from faust.types import TP
+
+        offsets = getattr(app.consumer, "_committed_offset", None) or {}
+        value = offsets.get(TP(topic, partition))
+        return value if isinstance(value, int) else None
+
+    return committed
 
 
 async def fold_batches(stream: Any, folder: Any, take: int, within: float) -> None:

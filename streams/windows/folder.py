@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,6 +29,7 @@ from tonewatch.core.settings import Settings
 
 log = logging.getLogger(__name__)
 Sends = list[Awaitable[Any]]
+APPLIED_KEEP = 1024  # folded offsets a key remembers: far more than are ever read twice (a batch or a hole)
 
 
 @dataclass
@@ -44,8 +45,9 @@ class WindowFolder:
     """State per key in the table; per trend-events partition its watermark and an index of its keys."""
 
     def __init__(self, settings: Settings, topics: Topics, table: Any, cfg: DetectorSettings,
-                 metrics: PipelineMetrics) -> None:
+                 metrics: PipelineMetrics, committed: Callable[[int], int | None] | None = None) -> None:
         self.settings, self.topics, self.table, self.cfg, self.metrics = settings, topics, table, cfg, metrics
+        self.committed = committed or (lambda partition: None)  # the windows group's committed offset there
         self.watermarks: dict[int, Watermarks] = {}
         self.keys: dict[int, PartitionKeys] = {}
 
@@ -110,7 +112,8 @@ class WindowFolder:
             items = fresh
         fold = fold_events(state, (t for _, t in items), self.cfg)
         applied = (partition, max(ev.message.offset for ev, _ in items))
-        sends: Sends = [self._write(key, partition, replace(fold.state, applied=applied))]
+        offsets = self._still_readable(state, partition, (ev.message.offset for ev, _ in items))
+        sends: Sends = [self._write(key, partition, replace(fold.state, applied=applied, applied_offsets=offsets))]
         accepted = 0
         for (ev, tev), update in zip(items, fold.updates, strict=True):
             if update.accepted:
@@ -126,6 +129,16 @@ class WindowFolder:
             self.metrics.corrected_share.labels(last.dimension, last.key).set(latest.corrected_share)
             self.metrics.window_volume.labels(last.dimension, last.key).set(latest.count)
         return sends
+
+    def _still_readable(self, state: KeyState, partition: int, folded: Iterable[int]) -> tuple[int, ...]:
+        """The key's folded offsets that may be delivered again: at or after the partition's committed offset
+        (one earlier, as Faust may count it either way), at most ``APPLIED_KEEP``."""
+        same = state.applied is not None and state.applied[0] == partition
+        offsets = sorted({*(state.applied_offsets or () if same else ()), *folded})
+        committed = self.committed(partition)
+        if committed is not None:
+            offsets = [o for o in offsets if o >= committed - 1]
+        return tuple(offsets[-APPLIED_KEEP:])
 
     def _write(self, key: str, partition: int, state: KeyState) -> Awaitable[Any]:
         """The state into the store and its changelog; awaited with the batch's sends, as the batch's offsets are

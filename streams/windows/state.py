@@ -127,6 +127,9 @@ class KeyState:
     # (partition, offset) of the last trend-events record folded in: a restarted worker re-reads records
     # after the last commit, and the state restored from the changelog may already hold them
     applied: tuple[int, int] | None = None
+    # the offsets folded in that a consumer may still deliver again (a restart re-reads from the committed
+    # offset, the hole healer from a record the agent never got): ``applied`` alone assumed records come in order
+    applied_offsets: tuple[int, ...] | None = None
     # change-point evidence (changepoint.py): defaults, so states written before it load as a calm key
     evidence: float = 0.0
     shift: float = 0.0
@@ -136,7 +139,11 @@ class KeyState:
 
     def holds(self, partition: int, offset: int) -> bool:
         """Whether the record at ``partition``/``offset`` is already part of this state."""
-        return self.applied is not None and self.applied[0] == partition and offset <= self.applied[1]
+        if self.applied is None or self.applied[0] != partition:
+            return False
+        if not self.applied_offsets:  # a state written before the list: every offset up to the last one folded
+            return offset <= self.applied[1]
+        return offset in self.applied_offsets or offset < self.applied_offsets[0]  # below it: committed long ago
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,6 +167,7 @@ class KeyState:
             firing=Firing(**f) if f else None, volume=Level(**v) if v else None,
             cooldown_until=data.get("cooldown_until"), recent=rolling.from_json(data.get("recent")),
             applied=tuple(data["applied"]) if data.get("applied") else None,
+            applied_offsets=tuple(int(o) for o in data["applied_offsets"]) if data.get("applied_offsets") else None,
             evidence=data.get("evidence", 0.0), shift=data.get("shift", 0.0),
             shift_negatives=data.get("shift_negatives", 0), run=_run(data.get("run")),
             recent_slices=spread.from_json(data.get("recent_slices")),
