@@ -172,3 +172,15 @@ def wait_watermark(workers: list[Worker], ts: float, timeout_s: float = 120.0) -
             return
         time.sleep(1.0)
     pytest.fail(f"watermarks {seen} have not reached {ts} after {timeout_s}s\n{workers[0].log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium driven by Playwright, for the console's browser tests: no browser download, and no
+    sandbox (the tests run as root). Imported here, not at the top: most integration tests need no browser."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        found = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        yield found
+        found.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from pydantic import SecretStr
 
 from models.feedback import ScoredMessage, feedback_for_message
@@ -127,14 +127,6 @@ def console(stack: Settings) -> Iterator[str]:
                        capture_output=True, check=True, timeout=30)
     with running_console(stack, env) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        found = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield found
-        found.close()
 
 
 @pytest.fixture

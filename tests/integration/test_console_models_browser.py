@@ -16,7 +16,7 @@ import numpy as np
 import psycopg
 import pytest
 from argon2 import PasswordHasher
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from pydantic import SecretStr
 
 from models.artifact import CARD, HEAD_FILE, MANIFEST, Manifest, model_card, now_iso
@@ -127,14 +127,6 @@ def console(stack: Settings) -> Iterator[str]:
     env = {k: v for k, v in worker_env(stack).items() if k != "TONEWATCH_SCREENSHOT_DIR"}  # not a setting
     with running_console(stack, env) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        found = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        yield found
-        found.close()
 
 
 def _signed_in(browser: Browser, url: str, name: str) -> Page:
