@@ -114,6 +114,6 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None,
     knowledge = load_knowledge(settings.scoring.knowledge_path) if settings.scoring.knowledge_path else load_knowledge()
     register_agents(
         app, settings, topics, state, settings.detector, metrics or create_metrics(), knowledge, load_reference,
-        on_fatal, load_rates,
+        on_fatal, load_rates, absent,
     )
     return app
