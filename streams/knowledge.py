@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 _NAME_CHAR = re.compile(r"[\w&]")  # a name must not touch one of these on either side
+log = logging.getLogger(__name__)
 DEFAULT_MAP = Path(__file__).resolve().parent.parent / "data" / "knowledge" / "companies.csv"
 
 
@@ -52,3 +54,13 @@ def load_knowledge(path: Path = DEFAULT_MAP) -> Knowledge:
     names = sorted(aliases, key=len, reverse=True)
     pattern = re.compile(r"(?:" + "|".join(map(re.escape, names)) + r")(?![\w&])") if names else None
     return Knowledge(sectors, pattern, aliases)
+
+
+def load_sectors(path: Path | None) -> dict[str, str]:
+    """Ticker -> sector from the knowledge file (``None``: the committed one), for the services that relate a
+    ticker to its sector (incidents, the store's sector links); an unreadable file gives none, with a warning."""
+    try:
+        return load_knowledge(path or DEFAULT_MAP).sectors
+    except (OSError, KeyError, ValueError) as exc:
+        log.warning("no ticker sectors from %s (%s: %s)", path or DEFAULT_MAP, type(exc).__name__, exc)
+        return {}

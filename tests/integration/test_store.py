@@ -26,13 +26,15 @@ from tonewatch.stack.procs import StackError
 from tonewatch.store.errors import StoreError
 from tonewatch.store.queries import alert_history, search_messages, ticker_trend
 from tonewatch.store.rows import KINDS, to_row
-from tonewatch.store.schema import drop_expired, ensure_day_partitions, migrate
+from tonewatch.store.schema import drop_expired, ensure_day_partitions, migrate, sync_ticker_sectors
 from tonewatch.store.writer import StoreWriter
 
 pytestmark = pytest.mark.integration
 
 DAY = datetime(2025, 12, 1, tzinfo=UTC)
 WINDOW_S = 60
+MIGRATED = ["0001_history", "0002_console", "0003_messages_p_negative", "0004_trends_covering",
+            "0005_ticker_sectors"]
 TABLES = {"trends": "trends", "alerts": "alerts", "incidents": "incidents", "scored": "messages",
           "model_events": "model_events"}
 
@@ -49,7 +51,7 @@ def conn(pg: PostgresProcess) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(pg.dsn) as c:
         migrate(c)
         drop_expired(c, date(9999, 1, 1))
-        c.execute("TRUNCATE trends, alerts, incidents, model_events")
+        c.execute("TRUNCATE trends, alerts, incidents, model_events, ticker_sectors")
         c.commit()
         yield c
 
@@ -112,10 +114,10 @@ def _counts(c: psycopg.Connection[Any]) -> dict[str, int]:
 
 def test_migrate_applies_each_migration_once(pg: PostgresProcess) -> None:
     with psycopg.connect(_fresh_database(pg, "migrate_once")) as c:
-        assert migrate(c) == ["0001_history", "0002_console", "0003_messages_p_negative", "0004_trends_covering"]
+        assert migrate(c) == MIGRATED
         assert migrate(c) == []
-        assert c.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall() == [
-            (1, "0001_history"), (2, "0002_console"), (3, "0003_messages_p_negative"), (4, "0004_trends_covering")]
+        assert c.execute("SELECT name FROM schema_migrations ORDER BY version").fetchall() == [
+            (name,) for name in MIGRATED]
 
 
 def test_two_sinks_migrating_at_once_apply_it_once(pg: PostgresProcess) -> None:
@@ -132,9 +134,20 @@ def test_two_sinks_migrating_at_once_apply_it_once(pg: PostgresProcess) -> None:
     for t in threads:
         t.join(60)
     # each migration is its own transaction, so two sinks may share the work: each one applied once in all
-    assert sorted(name for applied in results for name in applied) == ["0001_history", "0002_console",
-                                                                        "0003_messages_p_negative",
-                                                                        "0004_trends_covering"]
+    assert sorted(name for applied in results for name in applied) == MIGRATED
+
+
+def test_ticker_sectors_become_the_knowledge_files_and_a_second_sync_changes_nothing(
+    conn: psycopg.Connection[Any]
+) -> None:
+    assert sync_ticker_sectors(conn, {"AAPL": "Information Technology", "XOM": "Energy"}) == 2
+    assert sync_ticker_sectors(conn, {"AAPL": "Information Technology", "XOM": "Energy"}) == 0
+    # a ticker moved to another sector, one dropped from the file, one added: 3 rows
+    assert sync_ticker_sectors(conn, {"AAPL": "Communication Services", "TSLA": "Consumer Discretionary"}) == 3
+    assert conn.execute("SELECT ticker, sector FROM ticker_sectors ORDER BY 1").fetchall() == [
+        ("AAPL", "Communication Services"), ("TSLA", "Consumer Discretionary")]
+    assert sync_ticker_sectors(conn, {}) == 0  # no knowledge file: the last one's pairs stay
+    assert conn.execute("SELECT count(*) FROM ticker_sectors").fetchone() == (2,)
 
 
 def test_a_batch_written_twice_changes_nothing(conn: psycopg.Connection[Any]) -> None:

@@ -75,15 +75,9 @@ class Job:
 def load_sectors(settings: Settings) -> Mapping[str, str]:
     """Ticker -> sector, from the knowledge file the score stage uses: a ticker's alert and its sector's are
     related. Without it incidents still form, from shared messages alone."""
-    from streams.knowledge import load_knowledge
+    from streams.knowledge import load_sectors as from_file
 
-    path = settings.scoring.knowledge_path
-    try:
-        return (load_knowledge(path) if path else load_knowledge()).sectors
-    except (OSError, KeyError, ValueError) as exc:
-        log.warning("no ticker sectors (%s: %s): incidents relate alerts by shared messages only",
-                    type(exc).__name__, exc)
-        return {}
+    return from_file(settings.scoring.knowledge_path)
 
 
 class Notifier:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -133,3 +133,21 @@ def drop_expired(conn: psycopg.Connection[Any], before: date) -> list[str]:
     except psycopg.Error as exc:
         raise StoreError(f"dropping expired partitions failed: {exc}") from exc
     return expired
+
+
+def sync_ticker_sectors(conn: psycopg.Connection[Any], sectors: Mapping[str, str]) -> int:
+    """Make ``ticker_sectors`` hold exactly ``sectors`` (ticker -> sector), in one transaction; returns the rows
+    added, changed or removed. An empty mapping (no knowledge file) leaves the table as it is."""
+    if not sectors:
+        return 0
+    pairs = sorted(sectors.items())
+    try:
+        with atomic(conn), conn.cursor() as cur:
+            cur.execute("DELETE FROM ticker_sectors WHERE NOT (ticker = ANY(%s))", ([t for t, _ in pairs],))
+            changed = max(cur.rowcount, 0)
+            cur.executemany("INSERT INTO ticker_sectors (ticker, sector) VALUES (%s, %s) ON CONFLICT (ticker) "
+                            "DO UPDATE SET sector = EXCLUDED.sector "
+                            "WHERE ticker_sectors.sector IS DISTINCT FROM EXCLUDED.sector", pairs)
+            return changed + max(cur.rowcount, 0)
+    except psycopg.Error as exc:
+        raise StoreError(f"writing the ticker sectors failed: {exc}") from exc

@@ -27,6 +27,7 @@ from kafka.structs import TopicPartition
 
 from streams.control.rejects import load_json, preview
 from streams.errors import input_dead_letter
+from streams.knowledge import load_sectors
 from tonewatch.core.errors import InvalidInput, TonewatchError
 from tonewatch.core.kafka_io import READER, client_config, ensure_topics, producer
 from tonewatch.core.sections import KafkaSettings
@@ -36,7 +37,7 @@ from tonewatch.core.topics import INCIDENTS
 from tonewatch.store.errors import StoreError
 from tonewatch.store.offsets import Committer
 from tonewatch.store.rows import to_row
-from tonewatch.store.schema import drop_expired, migrate
+from tonewatch.store.schema import drop_expired, migrate, sync_ticker_sectors
 from tonewatch.store.sink_metrics import SinkMetrics as SinkMetrics
 from tonewatch.store.sink_metrics import create_sink_metrics as create_sink_metrics
 from tonewatch.store.writer import StoreWriter
@@ -307,10 +308,11 @@ def _cause_name(exc: BaseException) -> str:
 
 
 def run_sink(settings: Settings, metrics: SinkMetrics, stop: Callable[[], bool]) -> None:
-    """``tonewatch sink``: the topics, a schema migrated on the first connection (waiting for the database like
-    any reconnection), then the loop until ``stop()``."""
+    """``tonewatch sink``: the topics, a schema migrated and the ticker sectors written on the first connection
+    (waiting for the database like any reconnection), then the loop until ``stop()``."""
     assert settings.store.dsn is not None, "the command refuses to start without a store"
     dsn = settings.store.dsn.get_secret_value()
+    sectors = load_sectors(settings.scoring.knowledge_path)
     migrated: list[str] = []
 
     def connect() -> psycopg.Connection[Any]:
@@ -318,10 +320,12 @@ def run_sink(settings: Settings, metrics: SinkMetrics, stop: Callable[[], bool])
         if not migrated:
             try:
                 applied = migrate(conn)
+                synced = sync_ticker_sectors(conn, sectors)
             except BaseException:
                 conn.close()
                 raise
-            log.info("store schema ready%s", f" (applied {', '.join(applied)})" if applied else "")
+            log.info("store schema ready%s; %d ticker sectors, %d changed",
+                     f" (applied {', '.join(applied)})" if applied else "", len(sectors), synced)
             migrated.append("done")
         return conn
 
