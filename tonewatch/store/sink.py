@@ -35,6 +35,7 @@ from tonewatch.core.service_sections import StoreSettings
 from tonewatch.core.settings import Settings
 from tonewatch.core.topics import INCIDENTS
 from tonewatch.store.errors import StoreError
+from tonewatch.store.fast_rows import scored_row_from_json
 from tonewatch.store.offsets import Committer
 from tonewatch.store.rows import to_row
 from tonewatch.store.schema import drop_expired, migrate, sync_ticker_sectors
@@ -173,6 +174,11 @@ class Sink:
         batch.count += 1
         batch.offsets[tp] = r.offset + 1
         kind = self.kinds[tp.topic]
+        row = scored_row_from_json(r.value) if kind == "scored" and isinstance(r.value, bytes) else None
+        if row is not None:
+            batch.rows.setdefault(kind, []).append(row)
+            batch.sources.append((kind, row, r))
+            return
         try:
             doc = load_json(r.value)
             if not isinstance(doc, dict):
