@@ -128,12 +128,15 @@ def message_lines(n: int, mix: Mix, now: datetime, seed: int) -> Iterator[str]:
 
 
 def fill_messages(conn: psycopg.Connection[Any], n: int, mix: Mix, now: datetime, seed: int) -> None:
-    """The day partitions first (the writer's own function), then one COPY."""
+    """The day partitions first (the writer's own function), then one COPY, then the volume rollup the sink
+    keeps as it writes (tonewatch/store/writer.py), counted once as migration 0006 does."""
     first = (now - timedelta(days=DAYS)).date()
     ensure_day_partitions(conn, {first + timedelta(days=d) for d in range(DAYS + 1)})
     with conn.cursor() as cur, cur.copy(copy_sql("messages", MESSAGE_COLUMNS)) as copy:
         for chunk in message_lines(n, mix, now, seed):
             copy.write(chunk)
+    conn.execute("INSERT INTO ticker_volume (ticker, minute, source, messages) SELECT t, date_trunc('minute', m.ts), "
+                 "m.source, count(*) FROM messages m, unnest(m.tickers) AS t GROUP BY 1, 2, 3")
     conn.commit()
 
 

@@ -37,6 +37,8 @@ def expand(sql: str, start: datetime, end: datetime, variables: dict[str, str]) 
         seconds = int(interval[:-1]) * _INTERVALS[interval[-1]]
         return f'floor(extract(epoch from {column})/{seconds})*{seconds} AS "time"'
 
+    # $__interval: what Grafana picks for the range and the panel's width (``variables``), else its 1m floor
+    sql = sql.replace("$__interval", f"'{variables.get('__interval', '1m')}'")
     sql = re.sub(r"\$__timeGroupAlias\(([^,]+),\s*'(\d+[smhd])'\)", group, sql)
     sql = re.sub(r"\$__timeFilter\(([^)]+)\)", lambda m: f"{m.group(1)} BETWEEN {frm} AND {to}", sql)
     sql = sql.replace("$__timeFrom()", frm).replace("$__timeTo()", to)

@@ -57,3 +57,17 @@ def _check_sector_narrows_tickers(conn: psycopg.Connection[Any], ticker: str, se
     sectors = load_sectors(None)
     assert ticker in mine and mine < everyone, (mine, everyone)
     assert all(sectors[t] == sector.strip("'") for t in mine), mine
+
+
+# the volume rollup's rows that the messages do not give, and the other way round
+VOLUME_DIFF = ("WITH v AS (SELECT ticker, source, minute, messages FROM ticker_volume), m AS (SELECT t, source, "
+               "date_trunc('minute', ts), count(*)::int FROM messages, unnest(tickers) t GROUP BY 1, 2, 3) "
+               "(TABLE v EXCEPT ALL TABLE m) UNION ALL (TABLE m EXCEPT ALL TABLE v)")
+
+
+def assert_volume_counts_each_message_once(settings: Settings) -> None:
+    """``ticker_volume`` holds exactly the store's messages counted per ticker, minute and source."""
+    assert settings.store.dsn is not None
+    with psycopg.connect(settings.store.dsn.get_secret_value(), connect_timeout=5) as c:
+        differ = c.execute(VOLUME_DIFF).fetchall()
+    assert differ == [], differ[:5]

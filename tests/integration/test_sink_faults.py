@@ -32,6 +32,7 @@ from streams.records import Scored
 from streams.windows.alerts import alert_payload
 from streams.windows.detector import ClosedWindow, Driver, Transition, Window, alert_id
 from streams.windows.trends import trend_record
+from tests.integration.store_checks import assert_volume_counts_each_message_once
 from tonewatch.core.kafka_io import READER, client_config, ensure_topics, producer, topic_size
 from tonewatch.core.settings import Settings
 from tonewatch.core.topics import INCIDENTS
@@ -265,6 +266,7 @@ def _assert_exactly(settings: Settings, expected: Keys) -> None:
         assert not missing and not twice, f"{kind}: {len(missing)} missing, {len(twice)} extra/duplicated " \
                                           f"({list(missing)[:3]} / {list(twice)[:3]})"
     assert topic_size(settings.kafka, settings.kafka.topic("dead-letter")) == 0
+    assert_volume_counts_each_message_once(settings)  # a batch written again after the fault added nothing
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.integration
 DAY = datetime(2025, 12, 1, tzinfo=UTC)
 WINDOW_S = 60
 MIGRATED = ["0001_history", "0002_console", "0003_messages_p_negative", "0004_trends_covering",
-            "0005_ticker_sectors"]
+            "0005_ticker_sectors", "0006_ticker_volume"]
 TABLES = {"trends": "trends", "alerts": "alerts", "incidents": "incidents", "scored": "messages",
           "model_events": "model_events"}
 
@@ -51,7 +51,7 @@ def conn(pg: PostgresProcess) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(pg.dsn) as c:
         migrate(c)
         drop_expired(c, date(9999, 1, 1))
-        c.execute("TRUNCATE trends, alerts, incidents, model_events, ticker_sectors")
+        c.execute("TRUNCATE trends, alerts, incidents, model_events, ticker_sectors, ticker_volume")
         c.commit()
         yield c
 
@@ -171,6 +171,24 @@ def test_a_message_twice_in_one_batch_is_written_once(conn: psycopg.Connection[A
         (row[0], row[1], row[3], row[8], json.loads(row[6]))]
 
 
+def _volume(c: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+    return c.execute("SELECT ticker, source, minute, messages FROM ticker_volume ORDER BY 1, 3").fetchall()
+
+
+def test_ticker_volume_counts_each_new_message_once_per_ticker(conn: psycopg.Connection[Any]) -> None:
+    rows = _rows(_records())["scored"]
+    writer = StoreWriter(conn)
+    writer.write({"scored": rows + rows[:1]})  # a copy within the batch
+    writer.write({"scored": rows})  # and the whole batch again: a redelivery counts nothing
+    minute = lambda i: rows[i][1].replace(second=0, microsecond=0)  # noqa: E731
+    assert _volume(conn) == sorted([("AAPL", "news", minute(0), 1), ("MSFT", "news", minute(1), 1),
+                                    ("AAPL", "news", minute(2), 1), ("AAPL", "news", minute(3), 1),
+                                    ("MSFT", "news", minute(3), 1)], key=lambda r: (r[0], r[2]))
+    # the rollup is what the Ticker dashboard's volume panel reads: it agrees with the messages it sums
+    assert conn.execute("SELECT sum(messages) FROM ticker_volume").fetchone() == \
+        conn.execute("SELECT count(*) FROM messages, unnest(tickers)").fetchone()
+
+
 def test_a_newer_record_of_the_same_window_replaces_the_row(conn: psycopg.Connection[Any]) -> None:
     writer = StoreWriter(conn)
     writer.write({"trends": [to_row("trends", _trend("AAPL", DAY))]})
@@ -228,6 +246,7 @@ def test_drop_expired_drops_only_older_day_partitions(conn: psycopg.Connection[A
     conn.commit()
     assert drop_expired(conn, DAY.date()) == ["messages_20251129", "messages_20251130"]
     assert [r[0] for r in conn.execute("SELECT id FROM messages ORDER BY id")] == ["m3", "m4"]
+    assert {r[2].date() for r in _volume(conn)} == {DAY.date()}  # the rollup's older days go with them
     assert drop_expired(conn, DAY.date()) == []
     parts = conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                          "WHERE i.inhparent = 'messages'::regclass ORDER BY 1").fetchall()

@@ -123,13 +123,15 @@ def ensure_day_partitions(conn: psycopg.Connection[Any], days: Iterable[date]) -
 
 
 def drop_expired(conn: psycopg.Connection[Any], before: date) -> list[str]:
-    """Drop the day partitions wholly before ``before`` (UTC days), in one transaction; returns their names."""
+    """Drop the day partitions wholly before ``before`` (UTC days), and the volume rollup's rows of those days, in
+    one transaction; returns the partitions' names."""
     try:
         with atomic(conn):
             expired = sorted(name for name in _existing(conn)
                              if (m := _PARTITION.fullmatch(name)) and m.group(1) < f"{before:%Y%m%d}")
             for name in expired:
                 conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+            conn.execute("DELETE FROM ticker_volume WHERE minute < %s", (_bound(before),))
     except psycopg.Error as exc:
         raise StoreError(f"dropping expired partitions failed: {exc}") from exc
     return expired

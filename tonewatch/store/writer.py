@@ -39,6 +39,13 @@ _TABLES: dict[str, tuple[str, tuple[str, ...], frozenset[str], tuple[str, ...], 
 }
 
 
+# in key order, so two sinks adding to the same minutes lock them in the same order
+_VOLUME = ("INSERT INTO ticker_volume (ticker, minute, source, messages) "
+           "SELECT t, date_trunc('minute', ins.ts), ins.source, count(*) FROM ins, unnest(ins.tickers) AS t "
+           "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
+           "ON CONFLICT (ticker, minute, source) DO UPDATE SET messages = ticker_volume.messages + EXCLUDED.messages")
+
+
 def staged_sql(kind: str) -> tuple[str, str, str] | None:
     """For a DO NOTHING kind: its temporary table's creation (emptied at each commit), its COPY, and the INSERT
     from it; None for the others. The temporary table takes the table's columns and NOT NULLs (LIKE), so a row
@@ -47,9 +54,11 @@ def staged_sql(kind: str) -> tuple[str, str, str] | None:
     if whole is not None:
         return None
     names, stage = ", ".join(columns), f"stage_{table}"
+    insert = f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} ON CONFLICT ({', '.join(key)}) DO NOTHING"
+    if kind == "scored":  # the rows it inserts, and only those, are added to the volume rollup (migration 0006)
+        insert = f"WITH ins AS ({insert} RETURNING ts, source, tickers), vol AS ({_VOLUME}) SELECT count(*) FROM ins"
     return (f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS",
-            f"COPY {stage} ({names}) FROM STDIN",
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} ON CONFLICT ({', '.join(key)}) DO NOTHING")
+            f"COPY {stage} ({names}) FROM STDIN", insert)
 
 
 def upsert_sql(kind: str) -> str:
@@ -107,4 +116,6 @@ class StoreWriter:
                 for row in rows:
                     out.write_row(row)
             cur.execute(insert.encode())
+            if kind == "scored":  # the count of its inserted rows, selected: rowcount is the SELECT's one row
+                return int(cur.fetchone()[0])  # type: ignore[index]
             return max(cur.rowcount, 0)
