@@ -83,9 +83,9 @@ def register_agents(
 
 def committed_offsets(app: Any, topic: str) -> Callable[[int], int | None]:
     """The windows group's committed offset of a ``topic`` partition, as Faust's consumer last committed it."""
-    def committed(partition: int) -> int | None:
-        from faust.types import TP
+    from faust.types import TP
 
+    def committed(partition: int) -> int | None:
         offsets = getattr(app.consumer, "_committed_offset", None) or {}
         value = offsets.get(TP(topic, partition))
         return value if isinstance(value, int) else None
@@ -95,9 +95,9 @@ def committed_offsets(app: Any, topic: str) -> Callable[[int], int | None]:
 
 def rewind_to(app: Any, topic: str) -> Callable[[int, int], Awaitable[None]]:
     """Read a ``topic`` partition again from an offset, on the worker's Faust consumer."""
-    async def rewind(partition: int, offset: int) -> None:
-        from faust.types import TP
+    from faust.types import TP
 
+    async def rewind(partition: int, offset: int) -> None:
         log.warning("trend-events partition %d: offset %d was never delivered; reading again from it",
                     partition, offset)
         await app.consumer.seek(TP(topic, partition), offset)

@@ -48,7 +48,10 @@ class InOrder:
         """Whether to fold the record now, and the offset to read the partition again from (None: no need).
 
         A record before the next offset is a copy read again: folded (the state skips what it holds)."""
-        known, committed = self._next.get(partition), self.committed(partition)
+        known = self._next.get(partition)
+        if known is not None and offset <= known:  # the next one, or a copy: most records, no lookup needed
+            return self._folded(partition, offset)
+        committed = self.committed(partition)
         base = max((o for o in (known, committed) if o is not None), default=None)
         if base is None or offset <= base:
             return self._folded(partition, offset)

@@ -55,8 +55,12 @@ def staged_sql(kind: str) -> tuple[str, str, str] | None:
         return None
     names, stage = ", ".join(columns), f"stage_{table}"
     insert = f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} ON CONFLICT ({', '.join(key)}) DO NOTHING"
-    if kind == "scored":  # the rows it inserts, and only those, are added to the volume rollup (migration 0006)
+    # it selects how many rows it inserted; a scored row inserted, and only those, adds to the volume rollup
+    # (migration 0006)
+    if kind == "scored":
         insert = f"WITH ins AS ({insert} RETURNING ts, source, tickers), vol AS ({_VOLUME}) SELECT count(*) FROM ins"
+    else:
+        insert = f"WITH ins AS ({insert} RETURNING 1) SELECT count(*) FROM ins"
     return (f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS",
             f"COPY {stage} ({names}) FROM STDIN", insert)
 
@@ -116,6 +120,4 @@ class StoreWriter:
                 for row in rows:
                     out.write_row(row)
             cur.execute(insert.encode())
-            if kind == "scored":  # the count of its inserted rows, selected: rowcount is the SELECT's one row
-                return int(cur.fetchone()[0])  # type: ignore[index]
-            return max(cur.rowcount, 0)
+            return int(cur.fetchone()[0])  # type: ignore[index]  # the rows inserted (staged_sql selects them)
