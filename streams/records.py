@@ -11,10 +11,9 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any, Literal
 
-import pydantic_core
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tonewatch.core.errors import InvalidInput
@@ -27,6 +26,7 @@ _TICKER = re.compile(r"[A-Z0-9.\-]+")
 _SEPARATORS = re.compile(r"[\s,$]+")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")  # JSON may escape them; no UTF-8 output can carry them
 _MAX_TICKER = 16
+_MAX_ID, _MAX_PERSON = 128, 200  # characters
 
 
 class InvalidMessage(InvalidInput):
@@ -37,18 +37,51 @@ class InvalidMessage(InvalidInput):
         self.reason = reason
 
 
-class Message(BaseModel):
-    """A news headline or chat message as produced onto the news/chat topics."""
+class Message(msgspec.Struct, frozen=True, kw_only=True):
+    """A news headline or chat message as produced onto the news/chat topics, once validated
+    (:func:`parse_message`): text fields stripped, ``ts`` in UTC, tickers upper-case symbols."""
+
+    id: str
+    source: Literal["news", "chat"]
+    ts: datetime
+    text: str
+    tickers: tuple[str, ...] = ()
+    author: str | None = None
+    channel: str | None = None
+
+    @property
+    def epoch(self) -> float:
+        return self.ts.timestamp()
+
+
+def normalise_tickers(v: Any) -> tuple[str, ...]:
+    """Producer-given tickers as symbols, or ValueError saying why they cannot be."""
+    if v is None:
+        return ()
+    if not isinstance(v, list | tuple) or not all(isinstance(t, str) for t in v):
+        raise ValueError("tickers must be a list of symbols")
+    # "BWV $AUVI $DTC" (seen in real chat data) is three symbols
+    symbols = tuple(s for t in v for s in _SEPARATORS.split(t.upper()) if s)
+    if any(len(t) > _MAX_TICKER for t in symbols):
+        raise ValueError(f"ticker longer than {_MAX_TICKER} characters")
+    if not all(_TICKER.fullmatch(t) for t in symbols):
+        raise ValueError("a ticker may hold only A-Z, 0-9, '.' and '-'")
+    return symbols
+
+
+class MessageSchema(BaseModel):
+    """What a message may be, as pydantic checks it: the rules, and the reason when one is broken. Only a
+    message the fast path (:func:`decode_plain`) declines is checked here."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)
 
-    id: str = Field(min_length=1, max_length=128)
+    id: str = Field(min_length=1, max_length=_MAX_ID)
     source: Literal["news", "chat"]
     ts: datetime
     text: str = Field(min_length=1)
     tickers: tuple[str, ...] = ()
-    author: str | None = Field(None, max_length=200)
-    channel: str | None = Field(None, max_length=200)
+    author: str | None = Field(None, max_length=_MAX_PERSON)
+    channel: str | None = Field(None, max_length=_MAX_PERSON)
 
     @field_validator("ts")
     @classmethod
@@ -63,21 +96,53 @@ class Message(BaseModel):
     @field_validator("tickers", mode="before")
     @classmethod
     def _tickers(cls, v: Any) -> Any:
-        if v is None:
-            return ()
-        if not isinstance(v, list | tuple) or not all(isinstance(t, str) for t in v):
-            raise ValueError("tickers must be a list of symbols")
-        # "BWV $AUVI $DTC" (seen in real chat data) is three symbols
-        symbols = tuple(s for t in v for s in _SEPARATORS.split(t.upper()) if s)
-        if any(len(t) > _MAX_TICKER for t in symbols):
-            raise ValueError(f"ticker longer than {_MAX_TICKER} characters")
-        if not all(_TICKER.fullmatch(t) for t in symbols):
-            raise ValueError("a ticker may hold only A-Z, 0-9, '.' and '-'")
-        return symbols
+        return normalise_tickers(v)
 
-    @cached_property
-    def epoch(self) -> float:  # read several times per message on the hot path
-        return self.ts.timestamp()
+    def message(self) -> Message:
+        return Message(id=self.id, source=self.source, ts=self.ts, text=self.text, tickers=self.tickers,
+                       author=self.author, channel=self.channel)
+
+
+class _Wire(msgspec.Struct, frozen=True):
+    """A message as it arrives, before the rules pydantic would apply on top (stripping, UTC, symbols)."""
+
+    id: str
+    source: Literal["news", "chat"]
+    ts: str
+    text: str
+    tickers: tuple[str, ...] | None = ()
+    author: str | None = None
+    channel: str | None = None
+
+
+_WIRE = msgspec.json.Decoder(_Wire)
+# the RFC 3339 form every producer here writes; anything else pydantic parses (or refuses, with a reason)
+_PLAIN_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
+
+
+def _trimmed(text: str | None, most: int) -> bool:
+    """Whether stripping would leave ``text`` as it is, and it fits ``most`` characters."""
+    return text is None or (len(text) <= most and not (text and (text[0].isspace() or text[-1].isspace())))
+
+
+def decode_plain(raw: bytes | str) -> Message | None:
+    """The message, when ``raw`` is one that needs nothing pydantic would change: the same message
+    :class:`MessageSchema` gives (tests/unit/test_plain_messages.py checks that). None for anything else."""
+    try:
+        w = _WIRE.decode(raw)
+    except (msgspec.DecodeError, RecursionError):  # pydantic says whether, and why, it is wrong
+        return None
+    if not (w.id and w.text and _trimmed(w.id, _MAX_ID) and _trimmed(w.text, len(w.text))
+            and _trimmed(w.author, _MAX_PERSON) and _trimmed(w.channel, _MAX_PERSON)):
+        return None
+    if _PLAIN_TS.fullmatch(w.ts) is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(w.ts).astimezone(UTC)
+        tickers = normalise_tickers(w.tickers)
+    except (ValueError, OverflowError):
+        return None
+    return Message(id=w.id, source=w.source, ts=ts, text=w.text, tickers=tickers, author=w.author, channel=w.channel)
 
 
 def parse_message(raw: bytes | str | None, limits: ScoringSettings, now: float | None = None) -> Message:
@@ -90,12 +155,15 @@ def parse_message(raw: bytes | str | None, limits: ScoringSettings, now: float |
         raise InvalidMessage("empty message")
     if len(raw) > limits.max_message_bytes:  # characters of a str: only tests pass one
         raise InvalidMessage(f"{len(raw)} bytes: at most {limits.max_message_bytes} per message")
-    try:  # the common case in one pass of Rust; the reason of a failure comes from the slow path below
-        msg = Message.model_validate_json(raw)
-        surrogates_possible = False  # pydantic's JSON parser refuses unpaired surrogate escapes
-    except ValidationError:
-        msg = _validate_slowly(raw)
-        surrogates_possible = True
+    msg = decode_plain(raw)  # the common case, in one pass of msgspec's C (docs/decisions: slotted-scored-record)
+    # neither JSON parser accepts an unpaired surrogate escape; only the step-by-step path's json.loads does
+    surrogates_possible = False
+    if msg is None:
+        try:
+            msg = MessageSchema.model_validate_json(raw).message()
+        except ValidationError:  # the reason comes from the step-by-step path below
+            msg = _validate_slowly(raw).message()
+            surrogates_possible = True
     if msg.epoch > (time.time() if now is None else now) + limits.max_future_s:
         raise InvalidMessage(f"timestamp {msg.ts.isoformat()} is more than {limits.max_future_s:g}s in the future")
     if len(msg.text) > limits.max_text_chars:
@@ -115,7 +183,7 @@ def parse_message(raw: bytes | str | None, limits: ScoringSettings, now: float |
     return msg
 
 
-def _validate_slowly(raw: bytes | str) -> Message:
+def _validate_slowly(raw: bytes | str) -> MessageSchema:
     """Step by step, for the precise reason a message is invalid (pydantic's JSON errors are terse)."""
     if isinstance(raw, bytes):
         try:
@@ -133,7 +201,7 @@ def _validate_slowly(raw: bytes | str) -> Message:
     if not isinstance(data, dict):
         raise InvalidMessage(f"expected a JSON object, got {type(data).__name__}")
     try:
-        return Message.model_validate(data)
+        return MessageSchema.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "message"
@@ -169,4 +237,4 @@ class Scored:
         return self.sentiment_probs.get("negative", 0.0)
 
     def to_json(self) -> bytes:
-        return pydantic_core.to_json(self)
+        return msgspec.json.encode(self)

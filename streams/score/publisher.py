@@ -104,15 +104,15 @@ class Publisher:
         message is scored but dead-lettered instead of counted."""
         combiner = Combiner(self.settings.detector.window_s, self.settings.detector.top_messages, adjust=self.adjust)
         sources: Counter[str] = Counter()
-        scored_topic = self.settings.kafka.topic("scored")
+        records: list[tuple[bytes, bytes]] = []  # the scored topic's, keyed by id
         lateness = self.settings.detector.allowed_lateness_s
         for (r, _), sc in zip(valid, scored, strict=True):
             if isinstance(sc, str):  # no usable model output for this message
                 self.dead_letter(out, sc, r, "score")
                 continue
             try:
-                value = sc.to_json()
-                if not fits(sc.id.encode(), value):
+                key, value = sc.id.encode(), sc.to_json()
+                if not fits(key, value):
                     self.dead_letter(out, f"its scored record would be {len(value)} bytes, over the "
                                      f"{MAX_RECORD_BYTES} a Kafka record may hold", r, "score")
                     continue
@@ -124,8 +124,9 @@ class Publisher:
             except Exception as exc:  # a bug in building one output: that message goes, the batch stays
                 self.dead_letter(out, f"output failed: {exc}", r, "score")
                 continue
-            out.add(scored_topic, sc.id.encode(), value)
+            records.append((key, value))
             sources[sc.source] += 1
+        out.add_many(self.settings.kafka.topic("scored"), records)
         for d in self.drift.observe([sc for sc in scored if not isinstance(sc, str)]):
             log.warning("drift: %s v%s %s PSI %.3f", d.model, d.version, d.kind, d.psi)
             out.add(self.settings.kafka.topic("model-events"), d.model.encode(), dumps(d.as_dict(event_time())))

@@ -9,7 +9,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from streams.score.outbox import Outbox, murmur2, partition_for
+from streams.score.outbox import Outbox, murmur2, murmur2_many, partition_for
 from tests.unit.kafka_fakes import FakeProducer
 
 
@@ -24,6 +24,24 @@ def test_murmur2_is_kafkas() -> None:
     keys = [bytes(rng.randrange(256) for _ in range(n)) for n in range(70) for _ in range(20)]
     assert [murmur2(k) for k in keys] == [aiokafka_murmur2(k) for k in keys]
     assert murmur2(b"21") == -973932308 & 0xFFFFFFFF  # the Java client's own test vector (Utils.murmur2)
+
+
+def test_hashing_many_keys_at_once_gives_each_keys_murmur2() -> None:
+    rng = random.Random(11)
+    # lengths shared by many keys take the numpy path, rare ones the scalar one; all four tails of a word
+    keys = [bytes(rng.randrange(256) for _ in range(n)) for n in (0, 1, 2, 3, 4, 5, 6, 7, 36, 37) for _ in range(40)]
+    keys += [b"rare"] + [bytes(rng.randrange(256) for _ in range(n)) for n in range(8, 30)]
+    rng.shuffle(keys)
+    assert murmur2_many(keys) == [aiokafka_murmur2(k) for k in keys]
+    assert murmur2_many([]) == []
+
+
+def test_keyed_records_added_together_land_where_a_keyed_send_puts_them() -> None:
+    parts = [0, 1, 2]
+    records = [(f"id-{i}".encode(), f"v{i}".encode()) for i in range(100)]
+    out = Outbox({"s": parts})
+    out.add_many("s", records)
+    assert out.records == [("s", DefaultPartitioner()(k, parts, parts), k, v) for k, v in records]
 
 
 async def _deliver(out: Outbox, producer: FakeProducer) -> None:
