@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -14,12 +15,28 @@ from typing import Any
 
 import pytest
 
+from tests.integration.leaks import processes_naming
 from tonewatch.core.kafka_io import read_json
 from tonewatch.core.settings import Settings
 from tonewatch.notify.egress import LOOPBACK
 from tonewatch.stack import worker_env
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A Triton, broker, database or worker left running holds ports and cores after CI's run: each fails the
+    session (and is killed)."""
+    yield
+    root = tmp_path_factory.getbasetemp()
+    deadline = time.monotonic() + 15  # a stop that signalled and did not wait
+    while (left := processes_naming(root)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid, _ in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, "still running after the tests: " + "; ".join(f"{pid}: {cmd[:200]}" for pid, cmd in left)
 
 
 @pytest.fixture(scope="session")

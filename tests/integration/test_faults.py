@@ -51,13 +51,20 @@ class Stack:
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     run_dir = tmp_path_factory.mktemp("faults")
     with kafka_and_trivial_triton(run_dir) as (kafka, triton, settings):
-        yield Stack(settings.updated(
+        stack = Stack(settings.updated(
             kafka__bootstrap=kafka.bootstrap, run_dir=run_dir, kafka__session_timeout_s=8.0,
             detector__window_s=10, detector__allowed_lateness_s=60, triton__timeout_s=5.0,
             # one partition: event time cannot skew across partitions of a lagging worker, so nothing is late
             # unless a redelivery makes it so (then it is a duplicate, dead-lettered as late and counted)
             kafka__topic_partitions=1,
         ), kafka, triton)
+        try:
+            yield stack
+        finally:  # a test that restarted Kafka or Triton left the new process here; the ones above are stopped
+            if stack.triton is not triton:
+                stop_triton(stack.triton)
+            if stack.kafka is not kafka:
+                stop_kafka(stack.kafka)
 
 
 class Feed(threading.Thread):
