@@ -9,6 +9,7 @@ instead, as a live source would arrive (60 = an hour of feed in a minute).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -19,11 +20,14 @@ from typing import Any
 
 from kafka.admin import KafkaAdminClient
 from kafka.consumer import KafkaConsumer
+from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
 from tonewatch.core.kafka_io import READER, client_config, ensure_topics, offsets_consumer, producer
 from tonewatch.core.settings import Settings
 from tonewatch.core.topics import INPUTS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -161,7 +165,13 @@ class CatchUp:
     def _committed(self, group: str, targets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
         if not targets:
             return {}
-        offsets = self.admin.list_consumer_group_offsets(group, partitions=list(targets))
+        try:
+            offsets = self.admin.list_consumer_group_offsets(group, partitions=list(targets))
+        except KafkaError as exc:  # a fresh broker's group coordinator, still loading: nothing known to be done
+            if not exc.retriable:
+                raise
+            log.info("waiting for the group coordinator (%s)", type(exc).__name__)
+            return {}
         return {tp: meta.offset for tp, meta in offsets.items()}
 
     def __call__(self) -> dict[str, int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka.errors import CoordinatorNotAvailableError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 from typer.testing import CliRunner
 
@@ -119,6 +120,32 @@ def test_catch_up_waits_for_the_trend_events_the_inputs_led_to_not_for_later_mar
     assert left() == {"news": 0, "chat": 0, "trend-events": 6}
     kafka.ends[trends] = 50  # the score stage's periodic marks keep coming
     kafka.commits[windows] = {trends: 6}
+    assert left() == {"news": 0, "chat": 0, "trend-events": 0}
+
+
+class CoordinatorStarting(FakeOffsets):
+    """A fresh broker: the group coordinator is not there for the first few questions."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    def list_consumer_group_offsets(self, group: str, partitions: list[TopicPartition]
+                                    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        if self.refusals:
+            self.refusals -= 1
+            raise CoordinatorNotAvailableError("The coordinator is not available.")
+        return super().list_consumer_group_offsets(group, partitions)
+
+
+def test_a_coordinator_not_there_yet_means_not_caught_up_yet_not_a_crash() -> None:
+    s = Settings().updated(kafka__topic_prefix="t")
+    news, trends = TopicPartition("t.news", 0), TopicPartition("t.trend-events", 0)
+    kafka = CoordinatorStarting(refusals=2)
+    kafka.ends = {news: 5, trends: 0}
+    kafka.commits = {s.kafka.score_group_id: {news: 5}}
+    left = CatchUp(s, kafka, kafka)
+    assert left()["news"] == 5  # nothing known to be committed: all of it still to do
     assert left() == {"news": 0, "chat": 0, "trend-events": 0}
 
 
