@@ -49,6 +49,9 @@ def load_config(settings: Settings, name: str, versions: list[int] | None = None
         cfg.parameters["EXECUTION_ENV_PATH"].string_value = str(settings.triton.model_env_path.resolve())
     if settings.triton.cpu_threads:
         cfg.parameters["threads"].string_value = str(settings.triton.cpu_threads)
+    if settings.triton.cpu_instances:
+        del cfg.instance_group[:]
+        cfg.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.KIND_CPU, count=settings.triton.cpu_instances)
     return json_format.MessageToJson(cfg, preserving_proto_field_name=True)
 
 

@@ -56,6 +56,9 @@ def test_load_config_injects_the_local_env_only_when_asked(tmp_path: Path) -> No
     assert "threads" not in cfg["parameters"]
     threaded = json.loads(load_config(local.updated(triton__cpu_threads=1), "sentiment"))
     assert threaded["parameters"]["threads"]["string_value"] == "1"
+    assert "instance_group" not in threaded  # Triton's default: one instance per GPU, else one on CPU
+    two = json.loads(load_config(local.updated(triton__cpu_instances=2), "topic"))
+    assert two["instance_group"] == [{"kind": "KIND_CPU", "count": 2}]
 
 
 def test_settings_read_the_stack_state_but_env_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

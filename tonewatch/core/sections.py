@@ -123,6 +123,10 @@ class TritonSettings(Section):
     cpu_threads: int | None = Field(
         None, ge=1, description="torch threads per model instance on CPU (local stack); None = torch's default."
     )
+    cpu_instances: int | None = Field(
+        None, ge=1, description="Instances of each model on CPU (local stack), each with cpu_threads; None = one, "
+        "Triton's default without a GPU (docs/performance.md measures two)."
+    )
     sentiment_model: str = Field("sentiment", description="Triton name of the sentiment model.")
     topic_model: str = Field("topic", description="Triton name of the topic model.")
     timeout_s: float = Field(30.0, gt=0, description="Per-request deadline for inference.")
