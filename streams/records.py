@@ -120,9 +120,11 @@ _WIRE = msgspec.json.Decoder(_Wire)
 _PLAIN_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
 
 
-def _trimmed(text: str | None, most: int) -> bool:
-    """Whether stripping would leave ``text`` as it is, and it fits ``most`` characters."""
-    return text is None or (len(text) <= most and not (text and (text[0].isspace() or text[-1].isspace())))
+def _trimmed(text: str | None, most: int | None = None) -> bool:
+    """Whether stripping would leave ``text`` as it is, and it fits ``most`` characters (if given)."""
+    if not text:
+        return True
+    return (most is None or len(text) <= most) and not (text[0].isspace() or text[-1].isspace())
 
 
 def decode_plain(raw: bytes | str) -> Message | None:
@@ -132,7 +134,7 @@ def decode_plain(raw: bytes | str) -> Message | None:
         w = _WIRE.decode(raw)
     except (msgspec.DecodeError, RecursionError):  # pydantic says whether, and why, it is wrong
         return None
-    if not (w.id and w.text and _trimmed(w.id, _MAX_ID) and _trimmed(w.text, len(w.text))
+    if not (w.id and w.text and _trimmed(w.id, _MAX_ID) and _trimmed(w.text)
             and _trimmed(w.author, _MAX_PERSON) and _trimmed(w.channel, _MAX_PERSON)):
         return None
     if _PLAIN_TS.fullmatch(w.ts) is None:
