@@ -34,6 +34,10 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "alpha002": {"alpha": 0.02},
     "alpha01": {"alpha": 0.1},
     "drift1": {"drift": 1.0},
+    "rises_only": {"two_sided": False, "count_drops": False},
+    "no_count_drops": {"count_drops": False},
+    "frozen_while_firing": {"firing_weight": 0.0},
+    "first_day_uncapped": {"first_day_cap": 1e9},
 }
 
 

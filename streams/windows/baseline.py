@@ -32,20 +32,21 @@ def count_scale(level: Level) -> float:
 
 
 def update_level(level: Level | None, x: float, alpha: float, clip: float, weight: float = 1.0,
-                 dev_alpha: float | None = None) -> Level:
+                 dev_alpha: float | None = None, scale: float | None = None) -> Level:
     """Fold ``x`` in with weight ``alpha * weight``, winsorised to ``clip`` scales around the level.
 
     While the level is young (fewer than ``1 / alpha`` values) it uses a running mean, so the
     first windows set it quickly instead of dragging a prior along. A smaller ``dev_alpha`` keeps
     the spread of a long stretch (bursty series: quiet nights must not make every burst look new)
-    while the level still follows the last hours.
+    while the level still follows the last hours. ``scale`` replaces the count scale the clip is
+    measured in (a metric's values are not counts: Poisson noise means nothing to them).
     """
     if level is None:
         return Level(mean=x, dev=0.0, n=1)
     w = min(max(weight, 0.0), 1.0)
     rate = max(alpha, 1.0 / (level.n + 1)) * w
     dev_rate = max(alpha if dev_alpha is None else dev_alpha, 1.0 / (level.n + 1)) * w
-    scale = count_scale(level)
+    scale = count_scale(level) if scale is None else scale
     xc = x if level.n < YOUNG else min(max(x, level.mean - clip * scale), level.mean + clip * scale)
     mean = level.mean + rate * (xc - level.mean)
     dev = level.dev + dev_rate * (abs(xc - level.mean) - level.dev)

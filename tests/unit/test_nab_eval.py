@@ -116,3 +116,10 @@ def test_bad_timestamp_fails_loudly(tmp_path: Path) -> None:
     write(tmp_path / "data" / "a.csv", [["timestamp", "value"], ["yesterday", "3"]])
     with pytest.raises(ValueError, match="bad timestamp"):
         score_tree(tmp_path / "data", tmp_path / "out", CFG)
+
+
+def test_score_tree_writes_nabs_results_layout_under_a_prefix(tmp_path: Path) -> None:
+    series = [["timestamp", "value"]] + [[f"2015-03-01 00:{i:02d}:00", "3"] for i in range(3)]
+    write(tmp_path / "data" / "realTweets" / "Twitter_volume_KO.csv", series)
+    score_tree(tmp_path / "data", tmp_path / "tonewatch", CFG, prefix="tonewatch_")
+    assert (tmp_path / "tonewatch" / "realTweets" / "tonewatch_Twitter_volume_KO.csv").is_file()

@@ -27,15 +27,16 @@ def register(app: typer.Typer, alerts_app: typer.Typer, models_app: typer.Typer)
         alpha: Annotated[float, typer.Option(help="EWMA weight of the baseline level per point.")] = 0.05,
         dev_alpha: Annotated[float, typer.Option(help="EWMA weight of the baseline spread per point.")] = 0.002,
         cooldown: Annotated[int, typer.Option(help="Points after a resolve with no new alert.")] = 12,
+        prefix: Annotated[str, typer.Option(help="Put before each file name (NAB's results layout: tonewatch_).")] = "",
     ) -> None:
-        """Score every NAB-format series with the detector's negative-volume baseline and lifecycle."""
+        """Score every NAB-format series (counts, or metrics either way) with the detector's volume evidence."""
         from tonewatch.evaluation.nab import NabConfig, score_tree
 
         s = ctx_settings(ctx)
         cfg = NabConfig(alpha=alpha, dev_alpha=dev_alpha, z=s.detector.volume_z, min_ratio=s.detector.volume_min_ratio,
                         clip=s.detector.robust_clip, cooldown=cooldown, drift=s.detector.change_drift)
         try:
-            written, skipped = score_tree(data, out, cfg)
+            written, skipped = score_tree(data, out, cfg, prefix)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--data") from exc
         for rel, rows in written:

@@ -25,14 +25,22 @@ import csv
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from streams.windows.baseline import Level, count_z, logistic, update_level
+from streams.windows.baseline import Level, logistic, update_level
 from streams.windows.changepoint import dispersion, negatives_z
 from tonewatch.core.errors import InvalidInput
 from tonewatch.evaluation import seasonal
+from tonewatch.evaluation.nab_evidence import (
+    Evidence,
+    Kind,
+    count_evidence,
+    metric_evidence,
+    metric_scale,
+    series_kind,
+)
 
 NAB_STEP_S = 300.0  # NAB's usual sampling: the times assumed when a caller has none
 DAY_S = 86400.0
@@ -40,10 +48,13 @@ DAY_S = 86400.0
 
 @dataclass(frozen=True)
 class NabConfig:
+    """Rates and counts are per point, whatever the sampling: an estimate needs so many points (measured:
+    rescaling them to an hourly or half-hourly series' step in time detected later, benchmarks/detector.md)."""
+
     alpha: float = 0.05  # EWMA weight of the level per point (5-minute points: about 1.5 hours of memory)
     dev_alpha: float = 0.002  # EWMA weight of the spread: about 2 days, so bursts are judged against a long run
     z: float = 4.0  # the least evidence at which the detector fires (score 0.5)
-    min_ratio: float = 2.0  # and the count must reach this multiple of its expectation
+    min_ratio: float = 2.0  # and a count must reach this multiple of its expectation (or fall to its inverse)
     clip: float = 3.0  # winsorise baseline updates at this many scales
     cooldown: int = 12  # points after a resolve with no new alert
     width: float = 1.0  # logistic width, in z units
@@ -56,14 +67,10 @@ class NabConfig:
     quiet_s: float = DAY_S  # after an alert fires the key stays quiet this long (event time)
     clock_outlier_weight: float = 1.0  # weight of a point past the ratio bar in its clock bucket
     level_outlier_weight: float = 1.0  # and in the level
-
-
-def point_z(x: float, level: Level) -> float:
-    """Robust z of a count, never more than its negative-binomial tail at the level's dispersion allows."""
-    z = count_z(x, level)
-    if x > level.mean and math.isfinite(x):
-        z = min(z, negatives_z(round(x), level.mean, dispersion(level)))
-    return z
+    count_drops: bool = True  # a count falling to 1 / min_ratio of its expectation is evidence too
+    first_day_cap: float = 3.0  # the first day's peak counts up to this many z bars towards the novelty bar
+    two_sided: bool = True  # a metric (not a count) is judged either way; False: rises only
+    firing_weight: float = 0.1  # while an alert is open the baselines learn at this weight; 0: frozen
 
 
 @dataclass
@@ -71,6 +78,7 @@ class _Series:
     """One series' state between points: baselines, the last hour, daily peaks, the alert lifecycle."""
 
     cfg: NabConfig
+    kind: Kind = Kind.COUNTS
     level: Level | None = None
     clock: seasonal.Profile = ()
     hour: deque[tuple[float, float, float]] = field(default_factory=deque)  # (time, count, expected)
@@ -78,13 +86,16 @@ class _Series:
     peaks: deque[float] = field(default_factory=deque)  # highest evidence of each past day
     day: int | None = None
     today: float = 0.0
-    firing: bool = False
+    learnt: bool = False  # a whole day has passed since the first point
+    firing: int = 0  # +1: an alert on a rise is open, -1: on a fall, 0: none
     cooldown: int = 0
     quiet_until: float = -math.inf
-    evidence: float = 0.0
+    rise: float = 0.0  # the change-point evidence of a rise
+    fall: float = 0.0  # and of a fall
 
     def __post_init__(self) -> None:
-        self.clock = seasonal.new(self.cfg.clock_buckets) if self.cfg.clock_buckets else ()
+        clocked = self.cfg.clock_buckets and self.kind is not Kind.SIGNED
+        self.clock = seasonal.new(self.cfg.clock_buckets) if clocked else ()
         self.peaks = deque(maxlen=max(self.cfg.novelty_days, 1))
 
     def factor(self, t: float) -> float:
@@ -104,27 +115,62 @@ class _Series:
             return -math.inf
         return negatives_z(round(total), mean, dispersion(level))
 
+    def evidence(self, t: float, x: float, level: Level) -> Evidence:
+        """The point's evidence for its kind; a count's last hour stands in for a rise when it says more."""
+        cfg = self.cfg
+        if self.kind is not Kind.COUNTS:
+            ev = metric_evidence(x, level, cfg.z / 2)
+            return ev if cfg.two_sided else replace(ev, down=0.0, big_down=False)
+        ev = count_evidence(x, level, cfg.min_ratio, cfg.count_drops)
+        hour_z = self.sustained_z(t, x, level.mean, level)
+        return replace(ev, up=hour_z, big_up=True) if hour_z > ev.up else ev
+
+    def calm(self, x: float, level: Level, ev: Evidence) -> bool:
+        """Whether the open alert resolves: its side's z below half the bar (a count: or halfway back)."""
+        z, _ = ev.toward(self.firing)
+        if z < self.cfg.z / 2 or self.kind is not Kind.COUNTS:
+            return z < self.cfg.z / 2
+        halfway = (1 + self.cfg.min_ratio) / 2
+        return x < halfway * level.mean if self.firing > 0 else x * halfway > level.mean
+
     def bar(self, t: float, z: float) -> float:
         """The evidence a point needs: ``z``, or the highest daily peak of the last ``novelty_days``."""
         day = math.floor(t / DAY_S)
         if self.day is not None and day != self.day:
-            self.peaks.append(self.today)
-            self.today = 0.0
+            first = self.today if self.learnt else min(self.today, self.cfg.first_day_cap * self.cfg.z)
+            self.peaks.append(first)  # the first day's z's are the clock still learning: capped
+            self.learnt, self.today = True, 0.0
         self.day = day
         self.today = max(self.today, z)
         if self.cfg.novelty_days <= 0 or len(self.peaks) < 2:
             return self.cfg.z
         return max(self.cfg.z, max(self.peaks))
 
-    def learn(self, t: float, x: float, f: float, outlier: bool = False) -> None:
-        """Fold the point into the level (deseasonalised) and its clock bucket; a point past the ratio bar
-        teaches them at the ``*_outlier_weight`` (1: as any point, which measured best on NAB)."""
+    def learn(self, t: float, x: float, f: float, outlier: bool = False, weight: float = 1.0) -> None:
+        """Fold the point into the level (deseasonalised) and its clock bucket at ``weight``; a point past
+        the ratio bar teaches them at the ``*_outlier_weight`` (1: as any point, which measured best on NAB)."""
         cfg = self.cfg
         if self.clock and self.level is not None:
-            weight = cfg.clock_outlier_weight if outlier else 1.0
-            self.clock = seasonal.update(self.clock, t, x, self.level.mean, alpha=cfg.clock_alpha, weight=weight)
-        lw = cfg.level_outlier_weight if outlier else 1.0
-        self.level = update_level(self.level, x / f, cfg.alpha, cfg.clip, weight=lw, dev_alpha=cfg.dev_alpha)
+            cw = weight * (cfg.clock_outlier_weight if outlier else 1.0)
+            self.clock = seasonal.update(self.clock, t, x, self.level.mean, alpha=cfg.clock_alpha, weight=cw)
+        lw = weight * (cfg.level_outlier_weight if outlier else 1.0)
+        scale = None if self.kind is Kind.COUNTS or self.level is None else metric_scale(self.level)
+        self.level = update_level(self.level, x / f, cfg.alpha, cfg.clip, weight=lw, dev_alpha=cfg.dev_alpha,
+                                  scale=scale)
+
+
+def _fire(s: _Series, t: float, ev: Evidence, bar: float) -> float:
+    """Add the point to both change-point sums; fire on the larger when it passes the bar. Returns the score."""
+    cfg = s.cfg
+    s.rise = max(s.rise + (ev.up if ev.big_up else 0.0) - cfg.drift, 0.0)
+    s.fall = max(s.fall + (ev.down if ev.big_down else 0.0) - cfg.drift, 0.0)
+    direction = 1 if s.rise >= s.fall else -1
+    evidence, big = max(s.rise, s.fall), ev.toward(direction)[1]
+    score = logistic(evidence - bar, 0.0, cfg.width)
+    if not (big and evidence >= bar):
+        return min(score, 0.5) * (1.0 if big else 0.5)
+    s.firing, s.rise, s.fall, s.quiet_until = direction, 0.0, 0.0, t + cfg.quiet_s
+    return score
 
 
 def _score(s: _Series, t: float, x: float) -> float:
@@ -134,36 +180,30 @@ def _score(s: _Series, t: float, x: float) -> float:
         s.learn(t, x, f)
         return 0.0
     level = Level(s.level.mean * f, s.level.dev * f, s.level.n)  # the level at this hour of the clock
-    z, big = point_z(x, level), x >= cfg.min_ratio * level.mean
-    hour_z = s.sustained_z(t, x, level.mean, level)
-    if hour_z > z:
-        z, big = hour_z, True
-    bar = s.bar(t, z if big else 0.0)
-    if s.firing:  # the baselines are frozen while firing, as in the stream detector
-        if z < cfg.z / 2 or x < (1 + cfg.min_ratio) / 2 * level.mean:
-            s.firing, s.cooldown = False, cfg.cooldown
+    ev = s.evidence(t, x, level)
+    bar = s.bar(t, max(ev.up if ev.big_up else 0.0, ev.down if ev.big_down else 0.0))
+    if s.firing:  # the baselines learn slowly while firing: a new normal ends the alert in about a day
+        if s.calm(x, level, ev):
+            s.firing, s.cooldown = 0, cfg.cooldown
+        s.learn(t, x, f, weight=cfg.firing_weight)
         return 0.0
     score = 0.0
     if s.cooldown > 0 or t < s.quiet_until:
         s.cooldown = max(s.cooldown - 1, 0)
     else:
-        s.evidence = max(s.evidence + (z if big else 0.0) - cfg.drift, 0.0)
-        s.firing = big and s.evidence >= bar
-        score = logistic(s.evidence - bar, 0.0, cfg.width)
-        score = score if s.firing else min(score, 0.5) * (1.0 if big else 0.5)
-        if s.firing:
-            s.evidence, s.quiet_until = 0.0, t + cfg.quiet_s
-    s.learn(t, x, f, big)
+        score = _fire(s, t, ev, bar)
+    s.learn(t, x, f, ev.big_up or ev.big_down)
     return score
 
 
 def surge_scores(values: Sequence[float], cfg: NabConfig, times: Sequence[float] | None = None) -> list[float]:
-    """One anomaly score in [0, 1] per value, causal: each depends only on the values before it.
+    """One anomaly score in [0, 1] per value, causal: each depends only on the values before it (the
+    series' kind is read from the whole of it: a property of the metric, not of time).
 
     ``times`` are the points' epoch seconds (UTC); without them, NAB's 5-minute steps from the epoch.
     """
     ts = times if times is not None else [i * NAB_STEP_S for i in range(len(values))]
-    s = _Series(cfg)
+    s = _Series(cfg, series_kind(values))
     return [_score(s, float(t), float(x)) for t, x in zip(ts, values, strict=True)]
 
 
@@ -202,8 +242,10 @@ def score_file(src: Path, dst: Path, cfg: NabConfig) -> int:
     return len(rows)
 
 
-def score_tree(data: Path, out: Path, cfg: NabConfig) -> tuple[list[tuple[Path, int]], list[tuple[Path, str]]]:
-    """Score every NAB-format CSV under ``data`` into ``out``, mirroring relative paths.
+def score_tree(data: Path, out: Path, cfg: NabConfig,
+               prefix: str = "") -> tuple[list[tuple[Path, int]], list[tuple[Path, str]]]:
+    """Score every NAB-format CSV under ``data`` into ``out``, mirroring relative paths (each file name
+    after ``prefix``: NAB's results layout wants ``<detector>_<file>``).
 
     Returns the files scored (with their rows) and the CSVs skipped (with why); a file with a
     NAB header but a bad value raises, since a partial benchmark would be silently wrong.
@@ -213,7 +255,7 @@ def score_tree(data: Path, out: Path, cfg: NabConfig) -> tuple[list[tuple[Path, 
     skipped: list[tuple[Path, str]] = []
     for rel in files:
         try:
-            scored.append((rel, score_file(data / rel, out / rel, cfg)))
+            scored.append((rel, score_file(data / rel, out / rel.with_name(prefix + rel.name), cfg)))
         except NotNabFormat as exc:
             skipped.append((rel, str(exc)))
     if not scored:
