@@ -190,6 +190,40 @@ def test_a_batch_holds_every_record_polled_until_the_timeout() -> None:
     assert h.events == ["write", "commit"] and len(h.writer.written["trends"]) == 2
 
 
+def test_run_ships_what_it_has_once_the_writer_is_free_instead_of_waiting_out_the_timeout() -> None:
+    """The end of a backlog, or a quiet topic: one record and nothing behind it is written at once, not a
+    batch timeout later (run only; step keeps filling until the timeout, as the test above shows)."""
+    h = Harness([Rec(TRENDS, 0, 0, None, trend("A"))])
+    h.sink.run(lambda: len(h.consumer.commits) >= 1)
+    assert h.writer.times == [1000.0]
+
+
+def test_run_keeps_filling_a_batch_while_the_writer_is_busy() -> None:
+    """Natural batching: records that arrive while a write is in flight join the next batch, not one each (a
+    sink that shipped whenever a poll came back empty would write 1, 1, 1, 1)."""
+    polls = [[Rec(TRENDS, 0, i, None, trend(f"K{i}"))] for i in range(4)]
+    h = Harness(*polls)
+    writing, sizes, write, poll = threading.Event(), [], h.writer.write, h.consumer.poll
+
+    def arriving(timeout_ms: int, max_records: int) -> dict[TP, list[Rec]]:
+        if len(h.consumer.polls) < 4 and not writing.is_set():
+            h.clock.now += timeout_ms / 1000
+            return {}  # records 1-3 arrive only once the first write has begun
+        return poll(timeout_ms=timeout_ms, max_records=max_records)
+
+    def slow_first(rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> dict[str, int]:
+        sizes.append(sum(map(len, rows.values())))
+        writing.set()
+        while len(sizes) == 1 and h.consumer.polls:  # the other three are polled while this write is in flight
+            threading.Event().wait(0.001)
+        return write(rows)
+
+    h.consumer.poll = arriving  # type: ignore[method-assign]
+    h.writer.write = slow_first  # type: ignore[method-assign]
+    h.sink.run(lambda: sum(sizes) >= 4 and len(h.consumer.commits) >= len(sizes))
+    assert sizes == [1, 3]
+
+
 def test_a_failed_write_is_retried_with_the_same_rows_and_nothing_is_committed_until_it_succeeds() -> None:
     h = Harness([Rec(TRENDS, 0, 0, None, trend()), Rec(ALERTS, 0, 0, None, alert())], failures=3)
     h.sink.step(lambda: False)

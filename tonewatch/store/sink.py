@@ -52,6 +52,7 @@ TOPIC_KINDS = {"trends": "trends", "alerts": "alerts", INCIDENTS: "incidents", "
 STAGE = "sink"
 BACKOFF_START_S, BACKOFF_CAP_S = 1.0, 30.0
 RETENTION_EVERY_S = 3600.0
+EAGER_POLL_S = 0.02  # while a write is in flight, how often a batch in hand asks whether the writer is free
 # the database refuses these rows themselves (a NUL in a text, a value out of range): retrying cannot help
 REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 REFUSAL = (*REFUSED, StoreError)  # what Sink.database raises for a refused row: psycopg's error, or the store's on it
@@ -129,7 +130,7 @@ class Sink:
                         self._settle_all(pending)  # retention needs the connection the write holds
                     if not pending:
                         self.retention(stop)
-                    batch = self.collect(stop)
+                    batch = self.collect(stop, lambda: not pending or pending[-1][1].done())
                     self._settle_all(pending)
                     if batch.count:
                         pending.append((batch, pool.submit(self.write_rows, batch, lambda: stop() or abandon.is_set())))
@@ -153,16 +154,25 @@ class Sink:
             self.offsets.follow()
 
     # --- reading -------------------------------------------------------------------------------
-    def collect(self, stop: Callable[[], bool]) -> Batch:
-        """A batch, its offsets where it ends (:meth:`Committer.reached`)."""
+    def collect(self, stop: Callable[[], bool], writer_free: Callable[[], bool] | None = None) -> Batch:
+        """A batch, its offsets where it ends (:meth:`Committer.reached`).
+
+        With ``writer_free``, a batch in hand goes as soon as the writer is free and nothing more is waiting,
+        instead of at the timeout: it grows while a write is in flight (natural batching), so a backlog is
+        written in full batches and the last records of one, or a quiet topic's, are not held back."""
         batch = Batch()
         deadline = self.clock() + self.store.batch_timeout_s
         while batch.count < self.store.batch_records and not stop():
             left = deadline - self.clock()
             if left <= 0:
                 break
-            polled = self.consumer.poll(timeout_ms=max(1, int(left * 1000)),
+            eager = writer_free is not None and batch.count > 0
+            free = writer_free is not None and batch.count > 0 and writer_free()
+            wait = 0.0 if free else min(left, EAGER_POLL_S) if eager else left
+            polled = self.consumer.poll(timeout_ms=int(wait * 1000) if free else max(1, int(wait * 1000)),
                                         max_records=self.store.batch_records - batch.count)
+            if free and not polled:
+                break
             for tp, records in polled.items():
                 for r in records:
                     self.add(batch, tp, r)
