@@ -128,8 +128,10 @@ class _Series:
     def calm(self, x: float, level: Level, ev: Evidence) -> bool:
         """Whether the open alert resolves: its side's z below half the bar (a count: or halfway back)."""
         z, _ = ev.toward(self.firing)
-        if z < self.cfg.z / 2 or self.kind is not Kind.COUNTS:
-            return z < self.cfg.z / 2
+        if z < self.cfg.z / 2:
+            return True
+        if self.kind is not Kind.COUNTS:
+            return False
         halfway = (1 + self.cfg.min_ratio) / 2
         return x < halfway * level.mean if self.firing > 0 else x * halfway > level.mean
 
