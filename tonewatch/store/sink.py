@@ -155,21 +155,15 @@ class Sink:
 
     # --- reading -------------------------------------------------------------------------------
     def collect(self, stop: Callable[[], bool], writer_free: Callable[[], bool] | None = None) -> Batch:
-        """A batch, its offsets where it ends (:meth:`Committer.reached`).
-
-        With ``writer_free``, a batch in hand goes as soon as the writer is free and nothing more is waiting,
-        instead of at the timeout: it grows while a write is in flight (natural batching), so a backlog is
-        written in full batches and the last records of one, or a quiet topic's, are not held back."""
+        """A batch, its offsets where it ends (:meth:`Committer.reached`). With ``writer_free`` it goes once the
+        writer is free and nothing more waits, growing while a write is in flight (natural batching)."""
         batch = Batch()
         deadline = self.clock() + self.store.batch_timeout_s
-        while batch.count < self.store.batch_records and not stop():
-            left = deadline - self.clock()
-            if left <= 0:
-                break
+        while batch.count < self.store.batch_records and not stop() and (left := deadline - self.clock()) > 0:
             eager = writer_free is not None and batch.count > 0
             free = writer_free is not None and batch.count > 0 and writer_free()
             wait = 0.0 if free else min(left, EAGER_POLL_S) if eager else left
-            polled = self.consumer.poll(timeout_ms=int(wait * 1000) if free else max(1, int(wait * 1000)),
+            polled = self.consumer.poll(timeout_ms=max(0 if free else 1, int(wait * 1000)),
                                         max_records=self.store.batch_records - batch.count)
             if free and not polled:
                 break
