@@ -119,8 +119,7 @@ class _Series:
         """The point's evidence for its kind; a count's last hour stands in for a rise when it says more."""
         cfg = self.cfg
         if self.kind is not Kind.COUNTS:
-            ev = metric_evidence(x, level, cfg.z / 2)
-            return ev if cfg.two_sided else replace(ev, down=0.0, big_down=False)
+            return metric_evidence(x, level, cfg.z / 2, falls=cfg.two_sided)
         ev = count_evidence(x, level, cfg.min_ratio, cfg.count_drops)
         hour_z = self.sustained_z(t, x, level.mean, level)
         return replace(ev, up=hour_z, big_up=True) if hour_z > ev.up else ev

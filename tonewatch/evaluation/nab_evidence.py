@@ -88,10 +88,11 @@ def metric_scale(level: Level) -> float:
     return max(MAD_TO_SIGMA * level.dev, REL_FLOOR * abs(level.mean), 1e-9)
 
 
-def metric_evidence(x: float, level: Level, bar: float) -> Evidence:
-    """A metric's robust z either way; past ``bar`` it counts as big (the relaxed half of the firing bar)."""
+def metric_evidence(x: float, level: Level, bar: float, falls: bool = True) -> Evidence:
+    """A metric's robust z, up and (if ``falls``) down; past ``bar`` it counts as big (the relaxed half of the
+    firing bar)."""
     if not math.isfinite(x) or not math.isfinite(level.mean):
         return Evidence()
     z = (x - level.mean) / metric_scale(level)
-    up, down = max(z, 0.0), max(-z, 0.0)
+    up, down = max(z, 0.0), max(-z, 0.0) if falls else 0.0
     return Evidence(up=up, down=down, big_up=up >= bar, big_down=down >= bar)

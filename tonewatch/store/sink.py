@@ -160,9 +160,9 @@ class Sink:
         batch = Batch()
         deadline = self.clock() + self.store.batch_timeout_s
         while batch.count < self.store.batch_records and not stop() and (left := deadline - self.clock()) > 0:
-            eager = writer_free is not None and batch.count > 0
-            free = writer_free is not None and batch.count > 0 and writer_free()
-            wait = 0.0 if free else min(left, EAGER_POLL_S) if eager else left
+            ready = writer_free if batch.count else None  # an empty batch waits for records, not the writer
+            free = ready is not None and ready()
+            wait = 0.0 if free else left if ready is None else min(left, EAGER_POLL_S)
             polled = self.consumer.poll(timeout_ms=max(0 if free else 1, int(wait * 1000)),
                                         max_records=self.store.batch_records - batch.count)
             if free and not polled:
