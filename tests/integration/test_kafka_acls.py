@@ -8,6 +8,7 @@ one without an ACL on ``subscriptions`` is refused.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka.admin import ACL, ACLOperation, ACLPermissionType, KafkaAdminClient, ResourcePattern, ResourceType
@@ -253,3 +255,43 @@ def test_the_worker_and_the_notifier_run_under_their_principals(broker: Broker, 
         notifier.terminate()
         notifier.wait(timeout=30)
         stop_triton(triton)
+
+
+def test_the_sink_stores_under_its_principal(broker: Broker, tmp_path: Path) -> None:
+    """The sink's librdkafka consumer (tonewatch/core/rdkafka.py) logs in with SCRAM over verified TLS, reads what
+    its ACLs allow, and commits its group's offsets."""
+    import threading
+
+    from tests.integration.postgres import running_postgres
+    from tonewatch.store.sink import create_sink_metrics, run_sink
+
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    scored = {"id": "acl-1", "ts": now, "source": "chat", "text": "$TSLA dumping", "sentiment": "negative",
+              "sentiment_probs": {"negative": 0.9, "neutral": 0.05, "positive": 0.05}, "topic": "Stock Movement",
+              "topic_probs": {"Stock Movement": 1.0}, "tickers": ["TSLA"], "model_versions": {"sentiment": "1"}}
+    _send(broker.login("worker"), "scored", "acl-1", json.dumps(scored).encode())
+    with running_postgres(tmp_path / "pg") as pg:
+        settings = broker.login("sink").updated(store__dsn=SecretStr(pg.dsn))
+        metrics, stop_sink = create_sink_metrics(), threading.Event()
+        thread = threading.Thread(target=run_sink, args=(settings, metrics, stop_sink.is_set), daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not _stored(pg.dsn, "acl-1"):  # with the worker test's messages, when it ran first
+                assert thread.is_alive() and time.monotonic() < deadline, "the sink stored nothing"
+                time.sleep(0.5)
+        finally:
+            stop_sink.set()
+            thread.join(30)
+        assert not thread.is_alive() and _stored(pg.dsn, "acl-1") == [["TSLA"]]
+        assert metrics.registry.get_sample_value("tonewatch_sink_errors_total", {"reason": "database"}) == 0
+
+
+def _stored(dsn: str, message_id: str) -> list[Any]:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        try:
+            return [r[0] for r in conn.execute("SELECT tickers FROM messages WHERE id = %s", (message_id,))]
+        except psycopg.errors.UndefinedTable:  # not migrated yet
+            return []

@@ -171,6 +171,26 @@ def test_a_message_twice_in_one_batch_is_written_once(conn: psycopg.Connection[A
         (row[0], row[1], row[3], row[8], json.loads(row[6]))]
 
 
+def test_awkward_text_comes_back_as_it_was_written(conn: psycopg.Connection[Any]) -> None:
+    """The sink's own COPY text (tonewatch/store/copy_text.py), made ahead by CopyRows and by the writer alike."""
+    from tonewatch.store.copy_text import CopyRows
+
+    base = _rows(_records())["scored"][0]
+    texts = ["tab\there", "lines\nand\r\nreturns", "back\\slash \\N \\.", 'quotes " and {braces}, commas',
+             "émoji 🚀📉 ünïcode", "\\u0000 spelt out", "NULL"]
+    lists = [[], ["NULL"], ['a"b', "c\\d", "{x,y}"], ["BRK.B", "tab\tin"], ["sp ace"], [""], ["z"]]
+    ahead = CopyRows()
+    rows = [(f"odd-{i}", base[1], "chat", text, *base[4:8], tickers, ["S, with comma"], base[10])
+            for i, (text, tickers) in enumerate(zip(texts, lists, strict=True))]
+    for row in rows[:4]:
+        ahead.append(row)
+    writer = StoreWriter(conn)
+    assert writer.write({"scored": ahead}) == {"scored": 4}
+    assert writer.write({"scored": rows[4:]}) == {"scored": 3}
+    found = conn.execute("SELECT id, text, tickers, sectors FROM messages WHERE id LIKE 'odd-%' ORDER BY id").fetchall()
+    assert found == [(r[0], r[3], r[8], r[9]) for r in rows]
+
+
 def _volume(c: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
     return c.execute("SELECT ticker, source, minute, messages FROM ticker_volume ORDER BY 1, 3").fetchall()
 

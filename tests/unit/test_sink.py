@@ -1,5 +1,5 @@
 """The sink loop (tonewatch/store/sink.py) with a fake consumer, connection and writer: offsets move only after the
-database commit, a failed write is retried with the same rows, bad records are dead-lettered; and durations."""
+database commit, a failed write is retried with the same rows, bad records are dead-lettered."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ import itertools
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date
 from typing import Any, NamedTuple
 
 import psycopg
 import pytest
-from typer.testing import CliRunner
 
 from tests.fakes import FakeClock
-from tonewatch.commands.store import parse_duration, table
-from tonewatch.core.errors import InvalidInput
 from tonewatch.core.service_sections import StoreSettings
 from tonewatch.store.errors import StoreError
 from tonewatch.store.sink import Sink, create_sink_metrics
@@ -183,6 +180,30 @@ def test_run_reads_the_next_batch_while_one_is_written_and_commits_each_only_as_
     assert [r[1] for r in h.writer.written["trends"]] == ["A", "B"]
 
 
+def test_run_starts_the_next_write_before_it_commits_the_last_batchs_offsets() -> None:
+    """An offset commit is a round trip to the broker: made while the next batch is written, the database does
+    not wait for it. The offsets still follow their own batch's database commit, in the order read."""
+    h = Harness([Rec(TRENDS, 0, 0, None, trend("A"))], [Rec(TRENDS, 0, 1, None, trend("B"))], batch_records=1)
+    second_write, overlapped = threading.Event(), []
+    commit, write = h.consumer.commit, h.writer.write
+
+    def second_starts(rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> dict[str, int]:
+        if h.writer.attempts:
+            second_write.set()
+        return write(rows)
+
+    def first_commit_waits_for_the_second_write(offsets: Mapping[Any, Any]) -> None:
+        if not overlapped:
+            overlapped.append(second_write.wait(5))
+        commit(offsets)
+
+    h.writer.write = second_starts  # type: ignore[method-assign]
+    h.consumer.commit = first_commit_waits_for_the_second_write  # type: ignore[method-assign]
+    h.sink.run(lambda: len(h.consumer.commits) >= 2)
+    assert overlapped == [True]
+    assert h.consumer.commits == [{TP(TRENDS, 0): 1}, {TP(TRENDS, 0): 2}]
+
+
 def test_a_batch_holds_every_record_polled_until_the_timeout() -> None:
     """Two polls, one transaction: a sink that wrote each poll would show two writes."""
     h = Harness([Rec(TRENDS, 0, 0, None, trend("A"))], [Rec(TRENDS, 0, 1, None, trend("B"))])
@@ -310,38 +331,6 @@ def test_retention_runs_at_the_start_and_then_hourly() -> None:
     h.clock.now += 3600
     h.sink.step(lambda: False)
     assert h.expired == [date(2026, 1, 1)] * 2
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("30m", timedelta(minutes=30)), ("7d", timedelta(days=7)), ("12h", timedelta(hours=12)),
-    ("2w", timedelta(weeks=2)), ("90s", timedelta(seconds=90)), (" 7D ", timedelta(days=7)),
-])
-def test_durations(text: str, expected: timedelta) -> None:
-    assert parse_duration(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "7", "d", "0d", "-1d", "1.5h", "7x", "7d12h", "seven days"])
-def test_what_is_not_a_duration_is_refused(text: str) -> None:
-    with pytest.raises(InvalidInput, match="not a duration"):
-        parse_duration(text)
-
-
-def test_a_table_aligns_columns_and_shows_hostile_text_harmlessly() -> None:
-    out = table([{"key": "TSLA", "z": 5.0, "text": "crash\x1b[2J\r\nFORGED"}, {"key": "AAPL", "z": 12.25, "text": "x"}])
-    lines = out.splitlines()
-    assert len(lines) == 3 and lines[0].split() == ["key", "z", "text"]
-    assert lines[1].index("5") == lines[2].index("12.2") + 3  # numbers right-aligned
-    assert all(c.isprintable() for c in out.replace("\n", ""))
-
-
-def test_the_history_commands_refuse_without_a_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tonewatch.cli import app
-
-    monkeypatch.delenv("TONEWATCH_STORE__DSN", raising=False)
-    for args in (["trends", "TSLA"], ["alerts", "history"], ["messages", "search", "recall"], ["sink"]):
-        out = CliRunner().invoke(app, args)
-        assert out.exit_code == 2, (args, out.output)
-        assert "error: no store configured (TONEWATCH_STORE__DSN, or run 'tonewatch up')" in out.output
 
 
 def test_transaction_markers_after_the_last_record_are_committed_too_so_the_lag_reaches_zero() -> None:

@@ -26,6 +26,7 @@ from streams.windows.trends import trend_record
 from tonewatch.core.kafka_io import ensure_topics, producer
 from tonewatch.core.settings import Settings
 from tonewatch.perf.workload import bench_messages
+from tonewatch.store.handoff import quick_handoff
 from tonewatch.store.schema import migrate
 from tonewatch.store.sink import Sink, create_sink_metrics, kafka_dead_letters, sink_consumer, topic_kinds
 
@@ -129,15 +130,16 @@ def measure_sink(settings: Settings, n: int, timeout_s: float = 600.0) -> dict[s
                 kafka_dead_letters(out, dead_topic), metrics, local.store, kinds)
     stop = threading.Event()
     thread = threading.Thread(target=sink.run, args=(stop.is_set,), name="sink-bench", daemon=True)
-    thread.start()
-    try:
-        if not consumer.done.wait(timeout_s):
-            raise TimeoutError(f"the sink had not committed {ends} records within {timeout_s:.0f}s")
-    finally:
-        stop.set()
-        thread.join(60)
-        consumer.close()
-        out.close()
+    with quick_handoff():  # as run_sink
+        thread.start()
+        try:
+            if not consumer.done.wait(timeout_s):
+                raise TimeoutError(f"the sink had not committed {ends} records within {timeout_s:.0f}s")
+        finally:
+            stop.set()
+            thread.join(60)
+            consumer.close()
+            out.close()
     written = {k: int(metrics.registry.get_sample_value("tonewatch_sink_rows_total", {"kind": k}) or 0)
                for k in ("scored", "trends")}
     seconds = (consumer.finished or 0.0) - (consumer.first or 0.0)

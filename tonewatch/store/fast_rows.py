@@ -34,10 +34,11 @@ _DECODER = msgspec.json.Decoder(_Scored)
 _ENCODER = msgspec.json.Encoder()
 
 
-def _plain(*texts: str) -> bool:
-    """Non-empty, and nothing PostgreSQL refuses. msgspec already refused invalid UTF-8, unpaired surrogates and
-    numbers that are not finite (NaN, 1e999), which jsonb cannot hold either."""
-    return all(t and "\x00" not in t for t in texts)
+def _has_nul(raw: bytes) -> bool:
+    """Whether the record may hold a NUL, which PostgreSQL's text and jsonb refuse. JSON escapes it (a raw control
+    character is invalid JSON, and msgspec refuses it), so one search of the bytes covers every field; an escaped
+    backslash before ``u0000`` is a false alarm, and sends the record down the careful path."""
+    return b"\\u0000" in raw
 
 
 def scored_row_from_json(raw: bytes) -> Row | None:
@@ -46,13 +47,10 @@ def scored_row_from_json(raw: bytes) -> Row | None:
         doc = _DECODER.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):  # ValidationError is a DecodeError; named for readers
         return None
-    probs = {"sentiment": doc.sentiment_probs, "topic": doc.topic_probs}
-    if not _plain(doc.id, doc.source, doc.text, doc.sentiment, doc.topic):
+    if _has_nul(raw) or not (doc.id and doc.source and doc.text and doc.sentiment and doc.topic):
         return None
-    probs_json = _ENCODER.encode(probs).decode()
+    probs_json = _ENCODER.encode({"sentiment": doc.sentiment_probs, "topic": doc.topic_probs}).decode()
     versions_json = _ENCODER.encode(doc.model_versions).decode()
-    if "\\u0000" in probs_json or "\\u0000" in versions_json or "\x00" in "".join(doc.tickers + doc.sectors):
-        return None
     try:
         ts = timestamp(doc.ts, "ts")
     except ValueError:  # InvalidRecord is one: to_row gives the reason

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.control.rejects import load_json
+from tonewatch.core.errors import InvalidInput
 from tonewatch.store.errors import InvalidRecord
 
 KINDS = ("trends", "alerts", "incidents", "scored", "model_events")
@@ -212,6 +214,17 @@ _MAPPERS: dict[str, Callable[[Mapping[str, Any]], Row]] = {
     "trends": trends_row, "alerts": alerts_row, "incidents": incidents_row, "scored": scored_row,
     "model_events": model_events_row,
 }
+
+
+def json_object(value: bytes | None, kind: str) -> dict[str, Any]:
+    """A record's value as the JSON object it must be; the refusal's reason names the kind, as :func:`to_row`'s."""
+    try:
+        doc = load_json(value)
+    except InvalidInput as exc:
+        raise InvalidRecord(f"{kind} record: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidRecord(f"{kind} record: not a JSON object but {type(doc).__name__}")
+    return doc
 
 
 def to_row(kind: str, record: Mapping[str, Any]) -> Row:

@@ -111,6 +111,8 @@ def ensure_day_partitions(conn: psycopg.Connection[Any], days: Iterable[date]) -
     wanted = {partition_name(d): d for d in days}
     if not wanted:
         return
+    if conn.info.transaction_status == pq.TransactionStatus.INTRANS and set(wanted) <= _existing(conn):
+        return  # the usual case, read in the caller's transaction: no savepoint, two round trips fewer
     with conn.transaction():
         if set(wanted) <= _existing(conn):
             return

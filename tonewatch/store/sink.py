@@ -21,27 +21,29 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import psycopg
-from kafka.consumer import KafkaConsumer
 from kafka.producer import KafkaProducer
 from kafka.structs import TopicPartition
 
-from streams.control.rejects import load_json, preview
+from streams.control.rejects import preview
 from streams.errors import input_dead_letter
 from streams.knowledge import load_sectors
 from tonewatch.core.errors import InvalidInput, TonewatchError
-from tonewatch.core.kafka_io import READER, client_config, ensure_topics, producer
+from tonewatch.core.kafka_io import ensure_topics, producer
+from tonewatch.core.rdkafka import RdConsumer, committing_consumer
 from tonewatch.core.sections import KafkaSettings
 from tonewatch.core.service_sections import StoreSettings
 from tonewatch.core.settings import Settings
 from tonewatch.core.topics import INCIDENTS
+from tonewatch.store.copy_text import CopyRows
 from tonewatch.store.errors import StoreError
 from tonewatch.store.fast_rows import scored_row_from_json
+from tonewatch.store.handoff import quick_handoff
 from tonewatch.store.offsets import Committer
-from tonewatch.store.rows import to_row
+from tonewatch.store.rows import json_object, to_row
 from tonewatch.store.schema import drop_expired, migrate, sync_ticker_sectors
 from tonewatch.store.sink_metrics import SinkMetrics as SinkMetrics
 from tonewatch.store.sink_metrics import create_sink_metrics as create_sink_metrics
-from tonewatch.store.writer import StoreWriter
+from tonewatch.store.writer import StoreWriter, staged_sql
 
 log = logging.getLogger("tonewatch.sink")
 T = TypeVar("T")
@@ -69,11 +71,9 @@ def topic_kinds(kafka: KafkaSettings) -> dict[str, str]:
     return {kafka.topic(short): kind for short, kind in TOPIC_KINDS.items()}
 
 
-def sink_consumer(kafka: KafkaSettings) -> KafkaConsumer:
+def sink_consumer(kafka: KafkaSettings) -> RdConsumer:
     """The sink's own group; it reads only committed records and commits its offsets itself."""
-    return KafkaConsumer(*topic_kinds(kafka), **client_config(kafka), **READER, group_id=kafka.sink_group_id,
-                         auto_offset_reset="earliest", fetch_max_wait_ms=200,
-                         session_timeout_ms=int(kafka.session_timeout_s * 1000))
+    return committing_consumer(kafka, list(topic_kinds(kafka)), kafka.sink_group_id, **{"fetch.wait.max.ms": 200})
 
 
 def kafka_dead_letters(producer: KafkaProducer, topic: str, timeout_s: float = 30.0) -> DeadLetters:
@@ -131,10 +131,10 @@ class Sink:
                     if not pending:
                         self.retention(stop)
                     batch = self.collect(stop, lambda: not pending or pending[-1][1].done())
-                    self._settle_all(pending)
                     if batch.count:
                         pending.append((batch, pool.submit(self.write_rows, batch, lambda: stop() or abandon.is_set())))
-                    else:
+                    self._settle_all(pending, keep=1 if batch.count else 0)  # the last one's offsets as this one writes
+                    if not batch.count:
                         self.offsets.follow()
                 self._settle_all(pending)
             except Stopped:
@@ -179,23 +179,15 @@ class Sink:
         batch.offsets[tp] = r.offset + 1
         kind = self.kinds[tp.topic]
         row = scored_row_from_json(r.value) if kind == "scored" and isinstance(r.value, bytes) else None
-        if row is not None:
-            batch.rows.setdefault(kind, []).append(row)
-            batch.sources.append((kind, row, r))
-            return
-        try:
-            doc = load_json(r.value)
-            if not isinstance(doc, dict):
-                raise InvalidInput(f"not a JSON object but {type(doc).__name__}")
-        except InvalidInput as exc:
-            self.reject(batch, r, f"{kind} record: {exc}")
-            return
-        try:
-            row = to_row(kind, doc)
-        except InvalidInput as exc:  # its reason names the kind already
-            self.reject(batch, r, str(exc))
-            return
-        batch.rows.setdefault(kind, []).append(row)
+        if row is None:
+            try:
+                row = to_row(kind, json_object(r.value, kind))
+            except InvalidInput as exc:  # its reason names the kind already
+                self.reject(batch, r, str(exc))
+                return
+        if kind not in batch.rows:  # a COPied kind's text is made here, while the last batch is written
+            batch.rows[kind] = CopyRows() if staged_sql(kind) is not None else []
+        batch.rows[kind].append(row)
         batch.sources.append((kind, row, r))
 
     def reject(self, batch: Batch, r: Any, reason: str) -> None:
@@ -231,9 +223,10 @@ class Sink:
         self.offsets.commit(batch.offsets)
         self.metrics.batch_seconds.observe(seconds + self.clock() - t0)
 
-    def _settle_all(self, pending: list[tuple[Batch, Future[float]]]) -> None:
-        while pending:
-            batch, write = pending.pop()
+    def _settle_all(self, pending: list[tuple[Batch, Future[float]]], keep: int = 0) -> None:
+        """The batches in the order read, all but the last ``keep``."""
+        while len(pending) > keep:
+            batch, write = pending.pop(0)
             self.settle(batch, write.result)
 
     def one_by_one(self, batch: Batch, stop: Callable[[], bool]) -> dict[str, int]:
@@ -344,7 +337,8 @@ def run_sink(settings: Settings, metrics: SinkMetrics, stop: Callable[[], bool])
     ensure_topics(settings.kafka, [*kinds, dead_topic])
     consumer, out = sink_consumer(settings.kafka), producer(settings.kafka)
     try:
-        Sink(consumer, connect, kafka_dead_letters(out, dead_topic), metrics, settings.store, kinds).run(stop)
+        with quick_handoff():
+            Sink(consumer, connect, kafka_dead_letters(out, dead_topic), metrics, settings.store, kinds).run(stop)
     finally:
         consumer.close()
         out.close()

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from tonewatch.store.copy_text import CopyRows, copy_line
 from tonewatch.store.errors import InvalidRecord, StoreError
 from tonewatch.store.rows import KINDS
 from tonewatch.store.schema import atomic, ensure_day_partitions
@@ -116,8 +117,8 @@ class StoreWriter:
         create, copy, insert = self._staged[kind]
         with self._conn.cursor() as cur:
             cur.execute(create.encode())  # a notice once it exists; its rows go at every commit
+            text = "".join(rows.lines if isinstance(rows, CopyRows) else map(copy_line, rows))
             with cur.copy(copy.encode()) as out:
-                for row in rows:
-                    out.write_row(row)
+                out.write(text.encode())
             cur.execute(insert.encode())
             return int(cur.fetchone()[0])  # type: ignore[index]  # the rows inserted (staged_sql selects them)
