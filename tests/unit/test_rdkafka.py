@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,19 @@ def test_rd_config_plaintext_sasl_and_tls() -> None:
     assert conf["ssl.certificate.location"] == "/c.pem" and conf["ssl.key.location"] == "/k.pem"
     system = rd_config(Settings().updated(kafka__security_protocol="SSL").kafka)
     assert system["ssl.ca.location"] == "probe" and "ssl.certificate.location" not in system
+
+
+def test_librdkafkas_own_log_goes_through_pythons_logging(caplog: pytest.LogCaptureFixture) -> None:
+    """Not to stderr, where the sink's log format and level would not apply. No broker listens on port 9."""
+    from tonewatch.core.rdkafka import committing_consumer
+
+    caplog.set_level(logging.INFO, logger="tonewatch.core.rdkafka")
+    consumer = committing_consumer(Settings().updated(kafka__bootstrap="127.0.0.1:9").kafka, ["t"], "g")
+    try:
+        for _ in range(10):
+            consumer.poll(timeout_ms=300)  # librdkafka's log is handed over while polling
+            if any(r.getMessage().startswith("FAIL") for r in caplog.records):
+                break
+    finally:
+        consumer.close()
+    assert any(r.getMessage().startswith("FAIL") and "127.0.0.1:9" in r.getMessage() for r in caplog.records)

@@ -54,7 +54,7 @@ def committing_consumer(kafka: KafkaSettings, topics: list[str], group_id: str, 
     conf = {**rd_config(kafka), "group.id": group_id, "enable.auto.commit": False,
             "enable.auto.offset.store": False, "isolation.level": "read_committed",
             "auto.offset.reset": "earliest", "session.timeout.ms": int(kafka.session_timeout_s * 1000),
-            "error_cb": _log_error, **extra}
+            "error_cb": _log_error, "logger": log, **extra}  # librdkafka's own log through Python's, not stderr
     consumer = Consumer(conf)
     consumer.subscribe(topics)
     return RdConsumer(consumer)
