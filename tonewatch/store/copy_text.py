@@ -2,7 +2,7 @@
 
 psycopg formats COPY rows through its generic adapters: 13 µs of a scored row, on the writer's thread, where
 it held the GIL the reader needed and delayed the database. The row's types are few and known (rows.py), so a
-line is a few string operations here; the writer then only sends the text (benchmarks/README.md).
+line is a few string operations here; the writer then only sends the text (docs/store.md#performance).
 """
 
 from __future__ import annotations

@@ -43,11 +43,13 @@ def _has_nul(raw: bytes) -> bool:
 
 def scored_row_from_json(raw: bytes) -> Row | None:
     """The ``messages`` row of a scored record, or ``None`` for :func:`~tonewatch.store.rows.to_row` to decide."""
+    if _has_nul(raw):
+        return None
     try:
         doc = _DECODER.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):  # ValidationError is a DecodeError; named for readers
         return None
-    if _has_nul(raw) or not (doc.id and doc.source and doc.text and doc.sentiment and doc.topic):
+    if not (doc.id and doc.source and doc.text and doc.sentiment and doc.topic):
         return None
     probs_json = _ENCODER.encode({"sentiment": doc.sentiment_probs, "topic": doc.topic_probs}).decode()
     versions_json = _ENCODER.encode(doc.model_versions).decode()

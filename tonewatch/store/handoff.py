@@ -1,7 +1,7 @@
 """The sink's two threads and the GIL: its writer waits on PostgreSQL's replies while its reader decodes records.
 
 At Python's default switch interval (5 ms) each reply waits up to 5 ms for the reader to let go of the GIL, and a
-batch takes about ten round trips: the sink wrote 12,900 rows/s, 14,500 at 0.2 ms (benchmarks/README.md).
+batch takes about ten round trips: the sink wrote 12,900 rows/s, 14,500 at 0.2 ms (docs/store.md#performance).
 """
 
 from __future__ import annotations

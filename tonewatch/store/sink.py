@@ -43,7 +43,7 @@ from tonewatch.store.rows import json_object, to_row
 from tonewatch.store.schema import drop_expired, migrate, sync_ticker_sectors
 from tonewatch.store.sink_metrics import SinkMetrics as SinkMetrics
 from tonewatch.store.sink_metrics import create_sink_metrics as create_sink_metrics
-from tonewatch.store.writer import StoreWriter, staged_sql
+from tonewatch.store.writer import COPIED_KINDS, StoreWriter
 
 log = logging.getLogger("tonewatch.sink")
 T = TypeVar("T")
@@ -186,7 +186,7 @@ class Sink:
                 self.reject(batch, r, str(exc))
                 return
         if kind not in batch.rows:  # a COPied kind's text is made here, while the last batch is written
-            batch.rows[kind] = CopyRows() if staged_sql(kind) is not None else []
+            batch.rows[kind] = CopyRows() if kind in COPIED_KINDS else []
         batch.rows[kind].append(row)
         batch.sources.append((kind, row, r))
 

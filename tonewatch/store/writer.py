@@ -47,6 +47,10 @@ _VOLUME = ("INSERT INTO ticker_volume (ticker, minute, source, messages) "
            "ON CONFLICT (ticker, minute, source) DO UPDATE SET messages = ticker_volume.messages + EXCLUDED.messages")
 
 
+# the DO NOTHING kinds (no column a newer record replaces): COPied through a temporary table (staged_sql)
+COPIED_KINDS = frozenset(kind for kind, table in _TABLES.items() if table[4] is None)
+
+
 def staged_sql(kind: str) -> tuple[str, str, str] | None:
     """For a DO NOTHING kind: its temporary table's creation (emptied at each commit), its COPY, and the INSERT
     from it; None for the others. The temporary table takes the table's columns and NOT NULLs (LIKE), so a row
